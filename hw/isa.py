@@ -1,0 +1,665 @@
+"""The NPU instruction set, defined once.
+
+Every instruction is 128 bits. Its formats are the ``amaranth.lib.data`` layouts
+and ``amaranth.lib.enum`` enums below; the RTL decoder views instruction words
+through them, and the Python encoder and decoder, the assembler, the
+disassembler, the functional model and ``docs/isa.md`` are all derived from the
+same objects, so they cannot disagree.
+
+Dependency tokens follow VTA: the load, compute and store queues each run in
+order; ``pop_*`` waits for (and takes) a token from a neighbouring queue before
+the instruction runs, ``push_*`` gives one after it completes. For the load
+queue "next" is compute; for compute "prev" is load and "next" is store; for
+store "prev" is compute.
+
+Run ``python -m hw.isa`` to print the ISA document.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable, Iterator
+
+from amaranth.hdl import Shape
+from amaranth.lib import data, enum
+
+__all__ = [
+    "INSN_BITS", "Opcode", "Mem", "AluOp", "Queue", "CfgKey", "ErrorCode", "TokenQueue",
+    "HEADER", "LAYOUTS", "INSTRUCTION", "FIELD_DOCS", "Instruction", "ISAError",
+    "encode", "decode", "queue_of", "allowed_deps", "fields_of", "isa_markdown",
+    "load", "store", "gemm", "alu", "config", "sync", "finish",
+]
+
+INSN_BITS = 128
+
+
+class Opcode(enum.Enum, shape=3):
+    """Instruction class."""
+    LOAD = 0
+    STORE = 1
+    GEMM = 2
+    ALU = 3
+    CONFIG = 4
+    SYNC = 5
+    FINISH = 6
+
+
+class Mem(enum.Enum, shape=2):
+    """Target memory of a LOAD."""
+    SPAD = 0   #: scratchpad: int8 elements, rows of ``rows`` elements
+    ACC = 1    #: accumulator: int8 elements from DRAM, sign-extended to int32, rows of ``cols``
+    PARAM = 2  #: parameter memory: int32 elements, rows of ``cols``
+
+
+class AluOp(enum.Enum, shape=3):
+    """Operation of an ALU instruction, element-wise on int32 accumulator rows."""
+    MOV = 0  #: d = s
+    ADD = 1  #: d = d + s (wraps)
+    SUB = 2  #: d = d - s (wraps)
+    MUL = 3  #: d = low 32 bits of d * s
+    MAX = 4  #: d = max(d, s)
+    MIN = 5  #: d = min(d, s)
+    SHR = 6  #: d = d >> (s & 31), arithmetic (rounds toward minus infinity)
+    SHL = 7  #: d = d << (s & 31) (wraps)
+
+
+class Queue(enum.Enum, shape=2):
+    """An instruction queue."""
+    LOAD = 0
+    COMPUTE = 1
+    STORE = 2
+
+
+class CfgKey(enum.Enum, shape=4):
+    """Register written by CONFIG."""
+    LAYER = 0  #: current layer id, for per-layer performance accounting
+
+
+class ErrorCode(enum.Enum, shape=4):
+    """Why the NPU stopped in the error state (read from the ERROR CSR)."""
+    NONE = 0
+    ILLEGAL_OPCODE = 1   #: opcode not in :class:`Opcode`, or an enum field with no member
+    FIELD_RANGE = 2      #: a field out of its allowed range for this configuration
+    DMA_WINDOW = 3       #: a DRAM access (instruction fetch included) outside the DMA window
+    DEADLOCK = 4         #: every queue waits for a token that nothing can give
+
+
+class TokenQueue(enum.Enum, shape=2):
+    """The four dependency-token queues, named producer to consumer."""
+    L2C = 0
+    C2L = 1
+    C2S = 2
+    S2C = 3
+
+
+HEADER = data.StructLayout({
+    "opcode": Opcode,
+    "pop_prev": 1,
+    "pop_next": 1,
+    "push_prev": 1,
+    "push_next": 1,
+})
+
+LAYOUTS: dict[Opcode, data.StructLayout] = {
+    Opcode.LOAD: data.StructLayout({
+        "hdr": HEADER,
+        "mem": Mem,
+        "sram": 14,
+        "dram": 32,
+        "y_size": 10,
+        "x_size": 10,
+        "y_stride": 18,
+        "x_stride": 12,
+        "length": 7,
+        "pad_top": 2,
+        "pad_bottom": 2,
+        "pad_left": 2,
+        "pad_right": 2,
+        "pad_value": Shape(8, True),
+    }),
+    Opcode.STORE: data.StructLayout({
+        "hdr": HEADER,
+        "acc": 14,
+        "dram": 32,
+        "rows": 12,
+        "stride": 18,
+        "length": 7,
+        "param": 10,
+        "out_zp": Shape(8, True),
+        "clamp_lo": Shape(8, True),
+        "clamp_hi": Shape(8, True),
+    }),
+    Opcode.GEMM: data.StructLayout({
+        "hdr": HEADER,
+        "wgt": 14,
+        "inp": 14,
+        "acc": 14,
+        "m": 14,
+        "accumulate": 1,
+        "keep_wgt": 1,
+    }),
+    Opcode.ALU: data.StructLayout({
+        "hdr": HEADER,
+        "op": AluOp,
+        "use_imm": 1,
+        "dst": 14,
+        "src": 14,
+        "count": 14,
+        "dst_stride": 8,
+        "src_stride": 8,
+        "imm": Shape(32, True),
+    }),
+    Opcode.CONFIG: data.StructLayout({
+        "hdr": HEADER,
+        "key": CfgKey,
+        "value": 32,
+    }),
+    Opcode.SYNC: data.StructLayout({
+        "hdr": HEADER,
+        "queue": Queue,
+    }),
+    Opcode.FINISH: data.StructLayout({
+        "hdr": HEADER,
+    }),
+}
+
+#: The 128-bit instruction word, viewable as any of the formats (for the RTL decoder).
+INSTRUCTION = data.UnionLayout({
+    "raw": INSN_BITS,
+    **{op.name.lower(): layout for op, layout in LAYOUTS.items()},
+})
+
+for _op, _layout in LAYOUTS.items():
+    if _layout.size > INSN_BITS:  # pragma: no cover - a definition error, caught at import
+        raise RuntimeError(f"{_op.name} layout is {_layout.size} bits, over {INSN_BITS}")
+
+FIELD_DOCS: dict[str, str] = {
+    "opcode": "instruction class (Opcode)",
+    "pop_prev": "wait for and take a token from the previous queue before running",
+    "pop_next": "wait for and take a token from the next queue before running",
+    "push_prev": "give a token to the previous queue when done",
+    "push_next": "give a token to the next queue when done",
+    "mem": "target memory (Mem)",
+    "sram": "first target row in the memory named by `mem`",
+    "dram": "DRAM byte address of vector (0, 0)",
+    "y_size": "vectors along y (rows of the 2D pattern), at least 1",
+    "x_size": "vectors along x (per pattern row), at least 1",
+    "y_stride": "DRAM bytes between pattern rows",
+    "x_stride": "DRAM bytes between vectors of one pattern row",
+    "length": "elements read from DRAM per vector (1 to the row width); the rest of the row "
+              "is filled with `pad_value`",
+    "pad_top": "whole padding rows of vectors before the pattern",
+    "pad_bottom": "whole padding rows of vectors after the pattern",
+    "pad_left": "padding vectors at the start of each pattern row",
+    "pad_right": "padding vectors at the end of each pattern row",
+    "pad_value": "fill value of padding (the input zero point), sign-extended",
+    "acc": "first accumulator row",
+    "rows": "accumulator rows stored, at least 1",
+    "stride": "DRAM bytes between stored rows",
+    "param": "parameter group: bias, multiplier and shift are parameter rows 3*param+0, +1, +2",
+    "out_zp": "output zero point added after requantization",
+    "clamp_lo": "lower clamp of the int8 output (fused ReLU: the zero point)",
+    "clamp_hi": "upper clamp of the int8 output (fused ReLU6: quantized 6)",
+    "wgt": "first of `cols` scratchpad rows holding the weight tile transposed (row n = W[:, n])",
+    "inp": "first of `m` scratchpad rows of activations",
+    "m": "activation rows streamed through the array, at least 1",
+    "accumulate": "1: add to the accumulator rows; 0: overwrite them",
+    "keep_wgt": "1: reuse the weights already in the array; `wgt` is ignored",
+    "op": "operation (AluOp)",
+    "use_imm": "1: the second operand is `imm`; 0: it is accumulator row `src + i*src_stride`",
+    "dst": "first destination (and first operand) accumulator row",
+    "src": "first source accumulator row",
+    "count": "rows processed, at least 1",
+    "dst_stride": "destination row step",
+    "src_stride": "source row step",
+    "imm": "immediate second operand",
+    "key": "register written (CfgKey)",
+    "value": "value written",
+    "queue": "queue the SYNC runs in (Queue)",
+}
+
+
+class ISAError(ValueError):
+    """An instruction, a field value or an instruction word is invalid."""
+
+
+def _shape(field_shape: Any) -> Shape:
+    return Shape.cast(field_shape)
+
+
+def _is_enum(field_shape: Any) -> bool:
+    return isinstance(field_shape, type) and issubclass(field_shape, enum.Enum)
+
+
+def fields_of(opcode: Opcode) -> list[tuple[str, Any, int, int]]:
+    """The fields of an instruction format, flattened: ``(name, shape, offset, width)``.
+
+    Header fields come first; ``opcode`` itself is included.
+    """
+    out = []
+
+    def walk(layout: data.StructLayout, base: int) -> None:
+        for name, fld in layout:
+            if isinstance(fld.shape, data.Layout):
+                walk(fld.shape, base + fld.offset)
+            else:
+                out.append((name, fld.shape, base + fld.offset, fld.width))
+
+    walk(LAYOUTS[opcode], 0)
+    return out
+
+
+_FIELDS = {op: fields_of(op) for op in LAYOUTS}
+_USER_FIELDS = {op: [f for f in flds if f[0] != "opcode"] for op, flds in _FIELDS.items()}
+_DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+
+
+def queue_of(opcode: Opcode, queue_field: Queue | None = None) -> Queue | None:
+    """The queue an instruction runs in; ``None`` for FINISH (handled by the dispatcher)."""
+    if opcode is Opcode.LOAD:
+        return Queue.LOAD
+    if opcode is Opcode.STORE:
+        return Queue.STORE
+    if opcode is Opcode.SYNC:
+        return queue_field
+    if opcode is Opcode.FINISH:
+        return None
+    return Queue.COMPUTE
+
+
+def allowed_deps(queue: Queue | None) -> tuple[str, ...]:
+    """Dependency flags meaningful in a queue (others must be 0)."""
+    if queue is Queue.LOAD:
+        return ("pop_next", "push_next")
+    if queue is Queue.COMPUTE:
+        return _DEP_FLAGS
+    if queue is Queue.STORE:
+        return ("pop_prev", "push_prev")
+    return ()
+
+
+class Instruction:
+    """One decoded instruction: an opcode and a value for every field of its format.
+
+    Fields are read as attributes (``insn.sram``). Enum fields hold enum members,
+    signed fields Python ints in their signed range.
+    """
+
+    __slots__ = ("opcode", "fields")
+
+    def __init__(self, opcode: Opcode, **fields: Any) -> None:
+        if not isinstance(opcode, Opcode):
+            raise ISAError(f"opcode must be an Opcode, not {opcode!r}")
+        values: dict[str, Any] = {}
+        known = {name: (shape, width) for name, shape, _, width in _USER_FIELDS[opcode]}
+        unknown = sorted(set(fields) - set(known))
+        if unknown:
+            raise ISAError(
+                f"{opcode.name} has no field(s) {', '.join(unknown)}; "
+                f"fields: {', '.join(known)}")
+        for name, (shape, width) in known.items():
+            value = fields.get(name, 0)
+            values[name] = _check_field(opcode, name, shape, value)
+        object.__setattr__(self, "opcode", opcode)
+        object.__setattr__(self, "fields", values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(f"{self.opcode.name} instruction has no field {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Instruction is immutable; use .replace()")
+
+    def replace(self, **changes: Any) -> "Instruction":
+        return Instruction(self.opcode, **{**self.fields, **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Instruction) and self.opcode is other.opcode
+                and self.fields == other.fields)
+
+    def __hash__(self) -> int:
+        return hash((self.opcode, tuple(sorted(self.fields.items(), key=lambda kv: kv[0]))))
+
+    def __repr__(self) -> str:
+        return f"Instruction({disassemble_one(self)!r})"
+
+    @property
+    def queue(self) -> Queue | None:
+        return queue_of(self.opcode, self.fields.get("queue"))
+
+    def encode(self) -> int:
+        return encode(self)
+
+
+def _check_field(opcode: Opcode, name: str, shape: Any, value: Any) -> Any:
+    if _is_enum(shape):
+        if isinstance(value, shape):
+            return value
+        if isinstance(value, str):
+            try:
+                return shape[value.upper()]
+            except KeyError:
+                pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return shape(value)
+            except ValueError:
+                pass
+        raise ISAError(
+            f"{opcode.name}.{name} = {value!r} is not a {shape.__name__}; "
+            f"allowed: {', '.join(m.name.lower() for m in shape)}")
+    sh = _shape(shape)
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, int):
+        raise ISAError(f"{opcode.name}.{name} must be an integer, not {value!r}")
+    lo, hi = (-(1 << (sh.width - 1)), (1 << (sh.width - 1)) - 1) if sh.signed else (0, (1 << sh.width) - 1)
+    if not lo <= value <= hi:
+        raise ISAError(
+            f"{opcode.name}.{name} = {value} does not fit its {sh.width}-bit "
+            f"{'signed' if sh.signed else 'unsigned'} field ({lo} to {hi})")
+    return value
+
+
+def encode(insn: Instruction) -> int:
+    """Encode an instruction to its 128-bit word (an int)."""
+    word = int(insn.opcode.value)
+    for name, shape, offset, width in _USER_FIELDS[insn.opcode]:
+        value = insn.fields[name]
+        if _is_enum(shape):
+            value = value.value
+        word |= (value & ((1 << width) - 1)) << offset
+    return word
+
+
+def decode(word: int) -> Instruction:
+    """Decode a 128-bit word. Raises :class:`ISAError` for an illegal opcode or enum value."""
+    if not isinstance(word, int) or not 0 <= word < (1 << INSN_BITS):
+        raise ISAError(f"an instruction word is an unsigned {INSN_BITS}-bit integer, not {word!r}")
+    raw_op = word & ((1 << _shape(Opcode).width) - 1)
+    try:
+        opcode = Opcode(raw_op)
+    except ValueError:
+        raise ISAError(f"illegal opcode {raw_op}") from None
+    fields: dict[str, Any] = {}
+    for name, shape, offset, width in _USER_FIELDS[opcode]:
+        value = (word >> offset) & ((1 << width) - 1)
+        if _is_enum(shape):
+            try:
+                value = shape(value)
+            except ValueError:
+                raise ISAError(f"{opcode.name}.{name} = {value} is not a {shape.__name__}") from None
+        elif _shape(shape).signed and value >= 1 << (width - 1):
+            value -= 1 << width
+        fields[name] = value
+    return Instruction(opcode, **fields)
+
+
+# Builders --------------------------------------------------------------------------------
+
+def load(**fields: Any) -> Instruction:
+    """LOAD: DRAM to scratchpad, accumulator or parameter memory (2D strided, padded)."""
+    return Instruction(Opcode.LOAD, **fields)
+
+
+def store(**fields: Any) -> Instruction:
+    """STORE: accumulator rows + bias, requantized to int8, to DRAM."""
+    return Instruction(Opcode.STORE, **fields)
+
+
+def gemm(**fields: Any) -> Instruction:
+    """GEMM: acc[acc+i][n] (+)= sum_k spad[inp+i][k] * spad[wgt+n][k]."""
+    return Instruction(Opcode.GEMM, **fields)
+
+
+def alu(**fields: Any) -> Instruction:
+    """ALU: element-wise op on accumulator rows."""
+    return Instruction(Opcode.ALU, **fields)
+
+
+def config(**fields: Any) -> Instruction:
+    return Instruction(Opcode.CONFIG, **fields)
+
+
+def sync(**fields: Any) -> Instruction:
+    return Instruction(Opcode.SYNC, **fields)
+
+
+def finish(**fields: Any) -> Instruction:
+    return Instruction(Opcode.FINISH, **fields)
+
+
+# Text form ---------------------------------------------------------------------------------
+
+def disassemble_one(insn: Instruction) -> str:
+    """Canonical text of one instruction: every field, flags as ``+name``."""
+    parts = [insn.opcode.name]
+    for name, shape, _, width in _USER_FIELDS[insn.opcode]:
+        value = insn.fields[name]
+        if name in _DEP_FLAGS:
+            if value:
+                parts.append(f"+{name}")
+            continue
+        if _is_enum(shape):
+            parts.append(f"{name}={value.name.lower()}")
+        elif name == "dram":
+            parts.append(f"{name}=0x{value:08x}")
+        else:
+            parts.append(f"{name}={value}")
+    return " ".join(parts)
+
+
+def disassemble(program: Iterable[Instruction | int], *, numbered: bool = False) -> str:
+    """Text of a program (instructions or words), one per line."""
+    lines = []
+    for index, item in enumerate(program):
+        insn = decode(item) if isinstance(item, int) else item
+        text = disassemble_one(insn)
+        lines.append(f"{index:5d}: {text}" if numbered else text)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+class AssemblerError(ISAError):
+    """Malformed assembly text; the message starts with the line number."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+
+
+def _parse_int(text: str) -> int:
+    return int(text, 0)
+
+
+def assemble_line(text: str, line: int = 1) -> Instruction | None:
+    """Assemble one line; ``None`` for a blank or comment-only line."""
+    code = text.split("#", 1)[0].split(";", 1)[0].strip()
+    if not code:
+        return None
+    # A numbered listing ("   12: LOAD ...") assembles too.
+    head, _, rest = code.partition(":")
+    if rest and head.strip().isdigit():
+        code = rest.strip()
+    tokens = code.split()
+    mnemonic = tokens[0].upper()
+    try:
+        opcode = Opcode[mnemonic]
+    except KeyError:
+        raise AssemblerError(
+            line, f"unknown mnemonic {tokens[0]!r}; known: {', '.join(o.name for o in Opcode)}") from None
+    fields: dict[str, Any] = {}
+    known = {name: shape for name, shape, _, _ in _USER_FIELDS[opcode]}
+    for tok in tokens[1:]:
+        if tok.startswith("+"):
+            name, value = tok[1:], 1
+            if name not in _DEP_FLAGS:
+                raise AssemblerError(line, f"unknown flag {tok!r}; flags: "
+                                           + ", ".join("+" + f for f in _DEP_FLAGS))
+        else:
+            name, eq, raw = tok.partition("=")
+            if not eq or not raw:
+                raise AssemblerError(line, f"expected name=value or +flag, got {tok!r}")
+            if name not in known:
+                raise AssemblerError(
+                    line, f"{opcode.name} has no field {name!r}; fields: {', '.join(known)}")
+            if _is_enum(known[name]):
+                value = raw
+            else:
+                try:
+                    value = _parse_int(raw)
+                except ValueError:
+                    raise AssemblerError(line, f"{name}={raw!r} is not an integer") from None
+        if name in fields:
+            raise AssemblerError(line, f"field {name!r} given twice")
+        fields[name] = value
+    try:
+        return Instruction(opcode, **fields)
+    except ISAError as exc:
+        raise AssemblerError(line, str(exc)) from None
+
+
+def assemble(text: str) -> list[Instruction]:
+    """Assemble a program text. Raises :class:`AssemblerError` naming the line."""
+    program = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        insn = assemble_line(line, number)
+        if insn is not None:
+            program.append(insn)
+    return program
+
+
+def words_to_bytes(words: Iterable[int]) -> bytes:
+    """Instruction words as little-endian bytes (how they sit in DRAM)."""
+    return b"".join(w.to_bytes(INSN_BITS // 8, "little") for w in words)
+
+
+def bytes_to_words(blob: bytes) -> list[int]:
+    size = INSN_BITS // 8
+    if len(blob) % size:
+        raise ISAError(f"instruction bytes must be a multiple of {size}, got {len(blob)}")
+    return [int.from_bytes(blob[i:i + size], "little") for i in range(0, len(blob), size)]
+
+
+# The document ------------------------------------------------------------------------------
+
+def _type_name(shape: Any) -> str:
+    if _is_enum(shape):
+        return shape.__name__
+    sh = _shape(shape)
+    return f"{'s' if sh.signed else 'u'}{sh.width}"
+
+
+def _enum_table(cls: type) -> Iterator[str]:
+    yield f"### {cls.__name__} ({_shape(cls).width} bits)"
+    yield ""
+    if cls.__doc__:
+        yield cls.__doc__.strip()
+        yield ""
+    yield "| value | name |"
+    yield "|---|---|"
+    for member in cls:
+        yield f"| {member.value} | `{member.name}` |"
+    yield ""
+
+
+def isa_markdown() -> str:
+    """The ISA document, generated from the definitions in this module."""
+    out = [
+        "# NPU instruction set",
+        "",
+        "<!-- Generated by `python -m hw.isa > docs/isa.md` from hw/isa.py; do not edit. "
+        "tests/hw/test_isa.py fails when this file is stale. -->",
+        "",
+        f"Every instruction is {INSN_BITS} bits, stored little-endian in DRAM "
+        f"({INSN_BITS // 8} bytes). Bit 0 is the least significant bit of the first byte. "
+        "Fields not listed are zero. The header (opcode and dependency flags) is common to all.",
+        "",
+        "Queues: LOAD runs in the load queue; GEMM, ALU and CONFIG in the compute queue; "
+        "STORE in the store queue; SYNC in the queue its `queue` field names; FINISH stops "
+        "instruction fetch, and the NPU is done when all queues have drained.",
+        "",
+        "Dependency flags allowed per queue (others must be 0, or the NPU stops with "
+        "`FIELD_RANGE`):",
+        "",
+        "| queue | prev | next | flags |",
+        "|---|---|---|---|",
+        "| LOAD | - | COMPUTE | `pop_next` (C2L), `push_next` (L2C) |",
+        "| COMPUTE | LOAD | STORE | `pop_prev` (L2C), `pop_next` (S2C), `push_prev` (C2L), `push_next` (C2S) |",
+        "| STORE | COMPUTE | - | `pop_prev` (C2S), `push_prev` (S2C) |",
+        "",
+        "## Formats",
+        "",
+    ]
+    for opcode, layout in LAYOUTS.items():
+        out.append(f"### {opcode.name} (opcode {opcode.value}, {layout.size} bits used)")
+        out.append("")
+        out.append("| bits | field | type | meaning |")
+        out.append("|---|---|---|---|")
+        for name, shape, offset, width in _FIELDS[opcode]:
+            bits = f"{offset}" if width == 1 else f"{offset + width - 1}:{offset}"
+            out.append(f"| {bits} | `{name}` | {_type_name(shape)} | {FIELD_DOCS.get(name, '')} |")
+        out.append("")
+    out.append("## Enumerations")
+    out.append("")
+    for cls in (Opcode, Mem, AluOp, Queue, CfgKey, ErrorCode, TokenQueue):
+        out.extend(_enum_table(cls))
+    out.extend(_SEMANTICS)
+    return "\n".join(out).rstrip() + "\n"
+
+
+_SEMANTICS = """## Semantics
+
+Let `R` = `rows`, `C` = `cols` of the configuration.
+
+**LOAD** writes `(pad_top + y_size + pad_bottom) * (pad_left + x_size + pad_right)` rows of
+memory `mem`, consecutively from row `sram`, in row-major order of the padded pattern.
+Pattern vector `(y, x)` is read from DRAM at `dram + y*y_stride + x*x_stride`: `length`
+elements (1 byte each for SPAD and ACC, 4 bytes little-endian for PARAM). Row elements past
+`length`, and all elements of padding vectors, are `pad_value` (sign-extended). ACC loads
+sign-extend int8 to int32. Row width: `R` for SPAD, `C` for ACC and PARAM.
+
+**GEMM** computes, for `i` in `0..m-1` and `n` in `0..C-1`,
+`acc[acc+i][n] = (accumulate ? acc[acc+i][n] : 0) + sum_k spad[inp+i][k] * spad[wgt+n][k]`
+with int32 wrap-around. Unless `keep_wgt`, the weight tile (scratchpad rows `wgt..wgt+C-1`)
+is loaded into the array first; the hardware double-buffers it behind the previous GEMM.
+
+**STORE** writes `rows` rows of `length` int8 bytes to DRAM at `dram + r*stride`:
+`y[r][n] = clamp(MultiplyByQuantizedMultiplier(acc[acc+r][n] + bias[n], mult[n], shift[n])
++ out_zp, clamp_lo, clamp_hi)` where `bias`, `mult`, `shift` are parameter rows `3*param`,
+`3*param+1`, `3*param+2`. See docs/numerics.md for the rounding rule.
+
+**ALU** for `i` in `0..count-1`: `d = acc[dst + i*dst_stride]`,
+`s = use_imm ? imm : acc[src + i*src_stride]`, `acc[dst + i*dst_stride] = op(d, s)`.
+
+**CONFIG** writes register `key` (LAYER: the layer id that performance counters are
+attributed to). **SYNC** does nothing but move tokens. **FINISH** ends the program.
+
+**Errors.** An opcode or enum value with no meaning is `ILLEGAL_OPCODE`. A field out of range
+for the configuration (a memory row past the depth, `length` past the row width, a zero
+size, a dependency flag not allowed in the queue, a parameter group past the parameter
+memory) is `FIELD_RANGE`, detected when the instruction is dispatched. Any DRAM byte outside
+the DMA window `[base, limit)` is `DMA_WINDOW`, detected before the access. A state where
+no queue can proceed and the program has not finished is `DEADLOCK`. The NPU stops and
+reports the code and the index of the failing instruction.
+""".splitlines()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="python -m hw.isa", description="Print the NPU ISA document (Markdown).")
+    parser.add_argument("-o", "--output", help="write to this file instead of stdout")
+    args = parser.parse_args(argv)
+    text = isa_markdown()
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

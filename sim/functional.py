@@ -1,0 +1,410 @@
+"""The functional model: the executable specification of the NPU ISA.
+
+It runs a program (instruction words in DRAM, plus the data) bit-exactly as the
+hardware must, with the same decoupled load / compute / store queues and
+dependency tokens, the same error codes and the same counts. It is written in
+numpy, independently of the PyTorch golden in ``sw.golden``, so that each checks
+the other.
+
+Timing is not modelled: among the instructions whose tokens are available, the
+order of execution does not change the result of a correctly synchronised
+program. A program whose tokens can never be satisfied is reported as a
+deadlock, naming the oldest blocked instruction.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from hw.config import NPUConfig
+from hw.isa import (INSN_BITS, AluOp, CfgKey, ErrorCode, Instruction, ISAError, Mem, Opcode,
+                    Queue, TokenQueue, allowed_deps, decode)
+
+__all__ = ["NPUError", "Counts", "FunctionalModel", "check_instruction", "requantize_np",
+           "place_program"]
+
+INSN_BYTES = INSN_BITS // 8
+_I32_MIN = -(1 << 31)
+_I32_MAX = (1 << 31) - 1
+
+
+class NPUError(RuntimeError):
+    """The NPU stopped in the error state.
+
+    Attributes: ``code`` (:class:`ErrorCode`), ``index`` (the failing
+    instruction's index in the program), ``detail`` (what was wrong).
+    """
+
+    def __init__(self, code: ErrorCode, index: int, detail: str) -> None:
+        super().__init__(f"{code.name} at instruction {index}: {detail}")
+        self.code = code
+        self.index = index
+        self.detail = detail
+
+
+@dataclass
+class Counts:
+    """What a program did, as the hardware's performance counters see it."""
+    macs: int = 0                    #: MAC slots used: m * rows * cols per GEMM
+    insns: dict[str, int] = field(default_factory=lambda: {op.name: 0 for op in Opcode})
+    dram_read_bytes: int = 0         #: data bytes read by LOAD (padding excluded)
+    dram_write_bytes: int = 0        #: bytes written by STORE
+    insn_read_bytes: int = 0         #: bytes of instructions fetched
+    per_layer: dict[int, "Counts"] = field(default_factory=dict)
+
+    def add(self, other: "Counts") -> None:
+        self.macs += other.macs
+        for k, v in other.insns.items():
+            self.insns[k] = self.insns.get(k, 0) + v
+        self.dram_read_bytes += other.dram_read_bytes
+        self.dram_write_bytes += other.dram_write_bytes
+        self.insn_read_bytes += other.insn_read_bytes
+
+    def as_dict(self) -> dict:
+        return {
+            "macs": self.macs, "insns": dict(self.insns),
+            "dram_read_bytes": self.dram_read_bytes, "dram_write_bytes": self.dram_write_bytes,
+            "insn_read_bytes": self.insn_read_bytes,
+        }
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.int64, copy=False)
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def requantize_np(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                  out_zp: int, lo: int, hi: int) -> np.ndarray:
+    """The store path in numpy (int32 in, int8 out); see docs/numerics.md."""
+    x = _wrap32(acc.astype(np.int64) + bias.astype(np.int64))
+    sh = np.clip(shift.astype(np.int64), -31, 30)
+    left = np.maximum(sh, 0)
+    right = np.maximum(-sh, 0)
+    x = _wrap32(np.left_shift(x, left))
+    m = mult.astype(np.int64)
+    ab = x * m
+    v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    q = v >> 31
+    q = q + ((v < 0) & ((v & ((1 << 31) - 1)) != 0))          # C division truncates toward zero
+    q = np.where((x == _I32_MIN) & (m == _I32_MIN), _I32_MAX, q)
+    mask = (np.int64(1) << right) - 1
+    rem = q & mask
+    thr = (mask >> 1) + (q < 0)
+    q = (q >> right) + (rem > thr)
+    return np.clip(q + out_zp, lo, hi).astype(np.int8)
+
+
+def _alu(op: AluOp, d: np.ndarray, s: np.ndarray) -> np.ndarray:
+    d = d.astype(np.int64)
+    s = s.astype(np.int64)
+    if op is AluOp.MOV:
+        r = s + 0 * d
+    elif op is AluOp.ADD:
+        r = d + s
+    elif op is AluOp.SUB:
+        r = d - s
+    elif op is AluOp.MUL:
+        r = (d * s) & 0xFFFFFFFF  # low 32 bits; int64 product of int32s cannot overflow
+    elif op is AluOp.MAX:
+        r = np.maximum(d, s)
+    elif op is AluOp.MIN:
+        r = np.minimum(d, s)
+    elif op is AluOp.SHR:
+        r = d >> (s & 31)
+    else:  # SHL
+        r = d << (s & 31)
+    return _wrap32(r).astype(np.int32)
+
+
+def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
+    """Range checks done at dispatch; returns what is wrong, or ``None``."""
+    queue = insn.queue
+    for flag in ("pop_prev", "pop_next", "push_prev", "push_next"):
+        if getattr(insn, flag) and flag not in allowed_deps(queue):
+            where = queue.name if queue is not None else insn.opcode.name
+            return f"dependency flag {flag} is not allowed in the {where} queue"
+    op = insn.opcode
+    if op is Opcode.LOAD:
+        width, depth = {
+            Mem.SPAD: (config.rows, config.spad_depth),
+            Mem.ACC: (config.cols, config.acc_depth),
+            Mem.PARAM: (config.cols, config.param_depth),
+        }[insn.mem]
+        if insn.y_size < 1 or insn.x_size < 1:
+            return f"y_size={insn.y_size}, x_size={insn.x_size}: both must be at least 1"
+        if not 1 <= insn.length <= width:
+            return f"length={insn.length} must be 1 to {width} ({insn.mem.name} row width)"
+        total = ((insn.pad_top + insn.y_size + insn.pad_bottom)
+                 * (insn.pad_left + insn.x_size + insn.pad_right))
+        if insn.sram + total > depth:
+            return (f"rows {insn.sram}..{insn.sram + total - 1} are past the {insn.mem.name} "
+                    f"depth {depth}")
+    elif op is Opcode.STORE:
+        if insn.rows < 1:
+            return "rows must be at least 1"
+        if not 1 <= insn.length <= config.cols:
+            return f"length={insn.length} must be 1 to {config.cols}"
+        if insn.acc + insn.rows > config.acc_depth:
+            return (f"accumulator rows {insn.acc}..{insn.acc + insn.rows - 1} are past the "
+                    f"depth {config.acc_depth}")
+        if insn.param >= config.param_groups:
+            return f"param={insn.param} is past the {config.param_groups} parameter groups"
+        if insn.clamp_lo > insn.clamp_hi:
+            return f"clamp_lo={insn.clamp_lo} is above clamp_hi={insn.clamp_hi}"
+    elif op is Opcode.GEMM:
+        if insn.m < 1:
+            return "m must be at least 1"
+        if insn.inp + insn.m > config.spad_depth:
+            return f"input rows {insn.inp}..{insn.inp + insn.m - 1} are past the scratchpad"
+        if insn.acc + insn.m > config.acc_depth:
+            return f"accumulator rows {insn.acc}..{insn.acc + insn.m - 1} are past the depth"
+        if not insn.keep_wgt and insn.wgt + config.cols > config.spad_depth:
+            return f"weight rows {insn.wgt}..{insn.wgt + config.cols - 1} are past the scratchpad"
+    elif op is Opcode.ALU:
+        if insn.count < 1:
+            return "count must be at least 1"
+        last_dst = insn.dst + (insn.count - 1) * insn.dst_stride
+        if last_dst >= config.acc_depth:
+            return f"destination row {last_dst} is past the accumulator depth {config.acc_depth}"
+        if not insn.use_imm:
+            last_src = insn.src + (insn.count - 1) * insn.src_stride
+            if last_src >= config.acc_depth:
+                return f"source row {last_src} is past the accumulator depth {config.acc_depth}"
+    return None
+
+
+# Which token queue each dependency flag of each queue uses.
+_POPS = {
+    Queue.LOAD: {"pop_next": TokenQueue.C2L},
+    Queue.COMPUTE: {"pop_prev": TokenQueue.L2C, "pop_next": TokenQueue.S2C},
+    Queue.STORE: {"pop_prev": TokenQueue.C2S},
+}
+_PUSHES = {
+    Queue.LOAD: {"push_next": TokenQueue.L2C},
+    Queue.COMPUTE: {"push_prev": TokenQueue.C2L, "push_next": TokenQueue.C2S},
+    Queue.STORE: {"push_prev": TokenQueue.S2C},
+}
+
+
+class FunctionalModel:
+    """Bit-exact executable model of one NPU instance.
+
+    Memories are numpy arrays (``spad`` int8 [spad_depth, rows], ``acc`` int32
+    [acc_depth, cols], ``param`` int32 [param_depth, cols], ``weights`` int8
+    [cols, rows], the tile held by the array), readable and writable by tests.
+    """
+
+    def __init__(self, config: NPUConfig) -> None:
+        if not isinstance(config, NPUConfig):
+            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        c = self.config
+        self.spad = np.zeros((c.spad_depth, c.rows), dtype=np.int8)
+        self.acc = np.zeros((c.acc_depth, c.cols), dtype=np.int32)
+        self.param = np.zeros((c.param_depth, c.cols), dtype=np.int32)
+        self.weights = np.zeros((c.cols, c.rows), dtype=np.int8)
+        self.layer = 0
+
+    # The program loop ----------------------------------------------------------------------
+
+    def run(self, dram: np.ndarray, insn_base: int, insn_count: int,
+            window: tuple[int, int] | None = None) -> Counts:
+        """Run ``insn_count`` instructions fetched from ``dram`` at byte ``insn_base``.
+
+        ``dram`` (a writable uint8 array, byte address = index) is read and
+        written in place. ``window`` is the DMA window ``(base, limit)``; by
+        default all of ``dram``. Raises :class:`NPUError` when the NPU would stop
+        in the error state; otherwise returns the :class:`Counts`.
+        """
+        if not isinstance(dram, np.ndarray) or dram.dtype != np.uint8 or dram.ndim != 1:
+            raise TypeError("dram must be a 1-D numpy uint8 array")
+        if window is None:
+            window = (0, len(dram))
+        lo, hi = window
+        if not 0 <= lo <= hi <= len(dram):
+            raise ValueError(f"DMA window [{lo:#x}, {hi:#x}) is not inside the DRAM of "
+                             f"{len(dram):#x} bytes")
+        if insn_count < 0:
+            raise ValueError(f"insn_count must be >= 0, got {insn_count}")
+        self._dram, self._lo, self._hi = dram, lo, hi
+        counts = Counts()
+        self._counts = counts
+        cfg = self.config
+        fifos: dict[Queue, deque] = {q: deque() for q in Queue}
+        tokens = {t: 0 for t in TokenQueue}
+        pc = 0
+        finished = False
+        while True:
+            progress = False
+            # Dispatch, in program order, while the target queue has room.
+            while not finished and pc < insn_count:
+                addr = insn_base + pc * INSN_BYTES
+                if addr < lo or addr + INSN_BYTES > hi:
+                    raise NPUError(ErrorCode.DMA_WINDOW, pc,
+                                   f"instruction fetch at {addr:#x} is outside the DMA window "
+                                   f"[{lo:#x}, {hi:#x})")
+                word = int.from_bytes(dram[addr:addr + INSN_BYTES].tobytes(), "little")
+                try:
+                    insn = decode(word)
+                except ISAError as exc:
+                    raise NPUError(ErrorCode.ILLEGAL_OPCODE, pc, str(exc)) from None
+                problem = check_instruction(insn, cfg)
+                if problem:
+                    raise NPUError(ErrorCode.FIELD_RANGE, pc, f"{insn.opcode.name}: {problem}")
+                if insn.opcode is Opcode.FINISH:
+                    counts.insn_read_bytes += INSN_BYTES
+                    counts.insns["FINISH"] += 1
+                    finished = True
+                    pc += 1
+                    progress = True
+                    break
+                queue = insn.queue
+                if len(fifos[queue]) >= cfg.insn_queue_depth:
+                    break
+                counts.insn_read_bytes += INSN_BYTES
+                if insn.opcode is Opcode.CONFIG and insn.key is CfgKey.LAYER:
+                    self.layer = insn.value
+                fifos[queue].append((pc, insn, self.layer))
+                pc += 1
+                progress = True
+            # Execute the head of each queue whose tokens are available.
+            for queue in Queue:
+                fifo = fifos[queue]
+                while fifo:
+                    index, insn, layer = fifo[0]
+                    pops = [t for flag, t in _POPS[queue].items() if getattr(insn, flag)]
+                    pushes = [t for flag, t in _PUSHES[queue].items() if getattr(insn, flag)]
+                    if any(tokens[t] == 0 for t in pops):
+                        break
+                    if any(tokens[t] >= cfg.token_queue_depth for t in pushes):
+                        break
+                    for t in pops:
+                        tokens[t] -= 1
+                    self._execute(index, insn, layer)
+                    for t in pushes:
+                        tokens[t] += 1
+                    fifo.popleft()
+                    progress = True
+            if (finished or pc >= insn_count) and not any(fifos.values()):
+                return counts
+            if not progress:
+                blocked = min(f[0][0] for f in fifos.values() if f)
+                waiting = ", ".join(
+                    f"{q.name.lower()} queue at instruction {f[0][0]}" for q, f in fifos.items() if f)
+                raise NPUError(ErrorCode.DEADLOCK, blocked,
+                               f"no queue can proceed ({waiting}); tokens "
+                               + ", ".join(f"{t.name}={n}" for t, n in tokens.items()))
+
+    # Instructions ---------------------------------------------------------------------------
+
+    def _count(self, layer: int, insn: Instruction, macs: int = 0, rd: int = 0, wr: int = 0) -> None:
+        for c in (self._counts, self._counts.per_layer.setdefault(layer, Counts())):
+            c.insns[insn.opcode.name] += 1
+            c.macs += macs
+            c.dram_read_bytes += rd
+            c.dram_write_bytes += wr
+
+    def _check_window(self, index: int, first: int, end: int, what: str) -> None:
+        if first < self._lo or end > self._hi:
+            raise NPUError(ErrorCode.DMA_WINDOW, index,
+                           f"{what} touches [{first:#x}, {end:#x}), outside the DMA window "
+                           f"[{self._lo:#x}, {self._hi:#x})")
+
+    def _execute(self, index: int, insn: Instruction, layer: int) -> None:
+        op = insn.opcode
+        if op is Opcode.LOAD:
+            self._load(index, insn, layer)
+        elif op is Opcode.STORE:
+            self._store(index, insn, layer)
+        elif op is Opcode.GEMM:
+            self._gemm(insn, layer)
+        elif op is Opcode.ALU:
+            self._alu(insn, layer)
+        else:  # CONFIG, SYNC: state already taken at dispatch / tokens only
+            self._count(layer, insn)
+
+    def _load(self, index: int, insn: Instruction, layer: int) -> None:
+        cfg = self.config
+        mem = {Mem.SPAD: self.spad, Mem.ACC: self.acc, Mem.PARAM: self.param}[insn.mem]
+        esize = 4 if insn.mem is Mem.PARAM else 1
+        nx = insn.pad_left + insn.x_size + insn.pad_right
+        ny = insn.pad_top + insn.y_size + insn.pad_bottom
+        nbytes = insn.length * esize
+        ys = np.arange(insn.y_size, dtype=np.int64)
+        xs = np.arange(insn.x_size, dtype=np.int64)
+        addrs = insn.dram + ys[:, None] * insn.y_stride + xs[None, :] * insn.x_stride
+        self._check_window(index, int(addrs.min()), int(addrs.max()) + nbytes, "LOAD")
+        raw = self._dram[addrs[..., None] + np.arange(nbytes)]          # [y, x, nbytes]
+        if esize == 4:
+            vals = raw.reshape(insn.y_size, insn.x_size, insn.length, 4).copy().view("<i4")[..., 0]
+        else:
+            vals = raw.view(np.int8)
+        block = np.full((ny, nx, mem.shape[1]), insn.pad_value, dtype=mem.dtype)
+        block[insn.pad_top:insn.pad_top + insn.y_size,
+              insn.pad_left:insn.pad_left + insn.x_size, :insn.length] = vals
+        mem[insn.sram:insn.sram + ny * nx] = block.reshape(ny * nx, mem.shape[1])
+        del cfg
+        self._count(layer, insn, rd=insn.y_size * insn.x_size * nbytes)
+
+    def _store(self, index: int, insn: Instruction, layer: int) -> None:
+        n = insn.length
+        first = insn.dram
+        last = insn.dram + (insn.rows - 1) * insn.stride
+        self._check_window(index, first, last + n, "STORE")
+        g = 3 * insn.param
+        out = requantize_np(self.acc[insn.acc:insn.acc + insn.rows, :n], self.param[g, :n],
+                            self.param[g + 1, :n], self.param[g + 2, :n],
+                            insn.out_zp, insn.clamp_lo, insn.clamp_hi)
+        for r in range(insn.rows):  # in order, so overlapping rows behave as the hardware
+            a = insn.dram + r * insn.stride
+            self._dram[a:a + n] = out[r].view(np.uint8)
+        self._count(layer, insn, wr=insn.rows * n)
+
+    def _gemm(self, insn: Instruction, layer: int) -> None:
+        cfg = self.config
+        if not insn.keep_wgt:
+            self.weights = self.spad[insn.wgt:insn.wgt + cfg.cols].copy()
+        a = self.spad[insn.inp:insn.inp + insn.m].astype(np.float64)
+        # float64 products are exact here: |sum| <= 2**14 * 64 < 2**53.
+        prod = (a @ self.weights.astype(np.float64).T).astype(np.int64)
+        rows = slice(insn.acc, insn.acc + insn.m)
+        base = self.acc[rows].astype(np.int64) if insn.accumulate else 0
+        self.acc[rows] = _wrap32(base + prod).astype(np.int32)
+        self._count(layer, insn, macs=insn.m * cfg.rows * cfg.cols)
+
+    def _alu(self, insn: Instruction, layer: int) -> None:
+        i = np.arange(insn.count)
+        dst = insn.dst + i * insn.dst_stride
+        if insn.use_imm:
+            src = None
+        else:
+            src = insn.src + i * insn.src_stride
+        # Vectorise unless rows are revisited or a later source row is an earlier destination.
+        sequential = len(set(dst.tolist())) != len(dst) or (
+            src is not None and not np.array_equal(src, dst)
+            and bool(np.isin(src, dst).any()))
+        if sequential:
+            for k in range(insn.count):
+                s = np.int64(insn.imm) if src is None else self.acc[src[k]]
+                self.acc[dst[k]] = _alu(insn.op, self.acc[dst[k]], s)
+        else:
+            s = np.int64(insn.imm) if src is None else self.acc[src]
+            self.acc[dst] = _alu(insn.op, self.acc[dst], s)
+        self._count(layer, insn)
+
+
+def place_program(dram: np.ndarray, base: int, insns: Iterable[Instruction | int]) -> int:
+    """Write instructions into ``dram`` at ``base``; returns how many."""
+    words = [i if isinstance(i, int) else i.encode() for i in insns]
+    blob = b"".join(w.to_bytes(INSN_BYTES, "little") for w in words)
+    if base < 0 or base + len(blob) > len(dram):
+        raise ValueError(f"program of {len(blob)} bytes at {base:#x} does not fit the DRAM")
+    dram[base:base + len(blob)] = np.frombuffer(blob, dtype=np.uint8)
+    return len(words)

@@ -1,0 +1,108 @@
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from hw import NPUConfig, ConfigError, PRESETS
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("rows", 1, "NPUConfig.rows is 1; allowed: 2 to 64"),
+    ("rows", 65, "NPUConfig.rows is 65; allowed: 2 to 64"),
+    ("cols", 0, "NPUConfig.cols is 0; allowed: 2 to 64"),
+    ("operand_width", 4, "NPUConfig.operand_width is 4"),
+    ("acc_width", 24, "NPUConfig.acc_width is 24"),
+    ("spad_depth", 8, "NPUConfig.spad_depth is 8; allowed: 16 to 16384"),
+    ("spad_depth", 1 << 15, "NPUConfig.spad_depth is 32768; allowed: 16 to 16384"),
+    ("spad_depth", 4095, "NPUConfig.spad_depth is 4095, which spad_banks=2 does not divide"),
+    ("spad_banks", 3, "NPUConfig.spad_banks is 3; allowed: a power of two from 1 to 8"),
+    ("acc_depth", 4, "NPUConfig.acc_depth is 4; allowed: 16 to 16384"),
+    ("acc_depth", 1023, "NPUConfig.acc_depth is 1023, which acc_banks=2 does not divide"),
+    ("acc_banks", 16, "NPUConfig.acc_banks is 16; allowed: a power of two from 1 to 8"),
+    ("param_depth", 100, "NPUConfig.param_depth is 100; it must be a multiple of 3"),
+    ("param_depth", 2, "NPUConfig.param_depth is 2; allowed: 3 to 1024"),
+    ("dma_data_width", 48, "NPUConfig.dma_data_width is 48; allowed: 32, 64, 128, 256, 512"),
+    ("dma_burst_len", 3, "NPUConfig.dma_burst_len is 3; allowed: a power of two from 1 to 256"),
+    ("insn_queue_depth", 1, "NPUConfig.insn_queue_depth is 1; allowed: a power of two from 2 to 256"),
+    ("token_queue_depth", 0, "NPUConfig.token_queue_depth is 0; allowed: 1 to 255"),
+    ("rows", "16", "NPUConfig.rows must be an int, not str '16'"),
+    ("cols", True, "NPUConfig.cols must be an int, not bool True"),
+])
+def test_invalid_field_rejected_with_message(field, value, message):
+    with pytest.raises(ConfigError) as info:
+        NPUConfig(**{field: value})
+    assert message in str(info.value)
+
+
+def test_every_field_has_a_rejection_case():
+    tested = {"rows", "cols", "operand_width", "acc_width", "spad_depth", "spad_banks",
+              "acc_depth", "acc_banks", "param_depth", "dma_data_width", "dma_burst_len",
+              "insn_queue_depth", "token_queue_depth"}
+    assert tested == {f.name for f in dataclasses.fields(NPUConfig)}
+
+
+def test_keyword_only_and_frozen():
+    with pytest.raises(TypeError):
+        NPUConfig(16, 16)  # noqa: the point is that positional arguments fail
+    cfg = NPUConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.rows = 8
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_valid(name):
+    cfg = NPUConfig.preset(name)
+    assert cfg == NPUConfig(**cfg.to_dict())
+    assert cfg.rows == {"tiny": 4, "small": 8, "default": 16, "large": 32}[name]
+    assert cfg.rows == cfg.cols
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset 'huge'; presets: tiny, small"):
+        NPUConfig.preset("huge")
+
+
+def test_preset_overrides():
+    cfg = NPUConfig.preset("tiny", cols=6)
+    assert (cfg.rows, cfg.cols) == (4, 6)
+
+
+def test_hash_differs_between_configs():
+    hashes = {NPUConfig.preset(n).hash for n in PRESETS}
+    hashes.add(NPUConfig(rows=16, cols=8).hash)
+    hashes.add(NPUConfig(dma_burst_len=8).hash)
+    assert len(hashes) == len(PRESETS) + 2
+    assert all(0 <= h < 1 << 32 for h in hashes)
+
+
+def test_hash_stable_across_processes():
+    code = "from hw import NPUConfig; print(NPUConfig(rows=8, cols=12).hash)"
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={"PYTHONHASHSEED": seed}).stdout
+            for seed in ("1", "2")}
+    assert outs == {f"{NPUConfig(rows=8, cols=12).hash}\n"}
+
+
+def test_hash_is_of_canonical_form():
+    # A pinned value: changing the canonical form or the hash function breaks
+    # every shipped program, so it must be a deliberate change.
+    cfg = NPUConfig(rows=16, cols=16)
+    assert cfg.canonical().startswith('{"acc_banks":2,"acc_depth":1024,')
+    import hashlib
+    assert cfg.hash == int.from_bytes(hashlib.sha256(cfg.canonical().encode()).digest()[:4], "little")
+
+
+def test_json_round_trip():
+    cfg = NPUConfig(rows=8, cols=12, spad_depth=512)
+    assert NPUConfig.from_json(cfg.to_json()) == cfg
+    assert NPUConfig.from_json(cfg.to_json()).hash == cfg.hash
+
+
+def test_json_errors():
+    with pytest.raises(ConfigError, match="unknown NPUConfig field"):
+        NPUConfig.from_json('{"rows": 4, "colz": 4}')
+    with pytest.raises(ConfigError, match="malformed"):
+        NPUConfig.from_json('{"rows": ')
+    with pytest.raises(ConfigError, match="JSON object"):
+        NPUConfig.from_json('[1, 2]')

@@ -1,0 +1,139 @@
+import pathlib
+import random
+
+import pytest
+from amaranth.hdl import Shape
+
+from hw import isa
+from hw.isa import AssemblerError, ISAError, Opcode
+
+DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "isa.md"
+
+
+def random_instruction(rng: random.Random) -> isa.Instruction:
+    opcode = rng.choice(list(Opcode))
+    fields = {}
+    for name, shape, _, width in isa.fields_of(opcode):
+        if name == "opcode":
+            continue
+        if isinstance(shape, type) and issubclass(shape, isa.enum.Enum):
+            fields[name] = rng.choice(list(shape))
+        elif Shape.cast(shape).signed:
+            fields[name] = rng.randrange(-(1 << (width - 1)), 1 << (width - 1))
+        else:
+            fields[name] = rng.randrange(0, 1 << width)
+    return isa.Instruction(opcode, **fields)
+
+
+def test_layouts_fit_128_bits():
+    for opcode, layout in isa.LAYOUTS.items():
+        assert layout.size <= isa.INSN_BITS, opcode
+        assert layout.size >= Shape.cast(Opcode).width
+    assert isa.INSTRUCTION.size == 128
+
+
+def test_random_encode_decode_round_trip():
+    rng = random.Random(1)
+    for _ in range(3000):
+        insn = random_instruction(rng)
+        word = insn.encode()
+        assert 0 <= word < 1 << 128
+        again = isa.decode(word)
+        assert again == insn
+        assert again.encode() == word
+
+
+def test_random_assemble_disassemble_round_trip():
+    rng = random.Random(2)
+    program = [random_instruction(rng) for _ in range(1000)]
+    text = isa.disassemble(program)
+    assert isa.assemble(text) == program
+    assert isa.disassemble(isa.assemble(text)) == text
+    numbered = isa.disassemble(program, numbered=True)
+    assert isa.assemble(numbered) == program
+
+
+def test_encoding_matches_layout_offsets():
+    insn = isa.load(mem="acc", sram=5, dram=0xDEADBEEF, pad_value=-1, push_next=1)
+    word = insn.encode()
+    offsets = {name: (off, w) for name, _, off, w in isa.fields_of(Opcode.LOAD)}
+    off, w = offsets["dram"]
+    assert (word >> off) & ((1 << w) - 1) == 0xDEADBEEF
+    off, w = offsets["pad_value"]
+    assert (word >> off) & ((1 << w) - 1) == 0xFF
+    off, _ = offsets["push_next"]
+    assert (word >> off) & 1 == 1
+    assert word & 7 == Opcode.LOAD.value
+
+
+def test_words_bytes_round_trip():
+    rng = random.Random(3)
+    words = [random_instruction(rng).encode() for _ in range(50)]
+    blob = isa.words_to_bytes(words)
+    assert len(blob) == 16 * 50
+    assert isa.bytes_to_words(blob) == words
+    with pytest.raises(ISAError, match="multiple of 16"):
+        isa.bytes_to_words(blob[:-1])
+
+
+def test_illegal_opcode_and_enum_values():
+    with pytest.raises(ISAError, match="illegal opcode 7"):
+        isa.decode(7)
+    # SYNC with queue=3 (no such Queue)
+    offsets = {name: off for name, _, off, _ in isa.fields_of(Opcode.SYNC)}
+    with pytest.raises(ISAError, match="SYNC.queue = 3 is not a Queue"):
+        isa.decode(Opcode.SYNC.value | (3 << offsets["queue"]))
+    with pytest.raises(ISAError, match="unsigned 128-bit"):
+        isa.decode(1 << 128)
+
+
+def test_field_range_errors():
+    with pytest.raises(ISAError, match=r"LOAD.sram = 16384 does not fit its 14-bit unsigned field"):
+        isa.load(sram=1 << 14)
+    with pytest.raises(ISAError, match=r"STORE.out_zp = 128 does not fit its 8-bit signed field"):
+        isa.store(out_zp=128)
+    with pytest.raises(ISAError, match="GEMM has no field"):
+        isa.gemm(bogus=1)
+    with pytest.raises(ISAError, match="ALU.op = 'pow' is not a AluOp"):
+        isa.alu(op="pow")
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("FINISH\nFROB x=1\n", 2, "unknown mnemonic 'FROB'"),
+    ("# comment\n\nLOAD sram=1 sram=2\n", 3, "field 'sram' given twice"),
+    ("LOAD sram=zz\n", 1, "sram='zz' is not an integer"),
+    ("GEMM m\n", 1, "expected name=value or +flag"),
+    ("GEMM +pop_everything\n", 1, "unknown flag '+pop_everything'"),
+    ("SYNC\nSYNC queue=memory\n", 2, "is not a Queue"),
+    ("STORE\nSTORE\nSTORE rows=5000\n", 3, "STORE.rows = 5000 does not fit"),
+    ("ALU dest=1\n", 1, "ALU has no field 'dest'"),
+])
+def test_malformed_text_names_line(text, line, message):
+    with pytest.raises(AssemblerError) as info:
+        isa.assemble(text)
+    assert info.value.line == line
+    assert str(info.value).startswith(f"line {line}: ")
+    assert message in str(info.value)
+
+
+def test_assembler_accepts_comments_hex_and_case():
+    prog = isa.assemble("load mem=SPAD dram=0x40 length=4  ; a comment\n"
+                        "  gemm +pop_prev m=3 # another\nFinish\n")
+    assert [i.opcode for i in prog] == [Opcode.LOAD, Opcode.GEMM, Opcode.FINISH]
+    assert prog[0].dram == 0x40 and prog[0].mem is isa.Mem.SPAD
+    assert prog[1].pop_prev == 1 and prog[1].m == 3
+
+
+def test_queue_assignment():
+    assert isa.load().queue is isa.Queue.LOAD
+    assert isa.store().queue is isa.Queue.STORE
+    assert isa.gemm().queue is isa.Queue.COMPUTE
+    assert isa.alu().queue is isa.Queue.COMPUTE
+    assert isa.config().queue is isa.Queue.COMPUTE
+    assert isa.sync(queue="store").queue is isa.Queue.STORE
+    assert isa.finish().queue is None
+
+
+def test_isa_document_is_current():
+    assert DOC.read_text() == isa.isa_markdown(), (
+        "docs/isa.md is stale: run `python -m hw.isa -o docs/isa.md`")
