@@ -82,6 +82,7 @@ class ErrorCode(enum.Enum, shape=4):
     FIELD_RANGE = 2      #: a field out of its allowed range for this configuration
     DMA_WINDOW = 3       #: a DRAM access (instruction fetch included) outside the DMA window
     DEADLOCK = 4         #: every queue waits for a token that nothing can give
+    BUS_ERROR = 5        #: the memory answered a DMA access with an error response
 
 
 class TokenQueue(enum.Enum, shape=2):

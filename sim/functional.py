@@ -233,6 +233,11 @@ class FunctionalModel:
                              f"{len(dram):#x} bytes")
         if insn_count < 0:
             raise ValueError(f"insn_count must be >= 0, got {insn_count}")
+        # The array's weight registers are cleared by START, like the hardware's.
+        self.weights[:] = 0
+        if insn_base % INSN_BYTES:
+            raise NPUError(ErrorCode.FIELD_RANGE, 0,
+                           f"instruction base {insn_base:#x} is not {INSN_BYTES}-byte aligned")
         self._dram, self._lo, self._hi = dram, lo, hi
         counts = Counts()
         self._counts = counts

@@ -1,0 +1,53 @@
+"""AXI4 and AXI4-Lite interface signatures.
+
+Members are flat and named as in the AMBA specification (``arvalid``, ``rdata``,
+...), so a port named ``m_axi`` appears in Verilog as ``m_axi__arvalid`` and
+cocotbext-axi finds it with ``AxiBus.from_prefix(dut, "m_axi_")``.
+"""
+
+from __future__ import annotations
+
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["AXI4Signature", "AXI4LiteSignature", "BURST_INCR", "RESP_OKAY", "RESP_SLVERR"]
+
+BURST_INCR = 0b01
+RESP_OKAY = 0b00
+RESP_SLVERR = 0b10
+
+
+class AXI4Signature(wiring.Signature):
+    """AXI4 from the master's side (INCR bursts; no lock, cache, prot, qos, user)."""
+
+    def __init__(self, *, addr_width: int = 32, data_width: int = 128, id_width: int = 2):
+        if data_width not in (32, 64, 128, 256, 512, 1024):
+            raise ValueError(f"AXI4 data_width must be 32 to 1024, a power of two, not {data_width}")
+        self.addr_width = addr_width
+        self.data_width = data_width
+        self.id_width = id_width
+        super().__init__({
+            "awid": Out(id_width), "awaddr": Out(addr_width), "awlen": Out(8), "awsize": Out(3),
+            "awburst": Out(2), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
+            "wvalid": Out(1), "wready": In(1),
+            "bid": In(id_width), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "arid": Out(id_width), "araddr": Out(addr_width), "arlen": Out(8), "arsize": Out(3),
+            "arburst": Out(2), "arvalid": Out(1), "arready": In(1),
+            "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
+            "rvalid": In(1), "rready": Out(1),
+        })
+
+
+class AXI4LiteSignature(wiring.Signature):
+    """AXI4-Lite from the master's side, 32-bit data."""
+
+    def __init__(self, *, addr_width: int = 12):
+        self.addr_width = addr_width
+        super().__init__({
+            "awaddr": Out(addr_width), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(32), "wstrb": Out(4), "wvalid": Out(1), "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "araddr": Out(addr_width), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+            "rdata": In(32), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+        })

@@ -1,0 +1,342 @@
+"""The DMA engines: AXI4 read and write of byte vectors at any address.
+
+:class:`DMAReader` turns requests "``nbytes`` from byte address ``addr``" into
+INCR bursts (split at ``burst_len`` beats and at 4 KiB boundaries, as AXI
+requires) and hands back the bytes aligned to byte 0, with the request's tag.
+:class:`DMAWriter` does the reverse, with byte strobes. Both check every request
+against the DMA window ``[lo, hi)`` before touching the bus: a request outside it
+raises ``error`` and goes no further. Reads of several requests are in flight at
+once; reads and writes proceed together.
+
+``halt`` stops new bursts; bursts already started finish, and read data and write
+responses keep being accepted, so the bus is never left mid-transaction.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+__all__ = ["DMAReader", "DMAWriter", "ReadArbiter"]
+
+
+def _check(name: str, value: int, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an int from {lo} to {hi}, not {value!r}")
+
+
+def _burst_len(addr, beats_left, burst_len: int, beat_bytes: int):
+    """Beats of the next burst: no more than left, the maximum, or what reaches 4 KiB."""
+    to_4k = (4096 - addr[:12]) >> exact_log2(beat_bytes)   # 1 .. 4096/B
+    n = Mux(beats_left < burst_len, beats_left, burst_len)
+    return Mux(to_4k < n, to_4k, n)
+
+
+class DMAReader(wiring.Component):
+    """Reads byte vectors over AXI4 (the AR and R channels of one ID).
+
+    Parameters
+    ----------
+    data_width: AXI data bits.
+    max_bytes: longest vector.
+    burst_len: longest burst in beats.
+    tag_width: bits of the request tag returned with the data.
+    queue_depth: requests in flight.
+
+    Ports
+    -----
+    req_valid/ready, req_addr, req_nbytes, req_tag: a vector to read.
+    resp_valid/ready, resp_data (``max_bytes`` bytes, vector at byte 0), resp_tag.
+    lo, hi: the DMA window. error, error_tag: a request fell outside it (sticky).
+    halt: stop issuing. idle: no request in flight.
+    ar*, r*: the AXI read channels (the ID is set by the arbiter).
+    """
+
+    def __init__(self, *, data_width: int, max_bytes: int, burst_len: int, tag_width: int,
+                 queue_depth: int = 4) -> None:
+        _check("DMAReader data_width", data_width, 32, 1024)
+        _check("DMAReader max_bytes", max_bytes, 1, 4096)
+        _check("DMAReader burst_len", burst_len, 1, 256)
+        _check("DMAReader queue_depth", queue_depth, 1, 64)
+        self.data_width = data_width
+        self.beat_bytes = data_width // 8
+        self.max_bytes = max_bytes
+        self.burst_len = burst_len
+        self.tag_width = tag_width
+        self.queue_depth = queue_depth
+        self.max_beats = -(-(self.beat_bytes - 1 + max_bytes) // self.beat_bytes)
+        super().__init__({
+            "req_valid": In(1), "req_ready": Out(1), "req_addr": In(32),
+            "req_nbytes": In(range(max_bytes + 1)), "req_tag": In(tag_width),
+            "resp_valid": Out(1), "resp_ready": In(1),
+            "resp_data": Out(data.ArrayLayout(8, max_bytes)), "resp_tag": Out(tag_width),
+            "lo": In(32), "hi": In(32),
+            "error": Out(1), "error_tag": Out(tag_width), "bus_error": Out(1),
+            "halt": In(1), "idle": Out(1),
+            "araddr": Out(32), "arlen": Out(8), "arvalid": Out(1), "arready": In(1),
+            "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        B = self.beat_bytes
+        lb = exact_log2(B)
+
+        desc_layout = data.StructLayout({
+            "offset": range(B), "beats": range(self.max_beats + 1), "tag": self.tag_width})
+        m.submodules.desc = desc = SyncFIFOBuffered(width=desc_layout.size, depth=self.queue_depth)
+
+        # Issue side: check the window, queue a descriptor, issue the bursts.
+        cur = Signal(32)
+        left = Signal(range(self.max_beats + 1))
+        end = Signal(33)
+        m.d.comb += end.eq(self.req_addr + self.req_nbytes)
+        in_window = (self.req_addr >= self.lo) & (end <= self.hi)
+        total_beats = Signal(range(self.max_beats + 1))
+        m.d.comb += total_beats.eq((self.req_addr[:lb] + self.req_nbytes + B - 1) >> lb)
+        d_in = Signal(desc_layout)
+        m.d.comb += [
+            d_in.offset.eq(self.req_addr[:lb]),
+            d_in.beats.eq(total_beats),
+            d_in.tag.eq(self.req_tag),
+            desc.w_data.eq(d_in),
+        ]
+        blen = Signal(range(self.burst_len + 1))
+        m.d.comb += blen.eq(_burst_len(cur, left, self.burst_len, B))
+
+        with m.FSM(name="issue"):
+            with m.State("IDLE"):
+                m.d.comb += self.req_ready.eq(desc.w_rdy & ~self.halt & ~self.error)
+                with m.If(self.req_valid & self.req_ready):
+                    with m.If(~in_window | (end[32])):
+                        m.d.sync += [self.error.eq(1), self.error_tag.eq(self.req_tag)]
+                    with m.Else():
+                        m.d.comb += desc.w_en.eq(1)
+                        m.d.sync += [
+                            cur.eq(Cat(Const(0, lb), self.req_addr[lb:])),
+                            left.eq(total_beats),
+                        ]
+                        m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [
+                    self.arvalid.eq(1),
+                    self.araddr.eq(cur),
+                    self.arlen.eq(blen - 1),
+                ]
+                with m.If(self.arready):
+                    m.d.sync += [cur.eq(cur + (blen << lb)), left.eq(left - blen)]
+                    with m.If(left == blen):
+                        m.next = "IDLE"
+
+        # Collect side: gather the beats of the oldest descriptor, then shift into place.
+        beats = [Signal(self.data_width, name=f"beat{i}") for i in range(self.max_beats)]
+        count = Signal(range(self.max_beats + 1))
+        d_out = Signal(desc_layout)
+        full = Signal()
+        m.d.comb += d_out.eq(desc.r_data)
+        gathered = Cat(*beats)
+        shifted = Signal(len(gathered))
+        m.d.comb += shifted.eq(gathered >> (d_out.offset * 8))
+        m.d.comb += [
+            self.resp_data.eq(shifted[:8 * self.max_bytes]),
+            self.resp_tag.eq(d_out.tag),
+            self.resp_valid.eq(desc.r_rdy & full),
+        ]
+        collecting = desc.r_rdy & ~full
+        m.d.comb += self.rready.eq(collecting | self.halt | self.error)
+        with m.If(self.rvalid & self.rready):
+            with m.If(self.rresp[1]):
+                m.d.sync += self.bus_error.eq(1)
+            with m.If(collecting):
+                for i in range(self.max_beats):
+                    with m.If(count == i):
+                        m.d.sync += beats[i].eq(self.rdata)
+                m.d.sync += count.eq(count + 1)
+                with m.If(count + 1 == d_out.beats):
+                    m.d.sync += full.eq(1)
+        with m.If(self.resp_valid & self.resp_ready):
+            m.d.comb += desc.r_en.eq(1)
+            m.d.sync += [full.eq(0), count.eq(0)]
+        m.d.comb += self.idle.eq(~desc.r_rdy & (left == 0))
+        return m
+
+
+class DMAWriter(wiring.Component):
+    """Writes byte vectors over AXI4 (AW, W, B), with byte strobes.
+
+    Ports
+    -----
+    req_valid/ready, req_addr, req_nbytes, req_data (vector at byte 0), req_tag.
+    lo, hi: the DMA window. error, error_tag: a request fell outside it (sticky).
+    halt: stop starting bursts (a started burst finishes). idle: every write answered.
+    aw*, w*, b*: the AXI write channels.
+    """
+
+    def __init__(self, *, data_width: int, max_bytes: int, burst_len: int, tag_width: int) -> None:
+        _check("DMAWriter data_width", data_width, 32, 1024)
+        _check("DMAWriter max_bytes", max_bytes, 1, 4096)
+        _check("DMAWriter burst_len", burst_len, 1, 256)
+        self.data_width = data_width
+        self.beat_bytes = data_width // 8
+        self.max_bytes = max_bytes
+        self.burst_len = burst_len
+        self.tag_width = tag_width
+        self.max_beats = -(-(self.beat_bytes - 1 + max_bytes) // self.beat_bytes)
+        super().__init__({
+            "req_valid": In(1), "req_ready": Out(1), "req_addr": In(32),
+            "req_nbytes": In(range(max_bytes + 1)),
+            "req_data": In(data.ArrayLayout(8, max_bytes)), "req_tag": In(tag_width),
+            "lo": In(32), "hi": In(32),
+            "error": Out(1), "error_tag": Out(tag_width), "bus_error": Out(1),
+            "halt": In(1), "idle": Out(1),
+            "awaddr": Out(32), "awlen": Out(8), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
+            "wvalid": Out(1), "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        B = self.beat_bytes
+        lb = exact_log2(B)
+        nb = self.max_beats * B
+
+        end = Signal(33)
+        m.d.comb += end.eq(self.req_addr + self.req_nbytes)
+        in_window = (self.req_addr >= self.lo) & (end <= self.hi) & ~end[32]
+        total_beats = Signal(range(self.max_beats + 1))
+        m.d.comb += total_beats.eq((self.req_addr[:lb] + self.req_nbytes + B - 1) >> lb)
+
+        buf = Signal(8 * nb)           # the vector placed at its offset inside whole beats
+        strb = Signal(nb)
+        cur = Signal(32)
+        left = Signal(range(self.max_beats + 1))
+        beat = Signal(range(self.max_beats + 1))   # next beat of buf to send
+        in_burst = Signal(range(self.burst_len + 1))
+        blen = Signal(range(self.burst_len + 1))
+        m.d.comb += blen.eq(_burst_len(cur, left, self.burst_len, B))
+        outstanding = Signal(16)       # bursts whose B response has not come
+        aw_fire = Signal()
+        b_fire = Signal()
+
+        with m.FSM(name="write") as fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.req_ready.eq(~self.halt & ~self.error)
+                with m.If(self.req_valid & self.req_ready):
+                    with m.If(~in_window):
+                        m.d.sync += [self.error.eq(1), self.error_tag.eq(self.req_tag)]
+                    with m.Else():
+                        offset = self.req_addr[:lb]
+                        mask = Signal(self.max_bytes)
+                        m.d.comb += mask.eq((Const(1, self.max_bytes + 1) << self.req_nbytes) - 1)
+                        m.d.sync += [
+                            buf.eq(Cat(self.req_data.as_value()) << (offset * 8)),
+                            strb.eq(mask << offset),
+                            cur.eq(Cat(Const(0, lb), self.req_addr[lb:])),
+                            left.eq(total_beats),
+                            beat.eq(0),
+                        ]
+                        m.next = "ADDR"
+            with m.State("ADDR"):
+                m.d.comb += [self.awvalid.eq(1), self.awaddr.eq(cur), self.awlen.eq(blen - 1)]
+                with m.If(self.awready):
+                    m.d.comb += aw_fire.eq(1)
+                    m.d.sync += [
+                        in_burst.eq(blen),
+                        cur.eq(cur + (blen << lb)),
+                        left.eq(left - blen),
+                    ]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                beat_data = Signal(self.data_width)
+                beat_strb = Signal(B)
+                m.d.comb += [
+                    beat_data.eq(buf.word_select(beat, self.data_width)),
+                    beat_strb.eq(strb.word_select(beat, B)),
+                    self.wvalid.eq(1),
+                    self.wdata.eq(beat_data),
+                    self.wstrb.eq(beat_strb),
+                    self.wlast.eq(in_burst == 1),
+                ]
+                with m.If(self.wready):
+                    m.d.sync += [beat.eq(beat + 1), in_burst.eq(in_burst - 1)]
+                    with m.If(in_burst == 1):
+                        with m.If(left == 0):
+                            m.next = "IDLE"
+                        with m.Elif(self.halt):
+                            m.next = "IDLE"     # a halted NPU starts no new burst
+                        with m.Else():
+                            m.next = "ADDR"
+
+        m.d.comb += [self.bready.eq(1), b_fire.eq(self.bvalid)]
+        with m.If(b_fire & self.bresp[1]):
+            m.d.sync += self.bus_error.eq(1)
+        m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
+        m.d.comb += self.idle.eq((outstanding == 0) & fsm.ongoing("IDLE"))
+        return m
+
+
+class ReadArbiter(wiring.Component):
+    """Shares one AXI read port between ``n`` readers, each with its own ID.
+
+    Reader ``i`` uses ID ``i``; R beats are routed back by ID. A grant is held
+    from the cycle a reader raises ``arvalid`` until its handshake, so AR stays
+    stable as AXI requires.
+    """
+
+    def __init__(self, *, n: int, data_width: int, id_width: int = 2) -> None:
+        _check("ReadArbiter n", n, 1, 1 << id_width)
+        self.n = n
+        self.data_width = data_width
+        self.id_width = id_width
+        ports = {}
+        for i in range(n):
+            ports.update({
+                f"s{i}_araddr": In(32), f"s{i}_arlen": In(8), f"s{i}_arvalid": In(1),
+                f"s{i}_arready": Out(1), f"s{i}_rdata": Out(data_width), f"s{i}_rresp": Out(2),
+                f"s{i}_rvalid": Out(1), f"s{i}_rready": In(1),
+            })
+        ports.update({
+            "arid": Out(id_width), "araddr": Out(32), "arlen": Out(8), "arvalid": Out(1),
+            "arready": In(1), "rid": In(id_width), "rdata": In(data_width), "rresp": In(2),
+            "rvalid": In(1), "rready": Out(1),
+        })
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        grant = Signal(range(self.n))
+        locked = Signal()
+        sel = Signal(range(self.n))
+        # Lowest index wins unless a grant is held.
+        with m.If(locked):
+            m.d.comb += sel.eq(grant)
+        with m.Else():
+            for i in reversed(range(self.n)):
+                with m.If(getattr(self, f"s{i}_arvalid")):
+                    m.d.comb += sel.eq(i)
+        for i in range(self.n):
+            with m.If(sel == i):
+                m.d.comb += [
+                    self.arid.eq(i),
+                    self.araddr.eq(getattr(self, f"s{i}_araddr")),
+                    self.arlen.eq(getattr(self, f"s{i}_arlen")),
+                    self.arvalid.eq(getattr(self, f"s{i}_arvalid")),
+                    getattr(self, f"s{i}_arready").eq(self.arready),
+                ]
+            m.d.comb += [
+                getattr(self, f"s{i}_rdata").eq(self.rdata),
+                getattr(self, f"s{i}_rresp").eq(self.rresp),
+                getattr(self, f"s{i}_rvalid").eq(self.rvalid & (self.rid == i)),
+            ]
+            with m.If(self.rid == i):
+                m.d.comb += self.rready.eq(getattr(self, f"s{i}_rready"))
+        with m.If(self.arvalid & ~self.arready):
+            m.d.sync += [locked.eq(1), grant.eq(sel)]
+        with m.Elif(self.arvalid & self.arready):
+            m.d.sync += locked.eq(0)
+        return m
+

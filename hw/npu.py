@@ -1,0 +1,96 @@
+"""The NPU top: the core, its CSR bank, start/reset control and the interrupt."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from .axi import AXI4LiteSignature, AXI4Signature
+from .config import NPUConfig
+from .core import Core, _INSN_OPS
+from .csr import COUNTERS, CSR_ADDR_WIDTH, CSRBank, NPU_ID, NPU_VERSION, STATUS_BITS
+
+__all__ = ["NPU"]
+
+
+class NPU(wiring.Component):
+    """One NPU instance.
+
+    Ports
+    -----
+    m_axi: AXI4 master to DRAM (``m_axi__arvalid`` ... in Verilog).
+    s_axil: AXI4-Lite slave for the CSRs.
+    irq: DONE or ERROR, when IRQ_ENABLE is set.
+    done, error: the STATUS bits, for harnesses that wait on a pin.
+    """
+
+    def __init__(self, config: NPUConfig) -> None:
+        if not isinstance(config, NPUConfig):
+            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
+        self.config = config
+        super().__init__({
+            "m_axi": Out(AXI4Signature(addr_width=32, data_width=config.dma_data_width, id_width=2)),
+            "s_axil": In(AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
+            "irq": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.csr = csr = CSRBank()
+        core_rst = Signal()
+        m.submodules.core = core = ResetInserter(core_rst)(Core(cfg))
+        connect(m, flipped(self.s_axil), csr.s_axil)
+        connect(m, flipped(self.m_axi), core.m_axi)
+
+        running = Signal()
+        done = Signal()
+        error = Signal()
+        cycles = Signal(64)
+        m.d.comb += core_rst.eq(csr.start | csr.soft_reset)
+        with m.If(csr.soft_reset):
+            m.d.sync += [running.eq(0), done.eq(0), error.eq(0)]
+        with m.Elif(csr.start & ~running):
+            m.d.sync += [running.eq(1), done.eq(0), error.eq(0), cycles.eq(0)]
+        with m.Elif(running):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(core.done):
+                m.d.sync += [running.eq(0), done.eq(1)]
+            with m.Elif(core.error & core.quiesced):
+                m.d.sync += [running.eq(0), error.eq(1)]
+
+        m.d.comb += [
+            core.enable.eq(running),
+            core.insn_base.eq(csr.reg_insn_base),
+            core.insn_count.eq(csr.reg_insn_count),
+            core.win_lo.eq(csr.reg_window_base),
+            core.win_hi.eq(csr.reg_window_limit),
+            self.done.eq(done),
+            self.error.eq(error),
+            self.irq.eq((done | error) & csr.reg_ctrl[2]),
+            csr.val_id.eq(NPU_ID),
+            csr.val_version.eq(NPU_VERSION),
+            csr.val_config_hash.eq(cfg.hash),
+            csr.val_shape.eq(cfg.rows | (cfg.cols << 8) | (cfg.dma_bytes << 16)),
+            csr.val_status.eq((running << STATUS_BITS["BUSY"]) | (done << STATUS_BITS["DONE"])
+                              | (error << STATUS_BITS["ERROR"])),
+            csr.val_error_code.eq(core.error_code),
+            csr.val_error_index.eq(core.error_index),
+            csr.val_layer.eq(core.layer),
+            csr.val_cycles_lo.eq(cycles[:32]),
+            csr.val_cycles_hi.eq(cycles[32:]),
+        ]
+        for name, _ in COUNTERS:
+            if name == "CYCLES":
+                continue
+            value = getattr(core, f"cnt_{name.lower()}")
+            m.d.comb += [
+                getattr(csr, f"val_{name.lower()}_lo").eq(value[:32]),
+                getattr(csr, f"val_{name.lower()}_hi").eq(value[32:]),
+            ]
+        for op in _INSN_OPS:
+            m.d.comb += getattr(csr, f"val_insns_{op.lower()}").eq(getattr(core, f"cnt_insns_{op.lower()}"))
+        return m
