@@ -1,0 +1,144 @@
+"""cocotb side of :mod:`sim.rtl`: runs the jobs listed in ``$NPU_JOBS`` on the harness.
+
+For each job: reset, put the DRAM image in the chosen memory model, program the
+CSRs over AXI4-Lite, start, wait for DONE or ERROR (or the cycle limit), read
+every CSR and dump the DRAM. The checks are made by the caller, against the
+functional model and the golden.
+"""
+
+import json
+import os
+import pathlib
+import random
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, RisingEdge
+
+from hw.csr import COUNTERS, REG, REGISTERS
+
+CLOCK_NS = 10
+
+
+def _write_hex(path, image: np.ndarray, beat_bytes: int) -> None:
+    words = image.reshape(-1, beat_bytes)[:, ::-1]          # text is most significant first
+    text = words.tobytes().hex()
+    width = 2 * beat_bytes
+    lines = [text[i:i + width] for i in range(0, len(text), width)]
+    pathlib.Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _read_hex(path, nwords: int, beat_bytes: int) -> np.ndarray:
+    words = []
+    for line in pathlib.Path(path).read_text().split():
+        if line.startswith("@") or line.startswith("//"):
+            continue
+        words.append(line)
+    blob = bytes.fromhex("".join(w.rjust(2 * beat_bytes, "0") for w in words[:nwords]))
+    return np.frombuffer(blob, dtype=np.uint8).reshape(-1, beat_bytes)[:, ::-1].reshape(-1).copy()
+
+
+class _Pause:
+    """Random back-pressure: stall about a third of the cycles, in bursts."""
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+
+    def __iter__(self):
+        while True:
+            if self.rng.random() < 0.3:
+                for _ in range(self.rng.randint(1, 4)):
+                    yield 1
+            else:
+                yield 0
+
+
+async def _reset(dut):
+    dut.rst.value = 1
+    dut.mem_load.value = 0
+    dut.mem_dump.value = 0
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 1)
+
+
+@cocotb.test()
+async def run_jobs(dut):
+    from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+
+    specs = json.loads(pathlib.Path(os.environ["NPU_JOBS"]).read_text())
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
+    dut.use_ext.value = 0
+    dut.dump_lo.value = 0
+    dut.dump_hi.value = 0
+    await _reset(dut)
+    csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+    for spec in specs:
+        t0 = time.perf_counter()
+        B = spec["beat_bytes"]
+        image = np.fromfile(spec["dram_in"], dtype=np.uint8)
+        nwords = len(image) // B
+        ram = None
+        dut.use_ext.value = 1 if spec["memory"] == "axi" else 0
+        await _reset(dut)
+        if spec["memory"] == "axi":
+            ram = AxiRam(AxiBus.from_prefix(dut, "ext_axi"), dut.clk, dut.rst,
+                         size=max(len(image), 4096))
+            ram.write(0, image.tobytes())
+            if spec["backpressure"]:
+                seed = spec["seed"]
+                ram.write_if.aw_channel.set_pause_generator(_Pause(seed + 1))
+                ram.write_if.w_channel.set_pause_generator(_Pause(seed + 2))
+                ram.write_if.b_channel.set_pause_generator(_Pause(seed + 3))
+                ram.read_if.ar_channel.set_pause_generator(_Pause(seed + 4))
+                ram.read_if.r_channel.set_pause_generator(_Pause(seed + 5))
+        else:
+            _write_hex(_plusarg("DRAM_IN"), image, B)
+            dut.mem_load.value = 1
+            await RisingEdge(dut.clk)
+            dut.mem_load.value = 0
+            await RisingEdge(dut.clk)
+
+        lo, hi = spec["window"]
+        for name, value in (("INSN_BASE", spec["insn_base"]), ("INSN_COUNT", spec["insn_count"]),
+                            ("WINDOW_BASE", lo), ("WINDOW_LIMIT", hi)):
+            await csr.write(REG[name].offset, int(value).to_bytes(4, "little"))
+        await csr.write(REG["CTRL"].offset, (1).to_bytes(4, "little"))
+        t_run = time.perf_counter()
+        timeout = ClockCycles(dut.clk, spec["max_cycles"])
+        await First(RisingEdge(dut.done), RisingEdge(dut.error), timeout)
+        run_wall = time.perf_counter() - t_run
+        status = "done" if dut.done.value else "error" if dut.error.value else "timeout"
+
+        regs = {}
+        for reg in REGISTERS:
+            resp = await csr.read(reg.offset, 4)
+            regs[reg.name] = int.from_bytes(resp.data, "little")
+        for name, _ in COUNTERS:
+            regs[name] = regs.pop(f"{name}_LO") | (regs.pop(f"{name}_HI") << 32)
+
+        if ram is not None:
+            out = np.frombuffer(ram.read(0, len(image)), dtype=np.uint8).copy()
+        else:
+            dut.dump_lo.value = 0
+            dut.dump_hi.value = nwords - 1
+            dut.mem_dump.value = 1
+            await RisingEdge(dut.clk)
+            dut.mem_dump.value = 0
+            await RisingEdge(dut.clk)
+            out = _read_hex(_plusarg("DRAM_OUT"), nwords, B)
+        out.tofile(spec["dram_out"])
+        result = {
+            "status": status, "error_code": regs["ERROR_CODE"], "error_index": regs["ERROR_INDEX"],
+            "csr": regs, "wall_seconds": time.perf_counter() - t0, "run_wall_seconds": run_wall,
+        }
+        pathlib.Path(spec["result"]).write_text(json.dumps(result))
+
+
+def _plusarg(name):
+    value = cocotb.plusargs.get(name)
+    if not value:
+        raise RuntimeError(f"plusarg +{name}= not given")
+    return value

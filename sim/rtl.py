@@ -1,0 +1,217 @@
+"""Run programs on the generated Verilog in Verilator, through cocotb.
+
+:func:`build` emits an instance with ``hw.build`` and compiles it with the
+simulation harness (``sim/hdl/npu_harness.sv``) once per configuration; the
+build folder is keyed by the configuration hash and a digest of the generator
+sources, so unchanged designs are not rebuilt.
+
+:class:`RTLSimulator` runs a batch of :class:`Job` s in one simulator launch
+(each launch costs about a second). Two memory models sit behind the same
+harness: ``"fast"`` (an AXI RAM inside the design, loaded and dumped in bulk, no
+Python per cycle) and ``"axi"`` (cocotbext-axi's ``AxiRam``, with random
+back-pressure on every channel when asked).
+
+Set ``NPU_WAVES=1`` to build with tracing and dump ``dump.fst`` into each run's
+folder (see docs/verification.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.config import NPUConfig
+from hw.isa import ErrorCode
+
+from .toolchain import setup_verilator
+
+__all__ = ["Job", "JobResult", "RTLSimulator", "build", "source_digest", "SIM_ROOT"]
+
+_HERE = pathlib.Path(__file__).resolve().parent
+_REPO = _HERE.parent
+SIM_ROOT = pathlib.Path(os.environ.get("NPU_SIM_ROOT", _REPO / "build" / "sim"))
+HARNESS_SOURCES = [_HERE / "hdl" / "axi_ram_fast.sv", _HERE / "hdl" / "npu_harness.sv"]
+
+
+def source_digest() -> str:
+    """A digest of everything the simulated design is generated from."""
+    h = hashlib.sha256()
+    files = sorted((_REPO / "hw").glob("*.py")) + HARNESS_SOURCES + [_HERE / "rtl.py"]
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _waves_requested() -> bool:
+    return os.environ.get("NPU_WAVES", "") not in ("", "0")
+
+
+@dataclass
+class BuildInfo:
+    config: NPUConfig
+    build_dir: pathlib.Path
+    waves: bool
+    words_log2: int
+    seconds: float = 0.0      #: time spent emitting and compiling (0 when cached)
+
+
+def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 << 24,
+          verbose: bool = False) -> BuildInfo:
+    """Emit and compile ``config`` with the harness (cached)."""
+    from cocotb_tools.runner import get_runner
+
+    from hw.build import emit
+
+    waves = _waves_requested() if waves is None else waves
+    words_log2 = max(10, (dram_bytes // config.dma_bytes - 1).bit_length())
+    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{source_digest()}_m{words_log2}"
+    if waves:
+        key += "_waves"
+    build_dir = SIM_ROOT / key
+    stamp = build_dir / "built.stamp"
+    info = BuildInfo(config=config, build_dir=build_dir, waves=waves, words_log2=words_log2)
+    if stamp.exists():
+        return info
+    t0 = time.perf_counter()
+    env = setup_verilator()
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O2").strip()
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    paths = emit(config, build_dir / "rtl")
+    runner = get_runner("verilator")
+    build_args = [
+        "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE",
+        "-Wno-ASCRANGE", "-Wno-TIMESCALEMOD",
+        # Only the harness's ports are visible to cocotb: about 4x faster simulation.
+        "--no-public-flat-rw", "--public-depth", "1",
+    ]
+    if waves:
+        build_args += ["--trace-fst", "--trace-structs"]
+    runner.build(
+        sources=[paths["verilog"], *HARNESS_SOURCES],
+        hdl_toplevel="npu_harness",
+        build_dir=build_dir,
+        parameters={"DW": config.dma_data_width, "WORDS_LOG2": words_log2},
+        build_args=build_args,
+        waves=waves,
+        timescale=("1ns", "1ps"),
+        log_file=build_dir / "build.log" if not verbose else None,
+    )
+    info.seconds = time.perf_counter() - t0
+    (build_dir / "config.json").write_text(config.to_json(indent=2))
+    stamp.write_text(f"{info.seconds:.1f}\n")
+    return info
+
+
+@dataclass
+class Job:
+    """One program run: a DRAM image, where the program is, the window, the memory model."""
+    dram: np.ndarray
+    insn_base: int
+    insn_count: int
+    window: tuple[int, int] | None = None
+    memory: str = "fast"                 #: "fast" or "axi"
+    backpressure: bool = False           #: random stalls on every AXI channel ("axi" only)
+    seed: int = 0
+    max_cycles: int = 2_000_000
+    name: str = "job"
+
+    def __post_init__(self) -> None:
+        if self.memory not in ("fast", "axi"):
+            raise ValueError(f"Job.memory must be 'fast' or 'axi', not {self.memory!r}")
+        if not isinstance(self.dram, np.ndarray) or self.dram.dtype != np.uint8:
+            raise TypeError("Job.dram must be a numpy uint8 array")
+
+
+@dataclass
+class JobResult:
+    dram: np.ndarray                     #: DRAM after the run
+    status: str                          #: "done", "error" or "timeout"
+    error: ErrorCode
+    error_index: int
+    csr: dict[str, int]                  #: every register, 64-bit counters joined
+    cycles: int
+    wall_seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+class RTLSimulator:
+    """Runs jobs on one configuration's simulated RTL."""
+
+    def __init__(self, config: NPUConfig, *, waves: bool | None = None,
+                 dram_bytes: int = 1 << 24) -> None:
+        self.config = config
+        self.dram_bytes = dram_bytes
+        self.info = build(config, waves=waves, dram_bytes=dram_bytes)
+
+    def run(self, jobs: list[Job], *, workdir: str | pathlib.Path | None = None) -> list[JobResult]:
+        from cocotb_tools.runner import get_results, get_runner
+
+        for job in jobs:
+            if len(job.dram) > self.dram_bytes:
+                raise ValueError(f"job {job.name}: DRAM image of {len(job.dram)} bytes exceeds the "
+                                 f"simulated DRAM of {self.dram_bytes} bytes")
+        info = self.info
+        run_dir = pathlib.Path(workdir) if workdir else info.build_dir / "runs" / f"{os.getpid()}_{time.time_ns()}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        B = self.config.dma_bytes
+        specs = []
+        for i, job in enumerate(jobs):
+            image = job.dram
+            pad = (-len(image)) % B
+            if pad:
+                image = np.concatenate([image, np.zeros(pad, np.uint8)])
+            bin_path = run_dir / f"job{i}_in.bin"
+            image.tofile(bin_path)
+            window = job.window if job.window is not None else (0, len(job.dram))
+            specs.append({
+                "name": job.name, "dram_in": str(bin_path), "dram_bytes": len(image),
+                "dram_out": str(run_dir / f"job{i}_out.bin"), "result": str(run_dir / f"job{i}.json"),
+                "insn_base": job.insn_base, "insn_count": job.insn_count,
+                "window": list(window), "memory": job.memory, "backpressure": job.backpressure,
+                "seed": job.seed, "max_cycles": job.max_cycles, "beat_bytes": B,
+            })
+        spec_path = run_dir / "jobs.json"
+        spec_path.write_text(json.dumps(specs, indent=1))
+        env = setup_verilator(dict(os.environ))
+        runner = get_runner("verilator")
+        results_xml = runner.test(
+            test_module="sim.cocotb_npu",
+            hdl_toplevel="npu_harness",
+            hdl_toplevel_lang="verilog",
+            build_dir=info.build_dir,
+            test_dir=run_dir,
+            extra_env={"NPU_JOBS": str(spec_path), "PATH": env["PATH"],
+                       "PYTHONPATH": os.pathsep.join([str(_REPO), os.environ.get("PYTHONPATH", "")])},
+            plusargs=[f"+DRAM_IN={run_dir / 'dram_in.hex'}", f"+DRAM_OUT={run_dir / 'dram_out.hex'}"],
+            waves=info.waves,
+            log_file=run_dir / "sim.log",
+        )
+        _, failed = get_results(results_xml)
+        results = []
+        for spec in specs:
+            path = pathlib.Path(spec["result"])
+            if not path.exists():
+                log = (run_dir / "sim.log").read_text()[-3000:] if (run_dir / "sim.log").exists() else ""
+                raise RuntimeError(f"simulation of {spec['name']} produced no result "
+                                   f"(see {run_dir}):\n{log}")
+            r = json.loads(path.read_text())
+            dram = np.fromfile(spec["dram_out"], dtype=np.uint8)
+            results.append(JobResult(
+                dram=dram, status=r["status"], error=ErrorCode(r["error_code"]),
+                error_index=r["error_index"], csr=r["csr"], cycles=r["csr"].get("CYCLES", 0),
+                wall_seconds=r["wall_seconds"], extra=r))
+        if failed:
+            raise RuntimeError(f"cocotb reported {failed} failing test(s); see {run_dir / 'sim.log'}")
+        if not info.waves and os.environ.get("NPU_KEEP_RUNS", "") in ("", "0"):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return results
+
