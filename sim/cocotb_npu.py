@@ -75,25 +75,29 @@ async def run_jobs(dut):
     dut.dump_hi.value = 0
     await _reset(dut)
     csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+    # One AXI RAM model for the whole run: a second one would drive the same wires.
+    ram = None
+    axi_bytes = max([s["dram_bytes"] for s in specs if s["memory"] == "axi"], default=0)
+    if axi_bytes:
+        ram = AxiRam(AxiBus.from_prefix(dut, "ext_axi"), dut.clk, dut.rst,
+                     size=max(axi_bytes, 4096))
     for spec in specs:
         t0 = time.perf_counter()
         B = spec["beat_bytes"]
         image = np.fromfile(spec["dram_in"], dtype=np.uint8)
         nwords = len(image) // B
-        ram = None
-        dut.use_ext.value = 1 if spec["memory"] == "axi" else 0
+        use_axi = spec["memory"] == "axi"
+        dut.use_ext.value = 1 if use_axi else 0
         await _reset(dut)
-        if spec["memory"] == "axi":
-            ram = AxiRam(AxiBus.from_prefix(dut, "ext_axi"), dut.clk, dut.rst,
-                         size=max(len(image), 4096))
+        if use_axi:
             ram.write(0, image.tobytes())
-            if spec["backpressure"]:
-                seed = spec["seed"]
-                ram.write_if.aw_channel.set_pause_generator(_Pause(seed + 1))
-                ram.write_if.w_channel.set_pause_generator(_Pause(seed + 2))
-                ram.write_if.b_channel.set_pause_generator(_Pause(seed + 3))
-                ram.read_if.ar_channel.set_pause_generator(_Pause(seed + 4))
-                ram.read_if.r_channel.set_pause_generator(_Pause(seed + 5))
+            channels = [ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
+                        ram.read_if.ar_channel, ram.read_if.r_channel]
+            for k, channel in enumerate(channels):
+                if spec["backpressure"]:
+                    channel.set_pause_generator(_Pause(spec["seed"] * 8 + k))
+                else:
+                    channel.clear_pause_generator()
         else:
             _write_hex(_plusarg("DRAM_IN"), image, B)
             dut.mem_load.value = 1
@@ -119,7 +123,7 @@ async def run_jobs(dut):
         for name, _ in COUNTERS:
             regs[name] = regs.pop(f"{name}_LO") | (regs.pop(f"{name}_HI") << 32)
 
-        if ram is not None:
+        if use_axi:
             out = np.frombuffer(ram.read(0, len(image)), dtype=np.uint8).copy()
         else:
             dut.dump_lo.value = 0

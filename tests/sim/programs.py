@@ -1,0 +1,190 @@
+"""Random NPU programs for the regression (test helpers, not product code)."""
+from __future__ import annotations
+
+import numpy as np
+
+from hw import NPUConfig
+from hw import isa
+from sim.functional import FunctionalModel, NPUError, place_program
+from sw import golden
+from sw.kernels import gemm_kernel
+
+
+class Case:
+    """A program, its DRAM image, and what the functional model says it does."""
+
+    def __init__(self, config, dram, insn_base, insn_count, window=None, name="case", extra=None):
+        self.config = config
+        self.dram = dram
+        self.insn_base = insn_base
+        self.insn_count = insn_count
+        self.window = window
+        self.name = name
+        self.extra = extra or {}
+        self.expect_dram = dram.copy()
+        self.error = None
+        try:
+            self.counts = FunctionalModel(config).run(self.expect_dram, insn_base, insn_count,
+                                                      window=window)
+        except NPUError as exc:
+            self.error = exc
+            self.counts = None
+
+
+def gemm_case(cfg: NPUConfig, seed: int, shape, m_tile=None, a_pad=0, zp=0, clamp=(-128, 127)):
+    rng = np.random.default_rng(seed)
+    m, k, n = shape
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, n).astype(np.int32)
+    qm = [golden.quantize_multiplier(s) for s in rng.uniform(1e-4, 2e-2, n)]
+    mult = np.array([q[0] for q in qm], dtype=np.int32)
+    shift = np.array([q[1] for q in qm], dtype=np.int32)
+    kern = gemm_kernel(cfg, a, w, bias, mult, shift, out_zp=zp, clamp=clamp, a_stride=k + a_pad,
+                       m_tile=m_tile)
+    import torch
+    acc = golden.gemm(torch.from_numpy(a), torch.from_numpy(w))
+    gold = golden.requantize(acc, torch.from_numpy(bias), torch.from_numpy(mult),
+                             torch.from_numpy(shift), zp, *clamp).numpy()
+    case = Case(cfg, kern.dram, kern.insn_base, kern.insn_count, name=f"gemm{shape}")
+    case.extra = {"kernel": kern, "golden": gold}
+    return case
+
+
+class Builder:
+    """A DRAM image with data regions and a program placed at the end."""
+
+    def __init__(self, cfg: NPUConfig, size: int = 8192):
+        self.cfg = cfg
+        self.dram = np.zeros(size, np.uint8)
+        self.top = 0
+        self.program: list[isa.Instruction] = []
+
+    def data(self, blob: np.ndarray | bytes, align: int = 16) -> int:
+        blob = np.frombuffer(bytes(blob), np.uint8) if not isinstance(blob, np.ndarray) else \
+            blob.view(np.uint8).reshape(-1)
+        addr = -(-self.top // align) * align
+        self.dram[addr:addr + len(blob)] = blob
+        self.top = addr + len(blob)
+        return addr
+
+    def reserve(self, nbytes: int, align: int = 16) -> int:
+        addr = -(-self.top // align) * align
+        self.top = addr + nbytes
+        return addr
+
+    def emit(self, *insns):
+        self.program.extend(insns)
+
+    def identity_params(self, group: int = 0, mult=1 << 30, shift=1):
+        """Parameter group giving y = clamp(x) (docs/numerics.md: 2x * 0.5)."""
+        C = self.cfg.cols
+        rows = np.zeros((3, C), "<i4")
+        rows[1] = mult
+        rows[2] = shift
+        addr = self.data(rows.tobytes())
+        self.emit(isa.load(mem="param", sram=3 * group, dram=addr, y_size=3, x_size=1,
+                           y_stride=4 * C, length=C))
+
+    def case(self, name="case", window=None) -> Case:
+        words = [i.encode() for i in self.program]
+        base = self.reserve(16 * len(words))
+        if base + 16 * len(words) > len(self.dram):
+            raise ValueError("DRAM image too small")
+        place_program(self.dram, base, words)
+        return Case(self.cfg, self.dram, base, len(words), window=window, name=name)
+
+
+def load_store_case(cfg: NPUConfig, seed: int, n_loads: int = 6) -> Case:
+    """Random 2D, padded, unaligned LOADs into the accumulator, each stored back out."""
+    rng = np.random.default_rng(seed)
+    b = Builder(cfg, size=16384)
+    src = b.data(rng.integers(0, 256, 3000, dtype=np.uint8))
+    b.identity_params(0)
+    row = 0
+    for i in range(n_loads):
+        pads = [int(v) for v in rng.integers(0, 3, 4)]
+        ys, xs = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        ny, nx = pads[0] + ys + pads[1], pads[2] + xs + pads[3]
+        if row + ny * nx > cfg.acc_depth:
+            break
+        length = int(rng.integers(1, cfg.cols + 1))
+        b.emit(isa.load(mem="acc", sram=row, dram=src + int(rng.integers(0, 700)),
+                        y_size=ys, x_size=xs, y_stride=int(rng.integers(0, 200)),
+                        x_stride=int(rng.integers(0, 40)), length=length,
+                        pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
+                        pad_value=int(rng.integers(-128, 128)), push_next=1))
+        b.emit(isa.sync(queue="compute", pop_prev=1, push_next=1))
+        out = b.reserve(ny * nx * (cfg.cols + 3) + 5)
+        b.emit(isa.store(acc=row, dram=out + int(rng.integers(0, 5)), rows=ny * nx,
+                         stride=cfg.cols + int(rng.integers(0, 4)),
+                         length=int(rng.integers(1, cfg.cols + 1)), param=0,
+                         clamp_lo=-128, clamp_hi=127, pop_prev=1))
+        row += ny * nx
+    b.emit(isa.finish())
+    return b.case(f"load_store{seed}")
+
+
+def spad_gemm_case(cfg: NPUConfig, seed: int) -> Case:
+    """Padded, strided LOADs into the scratchpad, through the array with identity weights."""
+    rng = np.random.default_rng(seed)
+    R, C = cfg.rows, cfg.cols
+    b = Builder(cfg, size=16384)
+    src = b.data(rng.integers(0, 256, 2000, dtype=np.uint8))
+    eye = np.zeros((C, R), np.int8)
+    for n in range(min(R, C)):
+        eye[n, n] = 1
+    w_addr = b.data(eye)
+    b.identity_params(0)
+    b.emit(isa.load(mem="spad", sram=0, dram=w_addr, y_size=C, x_size=1, y_stride=R, length=R))
+    pads = [int(v) for v in rng.integers(0, 4, 4)]
+    ys, xs = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    rows = (pads[0] + ys + pads[1]) * (pads[2] + xs + pads[3])
+    b.emit(isa.load(mem="spad", sram=C, dram=src + int(rng.integers(0, 64)), y_size=ys, x_size=xs,
+                    y_stride=int(rng.integers(0, 300)), x_stride=int(rng.integers(1, 50)),
+                    length=int(rng.integers(1, R + 1)), pad_top=pads[0], pad_bottom=pads[1],
+                    pad_left=pads[2], pad_right=pads[3], pad_value=int(rng.integers(-128, 128)),
+                    push_next=1))
+    b.emit(isa.gemm(wgt=0, inp=C, acc=0, m=rows, pop_prev=1, push_next=1))
+    out = b.reserve(rows * C)
+    b.emit(isa.store(acc=0, dram=out, rows=rows, stride=C, length=C, param=0, clamp_lo=-128,
+                     clamp_hi=127, pop_prev=1))
+    b.emit(isa.finish())
+    return b.case(f"spad_gemm{seed}")
+
+
+def alu_case(cfg: NPUConfig, seed: int, n_ops: int = 12) -> Case:
+    """Every ALU op with rows and immediates, strides and reductions, then stored."""
+    rng = np.random.default_rng(seed)
+    C = cfg.cols
+    b = Builder(cfg, size=16384)
+    src = b.data(rng.integers(0, 256, 64 * C, dtype=np.uint8))
+    b.identity_params(0)
+    # A scaling group so that large int32 results still land in int8 informatively.
+    params = np.zeros((3, C), "<i4")
+    params[1] = rng.integers(1 << 30, 1 << 31, C)
+    params[2] = rng.integers(-24, -8, C)
+    p_addr = b.data(params.tobytes())
+    b.emit(isa.load(mem="param", sram=3, dram=p_addr, y_size=3, x_size=1, y_stride=4 * C, length=C))
+    b.emit(isa.load(mem="acc", sram=0, dram=src, y_size=48, x_size=1, y_stride=C, length=C,
+                    push_next=1))
+    b.emit(isa.sync(queue="compute", pop_prev=1))
+    ops = list(isa.AluOp) + [isa.AluOp(int(v)) for v in rng.integers(0, 8, n_ops)]
+    for op in ops:
+        use_imm = int(rng.integers(0, 2))
+        imm = int(rng.integers(-40, 40)) if op in (isa.AluOp.SHR, isa.AluOp.SHL) or rng.random() < .5 \
+            else int(rng.integers(-2**31, 2**31))
+        count = int(rng.integers(1, 8))
+        dst_stride = int(rng.integers(0, 3))
+        b.emit(isa.alu(op=op, use_imm=use_imm, imm=imm, dst=int(rng.integers(0, 24)),
+                       src=int(rng.integers(0, 40)), count=count, dst_stride=dst_stride,
+                       src_stride=int(rng.integers(0, 3))))
+    b.emit(isa.sync(queue="compute", push_next=1))
+    out = b.reserve(2 * 48 * C)
+    b.emit(isa.store(acc=0, dram=out, rows=48, stride=C, length=C, param=1, clamp_lo=-128,
+                     clamp_hi=127, pop_prev=1, push_prev=1))
+    b.emit(isa.sync(queue="compute", pop_next=1, push_next=1))
+    b.emit(isa.store(acc=0, dram=out + 48 * C, rows=48, stride=C, length=C, param=0,
+                     clamp_lo=-128, clamp_hi=127, pop_prev=1))
+    b.emit(isa.finish())
+    return b.case(f"alu{seed}")
