@@ -130,7 +130,7 @@ def results_for(name):
             jobs.append(Job(case.dram.copy(), case.insn_base, case.insn_count, window=case.window,
                             memory=memory, backpressure=memory == "axi", seed=i,
                             max_cycles=30_000 if memory == "axi" else 200_000, name=f"{case.name}/{memory}"))
-    results = RTLSimulator(cfg, dram_bytes=1 << 16).run(jobs)
+    results = RTLSimulator(cfg).run(jobs)
     out = {}
     k = 0
     for memory in MEMORIES[name]:
