@@ -464,10 +464,13 @@ class Core(wiring.Component):
         pipe_busy = Signal()
         m.d.comb += pipe_busy.eq(Cat(*[mm.valid for mm in meta]).any() | s_busy)
 
-        busy_cnt = [Signal(range(L + 4), name=f"wbuf{b}_busy") for b in range(2)]
+        # A weight buffer may be rewritten once its last user has passed every row: column c
+        # is written c cycles after column 0, and the last activation reaches PE (r, c)
+        # r + c cycles after it entered, so R + 1 cycles of margin are enough.
+        busy_cnt = [Signal(range(R + 3), name=f"wbuf{b}_busy") for b in range(2)]
         for b in range(2):
             with m.If(p_valid & (p_buf == b)):
-                m.d.sync += busy_cnt[b].eq(L + 2)
+                m.d.sync += busy_cnt[b].eq(R + 1)
             with m.Elif(busy_cnt[b] != 0):
                 m.d.sync += busy_cnt[b].eq(busy_cnt[b] - 1)
 
@@ -515,7 +518,10 @@ class Core(wiring.Component):
             m.d.comb += [acc.w0_en.eq(1), acc.w0_addr.eq(alu_wr_addr), acc.w0_data.eq(alu_wr_data)]
         with m.Else():
             m.d.comb += [acc.w0_en.eq(wb.valid), acc.w0_addr.eq(wb.acc), acc.w0_data.eq(gemm_row)]
-        gemm_done_pp = wb.valid & wb.push_prev
+        # A GEMM gives its push_prev token (to the load queue) once it has read its last
+        # scratchpad row, so the next load can reuse the slot while the array drains; its
+        # push_next token (to the store queue) once its last accumulator row is written.
+        gemm_done_pp = s_busy & (s_i + 1 == s_m) & s_pp
         gemm_done_pn = wb.valid & wb.push_next
 
         # Front stage.
@@ -567,7 +573,8 @@ class Core(wiring.Component):
                             m.d.sync += last_buf.eq(nb)
                             m.next = "HANDOFF"
             with m.State("HANDOFF"):
-                with m.If(~s_busy):
+                # The streamer takes the next GEMM in the cycle it issues its last row.
+                with m.If(~s_busy | (s_i + 1 == s_m)):
                     m.d.sync += [
                         s_busy.eq(1), s_i.eq(0), s_inp.eq(cg.inp), s_acc.eq(cg.acc),
                         s_m.eq(cg.m), s_accum.eq(cg.accumulate), s_buf.eq(nb),

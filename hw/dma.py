@@ -107,14 +107,27 @@ class DMAReader(wiring.Component):
         blen = Signal(range(self.burst_len + 1))
         m.d.comb += blen.eq(_burst_len(cur, left, self.burst_len, B))
 
-        with m.FSM(name="issue"):
+        # A request that is a single burst goes out straight from IDLE, so a stream of short
+        # vectors issues one AR per cycle.
+        to_4k = (4096 - self.req_addr[:12]) >> lb
+        single = (total_beats <= self.burst_len) & (total_beats <= to_4k)
+        with m.FSM(name="issue") as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.req_ready.eq(desc.w_rdy & ~self.halt & ~self.error)
-                with m.If(self.req_valid & self.req_ready):
-                    with m.If(~in_window | (end[32])):
+                open_ = desc.w_rdy & ~self.halt & ~self.error
+                with m.If(self.req_valid & open_):
+                    with m.If(~in_window | end[32]):
+                        m.d.comb += self.req_ready.eq(1)
                         m.d.sync += [self.error.eq(1), self.error_tag.eq(self.req_tag)]
+                    with m.Elif(single):
+                        m.d.comb += [
+                            self.arvalid.eq(1),
+                            self.araddr.eq(Cat(Const(0, lb), self.req_addr[lb:])),
+                            self.arlen.eq(total_beats - 1),
+                            self.req_ready.eq(self.arready),
+                            desc.w_en.eq(self.arready),
+                        ]
                     with m.Else():
-                        m.d.comb += desc.w_en.eq(1)
+                        m.d.comb += [self.req_ready.eq(1), desc.w_en.eq(1)]
                         m.d.sync += [
                             cur.eq(Cat(Const(0, lb), self.req_addr[lb:])),
                             left.eq(total_beats),
@@ -131,22 +144,29 @@ class DMAReader(wiring.Component):
                     with m.If(left == blen):
                         m.next = "IDLE"
 
-        # Collect side: gather the beats of the oldest descriptor, then shift into place.
+        # Collect side: gather the beats of the oldest descriptor; with the last one, shift the
+        # vector into place in the output register and go on with the next descriptor.
         beats = [Signal(self.data_width, name=f"beat{i}") for i in range(self.max_beats)]
         count = Signal(range(self.max_beats + 1))
         d_out = Signal(desc_layout)
-        full = Signal()
         m.d.comb += d_out.eq(desc.r_data)
-        gathered = Cat(*beats)
+        out_valid = Signal()
+        out_data = Signal(8 * self.max_bytes)
+        out_tag = Signal(self.tag_width)
+        m.d.comb += [
+            self.resp_valid.eq(out_valid),
+            self.resp_data.eq(out_data),
+            self.resp_tag.eq(out_tag),
+        ]
+        out_free = ~out_valid | self.resp_ready
+        last_beat = count + 1 == d_out.beats
+        collecting = desc.r_rdy & (~last_beat | out_free)
+        m.d.comb += self.rready.eq(collecting | self.halt | self.error)
+        gathered = Cat(*[Mux(count == i, self.rdata, beats[i]) for i in range(self.max_beats)])
         shifted = Signal(len(gathered))
         m.d.comb += shifted.eq(gathered >> (d_out.offset * 8))
-        m.d.comb += [
-            self.resp_data.eq(shifted[:8 * self.max_bytes]),
-            self.resp_tag.eq(d_out.tag),
-            self.resp_valid.eq(desc.r_rdy & full),
-        ]
-        collecting = desc.r_rdy & ~full
-        m.d.comb += self.rready.eq(collecting | self.halt | self.error)
+        with m.If(self.resp_valid & self.resp_ready):
+            m.d.sync += out_valid.eq(0)
         with m.If(self.rvalid & self.rready):
             with m.If(self.rresp[1]):
                 m.d.sync += self.bus_error.eq(1)
@@ -154,13 +174,17 @@ class DMAReader(wiring.Component):
                 for i in range(self.max_beats):
                     with m.If(count == i):
                         m.d.sync += beats[i].eq(self.rdata)
-                m.d.sync += count.eq(count + 1)
-                with m.If(count + 1 == d_out.beats):
-                    m.d.sync += full.eq(1)
-        with m.If(self.resp_valid & self.resp_ready):
-            m.d.comb += desc.r_en.eq(1)
-            m.d.sync += [full.eq(0), count.eq(0)]
-        m.d.comb += self.idle.eq(~desc.r_rdy & (left == 0))
+                with m.If(last_beat):
+                    m.d.comb += desc.r_en.eq(1)
+                    m.d.sync += [
+                        count.eq(0),
+                        out_valid.eq(1),
+                        out_data.eq(shifted[:8 * self.max_bytes]),
+                        out_tag.eq(d_out.tag),
+                    ]
+                with m.Else():
+                    m.d.sync += count.eq(count + 1)
+        m.d.comb += self.idle.eq(~desc.r_rdy & fsm.ongoing("IDLE") & ~out_valid)
         return m
 
 

@@ -109,7 +109,11 @@ def gemm_kernel(config: NPUConfig, a: np.ndarray, w: np.ndarray, bias: np.ndarra
     max_mt = min((config.spad_depth - 2 * C) // (2 * kt), config.acc_depth // 2, 1023)
     if max_mt < 1:
         raise ValueError(f"gemm_kernel: K={k} does not fit the scratchpad of {config.spad_depth} rows")
-    mt = min(max_mt, m) if m_tile is None else m_tile
+    if m_tile is None:
+        # Balanced blocks: 512 rows with at most 63 per block is 9 blocks of 57, not 8x63 + 8.
+        mt = -(-m // -(-m // max_mt))
+    else:
+        mt = m_tile
     if not 1 <= mt <= max_mt:
         raise ValueError(f"gemm_kernel: m_tile={m_tile} must be 1 to {max_mt}")
     mb_count = _ceil_div(m, mt)

@@ -45,7 +45,7 @@ module axi_ram_fast #(
     logic [7:0] r_left;
     logic [IDW-1:0] r_id;
     logic r_oob;
-    assign arready = !r_busy;
+    assign arready = !r_busy || (rvalid && rready && rlast);   // back-to-back bursts
     assign rvalid = r_busy;
     assign rid = r_id;
     assign r_oob = (r_word >> WORDS_LOG2) != 0;
