@@ -212,7 +212,7 @@ class NPUConfig:
 
 
 PRESETS: dict[str, NPUConfig] = {
-    "tiny": NPUConfig(rows=4, cols=4, spad_depth=256, acc_depth=128, param_depth=24,
+    "tiny": NPUConfig(rows=4, cols=4, spad_depth=256, acc_depth=128, param_depth=96,
                       dma_data_width=32, dma_burst_len=8, insn_queue_depth=4,
                       token_queue_depth=4),
     "small": NPUConfig(rows=8, cols=8, spad_depth=1024, acc_depth=256, param_depth=48,

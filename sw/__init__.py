@@ -1,0 +1,17 @@
+"""Software: quantizer, compiler, driver and analysis for the NPU.
+
+    import sw
+    qmodel = sw.quantize(model, calibration)
+    program = sw.compile(qmodel, config)
+    device = sw.Device(config, backend="func")   # or "rtl"
+    y = device.run(program, x)
+"""
+
+from .compiler import CompileError, compile  # noqa: A004 - the public name is compile
+from .device import BACKENDS, Device, DeviceError
+from .frontend import UnsupportedOpError
+from .program import Program, ProgramError, TensorInfo
+from .quant import QuantizedModel, quantize
+
+__all__ = ["quantize", "compile", "Device", "Program", "TensorInfo", "QuantizedModel",
+           "CompileError", "DeviceError", "ProgramError", "UnsupportedOpError", "BACKENDS"]

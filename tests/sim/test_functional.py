@@ -195,7 +195,7 @@ def test_error_illegal_opcode():
     (isa.load(mem="acc", y_size=0, x_size=1, length=1), "at least 1"),
     (isa.gemm(m=200, inp=100), "input rows 100..299 are past the scratchpad"),
     (isa.gemm(m=1, acc=128), "accumulator rows 128..128"),
-    (isa.store(rows=1, length=1, param=8), "param=8 is past the 8 parameter groups"),
+    (isa.store(rows=1, length=1, param=32), "param=32 is past the 32 parameter groups"),
     (isa.store(rows=1, length=1, clamp_lo=3, clamp_hi=2), "clamp_lo=3 is above clamp_hi=2"),
     (isa.alu(count=3, dst=120, dst_stride=5), "destination row 130"),
     (isa.load(y_size=1, x_size=1, length=1, pop_prev=1), "pop_prev is not allowed in the LOAD queue"),

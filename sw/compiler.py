@@ -1,0 +1,494 @@
+"""The compiler: a :class:`sw.quant.QuantizedModel` to an NPU :class:`sw.program.Program`.
+
+Activations live in DRAM as int8 NHWC (a pixel's channels contiguous). Layers
+lower as follows (docs/compiler.md has the details):
+
+* **conv and linear** are implicit GEMMs. The reduction runs over (kh, kw,
+  channel chunk of ``rows``); for each chunk a strided 2D LOAD gathers one
+  activation row per output pixel straight from the input tensor, with the
+  convolution's border as LOAD padding filled with the input zero point (no
+  im2col copy). Weight tiles are pre-arranged in DRAM, one ``cols x rows`` block
+  per (output tile, chunk); grouped and depthwise convolutions use
+  block-diagonal tiles and skip the chunks outside each group. Activation and
+  weight slots, and accumulator tiles, are double-buffered with tokens.
+* **max/avg pooling, global average pooling, residual add and standalone ReLU**
+  run on the ALU over accumulator rows, then through the store path.
+* **flatten** is free (the following linear layer's weights are permuted to
+  NHWC order).
+
+Between layers a token barrier orders every STORE of one layer before any LOAD
+of the next. Each layer is tagged with ``CONFIG layer=<id>`` for per-layer
+counts. The output is deterministic for a given model and configuration.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.config import NPUConfig
+from hw import isa
+from hw.isa import Instruction
+
+from .kernels import DramImage
+from .program import Program, TensorInfo
+from .quant import QNode, QuantizedModel
+
+__all__ = ["compile", "CompileError"]
+
+_INSN_BYTES = isa.INSN_BITS // 8
+
+
+class CompileError(ValueError):
+    """The model cannot be lowered to this configuration; the message names the layer."""
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class _Tensor:
+    def __init__(self, name, shape, q, addr=None, chw=None):
+        self.name = name
+        self.shape = tuple(shape)      # PyTorch layout per sample
+        self.q = q
+        self.addr = addr
+        self.chw = chw                 # (C, H, W) when this is a flatten of a 3-D tensor
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape))
+
+    @property
+    def geometry(self):
+        """(C, H, W) of the bytes in DRAM (a flat tensor is C channels of one pixel)."""
+        if len(self.shape) == 3:
+            return self.shape
+        return (self.shape[0], 1, 1)
+
+
+class _Compiler:
+    def __init__(self, config: NPUConfig, model: QuantizedModel):
+        self.cfg = config
+        self.model = model
+        self.img = DramImage()
+        self.insns: list[Instruction] = []
+        self.layers: list[dict] = []
+        self.tensors: dict[str, _Tensor] = {}
+        self.free: list[tuple[int, int]] = []   # (addr, size) of reusable activation buffers
+        R, C = config.rows, config.cols
+        self.R, self.C = R, C
+        self.m_max = min(config.acc_depth // 2, (config.spad_depth - 2 * C) // 2, 1023)
+        if self.m_max < 1:
+            raise CompileError(f"configuration {config.describe()} has too little scratchpad")
+
+    # ------------------------------------------------------------------ memory
+    def alloc(self, nbytes: int) -> int:
+        nbytes = _ceil(max(nbytes, 1), 64) * 64
+        for i, (addr, size) in enumerate(self.free):
+            if size >= nbytes:
+                self.free.pop(i)
+                if size > nbytes:
+                    self.free.append((addr + nbytes, size - nbytes))
+                return addr
+        return self.img.alloc(nbytes)
+
+    def release(self, addr: int, nbytes: int) -> None:
+        self.free.append((addr, _ceil(max(nbytes, 1), 64) * 64))
+
+    def const(self, data: bytes) -> int:
+        return self.img.alloc(len(data), data)
+
+    # ------------------------------------------------------------------ helpers
+    def emit(self, *insns: Instruction) -> None:
+        self.insns.extend(insns)
+
+    def param_load(self, group: int, bias, mult, shift) -> Instruction:
+        C = self.C
+        rows = np.zeros((3, C), "<i4")
+        for r, v in enumerate((bias, mult, shift)):
+            v = np.broadcast_to(np.asarray(v, dtype=np.int64), (C,)) if np.ndim(v) == 0 else np.asarray(v)
+            rows[r, :len(v)] = v
+        addr = self.const(rows.tobytes())
+        return isa.load(mem="param", sram=3 * group, dram=addr, y_size=3, x_size=1,
+                        y_stride=4 * C, length=C)
+
+    def check(self, cond: bool, node: QNode, message: str) -> None:
+        if not cond:
+            raise CompileError(f"layer {node.name} ({node.op} at {node.where}): {message}")
+
+    # ------------------------------------------------------------------ the whole model
+    def run(self) -> Program:
+        nodes = self.model.nodes
+        last_use: dict[str, int] = {}
+        for i, node in enumerate(nodes):
+            for src in node.inputs:
+                last_use[src] = i
+        last_use[self.model.output] = len(nodes)
+        # Aliases (flatten) keep their base alive.
+        base_of: dict[str, str] = {}
+        for i, node in enumerate(nodes):
+            if node.op == "flatten":
+                base = base_of.get(node.inputs[0], node.inputs[0])
+                base_of[node.name] = base
+                last_use[base] = max(last_use.get(base, 0), last_use.get(node.name, i))
+
+        self.emit(isa.sync(queue="compute", push_prev=1))   # the first layer's barrier token
+        inp = nodes[0]
+        t = _Tensor(inp.name, inp.shape, inp.out)
+        t.addr = self.alloc(t.nbytes)
+        self.tensors[inp.name] = t
+        layer_id = 0
+        for i, node in enumerate(nodes[1:], start=1):
+            src = self.tensors[node.inputs[0]]
+            if node.op == "flatten":
+                chw = src.shape if len(src.shape) == 3 else src.chw
+                self.tensors[node.name] = _Tensor(node.name, node.shape, node.out, src.addr, chw)
+                continue
+            out = _Tensor(node.name, node.shape, node.out)
+            out.addr = self.alloc(out.nbytes)
+            self.tensors[node.name] = out
+            layer_id += 1
+            n_before = len(self.insns)
+            macs = self.lower(node, layer_id, src, out)
+            self.layers.append({"id": layer_id, "name": node.name, "op": node.op,
+                                "where": node.where, "shape": list(node.shape),
+                                "macs": macs, "instructions": len(self.insns) - n_before})
+            # Free buffers whose last reader was this layer.
+            for name in set(node.inputs):
+                base = base_of.get(name, name)
+                if last_use.get(base, -1) <= i and base != self.model.output:
+                    bt = self.tensors[base]
+                    if bt.addr is not None and base != nodes[0].name:
+                        self.release(bt.addr, bt.nbytes)
+        self.emit(isa.finish())
+        blob = b"".join(ins.encode().to_bytes(_INSN_BYTES, "little") for ins in self.insns)
+        insn_base = self.img.alloc(len(blob), blob)
+        out_t = self.tensors[self.model.output]
+        in_t = self.tensors[nodes[0].name]
+
+        def info(t: _Tensor) -> TensorInfo:
+            return TensorInfo(t.name, t.addr, t.shape, t.q.scale, t.q.zero_point,
+                              "nhwc" if len(t.shape) == 3 else "flat")
+        return Program(config=self.cfg, dram=self.img.to_array(), insn_base=insn_base,
+                       insn_count=len(self.insns), input=info(in_t), output=info(out_t),
+                       layers=self.layers)
+
+    def lower(self, node: QNode, layer_id: int, src: _Tensor, out: _Tensor) -> int:
+        if node.op in ("conv", "linear"):
+            return self.gemm_layer(node, layer_id, src, out)
+        if node.op in ("maxpool", "avgpool"):
+            self.pool_layer(node, layer_id, src, out)
+        elif node.op == "gap":
+            self.gap_layer(node, layer_id, src, out)
+        elif node.op == "add":
+            self.add_layer(node, layer_id, src, self.tensors[node.inputs[1]], out)
+        elif node.op in ("relu", "relu6"):
+            self.relu_layer(node, layer_id, src, out)
+        else:  # pragma: no cover - the quantizer produces only these
+            raise CompileError(f"layer {node.name}: no lowering for {node.op}")
+        return 0
+
+    # ------------------------------------------------------------------ conv / linear
+    def gemm_layer(self, node: QNode, layer_id: int, src: _Tensor, out: _Tensor) -> int:
+        cfg, R, C = self.cfg, self.R, self.C
+        a = node.attrs
+        w_q = a["w_q"].numpy()
+        if node.op == "linear":
+            cin, h, w = src.geometry
+            if src.chw is not None:
+                # PyTorch flattened C,H,W; the bytes in DRAM are H,W,C.
+                c0, h0, w0 = src.chw
+                perm = np.arange(c0 * h0 * w0).reshape(c0, h0, w0).transpose(1, 2, 0).reshape(-1)
+                w_q = w_q[:, perm]
+            cin, h, w = w_q.shape[1], 1, 1
+            kh = kw = 1
+            stride = (1, 1)
+            pad = (0, 0)
+            groups = 1
+            wt = w_q.reshape(w_q.shape[0], 1, 1, cin)          # [Cout, KH, KW, Cin_g]
+        else:
+            cin, h, w = src.geometry
+            kh, kw = w_q.shape[2], w_q.shape[3]
+            stride, pad, groups = a["stride"], a["padding"], a["groups"]
+            wt = w_q.transpose(0, 2, 3, 1)                      # [Cout, KH, KW, Cin_g]
+        cout = w_q.shape[0]
+        oc, oh_n, ow_n = out.geometry
+        assert oc == cout
+        sh, sw = stride
+        ph, pw = pad
+        self.check(ph <= 3 and pw <= 3, node, f"padding {pad} is over 3 (the LOAD padding fields)")
+        self.check(ow_n <= self.m_max, node, f"output width {ow_n} is over {self.m_max} rows of the "
+                                             f"accumulator slot")
+        self.check(sh * w * cin < (1 << 18), node, "row stride too large for LOAD.y_stride")
+        self.check(sw * cin < (1 << 12), node, "pixel stride too large for LOAD.x_stride")
+        cin_g, cout_g = cin // groups, cout // groups
+        nt = _ceil(cout, C)
+        self.check(nt <= cfg.param_groups, node,
+                   f"{cout} output channels need {nt} parameter groups; the configuration has "
+                   f"{cfg.param_groups} (raise param_depth to {3 * nt})")
+
+        # Weight tiles: for each n-tile the structurally non-zero (kh, kw, chunk) blocks.
+        chunks = list(range(0, cin, R))
+        tiles: list[list[tuple[int, int, int, int]]] = []   # (kh, kw, c0, dram addr)
+        for j in range(nt):
+            n0, n1 = j * C, min(cout, (j + 1) * C)
+            groups_here = set(range(n0 // cout_g, (n1 - 1) // cout_g + 1))
+            tl = []
+            for dy in range(kh):
+                for dx in range(kw):
+                    for c0 in chunks:
+                        c1 = min(cin, c0 + R)
+                        if not any(c0 // cin_g <= g <= (c1 - 1) // cin_g for g in groups_here):
+                            continue
+                        blk = np.zeros((C, R), np.int8)
+                        for o in range(n0, n1):
+                            g = o // cout_g
+                            lo, hi = max(c0, g * cin_g), min(c1, (g + 1) * cin_g)
+                            if lo < hi:
+                                blk[o - n0, lo - c0:hi - c0] = wt[o, dy, dx, lo - g * cin_g:hi - g * cin_g]
+                        tl.append((dy, dx, c0, self.const(blk.tobytes())))
+            tiles.append(tl)
+        zp_in = src.q.zero_point
+        # A vector of zero points, read with zero strides when a block is all border.
+        zp_row = self.const(np.full(R, zp_in, np.int8).tobytes())
+
+        rows_per_block = max(1, min(oh_n, self.m_max // ow_n))
+        a_slot = [0, self.m_max]
+        w_slot = [2 * self.m_max, 2 * self.m_max + C]
+        acc_slot = [0, self.m_max]
+
+        loads = [isa.sync(queue="load", pop_next=1)]
+        for j in range(nt):
+            sl = slice(j * C, min(cout, (j + 1) * C))
+            loads.append(self.param_load(j, a["bias_q"].numpy()[sl], a["mult"].numpy()[sl],
+                                         a["shift"].numpy()[sl]))
+        self.emit(*loads, isa.config(key="layer", value=layer_id))
+        g_idx = 0
+        t_idx = 0
+        lo, hi = node.clamp
+        for oh0 in range(0, oh_n, rows_per_block):
+            nrows = min(rows_per_block, oh_n - oh0)
+            m = nrows * ow_n
+            for j in range(nt):
+                n0 = j * C
+                accs = acc_slot[t_idx % 2]
+                for kidx, (dy, dx, c0, waddr) in enumerate(tiles[j]):
+                    g = g_idx % 2
+                    pop = {"pop_next": 1} if g_idx >= 2 else {}
+                    self.emit(self.conv_a_load(
+                        src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp_in,
+                        zp_row, a_slot[g], **pop))
+                    self.emit(isa.load(mem="spad", sram=w_slot[g], dram=waddr, y_size=C, x_size=1,
+                                       y_stride=R, length=R, push_next=1))
+                    deps = dict(pop_prev=1, push_prev=1)
+                    if kidx == 0 and t_idx >= 2:
+                        deps["pop_next"] = 1
+                    if kidx == len(tiles[j]) - 1:
+                        deps["push_next"] = 1
+                    self.emit(isa.gemm(wgt=w_slot[g], inp=a_slot[g], acc=accs, m=m,
+                                       accumulate=1 if kidx else 0, **deps))
+                    g_idx += 1
+                self.emit(isa.store(acc=accs, dram=out.addr + oh0 * ow_n * cout + n0, rows=m,
+                                    stride=cout, length=min(C, cout - n0), param=j,
+                                    out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
+                                    pop_prev=1, push_prev=1))
+                t_idx += 1
+        # Drain the leftover tokens and hand the barrier to the next layer.
+        k = min(t_idx, 2)
+        for i in range(k):
+            self.emit(isa.sync(queue="compute", pop_next=1, push_prev=1 if i == k - 1 else 0))
+        for _ in range(min(g_idx, 2)):
+            self.emit(isa.sync(queue="load", pop_next=1))
+        return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
+
+    def conv_a_load(self, base, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp,
+                    zp_row, sram, **deps) -> Instruction:
+        """One activation row per output pixel of rows [oh0, oh0+nrows), kernel tap (dy, dx)."""
+        R = self.R
+        ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
+        iw = [ow * sw + dx - pw for ow in range(ow_n)]
+        top = sum(1 for v in ih if v < 0)
+        bottom = sum(1 for v in ih if v >= h)
+        left = sum(1 for v in iw if v < 0)
+        right = sum(1 for v in iw if v >= w)
+        vy, vx = nrows - top - bottom, ow_n - left - right
+        length = min(R, cin - c0)
+        if vy <= 0 or vx <= 0:
+            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
+                            y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
+        first = base + (ih[top] * w + iw[left]) * cin + c0
+        return isa.load(mem="spad", sram=sram, dram=first, y_size=vy, x_size=vx,
+                        y_stride=sh * w * cin, x_stride=sw * cin, length=length,
+                        pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
+                        pad_value=zp, **deps)
+
+    # ------------------------------------------------------------------ ALU layers
+    def chunk(self, layer_id, first, loads, params, alus, stores):
+        """One serialized load -> ALU -> store step; leaves one C2L token behind."""
+        loads = list(loads)
+        if first:
+            loads = loads[:1] + params + loads[1:]
+        loads[0] = loads[0].replace(pop_next=1)
+        loads[-1] = loads[-1].replace(push_next=loads[-1].push_next | 1)
+        self.emit(*loads)
+        if first:
+            self.emit(isa.config(key="layer", value=layer_id))
+        if not alus:
+            alus = [isa.sync(queue="compute")]
+        alus = list(alus)
+        alus[0] = alus[0].replace(pop_prev=1)
+        if stores:
+            alus[-1] = alus[-1].replace(push_next=1)
+            stores = list(stores)
+            stores[0] = stores[0].replace(pop_prev=1)
+            stores[-1] = stores[-1].replace(push_prev=1)
+            self.emit(*alus, *stores, isa.sync(queue="compute", pop_next=1, push_prev=1))
+        else:
+            alus[-1] = alus[-1].replace(push_prev=1)
+            self.emit(*alus)
+
+    def acc_load(self, sram, dram, y_size, y_stride, x_size, x_stride, length, **kw):
+        return isa.load(mem="acc", sram=sram, dram=dram, y_size=y_size, x_size=x_size,
+                        y_stride=y_stride, x_stride=x_stride, length=length, **kw)
+
+    def identity_params(self, group=0):
+        return self.param_load(group, 0, 1 << 30, 1)
+
+    def pool_layer(self, node, layer_id, src, out):
+        C = self.C
+        a = node.attrs
+        ch, h, w = src.geometry
+        _, oh_n, ow_n = out.geometry
+        (k_h, k_w), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
+        is_max = node.op == "maxpool"
+        wp = (ow_n - 1) * sw + k_w
+        pad_value = -128 if is_max else node.attrs["zp_in"]
+        op = isa.AluOp.MAX if is_max else isa.AluOp.ADD
+        params = [self.identity_params(0) if is_max else self.param_load(0, 0, a["mult"], a["shift"])]
+        # Output rows per block so that the input rows and the outputs fit the accumulator.
+        per = 1
+        while per < oh_n and ((per) * sh + k_h) * wp + (per + 1) * ow_n <= self.cfg.acc_depth:
+            per += 1
+        self.check(((per - 1) * sh + k_h) * wp + per * ow_n <= self.cfg.acc_depth, node,
+                   "a pooling window row does not fit the accumulator")
+        first = True
+        for c0 in range(0, ch, C):
+            length = min(C, ch - c0)
+            for oh0 in range(0, oh_n, per):
+                nout = min(per, oh_n - oh0)
+                ny = (nout - 1) * sh + k_h
+                ih0 = oh0 * sh - ph
+                top = max(0, -ih0)
+                first_ih = max(0, ih0)
+                last_ih = min(h - 1, ih0 + ny - 1)
+                vy = last_ih - first_ih + 1
+                bottom = ny - top - vy
+                vx = min(w, wp - pw)
+                right = wp - pw - vx
+                self.check(max(top, bottom, pw, right) <= 3 and vy > 0, node,
+                           "pooling padding over 3 is not supported")
+                out_base = ny * wp
+                load = self.acc_load(0, src.addr + first_ih * w * ch + c0, vy, w * ch, vx, ch,
+                                     length, pad_top=top, pad_bottom=bottom, pad_left=pw,
+                                     pad_right=right, pad_value=pad_value)
+                alus = []
+                for r in range(nout):
+                    for dy in range(k_h):
+                        for dx in range(k_w):
+                            first_tap = dy == 0 and dx == 0
+                            alus.append(isa.alu(op=isa.AluOp.MOV if first_tap else op,
+                                                dst=out_base + r * ow_n,
+                                                src=(r * sh + dy) * wp + dx, count=ow_n,
+                                                dst_stride=1, src_stride=sw))
+                store = isa.store(acc=out_base, dram=out.addr + oh0 * ow_n * ch + c0,
+                                  rows=nout * ow_n, stride=ch, length=length, param=0,
+                                  out_zp=0, clamp_lo=-128, clamp_hi=127)
+                self.chunk(layer_id, first, [load], params, alus, [store])
+                first = False
+
+    def gap_layer(self, node, layer_id, src, out):
+        C = self.C
+        a = node.attrs
+        ch, h, w = src.geometry
+        n_pix = h * w
+        per = min(self.cfg.acc_depth - 1, 1023)
+        params = [self.param_load(0, 0, a["mult"], a["shift"])]
+        first = True
+        for c0 in range(0, ch, C):
+            length = min(C, ch - c0)
+            for p0 in range(0, n_pix, per):
+                n = min(per, n_pix - p0)
+                load = self.acc_load(1, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
+                alus = []
+                if p0 == 0:
+                    alus.append(isa.alu(op="mov", dst=0, src=1, count=1))
+                    if n > 1:
+                        alus.append(isa.alu(op="add", dst=0, src=2, count=n - 1, src_stride=1))
+                else:
+                    alus.append(isa.alu(op="add", dst=0, src=1, count=n, src_stride=1))
+                stores = []
+                if p0 + n == n_pix:
+                    stores = [isa.store(acc=0, dram=out.addr + c0, rows=1, stride=0, length=length,
+                                        param=0, out_zp=0, clamp_lo=-128, clamp_hi=127)]
+                self.chunk(layer_id, first, [load], params, alus, stores)
+                first = False
+
+    def add_layer(self, node, layer_id, x1, x2, out):
+        C = self.C
+        a = node.attrs
+        ch, h, w = x1.geometry
+        self.check(x1.geometry == x2.geometry, node, f"operand shapes {x1.shape} and {x2.shape} differ")
+        n_pix = h * w
+        per = min(self.cfg.acc_depth // 2, 1023)
+        lo, hi = node.clamp
+        params = [self.param_load(0, 0, a["mult"], a["shift"])]
+        first = True
+        for c0 in range(0, ch, C):
+            length = min(C, ch - c0)
+            for p0 in range(0, n_pix, per):
+                n = min(per, n_pix - p0)
+                loads = [self.acc_load(0, x1.addr + p0 * ch + c0, n, ch, 1, 0, length),
+                         self.acc_load(n, x2.addr + p0 * ch + c0, n, ch, 1, 0, length)]
+                alus = [
+                    isa.alu(op="add", use_imm=1, imm=-a["zp1"], dst=0, count=n, dst_stride=1),
+                    isa.alu(op="mul", use_imm=1, imm=a["a1"], dst=0, count=n, dst_stride=1),
+                    isa.alu(op="add", use_imm=1, imm=-a["zp2"], dst=n, count=n, dst_stride=1),
+                    isa.alu(op="mul", use_imm=1, imm=a["a2"], dst=n, count=n, dst_stride=1),
+                    isa.alu(op="add", dst=0, src=n, count=n, dst_stride=1, src_stride=1),
+                ]
+                store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
+                                  length=length, param=0, out_zp=out.q.zero_point, clamp_lo=lo,
+                                  clamp_hi=hi)
+                self.chunk(layer_id, first, loads, params, alus, [store])
+                first = False
+
+    def relu_layer(self, node, layer_id, src, out):
+        C = self.C
+        ch, h, w = src.geometry
+        n_pix = h * w
+        per = min(self.cfg.acc_depth, 1023)
+        lo, hi = node.clamp
+        params = [self.identity_params(0)]
+        first = True
+        for c0 in range(0, ch, C):
+            length = min(C, ch - c0)
+            for p0 in range(0, n_pix, per):
+                n = min(per, n_pix - p0)
+                load = self.acc_load(0, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
+                store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
+                                  length=length, param=0, out_zp=0, clamp_lo=lo, clamp_hi=hi)
+                self.chunk(layer_id, first, [load], params, [], [store])
+                first = False
+
+
+def compile(model: QuantizedModel, config: NPUConfig) -> Program:  # noqa: A001 - the public name
+    """Lower a quantized model to a program for ``config``.
+
+    Raises :class:`CompileError` naming the layer when something does not fit.
+    """
+    if not isinstance(model, QuantizedModel):
+        raise TypeError(f"compile expects a QuantizedModel from sw.quantize, not {type(model).__name__}")
+    if not isinstance(config, NPUConfig):
+        raise TypeError(f"compile expects an NPUConfig, not {type(config).__name__}")
+    return _Compiler(config, model).run()
+

@@ -1,0 +1,184 @@
+"""The driver: ``Device(config, backend).run(program, x)``.
+
+Backends share one interface (``execute(program, images) -> (outputs, stats)``):
+
+* ``"func"``: the functional model (numpy, bit-exact, no timing);
+* ``"rtl"``: the Verilog from ``hw.build`` in Verilator through the fast harness,
+  statistics read from the CSRs (cycles, MACs, DMA bytes, stalls).
+
+The device refuses a program compiled for another configuration (its hash is
+stored in the program and read from the hardware's CONFIG_HASH register).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from hw.config import NPUConfig
+
+
+from .program import Program
+
+__all__ = ["Device", "DeviceError", "BACKENDS"]
+
+BACKENDS = ("func", "rtl")
+
+
+class DeviceError(RuntimeError):
+    """The device cannot run this program or input, or the NPU stopped with an error."""
+
+
+class _FuncBackend:
+    name = "func"
+
+    def __init__(self, config: NPUConfig) -> None:
+        from sim.functional import FunctionalModel
+        self.model = FunctionalModel(config)
+
+    def execute(self, program: Program, images: list[np.ndarray], progress: bool):
+        from sim.functional import NPUError
+        outs, per_run = [], []
+        for dram in images:
+            t0 = time.perf_counter()
+            try:
+                counts = self.model.run(dram, program.insn_base, program.insn_count)
+            except NPUError as exc:
+                raise DeviceError(f"the NPU stopped: {exc}") from None
+            outs.append(dram)
+            per_run.append({"wall_seconds": time.perf_counter() - t0, "macs": counts.macs,
+                            "dram_read_bytes": counts.dram_read_bytes,
+                            "dram_write_bytes": counts.dram_write_bytes,
+                            "insn_read_bytes": counts.insn_read_bytes,
+                            "per_layer": {k: v.as_dict() for k, v in counts.per_layer.items()}})
+        return outs, per_run
+
+
+class _RTLBackend:
+    name = "rtl"
+
+    def __init__(self, config: NPUConfig) -> None:
+        from sim.rtl import RTLSimulator
+        self.config = config
+        self.sim = None
+        self._make = lambda: RTLSimulator(config)
+
+    def execute(self, program: Program, images: list[np.ndarray], progress: bool):
+        from hw.isa import ErrorCode
+        from sim.rtl import Job
+        if self.sim is None:
+            if progress:
+                print("rtl: building the simulator for "
+                      f"{self.config.describe()} (cached after the first time) ...", file=sys.stderr)
+            self.sim = self._make()
+        max_cycles = 20 * sum(l.get("macs", 0) for l in program.layers) // self.config.macs + 2_000_000
+        jobs = [Job(img, program.insn_base, program.insn_count, max_cycles=max_cycles,
+                    name=f"sample{i}") for i, img in enumerate(images)]
+        if progress:
+            print(f"rtl: simulating {len(jobs)} run(s) of {program.insn_count} instructions ...",
+                  file=sys.stderr)
+        results = self.sim.run(jobs)
+        outs, per_run = [], []
+        for r in results:
+            if r.csr["CONFIG_HASH"] != program.config_hash:
+                raise DeviceError(f"the hardware reports configuration hash "
+                                  f"{r.csr['CONFIG_HASH']:08x}, the program needs "
+                                  f"{program.config_hash:08x}")
+            if r.status != "done":
+                what = r.error.name if r.error is not ErrorCode.NONE else r.status
+                raise DeviceError(f"the NPU stopped: {what} at instruction {r.error_index}")
+            outs.append(r.dram)
+            csr = r.csr
+            per_run.append({
+                "wall_seconds": r.wall_seconds, "cycles": csr["CYCLES"], "macs": csr["MACS"],
+                "array_busy_cycles": csr["ARRAY_BUSY"], "dram_read_bytes": csr["DMA_RD_BYTES"],
+                "dram_write_bytes": csr["DMA_WR_BYTES"], "insn_read_bytes": csr["INSN_RD_BYTES"],
+                "stall_cycles": {"load": csr["STALL_LOAD"], "compute": csr["STALL_COMPUTE"],
+                                 "store": csr["STALL_STORE"]},
+            })
+        return outs, per_run
+
+
+class Device:
+    """An NPU behind one of the backends in :data:`BACKENDS`."""
+
+    def __init__(self, config: NPUConfig, backend: str = "func", *, progress: bool = False) -> None:
+        if not isinstance(config, NPUConfig):
+            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; backends: {', '.join(BACKENDS)}")
+        self.config = config
+        self.backend = backend
+        self.progress = progress
+        self._impl = _FuncBackend(config) if backend == "func" else _RTLBackend(config)
+        self.stats: dict = {}
+
+    def run(self, program: Program, x: torch.Tensor) -> torch.Tensor:
+        """Run ``program`` on input ``x`` (one sample or a batch); returns the float output.
+
+        The input is quantized on the host with the program's input scale and zero
+        point; the int8 output is dequantized the same way the golden does.
+        """
+        if not isinstance(program, Program):
+            raise TypeError(f"run expects a Program from sw.compile, not {type(program).__name__}")
+        if program.config_hash != self.config.hash:
+            raise DeviceError(
+                f"program was compiled for configuration {program.config_hash:08x} "
+                f"({program.config.rows}x{program.config.cols}); this device is "
+                f"{self.config.hash:08x} ({self.config.rows}x{self.config.cols})")
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, not {type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"input must be a float tensor, not {x.dtype}")
+        shape = tuple(program.input.shape)
+        batched = tuple(x.shape[1:]) == shape
+        if not batched and tuple(x.shape) != shape:
+            raise ValueError(f"input shape {tuple(x.shape)} does not match the program's input "
+                             f"{shape} (or [batch, *{shape}])")
+        xb = x if batched else x.unsqueeze(0)
+        inp, out = program.input, program.output
+        q = torch.clamp(torch.round(xb.to(torch.float32) / inp.scale) + inp.zero_point, -128, 127)
+        q = q.to(torch.int8).numpy()
+        images = []
+        for sample in q:
+            dram = program.dram.copy()
+            dram[inp.addr:inp.addr + inp.nbytes] = inp.to_device(sample)
+            images.append(dram)
+        t0 = time.perf_counter()
+        results, per_run = self._impl.execute(program, images, self.progress)
+        wall = time.perf_counter() - t0
+        ys = [out.from_device(d[out.addr:out.addr + out.nbytes]) for d in results]
+        yq = torch.from_numpy(np.stack(ys))
+        y = (yq.to(torch.float32) - out.zero_point) * out.scale
+        self.stats = self._summarize(program, per_run, wall)
+        return y if batched else y[0]
+
+    def _summarize(self, program: Program, per_run: list[dict], wall: float) -> dict:
+        cfg = self.config
+        total = {"backend": self.backend, "runs": len(per_run), "wall_seconds": wall,
+                 "instructions": program.insn_count}
+        for key in ("macs", "dram_read_bytes", "dram_write_bytes", "insn_read_bytes", "cycles",
+                    "array_busy_cycles"):
+            if per_run and key in per_run[0]:
+                total[key] = sum(r[key] for r in per_run)
+        if "cycles" in total and total["cycles"]:
+            total["utilization"] = total["macs"] / (total["cycles"] * cfg.macs)
+            total["cycles_per_run"] = total["cycles"] / len(per_run)
+        layers = []
+        for layer in program.layers:
+            entry = {"id": layer["id"], "name": layer["name"], "op": layer["op"],
+                     "macs": layer["macs"]}
+            if per_run and "per_layer" in per_run[0]:
+                d = per_run[0]["per_layer"].get(layer["id"])
+                if d:
+                    entry.update(dram_read_bytes=d["dram_read_bytes"],
+                                 dram_write_bytes=d["dram_write_bytes"], insns=d["insns"])
+            layers.append(entry)
+        total["layers"] = layers
+        return total
+
+
+

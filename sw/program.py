@@ -1,0 +1,110 @@
+"""A compiled program: instruction stream, DRAM image and tensor map."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from hw.config import NPUConfig
+from hw.isa import INSN_BITS, decode, disassemble
+
+__all__ = ["TensorInfo", "Program", "ProgramError"]
+
+FORMAT = "npuprog-1"
+
+
+class ProgramError(ValueError):
+    """A program file is malformed or does not fit the device."""
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    addr: int                    #: DRAM byte address
+    shape: tuple[int, ...]       #: one sample, PyTorch layout: (C, H, W) or (F,)
+    scale: float
+    zero_point: int
+    layout: str = "nhwc"         #: how the bytes sit in DRAM ("nhwc" for 3-D, "flat")
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to_device(self, q: np.ndarray) -> np.ndarray:
+        """int8 sample in PyTorch layout -> bytes in DRAM layout."""
+        if len(self.shape) == 3:
+            q = q.transpose(1, 2, 0)
+        return np.ascontiguousarray(q).view(np.uint8).reshape(-1)
+
+    def from_device(self, raw: np.ndarray) -> np.ndarray:
+        """Bytes in DRAM layout -> int8 sample in PyTorch layout."""
+        q = raw.view(np.int8)
+        if len(self.shape) == 3:
+            c, h, w = self.shape
+            return q.reshape(h, w, c).transpose(2, 0, 1).copy()
+        return q.reshape(self.shape).copy()
+
+
+@dataclass
+class Program:
+    """What ``sw.compile`` produces and ``Device.run`` executes."""
+    config: NPUConfig
+    dram: np.ndarray             #: initial DRAM image (weights, parameters, instructions)
+    insn_base: int
+    insn_count: int
+    input: TensorInfo
+    output: TensorInfo
+    layers: list[dict] = field(default_factory=list)   #: id, name, op, macs, ...
+    host_ops: list[str] = field(default_factory=list)  #: operations run on the host (none yet)
+
+    @property
+    def config_hash(self) -> int:
+        return self.config.hash
+
+    @property
+    def words(self) -> list[int]:
+        size = INSN_BITS // 8
+        blob = self.dram[self.insn_base:self.insn_base + size * self.insn_count].tobytes()
+        return [int.from_bytes(blob[i:i + size], "little") for i in range(0, len(blob), size)]
+
+    def instructions(self):
+        return [decode(w) for w in self.words]
+
+    def disassemble(self) -> str:
+        """The program as assembly text, one numbered instruction per line."""
+        return disassemble(self.words, numbered=True)
+
+    def save(self, path: str | pathlib.Path) -> None:
+        """Write the program to one file (``.npuprog``, a NumPy archive)."""
+        meta = {
+            "format": FORMAT, "config": self.config.to_dict(), "config_hash": self.config.hash,
+            "insn_base": self.insn_base, "insn_count": self.insn_count,
+            "input": asdict(self.input), "output": asdict(self.output),
+            "layers": self.layers, "host_ops": self.host_ops,
+        }
+        with open(path, "wb") as f:
+            np.savez_compressed(f, dram=self.dram, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path) -> "Program":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                dram = z["dram"]
+                meta = json.loads(z["meta"].tobytes().decode())
+        except (OSError, KeyError, ValueError) as exc:
+            raise ProgramError(f"{path} is not a program file: {exc}") from None
+        if meta.get("format") != FORMAT:
+            raise ProgramError(f"{path}: unknown program format {meta.get('format')!r}")
+        config = NPUConfig.from_dict(meta["config"])
+        if config.hash != meta["config_hash"]:
+            raise ProgramError(f"{path}: configuration hash mismatch (file damaged?)")
+
+        def tensor(d):
+            return TensorInfo(**{**d, "shape": tuple(d["shape"])})
+        return cls(config=config, dram=dram.astype(np.uint8), insn_base=meta["insn_base"],
+                   insn_count=meta["insn_count"], input=tensor(meta["input"]),
+                   output=tensor(meta["output"]), layers=meta["layers"],
+                   host_ops=meta.get("host_ops", []))
