@@ -223,9 +223,6 @@ class _Compiler:
         self.check(sw * cin < (1 << 12), node, "pixel stride too large for LOAD.x_stride")
         cin_g, cout_g = cin // groups, cout // groups
         nt = _ceil(cout, C)
-        self.check(nt <= cfg.param_groups, node,
-                   f"{cout} output channels need {nt} parameter groups; the configuration has "
-                   f"{cfg.param_groups} (raise param_depth to {3 * nt})")
 
         # Weight tiles: for each n-tile the structurally non-zero (kh, kw, chunk) blocks.
         chunks = list(range(0, cin, R))
@@ -257,48 +254,56 @@ class _Compiler:
         w_slot = [2 * self.m_max, 2 * self.m_max + C]
         acc_slot = [0, self.m_max]
 
-        loads = [isa.sync(queue="load", pop_next=1)]
-        for j in range(nt):
-            sl = slice(j * C, min(cout, (j + 1) * C))
-            loads.append(self.param_load(j, a["bias_q"].numpy()[sl], a["mult"].numpy()[sl],
-                                         a["shift"].numpy()[sl]))
-        self.emit(*loads, isa.config(key="layer", value=layer_id))
-        g_idx = 0
-        t_idx = 0
+        # Output tiles whose parameters fit the parameter memory at once form a pass; passes
+        # are separated by the same barrier as layers, so parameters are never overwritten
+        # while a store still needs them.
+        per_pass = cfg.param_groups
         lo, hi = node.clamp
-        for oh0 in range(0, oh_n, rows_per_block):
-            nrows = min(rows_per_block, oh_n - oh0)
-            m = nrows * ow_n
-            for j in range(nt):
-                n0 = j * C
-                accs = acc_slot[t_idx % 2]
-                for kidx, (dy, dx, c0, waddr) in enumerate(tiles[j]):
-                    g = g_idx % 2
-                    pop = {"pop_next": 1} if g_idx >= 2 else {}
-                    self.emit(self.conv_a_load(
-                        src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp_in,
-                        zp_row, a_slot[g], **pop))
-                    self.emit(isa.load(mem="spad", sram=w_slot[g], dram=waddr, y_size=C, x_size=1,
-                                       y_stride=R, length=R, push_next=1))
-                    deps = dict(pop_prev=1, push_prev=1)
-                    if kidx == 0 and t_idx >= 2:
-                        deps["pop_next"] = 1
-                    if kidx == len(tiles[j]) - 1:
-                        deps["push_next"] = 1
-                    self.emit(isa.gemm(wgt=w_slot[g], inp=a_slot[g], acc=accs, m=m,
-                                       accumulate=1 if kidx else 0, **deps))
-                    g_idx += 1
-                self.emit(isa.store(acc=accs, dram=out.addr + oh0 * ow_n * cout + n0, rows=m,
-                                    stride=cout, length=min(C, cout - n0), param=j,
-                                    out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
-                                    pop_prev=1, push_prev=1))
-                t_idx += 1
-        # Drain the leftover tokens and hand the barrier to the next layer.
-        k = min(t_idx, 2)
-        for i in range(k):
-            self.emit(isa.sync(queue="compute", pop_next=1, push_prev=1 if i == k - 1 else 0))
-        for _ in range(min(g_idx, 2)):
-            self.emit(isa.sync(queue="load", pop_next=1))
+        for j0 in range(0, nt, per_pass):
+            j1 = min(nt, j0 + per_pass)
+            loads = [isa.sync(queue="load", pop_next=1)]
+            for j in range(j0, j1):
+                sl = slice(j * C, min(cout, (j + 1) * C))
+                loads.append(self.param_load(j - j0, a["bias_q"].numpy()[sl],
+                                             a["mult"].numpy()[sl], a["shift"].numpy()[sl]))
+            self.emit(*loads)
+            if j0 == 0:
+                self.emit(isa.config(key="layer", value=layer_id))
+            g_idx = 0
+            t_idx = 0
+            for oh0 in range(0, oh_n, rows_per_block):
+                nrows = min(rows_per_block, oh_n - oh0)
+                m = nrows * ow_n
+                for j in range(j0, j1):
+                    n0 = j * C
+                    accs = acc_slot[t_idx % 2]
+                    for kidx, (dy, dx, c0, waddr) in enumerate(tiles[j]):
+                        g = g_idx % 2
+                        pop = {"pop_next": 1} if g_idx >= 2 else {}
+                        self.emit(self.conv_a_load(
+                            src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw,
+                            zp_in, zp_row, a_slot[g], **pop))
+                        self.emit(isa.load(mem="spad", sram=w_slot[g], dram=waddr, y_size=C,
+                                           x_size=1, y_stride=R, length=R, push_next=1))
+                        deps = dict(pop_prev=1, push_prev=1)
+                        if kidx == 0 and t_idx >= 2:
+                            deps["pop_next"] = 1
+                        if kidx == len(tiles[j]) - 1:
+                            deps["push_next"] = 1
+                        self.emit(isa.gemm(wgt=w_slot[g], inp=a_slot[g], acc=accs, m=m,
+                                           accumulate=1 if kidx else 0, **deps))
+                        g_idx += 1
+                    self.emit(isa.store(acc=accs, dram=out.addr + oh0 * ow_n * cout + n0, rows=m,
+                                        stride=cout, length=min(C, cout - n0), param=j - j0,
+                                        out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
+                                        pop_prev=1, push_prev=1))
+                    t_idx += 1
+            # Drain the leftover tokens and hand the barrier on.
+            k = min(t_idx, 2)
+            for i in range(k):
+                self.emit(isa.sync(queue="compute", pop_next=1, push_prev=1 if i == k - 1 else 0))
+            for _ in range(min(g_idx, 2)):
+                self.emit(isa.sync(queue="load", pop_next=1))
         return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
 
     def conv_a_load(self, base, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp,
