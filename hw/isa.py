@@ -375,27 +375,49 @@ def encode(insn: Instruction) -> int:
     return word
 
 
+def _decode_table() -> dict[Opcode, list[tuple]]:
+    table = {}
+    for op in LAYOUTS:
+        rows = []
+        for name, shape, offset, width in _USER_FIELDS[op]:
+            mask = (1 << width) - 1
+            if _is_enum(shape):
+                rows.append((name, offset, mask, 0, {m.value: m for m in shape}, shape))
+            else:
+                sign = 1 << (width - 1) if _shape(shape).signed else 0
+                rows.append((name, offset, mask, sign, None, None))
+        table[op] = rows
+    return table
+
+
+_DECODE = _decode_table()
+_OPCODE_MASK = (1 << _shape(Opcode).width) - 1
+_OPCODES = {op.value: op for op in Opcode}
+
+
 def decode(word: int) -> Instruction:
     """Decode a 128-bit word. Raises :class:`ISAError` for an illegal opcode or enum value."""
     if not isinstance(word, int) or not 0 <= word < (1 << INSN_BITS):
         raise ISAError(f"an instruction word is an unsigned {INSN_BITS}-bit integer, not {word!r}")
-    raw_op = word & ((1 << _shape(Opcode).width) - 1)
-    try:
-        opcode = Opcode(raw_op)
-    except ValueError:
-        raise ISAError(f"illegal opcode {raw_op}") from None
+    opcode = _OPCODES.get(word & _OPCODE_MASK)
+    if opcode is None:
+        raise ISAError(f"illegal opcode {word & _OPCODE_MASK}")
     fields: dict[str, Any] = {}
-    for name, shape, offset, width in _USER_FIELDS[opcode]:
-        value = (word >> offset) & ((1 << width) - 1)
-        if _is_enum(shape):
-            try:
-                value = shape(value)
-            except ValueError:
-                raise ISAError(f"{opcode.name}.{name} = {value} is not a {shape.__name__}") from None
-        elif _shape(shape).signed and value >= 1 << (width - 1):
-            value -= 1 << width
+    # Decoded values are in range by construction, so the checks of __init__ are skipped.
+    for name, offset, mask, sign, members, enum_cls in _DECODE[opcode]:
+        value = (word >> offset) & mask
+        if members is not None:
+            member = members.get(value)
+            if member is None:
+                raise ISAError(f"{opcode.name}.{name} = {value} is not a {enum_cls.__name__}")
+            value = member
+        elif sign and value & sign:
+            value -= mask + 1
         fields[name] = value
-    return Instruction(opcode, **fields)
+    insn = object.__new__(Instruction)
+    object.__setattr__(insn, "opcode", opcode)
+    object.__setattr__(insn, "fields", fields)
+    return insn
 
 
 # Builders --------------------------------------------------------------------------------

@@ -202,6 +202,7 @@ class FunctionalModel:
         if not isinstance(config, NPUConfig):
             raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
         self.config = config
+        self._decoded: dict[int, tuple] = {}   # word -> (instruction, range problem)
         self.reset()
 
     def reset(self) -> None:
@@ -256,11 +257,16 @@ class FunctionalModel:
                                    f"instruction fetch at {addr:#x} is outside the DMA window "
                                    f"[{lo:#x}, {hi:#x})")
                 word = int.from_bytes(dram[addr:addr + INSN_BYTES].tobytes(), "little")
-                try:
-                    insn = decode(word)
-                except ISAError as exc:
-                    raise NPUError(ErrorCode.ILLEGAL_OPCODE, pc, str(exc)) from None
-                problem = check_instruction(insn, cfg)
+                cached = self._decoded.get(word)
+                if cached is None:
+                    try:
+                        insn = decode(word)
+                    except ISAError as exc:
+                        raise NPUError(ErrorCode.ILLEGAL_OPCODE, pc, str(exc)) from None
+                    cached = (insn, check_instruction(insn, cfg))
+                    if len(self._decoded) < 1 << 20:
+                        self._decoded[word] = cached
+                insn, problem = cached
                 if problem:
                     raise NPUError(ErrorCode.FIELD_RANGE, pc, f"{insn.opcode.name}: {problem}")
                 if insn.opcode is Opcode.FINISH:

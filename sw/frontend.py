@@ -177,6 +177,22 @@ def trace(model: nn.Module) -> Graph:
                     raise UnsupportedOpError(
                         f"{t} at {name}: only x.{t}(batch, -1) (a flatten) is supported")
                 nodes.append(Node(name, "flatten", [src(fx_node.args[0])], where=name))
+            elif t in (F.max_pool2d, F.avg_pool2d):
+                args = list(fx_node.args[1:])
+                kw = dict(fx_node.kwargs)
+                names = ["kernel_size", "stride", "padding"]
+                for k, v in zip(names, args):
+                    kw[k] = v
+                kernel = _pair(kw["kernel_size"])
+                stride = _pair(kw.get("stride") or kernel)
+                padding = _pair(kw.get("padding", 0))
+                extra = {k for k in kw if k not in names and kw[k] not in (None, False, 1, True)}
+                if extra or kw.get("ceil_mode") or (t is F.avg_pool2d and kw.get("divisor_override")):
+                    raise UnsupportedOpError(f"{t.__name__} at {name}: options {sorted(kw)} "
+                                             f"beyond kernel, stride, padding are not supported")
+                nodes.append(Node(name, "maxpool" if t is F.max_pool2d else "avgpool",
+                                  [src(fx_node.args[0])],
+                                  dict(kernel=kernel, stride=stride, padding=padding), where=name))
             elif t in (F.adaptive_avg_pool2d,):
                 if _pair(fx_node.args[1]) != (1, 1):
                     raise UnsupportedOpError(f"adaptive_avg_pool2d at {name}: only output size 1")

@@ -1,0 +1,130 @@
+"""The public API: quantize, compile, Device, Program; and its errors."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import sw
+from hw import NPUConfig
+from hw import isa
+from sw import zoo
+
+TINY = NPUConfig.preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    model, shape = zoo.build("lenet5")
+    qmodel = sw.quantize(model, [torch.randn(4, *shape) for _ in range(2)])
+    return model, qmodel, sw.compile(qmodel, TINY), shape
+
+
+def test_api_flow_and_stats(lenet):
+    model, qmodel, program, shape = lenet
+    device = sw.Device(TINY, backend="func")
+    x = torch.randn(3, *shape)
+    y = device.run(program, x)
+    assert y.shape == (3, 10) and y.dtype == torch.float32
+    assert torch.equal(y, qmodel(x))
+    stats = device.stats
+    assert stats["runs"] == 3
+    layer_macs = sum(layer["macs"] for layer in stats["layers"])
+    assert stats["macs"] == 3 * layer_macs
+    assert stats["dram_write_bytes"] > 0 and stats["dram_read_bytes"] > 0
+    assert [layer["op"] for layer in stats["layers"]] == \
+        ["conv", "avgpool", "conv", "maxpool", "linear", "linear", "linear"]
+
+
+def test_program_save_load_disassemble(lenet, tmp_path):
+    _, qmodel, program, shape = lenet
+    path = tmp_path / "m.npuprog"
+    program.save(path)
+    again = sw.Program.load(path)
+    assert again.config == program.config and again.insn_count == program.insn_count
+    assert np.array_equal(again.dram, program.dram)
+    x = torch.randn(2, *shape)
+    assert torch.equal(sw.Device(TINY).run(again, x), qmodel(x))
+    text = program.disassemble()
+    lines = text.splitlines()
+    assert len(lines) == program.insn_count
+    assert lines[-1].strip().endswith("FINISH")
+    assert isa.assemble(text) == program.instructions()
+    bad = tmp_path / "bad.npuprog"
+    bad.write_bytes(b"not a program")
+    with pytest.raises(sw.ProgramError, match="not a program file"):
+        sw.Program.load(bad)
+
+
+def test_config_hash_mismatch_is_refused(lenet):
+    _, _, program, shape = lenet
+    other = NPUConfig.preset("tiny", cols=6)
+    with pytest.raises(sw.DeviceError, match=f"compiled for configuration {TINY.hash:08x}"):
+        sw.Device(other).run(program, torch.randn(*shape))
+
+
+def test_wrong_shapes_and_dtypes(lenet):
+    _, qmodel, program, shape = lenet
+    device = sw.Device(TINY)
+    with pytest.raises(ValueError, match=r"input shape \(1, 28\) does not match"):
+        device.run(program, torch.randn(1, 28))
+    with pytest.raises(ValueError, match="does not match"):
+        device.run(program, torch.randn(2, 1, 28, 27))
+    with pytest.raises(TypeError, match="float tensor"):
+        device.run(program, torch.zeros(1, 1, 28, 28, dtype=torch.int8))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        device.run(program, np.zeros((1, 28, 28)))
+    with pytest.raises(TypeError, match="Program"):
+        device.run(qmodel, torch.randn(*shape))
+    with pytest.raises(ValueError, match="does not match"):
+        qmodel(torch.randn(3, 28, 28))
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        sw.Device(TINY, backend="gpu")
+
+
+class Sigmoid(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.act = nn.Sigmoid()
+
+    def forward(self, x):
+        return self.act(self.fc(x))
+
+
+class Cat(nn.Module):
+    def forward(self, x):
+        return torch.cat([x, x], dim=1)
+
+
+class Mul(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        return self.conv(x) * 2
+
+
+@pytest.mark.parametrize("model, shape, message", [
+    (Sigmoid(), (4,), r"unsupported module Sigmoid at 'act'"),
+    (Cat(), (4,), r"unsupported operation 'cat' at cat"),
+    (Mul(), (2, 3, 3), r"unsupported operation 'mul' at mul"),
+    (nn.Sequential(nn.Conv2d(2, 2, 3, dilation=2)), (2, 8, 8), "dilation"),
+    (nn.Sequential(nn.Conv2d(2, 2, 1), nn.AdaptiveAvgPool2d(2)), (2, 4, 4), "only output size 1"),
+    (nn.Sequential(nn.BatchNorm2d(2)), (2, 4, 4), "must directly follow a Conv2d"),
+])
+def test_unsupported_ops_are_named(model, shape, message):
+    with pytest.raises(sw.UnsupportedOpError, match=message):
+        sw.quantize(model, [torch.randn(2, *shape)])
+
+
+def test_calibration_errors():
+    model = nn.Sequential(nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="calibration is empty"):
+        sw.quantize(model, [])
+    with pytest.raises(ValueError, match="float tensors"):
+        sw.quantize(model, [torch.zeros(2, 4, dtype=torch.int64)])
+    with pytest.raises(ValueError, match="differ in shape"):
+        sw.quantize(model, [torch.randn(2, 4), torch.randn(2, 5)])
+    with pytest.raises(TypeError, match="nn.Module"):
+        sw.quantize(lambda x: x, [torch.randn(2, 4)])
