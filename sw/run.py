@@ -1,0 +1,128 @@
+"""Compile a model and run it on a backend: ``python -m sw.run MODEL [options]``.
+
+MODEL is a zoo name (``lenet5``, ``resnet8``, ...) or ``module:attr`` naming an
+``nn.Module`` instance or a function returning one (give ``--input-shape`` for those).
+Calibration uses random inputs unless ``--digits`` picks scikit-learn's digits
+(then the model must take 1x8x8 images). Prints per-layer and total statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+
+import torch
+
+from hw import ConfigError, NPUConfig, PRESETS
+
+
+def _load_model(spec: str):
+    from sw import zoo
+    if spec in zoo.ZOO:
+        return zoo.build(spec)
+    if ":" not in spec:
+        raise ValueError(f"model {spec!r} is neither a zoo name ({', '.join(zoo.ZOO)}) "
+                         f"nor module:attr")
+    mod_name, attr = spec.split(":", 1)
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {mod_name!r}: {exc}") from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module {mod_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, torch.nn.Module) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, torch.nn.Module):
+        raise ValueError(f"{spec} is not an nn.Module (or a function returning one)")
+    return obj.eval(), None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sw.run", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="zoo name or module:attr")
+    parser.add_argument("--backend", choices=["func", "rtl"], default="func")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    parser.add_argument("--rows", type=int, help="override the preset's rows")
+    parser.add_argument("--cols", type=int, help="override the preset's cols")
+    parser.add_argument("--input-shape", help="one sample's shape, e.g. 3,32,32")
+    parser.add_argument("--batch", type=int, default=1, help="inputs to run (default 1)")
+    parser.add_argument("--calib", type=int, default=4, help="calibration batches of 8 (default 4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", metavar="FILE", help="also save the program (.npuprog)")
+    parser.add_argument("--disassemble", action="store_true", help="print the program")
+    parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    args = parser.parse_args(argv)
+
+    import sw
+    try:
+        overrides = {k: v for k, v in (("rows", args.rows), ("cols", args.cols)) if v is not None}
+        config = NPUConfig.preset(args.preset, **overrides)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    if args.batch < 1 or args.calib < 1:
+        parser.error("--batch and --calib must be at least 1")
+    try:
+        model, shape = _load_model(args.model)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            parser.error(f"--input-shape {args.input_shape!r} is not a comma-separated list of ints")
+    if shape is None:
+        parser.error("give --input-shape for a model outside the zoo")
+
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.perf_counter()
+    try:
+        qmodel = sw.quantize(model, [torch.randn(8, *shape, generator=gen) for _ in range(args.calib)])
+        t_quant = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        program = sw.compile(qmodel, config)
+    except (sw.UnsupportedOpError, sw.CompileError, ValueError) as exc:
+        print(f"python -m sw.run: error: {exc}", file=sys.stderr)
+        return 1
+    t_compile = time.perf_counter() - t0
+    print(f"{args.model}: input {shape}, {config.describe()}")
+    print(f"quantized in {t_quant:.2f} s, compiled in {t_compile:.2f} s: {len(program.layers)} layers, "
+          f"{program.insn_count} instructions, DRAM image {len(program.dram) / 2**20:.2f} MiB")
+    if args.save:
+        program.save(args.save)
+        print(f"saved {args.save}")
+    if args.disassemble:
+        print(program.disassemble(), end="")
+    x = torch.randn(args.batch, *shape, generator=gen)
+    device = sw.Device(config, backend=args.backend, progress=True)
+    t0 = time.perf_counter()
+    try:
+        y = device.run(program, x)
+    except sw.DeviceError as exc:
+        print(f"python -m sw.run: error: {exc}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t0
+    exact = torch.equal(y, qmodel(x))
+    st = device.stats
+    if args.json:
+        print(json.dumps({**st, "bit_exact": exact}, indent=1))
+    else:
+        print(f"{'layer':<28} {'op':<8} {'MACs':>14} {'DRAM rd B':>11} {'DRAM wr B':>11}")
+        for layer in st["layers"]:
+            print(f"{layer['name']:<28} {layer['op']:<8} {layer['macs']:>14,} "
+                  f"{layer.get('dram_read_bytes', 0):>11,} {layer.get('dram_write_bytes', 0):>11,}")
+        print(f"total: {st['macs']:,} MACs, DRAM read {st['dram_read_bytes']:,} B, written "
+              f"{st['dram_write_bytes']:,} B, {wall:.2f} s on {args.backend} for {args.batch} input(s)")
+        if "cycles" in st:
+            print(f"cycles {st['cycles']:,} ({st['cycles_per_run']:,.0f} per input), "
+                  f"utilization {100 * st['utilization']:.1f} %")
+        print(f"bit-exact against the golden: {exact}")
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""python -m sw.run and python -m sw.demo: help, a run, errors."""
+import subprocess
+import sys
+
+from sw.run import main
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "sw.run", *args], capture_output=True, text=True)
+
+
+def test_help():
+    out = cli("--help")
+    assert out.returncode == 0 and "--backend" in out.stdout and "module:attr" in out.stdout
+
+
+def test_run_zoo_model_and_save(tmp_path, capsys):
+    path = tmp_path / "m.npuprog"
+    assert main(["mlp", "--preset", "small", "--batch", "2", "--save", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact against the golden: True" in out
+    assert "net_0" in out and path.exists()
+
+
+def test_run_module_attr(capsys):
+    assert main(["sw.zoo:LeNet5", "--input-shape", "1,28,28", "--preset", "small"]) == 0
+    assert "bit-exact against the golden: True" in capsys.readouterr().out
+
+
+def test_errors_are_one_line():
+    for args, message in [(["nosuch"], "neither a zoo name"),
+                          (["sw.zoo:Nope", "--input-shape", "3"], "has no attribute 'Nope'"),
+                          (["sw.zoo:LeNet5"], "give --input-shape"),
+                          (["mlp", "--rows", "1"], "NPUConfig.rows is 1"),
+                          (["mlp", "--input-shape", "a,b"], "not a comma-separated list")]:
+        out = cli(*args)
+        assert out.returncode == 2, args
+        assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_demo_help():
+    out = subprocess.run([sys.executable, "-m", "sw.demo", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--no-rtl" in out.stdout
