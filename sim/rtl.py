@@ -73,8 +73,11 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
     waves = _waves_requested() if waves is None else waves
     words_log2 = max(10, (dram_bytes // config.dma_bytes - 1).bit_length())
     key = f"{config.rows}x{config.cols}_{config.hash:08x}_{source_digest()}_m{words_log2}"
+    extra = os.environ.get("NPU_VERILATOR_ARGS", "").split()
     if waves:
         key += "_waves"
+    if extra:
+        key += "_x" + hashlib.sha256(" ".join(extra).encode()).hexdigest()[:6]
     build_dir = SIM_ROOT / key
     stamp = build_dir / "built.stamp"
     info = BuildInfo(config=config, build_dir=build_dir, waves=waves, words_log2=words_log2)
@@ -95,6 +98,7 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
     ]
     if waves:
         build_args += ["--trace-fst", "--trace-structs"]
+    build_args += extra
     runner.build(
         sources=[paths["verilog"], *HARNESS_SOURCES],
         hdl_toplevel="npu_harness",
