@@ -23,6 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+lint: $(STAMP)
+	$(PY) -m pip install --quiet ruff
+	$(PY) -m ruff check hw sw sim fpga tests bench
+
 docs: $(STAMP)
 	$(PY) -m hw.isa -o docs/isa.md
 

@@ -433,7 +433,7 @@ class Core(wiring.Component):
         cv = data.View(INSTRUCTION, cu_word)
         cu_hdr = cv.gemm.hdr
         cu_op = cu_hdr.opcode.as_value()
-        cg, ca, cc = cv.gemm, cv.alu, cv.config
+        cg, ca = cv.gemm, cv.alu
         cu_ok = Signal()
         m.d.comb += cu_ok.eq(
             (~cu_hdr.pop_prev | (tok[TokenQueue.L2C.value] != 0))

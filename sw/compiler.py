@@ -47,15 +47,19 @@ def _ceil(a: int, b: int) -> int:
 
 
 class _Tensor:
-    def __init__(self, name, shape, q, addr=None, chw=None):
+    def __init__(self, name, shape, q, addr=None, chw=None, pad_w=0):
         self.name = name
         self.shape = tuple(shape)      # PyTorch layout per sample
         self.q = q
         self.addr = addr
         self.chw = chw                 # (C, H, W) when this is a flatten of a 3-D tensor
+        self.pad_w = pad_w             # zero-point columns each side of a row (the input only)
 
     @property
     def nbytes(self):
+        if len(self.shape) == 3 and self.pad_w:
+            c, h, w = self.shape
+            return c * h * (w + 2 * self.pad_w)
         return int(np.prod(self.shape))
 
     @property
@@ -134,7 +138,7 @@ class _Compiler:
 
         self.emit(isa.sync(queue="compute", push_prev=1))   # the first layer's barrier token
         inp = nodes[0]
-        t = _Tensor(inp.name, inp.shape, inp.out)
+        t = _Tensor(inp.name, inp.shape, inp.out, pad_w=self.input_padding())
         t.addr = self.alloc(t.nbytes)
         self.tensors[inp.name] = t
         layer_id = 0
@@ -168,10 +172,31 @@ class _Compiler:
 
         def info(t: _Tensor) -> TensorInfo:
             return TensorInfo(t.name, t.addr, t.shape, t.q.scale, t.q.zero_point,
-                              "nhwc" if len(t.shape) == 3 else "flat")
+                              "nhwc" if len(t.shape) == 3 else "flat", t.pad_w)
         return Program(config=self.cfg, dram=self.img.to_array(), insn_base=insn_base,
                        insn_count=len(self.insns), input=info(in_t), output=info(out_t),
                        layers=self.layers)
+
+    def packed(self, node: QNode, src_shape) -> bool:
+        """Whether a convolution reduces over (kw, channel) runs instead of channel chunks.
+
+        With few input channels (an image's 1 or 3), chunks of one pixel's channels
+        waste most of the array's rows; the taps of one kernel row are contiguous in
+        NHWC when the row is stored with its border, so they pack into full chunks.
+        """
+        if node.op != "conv" or node.attrs["groups"] != 1 or len(src_shape) != 3:
+            return False
+        cin = src_shape[0]
+        kw = node.attrs["w_q"].shape[3]
+        return kw > 1 and 2 * cin <= self.R and node.attrs["padding"][1] <= 3
+
+    def input_padding(self) -> int:
+        """Columns of border to store the model input with (for a packed first convolution)."""
+        nodes = self.model.nodes
+        users = [n for n in nodes if nodes[0].name in n.inputs]
+        if len(users) == 1 and self.packed(users[0], nodes[0].shape):
+            return users[0].attrs["padding"][1]
+        return 0
 
     def lower(self, node: QNode, layer_id: int, src: _Tensor, out: _Tensor) -> int:
         if node.op in ("conv", "linear"):
@@ -219,15 +244,29 @@ class _Compiler:
         self.check(ph <= 3 and pw <= 3, node, f"padding {pad} is over 3 (the LOAD padding fields)")
         self.check(ow_n <= self.m_max, node, f"output width {ow_n} is over {self.m_max} rows of the "
                                              f"accumulator slot")
-        self.check(sh * w * cin < (1 << 18), node, "row stride too large for LOAD.y_stride")
+        self.check(sh * (w + 2 * pw) * cin < (1 << 18), node, "row stride too large for LOAD.y_stride")
         self.check(sw * cin < (1 << 12), node, "pixel stride too large for LOAD.x_stride")
         cin_g, cout_g = cin // groups, cout // groups
         nt = _ceil(cout, C)
 
+        packed = node.op == "conv" and src.pad_w == pw and pw > 0 and self.packed(node, src.shape)
         # Weight tiles: for each n-tile the structurally non-zero (kh, kw, chunk) blocks.
         chunks = list(range(0, cin, R))
         tiles: list[list[tuple[int, int, int, int]]] = []   # (kh, kw, c0, dram addr)
-        for j in range(nt):
+        if packed:
+            # Reduction over f = kw * cin + c for each kernel row; dx is -1 in the tile list.
+            run = kw * cin
+            for j in range(nt):
+                n0, n1 = j * C, min(cout, (j + 1) * C)
+                tl = []
+                for dy in range(kh):
+                    flat = wt[n0:n1, dy].reshape(n1 - n0, run)       # [n, kw*cin], kw major
+                    for f0 in range(0, run, R):
+                        blk = np.zeros((C, R), np.int8)
+                        blk[:n1 - n0, :min(R, run - f0)] = flat[:, f0:f0 + R]
+                        tl.append((dy, -1, f0, self.const(blk.tobytes())))
+                tiles.append(tl)
+        for j in range(nt if not packed else 0):
             n0, n1 = j * C, min(cout, (j + 1) * C)
             groups_here = set(range(n0 // cout_g, (n1 - 1) // cout_g + 1))
             tl = []
@@ -280,9 +319,15 @@ class _Compiler:
                     for kidx, (dy, dx, c0, waddr) in enumerate(tiles[j]):
                         g = g_idx % 2
                         pop = {"pop_next": 1} if g_idx >= 2 else {}
-                        self.emit(self.conv_a_load(
-                            src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw,
-                            zp_in, zp_row, a_slot[g], **pop))
+                        if dx < 0:
+                            a_load = self.packed_a_load(src.addr, cin, h, w + 2 * pw, kw, ow_n,
+                                                        oh0, nrows, dy, c0, sh, sw, ph, zp_in,
+                                                        zp_row, a_slot[g], **pop)
+                        else:
+                            a_load = self.conv_a_load(
+                                src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw,
+                                zp_in, zp_row, a_slot[g], **pop)
+                        self.emit(a_load)
                         self.emit(isa.load(mem="spad", sram=w_slot[g], dram=waddr, y_size=C,
                                            x_size=1, y_stride=R, length=R, push_next=1))
                         deps = dict(pop_prev=1, push_prev=1)
@@ -305,6 +350,22 @@ class _Compiler:
             for _ in range(min(g_idx, 2)):
                 self.emit(isa.sync(queue="load", pop_next=1))
         return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
+
+    def packed_a_load(self, base, cin, h, wp, kw, ow_n, oh0, nrows, dy, f0, sh, sw, ph, zp,
+                      zp_row, sram, **deps) -> Instruction:
+        """Rows of (kw, channel) runs from a row-padded input: kernel row dy, offset f0."""
+        R = self.R
+        ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
+        top = sum(1 for v in ih if v < 0)
+        bottom = sum(1 for v in ih if v >= h)
+        vy = nrows - top - bottom
+        if vy <= 0:
+            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
+                            y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
+        return isa.load(mem="spad", sram=sram, dram=base + ih[top] * wp * cin + f0, y_size=vy,
+                        x_size=ow_n, y_stride=sh * wp * cin, x_stride=sw * cin,
+                        length=min(R, kw * cin - f0), pad_top=top, pad_bottom=bottom,
+                        pad_value=zp, **deps)
 
     def conv_a_load(self, base, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp,
                     zp_row, sram, **deps) -> Instruction:

@@ -28,15 +28,22 @@ class TensorInfo:
     scale: float
     zero_point: int
     layout: str = "nhwc"         #: how the bytes sit in DRAM ("nhwc" for 3-D, "flat")
+    pad_w: int = 0               #: zero-point columns on each side of every row (3-D only)
 
     @property
     def nbytes(self) -> int:
+        if len(self.shape) == 3 and self.pad_w:
+            c, h, w = self.shape
+            return c * h * (w + 2 * self.pad_w)
         return int(np.prod(self.shape))
 
     def to_device(self, q: np.ndarray) -> np.ndarray:
         """int8 sample in PyTorch layout -> bytes in DRAM layout."""
         if len(self.shape) == 3:
             q = q.transpose(1, 2, 0)
+            if self.pad_w:
+                q = np.pad(q, ((0, 0), (self.pad_w, self.pad_w), (0, 0)),
+                           constant_values=self.zero_point)
         return np.ascontiguousarray(q).view(np.uint8).reshape(-1)
 
     def from_device(self, raw: np.ndarray) -> np.ndarray:

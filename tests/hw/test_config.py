@@ -44,7 +44,7 @@ def test_every_field_has_a_rejection_case():
 
 def test_keyword_only_and_frozen():
     with pytest.raises(TypeError):
-        NPUConfig(16, 16)  # noqa: the point is that positional arguments fail
+        NPUConfig(16, 16)  # positional arguments must fail
     cfg = NPUConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.rows = 8
