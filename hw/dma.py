@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -87,7 +87,9 @@ class DMAReader(wiring.Component):
 
         desc_layout = data.StructLayout({
             "offset": range(B), "beats": range(self.max_beats + 1), "tag": self.tag_width})
-        m.submodules.desc = desc = SyncFIFOBuffered(width=desc_layout.size, depth=self.queue_depth)
+        # First-word-fall-through: a descriptor written with its AR is visible when the first
+        # beat can come back, the next cycle, so single-beat vectors stream one per cycle.
+        m.submodules.desc = desc = SyncFIFO(width=desc_layout.size, depth=self.queue_depth)
 
         # Issue side: check the window, queue a descriptor, issue the bursts.
         cur = Signal(32)

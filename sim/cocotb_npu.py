@@ -20,6 +20,7 @@ from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 from hw.csr import COUNTERS, REG, REGISTERS
 
 CLOCK_NS = 10
+PROGRESS_CYCLES = 500_000
 
 
 def _write_hex(path, image: np.ndarray, beat_bytes: int) -> None:
@@ -81,7 +82,8 @@ async def run_jobs(dut):
     if axi_bytes:
         ram = AxiRam(AxiBus.from_prefix(dut, "ext_axi"), dut.clk, dut.rst,
                      size=max(axi_bytes, 4096))
-    for spec in specs:
+    progress_path = os.environ.get("NPU_PROGRESS")
+    for index, spec in enumerate(specs):
         t0 = time.perf_counter()
         B = spec["beat_bytes"]
         image = np.fromfile(spec["dram_in"], dtype=np.uint8)
@@ -111,9 +113,18 @@ async def run_jobs(dut):
             await csr.write(REG[name].offset, int(value).to_bytes(4, "little"))
         await csr.write(REG["CTRL"].offset, (1).to_bytes(4, "little"))
         t_run = time.perf_counter()
-        # A Timer, not ClockCycles: nothing in Python runs per cycle while the NPU works.
-        timeout = Timer(spec["max_cycles"] * CLOCK_NS, unit="ns")
-        await First(RisingEdge(dut.done), RisingEdge(dut.error), timeout)
+        # Timers, not ClockCycles: nothing in Python runs per cycle while the NPU works.
+        # Every PROGRESS_CYCLES the job's progress is written for the caller to show.
+        waited = 0
+        while waited < spec["max_cycles"] and not (dut.done.value or dut.error.value):
+            chunk = min(PROGRESS_CYCLES, spec["max_cycles"] - waited)
+            await First(RisingEdge(dut.done), RisingEdge(dut.error),
+                        Timer(chunk * CLOCK_NS, unit="ns"))
+            waited += chunk
+            if progress_path and not (dut.done.value or dut.error.value):
+                pathlib.Path(progress_path).write_text(json.dumps(
+                    {"job": index, "jobs": len(specs), "cycles": waited,
+                     "seconds": time.perf_counter() - t_run}))
         run_wall = time.perf_counter() - t_run
         status = "done" if dut.done.value else "error" if dut.error.value else "timeout"
 

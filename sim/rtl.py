@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -156,7 +157,13 @@ class RTLSimulator:
         self.dram_bytes = dram_bytes
         self.info = build(config, waves=waves, dram_bytes=dram_bytes)
 
-    def run(self, jobs: list[Job], *, workdir: str | pathlib.Path | None = None) -> list[JobResult]:
+    def run(self, jobs: list[Job], *, workdir: str | pathlib.Path | None = None,
+            progress=None) -> list[JobResult]:
+        """Run ``jobs`` in one simulator launch.
+
+        ``progress``, if given, is called about every 500k simulated cycles with
+        ``(job_index, jobs, cycles, seconds)`` while a job runs.
+        """
         from cocotb_tools.runner import get_results, get_runner
 
         for job in jobs:
@@ -187,19 +194,48 @@ class RTLSimulator:
         spec_path.write_text(json.dumps(specs, indent=1))
         env = setup_verilator(dict(os.environ))
         runner = get_runner("verilator")
-        results_xml = runner.test(
+        progress_path = run_dir / "progress.json"
+        stop = threading.Event()
+
+        def watch():
+            last = None
+            while not stop.wait(1.0):
+                try:
+                    p = json.loads(progress_path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if p != last:
+                    last = p
+                    progress(p["job"], p["jobs"], p["cycles"], p["seconds"])
+
+        watcher = threading.Thread(target=watch, daemon=True) if progress else None
+        if watcher:
+            watcher.start()
+        try:
+            results_xml = self._test(runner, info, run_dir, spec_path, env, progress_path)
+        finally:
+            stop.set()
+            if watcher:
+                watcher.join()
+        _, failed = get_results(results_xml)
+        return self._collect(specs, run_dir, failed, info)
+
+    def _test(self, runner, info, run_dir, spec_path, env, progress_path):
+        return runner.test(
             test_module="sim.cocotb_npu",
             hdl_toplevel="npu_harness",
             hdl_toplevel_lang="verilog",
             build_dir=info.build_dir,
             test_dir=run_dir,
             extra_env={"NPU_JOBS": str(spec_path), "PATH": env["PATH"],
+                       "NPU_PROGRESS": str(progress_path),
                        "PYTHONPATH": os.pathsep.join([str(_REPO), os.environ.get("PYTHONPATH", "")])},
             plusargs=[f"+DRAM_IN={run_dir / 'dram_in.hex'}", f"+DRAM_OUT={run_dir / 'dram_out.hex'}"],
             waves=info.waves,
             log_file=run_dir / "sim.log",
         )
-        _, failed = get_results(results_xml)
+
+    def _collect(self, specs, run_dir, failed, info) -> list[JobResult]:
         results = []
         for spec in specs:
             path = pathlib.Path(spec["result"])

@@ -80,7 +80,10 @@ class _RTLBackend:
         if progress:
             print(f"rtl: simulating {len(jobs)} run(s) of {program.insn_count} instructions ...",
                   file=sys.stderr)
-        results = self.sim.run(jobs)
+        def show(job, n, cycles, seconds):
+            print(f"rtl: run {job + 1}/{n}: {cycles / 1e6:.1f} M cycles simulated in {seconds:.0f} s",
+                  file=sys.stderr, flush=True)
+        results = self.sim.run(jobs, progress=show if progress else None)
         outs, per_run = [], []
         for r in results:
             if r.csr["CONFIG_HASH"] != program.config_hash:
@@ -164,6 +167,9 @@ class Device:
                     "array_busy_cycles"):
             if per_run and key in per_run[0]:
                 total[key] = sum(r[key] for r in per_run)
+        if per_run and "stall_cycles" in per_run[0]:
+            total["stall_cycles"] = {q: sum(r["stall_cycles"][q] for r in per_run)
+                                     for q in per_run[0]["stall_cycles"]}
         if "cycles" in total and total["cycles"]:
             total["utilization"] = total["macs"] / (total["cycles"] * cfg.macs)
             total["cycles_per_run"] = total["cycles"] / len(per_run)

@@ -6,16 +6,13 @@ import sw
 from hw import NPUConfig
 from sw import zoo
 
-from ..sw.test_compiler import build
+from ..sw.test_compiler import LAYERS, build
 
 TINY = NPUConfig.preset("tiny")
 NONSQUARE = NPUConfig.preset("tiny", cols=6, dma_data_width=64)
 
 
-@pytest.mark.parametrize("layer", ["conv3x3_stride2", "depthwise", "grouped", "maxpool3_s2_p1",
-                                   "avgpool3_s1_p1", "global_avgpool", "residual_add_relu",
-                                   "standalone_relu", "flatten_linear", "linear_odd",
-                                   "conv_bn_relu6"])
+@pytest.mark.parametrize("layer", list(LAYERS))
 def test_layer_bit_exact_on_rtl(layer):
     _, qmodel, shape = build(layer)
     program = sw.compile(qmodel, TINY)
