@@ -85,6 +85,12 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
     if stamp.exists():
         return info
     t0 = time.perf_counter()
+    # Builds of this configuration from older sources are stale: remove them.
+    prefix = f"{config.rows}x{config.cols}_{config.hash:08x}_"
+    if SIM_ROOT.exists():
+        for old in SIM_ROOT.glob(prefix + "*"):
+            if old.is_dir() and old.name != key and source_digest() not in old.name:
+                shutil.rmtree(old, ignore_errors=True)
     env = setup_verilator()
     env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O2").strip()
     if build_dir.exists():
