@@ -288,16 +288,31 @@ class _Compiler:
         # A vector of zero points, read with zero strides when a block is all border.
         zp_row = self.const(np.full(R, zp_in, np.int8).tobytes())
 
-        rows_per_block = max(1, min(oh_n, self.m_max // ow_n))
-        a_slot = [0, self.m_max]
-        w_slot = [2 * self.m_max, 2 * self.m_max + C]
-        acc_slot = [0, self.m_max]
+        # Reduction chunks: a key per (kh, kw or -1 for packed runs, channel offset).
+        chunk_keys = sorted({(dy, dx, c0) for tl in tiles for dy, dx, c0, _ in tl})
+        chunk_pos = {k: i for i, k in enumerate(chunk_keys)}
+        plan = self.plan_gemm(oh_n, ow_n, nt, len(chunk_keys), [len(tl) for tl in tiles])
+        rows_per_block, ng, kg = plan
+        lo, hi = node.clamp
+        # Scratchpad: two activation groups of kg chunks x M rows, then two weight slots.
+        m_blk = rows_per_block * ow_n
+        a_group = [0, kg * m_blk]
+        w_slot = [2 * kg * m_blk, 2 * kg * m_blk + C]
+        # Accumulator: two slots of ng tiles x M rows.
+        acc_group = [0, ng * m_blk]
+
+        def a_load(key, oh0, nrows, sram, **pop):
+            dy, dx, c0 = key
+            if dx < 0:
+                return self.packed_a_load(src.addr, cin, h, w + 2 * pw, kw, ow_n, oh0, nrows, dy,
+                                          c0, sh, sw, ph, zp_in, zp_row, sram, **pop)
+            return self.conv_a_load(src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw,
+                                    ph, pw, zp_in, zp_row, sram, **pop)
 
         # Output tiles whose parameters fit the parameter memory at once form a pass; passes
         # are separated by the same barrier as layers, so parameters are never overwritten
         # while a store still needs them.
         per_pass = cfg.param_groups
-        lo, hi = node.clamp
         for j0 in range(0, nt, per_pass):
             j1 = min(nt, j0 + per_pass)
             loads = [isa.sync(queue="load", pop_next=1)]
@@ -308,48 +323,132 @@ class _Compiler:
             self.emit(*loads)
             if j0 == 0:
                 self.emit(isa.config(key="layer", value=layer_id))
-            g_idx = 0
-            t_idx = 0
+            # First plan the activation groups ("k-groups") of the pass, then emit them, so
+            # that each group's activation loads can be spread over the previous group's
+            # weight loads: the next group streams in while this one computes.
+            kgroups = []
+            group_sizes: list[int] = []
+            grp_idx = 0
             for oh0 in range(0, oh_n, rows_per_block):
                 nrows = min(rows_per_block, oh_n - oh0)
                 m = nrows * ow_n
-                for j in range(j0, j1):
-                    n0 = j * C
-                    accs = acc_slot[t_idx % 2]
-                    for kidx, (dy, dx, c0, waddr) in enumerate(tiles[j]):
-                        g = g_idx % 2
-                        pop = {"pop_next": 1} if g_idx >= 2 else {}
-                        if dx < 0:
-                            a_load = self.packed_a_load(src.addr, cin, h, w + 2 * pw, kw, ow_n,
-                                                        oh0, nrows, dy, c0, sh, sw, ph, zp_in,
-                                                        zp_row, a_slot[g], **pop)
-                        else:
-                            a_load = self.conv_a_load(
-                                src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw,
-                                zp_in, zp_row, a_slot[g], **pop)
-                        self.emit(a_load)
-                        self.emit(isa.load(mem="spad", sram=w_slot[g], dram=waddr, y_size=C,
-                                           x_size=1, y_stride=R, length=R, push_next=1))
-                        deps = dict(pop_prev=1, push_prev=1)
-                        if kidx == 0 and t_idx >= 2:
-                            deps["pop_next"] = 1
-                        if kidx == len(tiles[j]) - 1:
-                            deps["push_next"] = 1
-                        self.emit(isa.gemm(wgt=w_slot[g], inp=a_slot[g], acc=accs, m=m,
-                                           accumulate=1 if kidx else 0, **deps))
-                        g_idx += 1
-                    self.emit(isa.store(acc=accs, dram=out.addr + oh0 * ow_n * cout + n0, rows=m,
-                                        stride=cout, length=min(C, cout - n0), param=j - j0,
-                                        out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
-                                        pop_prev=1, push_prev=1))
-                    t_idx += 1
-            # Drain the leftover tokens and hand the barrier on.
-            k = min(t_idx, 2)
+                for n_lo in range(j0, j1, ng):
+                    group = list(range(n_lo, min(j1, n_lo + ng)))
+                    acc_base = acc_group[grp_idx % 2]
+                    # The accumulator slot was last used two groups ago: wait for its stores
+                    # (stores finish in order, so popping that many S2C tokens is enough).
+                    pops = group_sizes[grp_idx - 2] if grp_idx >= 2 else 0
+                    group_sizes.append(len(group))
+                    grp_idx += 1
+                    needed = sorted({chunk_pos[(dy, dx, c0)] for j in group
+                                     for dy, dx, c0, _ in tiles[j]})
+                    k_groups = [needed[i:i + kg] for i in range(0, len(needed), kg)]
+                    later = [set() for _ in k_groups]
+                    for q in range(len(k_groups) - 2, -1, -1):
+                        later[q] = later[q + 1] | set(k_groups[q + 1])
+                    seen: set[int] = set()
+                    for q, kgrp in enumerate(k_groups):
+                        slot = a_group[len(kgroups) % 2]
+                        where = {ci: slot + p * m_blk for p, ci in enumerate(kgrp)}
+                        gemms = []
+                        for jj, j in enumerate(group):
+                            mine = [(ci, waddr) for dy, dx, c0, waddr in tiles[j]
+                                    for ci in [chunk_pos[(dy, dx, c0)]] if ci in where]
+                            rest = any(chunk_pos[(dy, dx, c0)] in later[q] for dy, dx, c0, _ in tiles[j])
+                            for pos, (ci, waddr) in enumerate(mine):
+                                first = j not in seen
+                                seen.add(j)
+                                gemms.append(dict(j=j, acc=acc_base + jj * m_blk, inp=where[ci],
+                                                  waddr=waddr, first=first,
+                                                  last=pos == len(mine) - 1 and not rest))
+                        stores = []
+                        if q == len(k_groups) - 1:
+                            for jj, j in enumerate(group):
+                                n0 = j * C
+                                stores.append(isa.store(
+                                    acc=acc_base + jj * m_blk, dram=out.addr + oh0 * ow_n * cout + n0,
+                                    rows=m, stride=cout, length=min(C, cout - n0), param=j - j0,
+                                    out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
+                                    pop_prev=1, push_prev=1))
+                        kgroups.append(dict(
+                            m=m, gemms=gemms, stores=stores, pops=pops if q == 0 else 0,
+                            a_loads=[a_load(chunk_keys[ci], oh0, nrows, where[ci]) for ci in kgrp]))
+
+            g_idx = 0          # GEMMs so far: weight slot g % 2, C2L tokens
+            t_idx = 0          # output tiles stored (one S2C token each)
+            popped = 0
+            carry: list[Instruction] = list(kgroups[0]["a_loads"]) if kgroups else []
+            for k, K in enumerate(kgroups):
+                nxt = list(kgroups[k + 1]["a_loads"]) if k + 1 < len(kgroups) else []
+                spread = len(K["gemms"]) - 1        # weight loads after which they may go
+                for _ in range(K["pops"]):
+                    self.emit(isa.sync(queue="compute", pop_next=1))
+                popped += K["pops"]
+                for i, gm in enumerate(K["gemms"]):
+                    g = g_idx % 2
+                    unit = carry + [isa.load(mem="spad", sram=w_slot[g], dram=gm["waddr"], y_size=C,
+                                             x_size=1, y_stride=R, length=R, push_next=1)]
+                    carry = []
+                    if g_idx >= 2:
+                        unit[0] = unit[0].replace(pop_next=1)
+                    self.emit(*unit)
+                    # The next group's activations reuse the slot of the group before this one:
+                    # safe once this group's second GEMM has its weights (GEMM g-2 has read).
+                    if i >= 1 and nxt:
+                        share = -(-len(nxt) // (spread - i + 1))
+                        self.emit(*nxt[:share])
+                        nxt = nxt[share:]
+                    deps = dict(pop_prev=1, push_prev=1)
+                    if gm["first"]:
+                        t_idx += 1
+                    if gm["last"]:
+                        deps["push_next"] = 1
+                    self.emit(isa.gemm(wgt=w_slot[g], inp=gm["inp"], acc=gm["acc"], m=K["m"],
+                                       accumulate=0 if gm["first"] else 1, **deps))
+                    g_idx += 1
+                carry = nxt          # not placed (a group of one GEMM): before the next unit
+                self.emit(*K["stores"])
+            # Drain the leftover tokens and hand the barrier on: the S2C tokens of the stores
+            # no later GEMM waited for, and the C2L tokens of the last two GEMMs.
+            k = t_idx - popped
             for i in range(k):
                 self.emit(isa.sync(queue="compute", pop_next=1, push_prev=1 if i == k - 1 else 0))
             for _ in range(min(g_idx, 2)):
                 self.emit(isa.sync(queue="load", pop_next=1))
         return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
+
+    def plan_gemm(self, oh_n: int, ow_n: int, nt: int, n_chunks: int,
+                  chunks_per_tile: list[int]) -> tuple[int, int, int]:
+        """Pick (output rows per block, output tiles per group, chunks per activation group).
+
+        A bigger block amortizes each GEMM's fixed cost; a bigger group reuses each loaded
+        activation chunk for more output tiles. A rough cost model (cycles of compute and
+        of DMA vectors, which overlap) chooses among the block sizes that fit.
+        """
+        cfg, C = self.cfg, self.C
+        ng_cap = max(1, cfg.token_queue_depth // 2)   # stores in flight stay within a token queue
+        best = None
+        per_gemm = 8                                  # fixed cycles of a GEMM and its loads
+        for rows in range(1, oh_n + 1):
+            m = rows * ow_n
+            if m > self.m_max:
+                break
+            ng = max(1, min(nt, ng_cap, (cfg.acc_depth // 2) // m))
+            kg = max(1, min(n_chunks, (cfg.spad_depth - 2 * C) // (2 * m)))
+            if 2 * kg * m + 2 * C > cfg.spad_depth or 2 * ng * m > cfg.acc_depth:
+                continue
+            blocks = -(-oh_n // rows)
+            gemms = sum(chunks_per_tile)
+            compute = gemms * (m + per_gemm)
+            groups = -(-nt // ng)
+            a_vectors = groups * min(n_chunks, max(chunks_per_tile) * ng) * m
+            loads = a_vectors + gemms * (C + per_gemm)
+            cost = blocks * max(compute, loads)
+            if best is None or cost < best[0]:
+                best = (cost, rows, ng, kg)
+        if best is None:
+            raise CompileError(f"output width {ow_n} does not fit the accumulator")
+        return best[1], best[2], best[3]
 
     def packed_a_load(self, base, cin, h, wp, kw, ow_n, oh0, nrows, dy, f0, sh, sw, ph, zp,
                       zp_row, sram, **deps) -> Instruction:
