@@ -211,6 +211,7 @@ class FunctionalModel:
         self.acc = np.zeros((c.acc_depth, c.cols), dtype=np.int32)
         self.param = np.zeros((c.param_depth, c.cols), dtype=np.int32)
         self.weights = np.zeros((c.cols, c.rows), dtype=np.int8)
+        self._weights_t = np.zeros((c.rows, c.cols))
         self.layer = 0
 
     # The program loop ----------------------------------------------------------------------
@@ -236,6 +237,7 @@ class FunctionalModel:
             raise ValueError(f"insn_count must be >= 0, got {insn_count}")
         # The array's weight registers are cleared by START, like the hardware's.
         self.weights[:] = 0
+        self._weights_t = np.zeros((self.config.rows, self.config.cols))
         if insn_base % INSN_BYTES:
             raise NPUError(ErrorCode.FIELD_RANGE, 0,
                            f"instruction base {insn_base:#x} is not {INSN_BYTES}-byte aligned")
@@ -316,8 +318,12 @@ class FunctionalModel:
     # Instructions ---------------------------------------------------------------------------
 
     def _count(self, layer: int, insn: Instruction, macs: int = 0, rd: int = 0, wr: int = 0) -> None:
-        for c in (self._counts, self._counts.per_layer.setdefault(layer, Counts())):
-            c.insns[insn.opcode.name] += 1
+        per = self._counts.per_layer.get(layer)
+        if per is None:
+            per = self._counts.per_layer[layer] = Counts()
+        name = insn.opcode.name
+        for c in (self._counts, per):
+            c.insns[name] += 1
             c.macs += macs
             c.dram_read_bytes += rd
             c.dram_write_bytes += wr
@@ -348,19 +354,26 @@ class FunctionalModel:
         nx = insn.pad_left + insn.x_size + insn.pad_right
         ny = insn.pad_top + insn.y_size + insn.pad_bottom
         nbytes = insn.length * esize
-        ys = np.arange(insn.y_size, dtype=np.int64)
-        xs = np.arange(insn.x_size, dtype=np.int64)
-        addrs = insn.dram + ys[:, None] * insn.y_stride + xs[None, :] * insn.x_stride
-        self._check_window(index, int(addrs.min()), int(addrs.max()) + nbytes, "LOAD")
-        raw = self._dram[addrs[..., None] + np.arange(nbytes)]          # [y, x, nbytes]
+        last = insn.dram + (insn.y_size - 1) * insn.y_stride + (insn.x_size - 1) * insn.x_stride
+        self._check_window(index, insn.dram, last + nbytes, "LOAD")
+        # A strided view of DRAM: [y, x, nbytes] without an index array (strides are >= 0).
+        raw = np.lib.stride_tricks.as_strided(
+            self._dram[insn.dram:], shape=(insn.y_size, insn.x_size, nbytes),
+            strides=(insn.y_stride, insn.x_stride, 1), writeable=False)
         if esize == 4:
-            vals = raw.reshape(insn.y_size, insn.x_size, insn.length, 4).copy().view("<i4")[..., 0]
+            vals = np.ascontiguousarray(raw).reshape(
+                insn.y_size, insn.x_size, insn.length, 4).view("<i4")[..., 0]
         else:
             vals = raw.view(np.int8)
-        block = np.full((ny, nx, mem.shape[1]), insn.pad_value, dtype=mem.dtype)
-        block[insn.pad_top:insn.pad_top + insn.y_size,
-              insn.pad_left:insn.pad_left + insn.x_size, :insn.length] = vals
-        mem[insn.sram:insn.sram + ny * nx] = block.reshape(ny * nx, mem.shape[1])
+        width = mem.shape[1]
+        if ny == insn.y_size and nx == insn.x_size and insn.length == width:
+            # No padding at all: straight copy.
+            mem[insn.sram:insn.sram + ny * nx] = vals.reshape(ny * nx, width)
+        else:
+            block = np.full((ny, nx, width), insn.pad_value, dtype=mem.dtype)
+            block[insn.pad_top:insn.pad_top + insn.y_size,
+                  insn.pad_left:insn.pad_left + insn.x_size, :insn.length] = vals
+            mem[insn.sram:insn.sram + ny * nx] = block.reshape(ny * nx, width)
         del cfg
         self._count(layer, insn, rd=insn.y_size * insn.x_size * nbytes)
 
@@ -382,9 +395,10 @@ class FunctionalModel:
         cfg = self.config
         if not insn.keep_wgt:
             self.weights = self.spad[insn.wgt:insn.wgt + cfg.cols].copy()
+            self._weights_t = self.weights.astype(np.float64).T
         a = self.spad[insn.inp:insn.inp + insn.m].astype(np.float64)
         # float64 products are exact here: |sum| <= 2**14 * 64 < 2**53.
-        prod = (a @ self.weights.astype(np.float64).T).astype(np.int64)
+        prod = (a @ self._weights_t).astype(np.int64)
         rows = slice(insn.acc, insn.acc + insn.m)
         base = self.acc[rows].astype(np.int64) if insn.accumulate else 0
         self.acc[rows] = _wrap32(base + prod).astype(np.int32)
