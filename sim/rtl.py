@@ -33,18 +33,20 @@ from hw.isa import ErrorCode
 
 from .toolchain import setup_verilator
 
-__all__ = ["Job", "JobResult", "RTLSimulator", "build", "source_digest", "SIM_ROOT"]
+__all__ = ["Job", "JobResult", "RTLSimulator", "FastRTLSimulator", "build", "build_fast",
+           "source_digest", "SIM_ROOT"]
 
 _HERE = pathlib.Path(__file__).resolve().parent
 _REPO = _HERE.parent
 SIM_ROOT = pathlib.Path(os.environ.get("NPU_SIM_ROOT", _REPO / "build" / "sim"))
 HARNESS_SOURCES = [_HERE / "hdl" / "axi_ram_fast.sv", _HERE / "hdl" / "npu_harness.sv"]
+FAST_MAIN = _HERE / "hdl" / "fast_main.cpp"
 
 
 def source_digest() -> str:
     """A digest of everything the simulated design is generated from."""
     h = hashlib.sha256()
-    files = sorted((_REPO / "hw").glob("*.py")) + HARNESS_SOURCES + [_HERE / "rtl.py"]
+    files = sorted((_REPO / "hw").glob("*.py")) + HARNESS_SOURCES + [_HERE / "rtl.py", FAST_MAIN]
     for path in files:
         h.update(path.name.encode())
         h.update(path.read_bytes())
@@ -261,3 +263,122 @@ class RTLSimulator:
             shutil.rmtree(run_dir, ignore_errors=True)
         return results
 
+
+
+VERILATOR_WAIVERS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE",
+                     "-Wno-ASCRANGE", "-Wno-TIMESCALEMOD"]
+
+
+def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
+    """Compile the harness with a plain C++ driver (``sim/hdl/fast_main.cpp``), cached."""
+    import subprocess
+
+    from hw.build import emit
+
+    words_log2 = max(10, (dram_bytes // config.dma_bytes - 1).bit_length())
+    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{source_digest()}_m{words_log2}_cpp"
+    build_dir = SIM_ROOT / key
+    info = BuildInfo(config=config, build_dir=build_dir, waves=False, words_log2=words_log2)
+    if (build_dir / "built.stamp").exists():
+        return info
+    t0 = time.perf_counter()
+    prefix = f"{config.rows}x{config.cols}_{config.hash:08x}_"
+    if SIM_ROOT.exists():
+        for old in SIM_ROOT.glob(prefix + "*_cpp"):
+            if old.is_dir() and old.name != key:
+                shutil.rmtree(old, ignore_errors=True)
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    paths = emit(config, build_dir / "rtl")
+    env = setup_verilator(dict(os.environ))
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O2").strip()
+    cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "--top-module", "npu_harness",
+           "--prefix", "Vtop", "-Mdir", str(build_dir), "-o", "npu_fast",
+           f"-GDW={config.dma_data_width}", f"-GWORDS_LOG2={words_log2}",
+           "--x-assign", "fast", "--x-initial", "fast", "--timescale", "1ns/1ps",
+           *VERILATOR_WAIVERS, str(paths["verilog"]), *map(str, HARNESS_SOURCES), str(FAST_MAIN)]
+    result = subprocess.run(cmd, cwd=build_dir, env=env, capture_output=True, text=True)
+    (build_dir / "build.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise RuntimeError(f"Verilator build of the C++ harness failed (see {build_dir / 'build.log'}):\n"
+                           f"{result.stderr[-3000:]}")
+    info.seconds = time.perf_counter() - t0
+    (build_dir / "built.stamp").write_text(f"{info.seconds:.1f}\n")
+    return info
+
+
+class FastRTLSimulator:
+    """Runs jobs on the RTL with the C++ driver: the in-design RAM, no Python per cycle.
+
+    Same interface as :class:`RTLSimulator` for ``memory="fast"`` jobs; about twice
+    as fast, because nothing crosses VPI while the NPU runs.
+    """
+
+    def __init__(self, config: NPUConfig, *, dram_bytes: int = 1 << 24) -> None:
+        self.config = config
+        self.dram_bytes = dram_bytes
+        self.info = build_fast(config, dram_bytes=dram_bytes)
+
+    def run(self, jobs: list[Job], *, workdir: str | pathlib.Path | None = None,
+            progress=None) -> list[JobResult]:
+        import subprocess
+
+        from hw.csr import COUNTERS, REGISTERS
+
+        for job in jobs:
+            if job.memory != "fast":
+                raise ValueError(f"job {job.name}: the C++ harness has only the fast memory")
+            if len(job.dram) > self.dram_bytes:
+                raise ValueError(f"job {job.name}: DRAM image of {len(job.dram)} bytes exceeds the "
+                                 f"simulated DRAM of {self.dram_bytes} bytes")
+        run_dir = pathlib.Path(workdir) if workdir else \
+            self.info.build_dir / "runs" / f"{os.getpid()}_{time.time_ns()}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i, job in enumerate(jobs):
+            job.dram.tofile(run_dir / f"job{i}_in.bin")
+            lo, hi = job.window if job.window is not None else (0, len(job.dram))
+            lines.append(f"{run_dir / f'job{i}_in.bin'} {run_dir / f'job{i}_out.bin'} "
+                         f"{len(job.dram)} {job.insn_base} {job.insn_count} {lo} {hi} "
+                         f"{job.max_cycles} {run_dir / f'job{i}.txt'}")
+        (run_dir / "jobs.txt").write_text("\n".join(lines) + "\n")
+        progress_path = run_dir / "progress.json"
+        env = dict(os.environ, NPU_PROGRESS=str(progress_path))
+        proc = subprocess.Popen([str(self.info.build_dir / "npu_fast"), str(run_dir / "jobs.txt")],
+                                cwd=run_dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        t0 = time.perf_counter()
+        last = None
+        while proc.poll() is None:
+            time.sleep(0.2)
+            if progress:
+                try:
+                    p = json.loads(progress_path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if p != last:
+                    last = p
+                    progress(p["job"], len(jobs), p["cycles"], time.perf_counter() - t0)
+        out = proc.stdout.read()
+        if proc.returncode != 0:
+            raise RuntimeError(f"the C++ harness failed ({proc.returncode}): {out[-2000:]}")
+        elapsed = time.perf_counter() - t0
+        by_offset = {r.offset: r.name for r in REGISTERS}
+        results = []
+        for i, job in enumerate(jobs):
+            status, *pairs = (run_dir / f"job{i}.txt").read_text().split()
+            regs = {}
+            for pair in pairs:
+                offset, value = (int(v) for v in pair.split("="))
+                if offset in by_offset:
+                    regs[by_offset[offset]] = value
+            for name, _ in COUNTERS:
+                regs[name] = regs.pop(f"{name}_LO") | (regs.pop(f"{name}_HI") << 32)
+            dram = np.fromfile(run_dir / f"job{i}_out.bin", dtype=np.uint8)
+            results.append(JobResult(
+                dram=dram, status=status, error=ErrorCode(regs["ERROR_CODE"]),
+                error_index=regs["ERROR_INDEX"], csr=regs, cycles=regs["CYCLES"],
+                wall_seconds=elapsed / len(jobs), extra={"run_wall_seconds": elapsed / len(jobs)}))
+        if os.environ.get("NPU_KEEP_RUNS", "") in ("", "0"):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return results

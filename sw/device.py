@@ -3,8 +3,9 @@
 Backends share one interface (``execute(program, images) -> (outputs, stats)``):
 
 * ``"func"``: the functional model (numpy, bit-exact, no timing);
-* ``"rtl"``: the Verilog from ``hw.build`` in Verilator through the fast harness,
-  statistics read from the CSRs (cycles, MACs, DMA bytes, stalls).
+* ``"rtl"``: the Verilog from ``hw.build`` in Verilator through the fast harness (the
+  in-design RAM, driven by a C++ main, no Python per cycle), statistics read from the
+  CSRs (cycles, MACs, DMA bytes, stalls).
 
 The device refuses a program compiled for another configuration (its hash is
 stored in the program and read from the hardware's CONFIG_HASH register).
@@ -61,10 +62,12 @@ class _RTLBackend:
     name = "rtl"
 
     def __init__(self, config: NPUConfig) -> None:
-        from sim.rtl import RTLSimulator
+        # The C++ driver of the fast harness: the same Verilog and in-design RAM as the
+        # cocotb regression, with no Python in the loop while the NPU runs.
+        from sim.rtl import FastRTLSimulator
         self.config = config
         self.sim = None
-        self._make = lambda: RTLSimulator(config)
+        self._make = lambda: FastRTLSimulator(config)
 
     def execute(self, program: Program, images: list[np.ndarray], progress: bool):
         from hw.isa import ErrorCode
