@@ -291,7 +291,7 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
         shutil.rmtree(build_dir)
     paths = emit(config, build_dir / "rtl")
     env = setup_verilator(dict(os.environ))
-    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O2").strip()
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O3").strip()
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "--top-module", "npu_harness",
            "--prefix", "Vtop", "-Mdir", str(build_dir), "-o", "npu_fast",
            f"-GDW={config.dma_data_width}", f"-GWORDS_LOG2={words_log2}",

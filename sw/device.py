@@ -165,6 +165,7 @@ class Device:
     def _summarize(self, program: Program, per_run: list[dict], wall: float) -> dict:
         cfg = self.config
         total = {"backend": self.backend, "runs": len(per_run), "wall_seconds": wall,
+                 "sim_seconds": sum(r["wall_seconds"] for r in per_run),
                  "instructions": program.insn_count}
         for key in ("macs", "dram_read_bytes", "dram_write_bytes", "insn_read_bytes", "cycles",
                     "array_busy_cycles"):
