@@ -106,7 +106,14 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
         "--no-public-flat-rw", "--public-depth", "1",
     ]
     if waves:
-        build_args += ["--trace-fst", "--trace-structs"]
+        # FST needs the lz4 headers (Debian: liblz4-dev); without them, VCD.
+        if pathlib.Path("/usr/include/lz4.h").exists():
+            build_args += ["--trace-fst", "--trace-structs"]
+        else:
+            import warnings
+            warnings.warn("lz4.h not found (apt-get install liblz4-dev for FST): "
+                          "waveforms are written as VCD (dump.vcd)")
+            build_args += ["--trace-structs"]
     build_args += extra
     runner.build(
         sources=[paths["verilog"], *HARNESS_SOURCES],
