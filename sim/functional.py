@@ -245,8 +245,10 @@ class FunctionalModel:
         counts = Counts()
         self._counts = counts
         cfg = self.config
-        fifos: dict[Queue, deque] = {q: deque() for q in Queue}
-        tokens = {t: 0 for t in TokenQueue}
+        fifos = [deque() for _ in Queue]          # indexed by Queue value
+        tokens = [0] * len(TokenQueue)            # indexed by TokenQueue value
+        depth = cfg.insn_queue_depth
+        tok_depth = cfg.token_queue_depth
         pc = 0
         finished = False
         while True:
@@ -261,42 +263,32 @@ class FunctionalModel:
                 word = int.from_bytes(dram[addr:addr + INSN_BYTES].tobytes(), "little")
                 cached = self._decoded.get(word)
                 if cached is None:
-                    try:
-                        insn = decode(word)
-                    except ISAError as exc:
-                        raise NPUError(ErrorCode.ILLEGAL_OPCODE, pc, str(exc)) from None
-                    cached = (insn, check_instruction(insn, cfg))
-                    if len(self._decoded) < 1 << 20:
-                        self._decoded[word] = cached
-                insn, problem = cached
+                    cached = self._decode(word, pc)
+                insn, problem, queue, pops, pushes = cached
                 if problem:
                     raise NPUError(ErrorCode.FIELD_RANGE, pc, f"{insn.opcode.name}: {problem}")
-                if insn.opcode is Opcode.FINISH:
+                if queue is None:   # FINISH
                     counts.insn_read_bytes += INSN_BYTES
                     counts.insns["FINISH"] += 1
                     finished = True
                     pc += 1
                     progress = True
                     break
-                queue = insn.queue
-                if len(fifos[queue]) >= cfg.insn_queue_depth:
+                if len(fifos[queue]) >= depth:
                     break
                 counts.insn_read_bytes += INSN_BYTES
                 if insn.opcode is Opcode.CONFIG and insn.key is CfgKey.LAYER:
                     self.layer = insn.value
-                fifos[queue].append((pc, insn, self.layer))
+                fifos[queue].append((pc, insn, self.layer, pops, pushes))
                 pc += 1
                 progress = True
             # Execute the head of each queue whose tokens are available.
-            for queue in Queue:
-                fifo = fifos[queue]
+            for fifo in fifos:
                 while fifo:
-                    index, insn, layer = fifo[0]
-                    pops = [t for flag, t in _POPS[queue].items() if getattr(insn, flag)]
-                    pushes = [t for flag, t in _PUSHES[queue].items() if getattr(insn, flag)]
+                    index, insn, layer, pops, pushes = fifo[0]
                     if any(tokens[t] == 0 for t in pops):
                         break
-                    if any(tokens[t] >= cfg.token_queue_depth for t in pushes):
+                    if any(tokens[t] >= tok_depth for t in pushes):
                         break
                     for t in pops:
                         tokens[t] -= 1
@@ -305,15 +297,34 @@ class FunctionalModel:
                         tokens[t] += 1
                     fifo.popleft()
                     progress = True
-            if (finished or pc >= insn_count) and not any(fifos.values()):
+            if (finished or pc >= insn_count) and not any(fifos):
                 return counts
             if not progress:
-                blocked = min(f[0][0] for f in fifos.values() if f)
+                blocked = min(f[0][0] for f in fifos if f)
                 waiting = ", ".join(
-                    f"{q.name.lower()} queue at instruction {f[0][0]}" for q, f in fifos.items() if f)
+                    f"{Queue(q).name.lower()} queue at instruction {f[0][0]}"
+                    for q, f in enumerate(fifos) if f)
                 raise NPUError(ErrorCode.DEADLOCK, blocked,
                                f"no queue can proceed ({waiting}); tokens "
-                               + ", ".join(f"{t.name}={n}" for t, n in tokens.items()))
+                               + ", ".join(f"{t.name}={tokens[t.value]}" for t in TokenQueue))
+
+    def _decode(self, word: int, pc: int) -> tuple:
+        """Decode and check a word once; the dispatch loop reuses the result."""
+        try:
+            insn = decode(word)
+        except ISAError as exc:
+            raise NPUError(ErrorCode.ILLEGAL_OPCODE, pc, str(exc)) from None
+        problem = check_instruction(insn, self.config)
+        queue = insn.queue
+        if queue is None:
+            entry = (insn, problem, None, (), ())
+        else:
+            pops = tuple(t.value for flag, t in _POPS[queue].items() if insn.fields[flag])
+            pushes = tuple(t.value for flag, t in _PUSHES[queue].items() if insn.fields[flag])
+            entry = (insn, problem, queue.value, pops, pushes)
+        if len(self._decoded) < 1 << 20:
+            self._decoded[word] = entry
+        return entry
 
     # Instructions ---------------------------------------------------------------------------
 
@@ -348,34 +359,35 @@ class FunctionalModel:
             self._count(layer, insn)
 
     def _load(self, index: int, insn: Instruction, layer: int) -> None:
+        f = insn.fields
         cfg = self.config
-        mem = {Mem.SPAD: self.spad, Mem.ACC: self.acc, Mem.PARAM: self.param}[insn.mem]
-        esize = 4 if insn.mem is Mem.PARAM else 1
-        nx = insn.pad_left + insn.x_size + insn.pad_right
-        ny = insn.pad_top + insn.y_size + insn.pad_bottom
-        nbytes = insn.length * esize
-        last = insn.dram + (insn.y_size - 1) * insn.y_stride + (insn.x_size - 1) * insn.x_stride
-        self._check_window(index, insn.dram, last + nbytes, "LOAD")
+        mem = {Mem.SPAD: self.spad, Mem.ACC: self.acc, Mem.PARAM: self.param}[f["mem"]]
+        esize = 4 if f["mem"] is Mem.PARAM else 1
+        nx = f["pad_left"] + f["x_size"] + f["pad_right"]
+        ny = f["pad_top"] + f["y_size"] + f["pad_bottom"]
+        nbytes = f["length"] * esize
+        last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
+        self._check_window(index, f["dram"], last + nbytes, "LOAD")
         # A strided view of DRAM: [y, x, nbytes] without an index array (strides are >= 0).
         raw = np.lib.stride_tricks.as_strided(
-            self._dram[insn.dram:], shape=(insn.y_size, insn.x_size, nbytes),
-            strides=(insn.y_stride, insn.x_stride, 1), writeable=False)
+            self._dram[f["dram"]:], shape=(f["y_size"], f["x_size"], nbytes),
+            strides=(f["y_stride"], f["x_stride"], 1), writeable=False)
         if esize == 4:
             vals = np.ascontiguousarray(raw).reshape(
-                insn.y_size, insn.x_size, insn.length, 4).view("<i4")[..., 0]
+                f["y_size"], f["x_size"], f["length"], 4).view("<i4")[..., 0]
         else:
             vals = raw.view(np.int8)
         width = mem.shape[1]
-        if ny == insn.y_size and nx == insn.x_size and insn.length == width:
+        if ny == f["y_size"] and nx == f["x_size"] and f["length"] == width:
             # No padding at all: straight copy.
-            mem[insn.sram:insn.sram + ny * nx] = vals.reshape(ny * nx, width)
+            mem[f["sram"]:f["sram"] + ny * nx] = vals.reshape(ny * nx, width)
         else:
-            block = np.full((ny, nx, width), insn.pad_value, dtype=mem.dtype)
-            block[insn.pad_top:insn.pad_top + insn.y_size,
-                  insn.pad_left:insn.pad_left + insn.x_size, :insn.length] = vals
-            mem[insn.sram:insn.sram + ny * nx] = block.reshape(ny * nx, width)
+            block = np.full((ny, nx, width), f["pad_value"], dtype=mem.dtype)
+            block[f["pad_top"]:f["pad_top"] + f["y_size"],
+                  f["pad_left"]:f["pad_left"] + f["x_size"], :f["length"]] = vals
+            mem[f["sram"]:f["sram"] + ny * nx] = block.reshape(ny * nx, width)
         del cfg
-        self._count(layer, insn, rd=insn.y_size * insn.x_size * nbytes)
+        self._count(layer, insn, rd=f["y_size"] * f["x_size"] * nbytes)
 
     def _store(self, index: int, insn: Instruction, layer: int) -> None:
         n = insn.length
@@ -392,17 +404,18 @@ class FunctionalModel:
         self._count(layer, insn, wr=insn.rows * n)
 
     def _gemm(self, insn: Instruction, layer: int) -> None:
+        f = insn.fields
         cfg = self.config
-        if not insn.keep_wgt:
-            self.weights = self.spad[insn.wgt:insn.wgt + cfg.cols].copy()
+        if not f["keep_wgt"]:
+            self.weights = self.spad[f["wgt"]:f["wgt"] + cfg.cols].copy()
             self._weights_t = self.weights.astype(np.float64).T
-        a = self.spad[insn.inp:insn.inp + insn.m].astype(np.float64)
+        a = self.spad[f["inp"]:f["inp"] + f["m"]].astype(np.float64)
         # float64 products are exact here: |sum| <= 2**14 * 64 < 2**53.
         prod = (a @ self._weights_t).astype(np.int64)
-        rows = slice(insn.acc, insn.acc + insn.m)
-        base = self.acc[rows].astype(np.int64) if insn.accumulate else 0
+        rows = slice(f["acc"], f["acc"] + f["m"])
+        base = self.acc[rows].astype(np.int64) if f["accumulate"] else 0
         self.acc[rows] = _wrap32(base + prod).astype(np.int32)
-        self._count(layer, insn, macs=insn.m * cfg.rows * cfg.cols)
+        self._count(layer, insn, macs=f["m"] * cfg.rows * cfg.cols)
 
     def _alu(self, insn: Instruction, layer: int) -> None:
         i = np.arange(insn.count)
