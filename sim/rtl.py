@@ -303,6 +303,7 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
            "--prefix", "Vtop", "-Mdir", str(build_dir), "-o", "npu_fast",
            f"-GDW={config.dma_data_width}", f"-GWORDS_LOG2={words_log2}",
            "--x-assign", "fast", "--x-initial", "fast", "--timescale", "1ns/1ps",
+           "-CFLAGS", "-march=native",
            *VERILATOR_WAIVERS, str(paths["verilog"]), *map(str, HARNESS_SOURCES), str(FAST_MAIN)]
     result = subprocess.run(cmd, cwd=build_dir, env=env, capture_output=True, text=True)
     (build_dir / "build.log").write_text(result.stdout + result.stderr)
