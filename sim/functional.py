@@ -368,10 +368,15 @@ class FunctionalModel:
         nbytes = f["length"] * esize
         last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
         self._check_window(index, f["dram"], last + nbytes, "LOAD")
-        # A strided view of DRAM: [y, x, nbytes] without an index array (strides are >= 0).
-        raw = np.lib.stride_tricks.as_strided(
-            self._dram[f["dram"]:], shape=(f["y_size"], f["x_size"], nbytes),
-            strides=(f["y_stride"], f["x_stride"], 1), writeable=False)
+        if f["x_size"] == 1 and f["y_stride"] == nbytes:
+            # Contiguous rows (weight tiles, parameters): a plain slice.
+            start = f["dram"]
+            raw = self._dram[start:start + f["y_size"] * nbytes].reshape(f["y_size"], 1, nbytes)
+        else:
+            # A strided view of DRAM: [y, x, nbytes] without an index array (strides >= 0).
+            raw = np.lib.stride_tricks.as_strided(
+                self._dram[f["dram"]:], shape=(f["y_size"], f["x_size"], nbytes),
+                strides=(f["y_stride"], f["x_stride"], 1), writeable=False)
         if esize == 4:
             vals = np.ascontiguousarray(raw).reshape(
                 f["y_size"], f["x_size"], f["length"], 4).view("<i4")[..., 0]
