@@ -138,14 +138,6 @@ class NPUConfig:
         return self.dma_data_width // 8
 
     @property
-    def spad_row_bytes(self) -> int:
-        return self.rows
-
-    @property
-    def acc_row_bytes(self) -> int:
-        return 4 * self.cols
-
-    @property
     def param_groups(self) -> int:
         return self.param_depth // 3
 

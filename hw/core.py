@@ -25,6 +25,8 @@ START); memory contents persist.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -42,8 +44,28 @@ from .sram import BankedMemory
 
 __all__ = ["Core"]
 
-_INSN_OPS = ["LOAD", "STORE", "GEMM", "ALU", "CONFIG", "SYNC", "FINISH"]
 _DEADLOCK_CYCLES = 16
+
+
+@contextmanager
+def _queue_head(m, fifo, word, index, ok, halt, stall):
+    """The IDLE and WAIT states every queue unit shares.
+
+    IDLE takes the head of the unit's instruction queue; WAIT holds it until its
+    tokens can be taken (``ok``), counting the cycles in ``stall``. The body runs in
+    the cycle the tokens are taken: it takes them and sets ``m.next``.
+    """
+    with m.State("IDLE"):
+        with m.If(fifo.r_rdy & ~halt):
+            m.d.comb += fifo.r_en.eq(1)
+            m.d.sync += [word.eq(fifo.r_data[:128]), index.eq(fifo.r_data[128:])]
+            m.next = "WAIT"
+    with m.State("WAIT"):
+        with m.If(~halt):
+            with m.If(ok):
+                yield
+            with m.Else():
+                m.d.sync += stall.eq(stall + 1)
 
 
 class Core(wiring.Component):
@@ -74,8 +96,8 @@ class Core(wiring.Component):
         for name, _ in COUNTERS:
             if name != "CYCLES":
                 ports[f"cnt_{name.lower()}"] = Out(64)
-        for op in _INSN_OPS:
-            ports[f"cnt_insns_{op.lower()}"] = Out(32)
+        for op in Opcode:
+            ports[f"cnt_insns_{op.name.lower()}"] = Out(32)
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -152,7 +174,7 @@ class Core(wiring.Component):
 
         # ---------------------------------------------------------------- counters
         cnt = {name: getattr(self, f"cnt_{name.lower()}") for name, _ in COUNTERS if name != "CYCLES"}
-        insn_cnt = {op: getattr(self, f"cnt_insns_{op.lower()}") for op in _INSN_OPS}
+        insn_cnt = {op.name: getattr(self, f"cnt_insns_{op.name.lower()}") for op in Opcode}
 
         # ---------------------------------------------------------------- tokens
         tok = [Signal(8, name=f"tok_{t.name.lower()}") for t in TokenQueue]
@@ -382,20 +404,11 @@ class Core(wiring.Component):
         m.d.sync += outstanding.eq(outstanding + lu_req - lu_resp)
 
         with m.FSM(name="load_unit") as lu_fsm:
-            with m.State("IDLE"):
-                with m.If(lq.r_rdy & ~halt):
-                    m.d.comb += lq.r_en.eq(1)
-                    m.d.sync += [lu_word.eq(lq.r_data[:128]), lu_index.eq(lq.r_data[128:])]
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(~halt):
-                    with m.If(lu_ok):
-                        m.d.comb += tok_dec[TokenQueue.C2L.value].eq(lu.hdr.pop_next)
-                        m.d.sync += [yy.eq(0), xx.eq(0), row.eq(lu.sram), y_addr.eq(lu.dram),
-                                     x_addr.eq(lu.dram)]
-                        m.next = "RUN"
-                    with m.Else():
-                        m.d.sync += cnt["STALL_LOAD"].eq(cnt["STALL_LOAD"] + 1)
+            with _queue_head(m, lq, lu_word, lu_index, lu_ok, halt, cnt["STALL_LOAD"]):
+                m.d.comb += tok_dec[TokenQueue.C2L.value].eq(lu.hdr.pop_next)
+                m.d.sync += [yy.eq(0), xx.eq(0), row.eq(lu.sram), y_addr.eq(lu.dram),
+                             x_addr.eq(lu.dram)]
+                m.next = "RUN"
             with m.State("RUN"):
                 with m.If(~walk_done & ~halt):
                     with m.If(data_vec):
@@ -537,31 +550,22 @@ class Core(wiring.Component):
             array.w_data.eq(spad.r1_data),
         ]
         with m.FSM(name="compute_unit") as cu_fsm:
-            with m.State("IDLE"):
-                with m.If(cq.r_rdy & ~halt):
-                    m.d.comb += cq.r_en.eq(1)
-                    m.d.sync += [cu_word.eq(cq.r_data[:128]), cu_index.eq(cq.r_data[128:])]
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(~halt):
-                    with m.If(cu_ok):
-                        m.d.comb += [
-                            tok_dec[TokenQueue.L2C.value].eq(cu_hdr.pop_prev),
-                            tok_dec[TokenQueue.S2C.value].eq(cu_hdr.pop_next),
-                            res_inc[TokenQueue.C2L].eq(cu_hdr.push_prev),
-                            res_inc[TokenQueue.C2S].eq(cu_hdr.push_next),
-                        ]
-                        with m.If(cu_op == Opcode.GEMM.value):
-                            with m.If(cg.keep_wgt):
-                                m.d.sync += nb.eq(last_buf)
-                                m.next = "HANDOFF"
-                            with m.Else():
-                                m.d.sync += [nb.eq(~last_buf), wi.eq(0)]
-                                m.next = "WLOAD"
-                        with m.Else():
-                            m.next = "DRAIN"
+            with _queue_head(m, cq, cu_word, cu_index, cu_ok, halt, cnt["STALL_COMPUTE"]):
+                m.d.comb += [
+                    tok_dec[TokenQueue.L2C.value].eq(cu_hdr.pop_prev),
+                    tok_dec[TokenQueue.S2C.value].eq(cu_hdr.pop_next),
+                    res_inc[TokenQueue.C2L].eq(cu_hdr.push_prev),
+                    res_inc[TokenQueue.C2S].eq(cu_hdr.push_next),
+                ]
+                with m.If(cu_op == Opcode.GEMM.value):
+                    with m.If(cg.keep_wgt):
+                        m.d.sync += nb.eq(last_buf)
+                        m.next = "HANDOFF"
                     with m.Else():
-                        m.d.sync += cnt["STALL_COMPUTE"].eq(cnt["STALL_COMPUTE"] + 1)
+                        m.d.sync += [nb.eq(~last_buf), wi.eq(0)]
+                        m.next = "WLOAD"
+                with m.Else():
+                    m.next = "DRAIN"
             with m.State("WLOAD"):
                 # Wait until nothing in the array still uses buffer nb, then C reads.
                 with m.If((busy_cnt[0] == 0) | nb):
@@ -677,19 +681,10 @@ class Core(wiring.Component):
             rq_inflight.eq(rq_inflight + su_issue - rq.o_valid),
         ]
         with m.FSM(name="store_unit") as su_fsm:
-            with m.State("IDLE"):
-                with m.If(sq.r_rdy & ~halt):
-                    m.d.comb += sq.r_en.eq(1)
-                    m.d.sync += [su_word.eq(sq.r_data[:128]), su_index.eq(sq.r_data[128:])]
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(~halt):
-                    with m.If(su_ok):
-                        m.d.comb += tok_dec[TokenQueue.C2S.value].eq(su.hdr.pop_prev)
-                        m.d.sync += pi.eq(0)
-                        m.next = "PARAM"
-                    with m.Else():
-                        m.d.sync += cnt["STALL_STORE"].eq(cnt["STALL_STORE"] + 1)
+            with _queue_head(m, sq, su_word, su_index, su_ok, halt, cnt["STALL_STORE"]):
+                m.d.comb += tok_dec[TokenQueue.C2S.value].eq(su.hdr.pop_prev)
+                m.d.sync += pi.eq(0)
+                m.next = "PARAM"
             with m.State("PARAM"):
                 m.d.sync += pi.eq(pi + 1)
                 with m.Switch(pi):

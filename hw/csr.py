@@ -14,9 +14,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4LiteSignature
+from .isa import ErrorCode, Opcode
 
 __all__ = ["Register", "REGISTERS", "REG", "COUNTERS", "CTRL_BITS", "STATUS_BITS", "NPU_ID",
-           "NPU_VERSION", "CSRBank", "c_header"]
+           "NPU_VERSION", "CSRBank", "c_header", "join_counters"]
 
 NPU_ID = 0x4E505531        # "NPU1"
 NPU_VERSION = 0x00010000   # 1.0.0
@@ -66,12 +67,19 @@ _COUNTER_REGS = []
 for _i, (_name, _doc) in enumerate(COUNTERS):
     _COUNTER_REGS.append(Register(f"{_name}_LO", 0x040 + 8 * _i, "r", _doc + " (low word)"))
     _COUNTER_REGS.append(Register(f"{_name}_HI", 0x044 + 8 * _i, "r", _doc + " (high word)"))
-_INSN_REGS = [Register(f"INSNS_{op}", 0x0C0 + 4 * i, "r", f"{op} instructions dispatched")
-              for i, op in enumerate(["LOAD", "STORE", "GEMM", "ALU", "CONFIG", "SYNC", "FINISH"])]
+_INSN_REGS = [Register(f"INSNS_{op.name}", 0x0C0 + 4 * op.value, "r",
+                       f"{op.name} instructions dispatched") for op in Opcode]
 
 REGISTERS: list[Register] = _BASE + _COUNTER_REGS + _INSN_REGS
 REG: dict[str, Register] = {r.name: r for r in REGISTERS}
 CSR_ADDR_WIDTH = 12
+
+
+def join_counters(regs: dict[str, int]) -> dict[str, int]:
+    """Replace each counter's ``_LO``/``_HI`` register pair in ``regs`` by its 64-bit value."""
+    for name, _ in COUNTERS:
+        regs[name] = regs.pop(f"{name}_LO") | (regs.pop(f"{name}_HI") << 32)
+    return regs
 
 
 class CSRBank(wiring.Component):
@@ -164,7 +172,6 @@ def c_header(config_hash: int, macro_prefix: str = "NPU") -> str:
         lines.append(f"#define {macro_prefix}_CTRL_{name:<12} (1u << {bit})")
     for name, bit in STATUS_BITS.items():
         lines.append(f"#define {macro_prefix}_STATUS_{name:<10} (1u << {bit})")
-    from .isa import ErrorCode
     lines.append("")
     for code in ErrorCode:
         lines.append(f"#define {macro_prefix}_ERROR_{code.name:<16} {code.value}u")

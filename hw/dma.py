@@ -28,6 +28,21 @@ def _check(name: str, value: int, lo: int, hi: int) -> None:
         raise ValueError(f"{name} must be an int from {lo} to {hi}, not {value!r}")
 
 
+def _engine_geometry(engine, kind: str, data_width: int, max_bytes: int, burst_len: int,
+                     tag_width: int) -> None:
+    """Check and record the parameters both DMA engines share."""
+    _check(f"{kind} data_width", data_width, 32, 1024)
+    _check(f"{kind} max_bytes", max_bytes, 1, 4096)
+    _check(f"{kind} burst_len", burst_len, 1, 256)
+    engine.data_width = data_width
+    engine.beat_bytes = data_width // 8
+    engine.max_bytes = max_bytes
+    engine.burst_len = burst_len
+    engine.tag_width = tag_width
+    # Beats that a vector of max_bytes can touch at the worst alignment.
+    engine.max_beats = -(-(engine.beat_bytes - 1 + max_bytes) // engine.beat_bytes)
+
+
 def _burst_len(addr, beats_left, burst_len: int, beat_bytes: int):
     """Beats of the next burst: no more than left, the maximum, or what reaches 4 KiB."""
     to_4k = (4096 - addr[:12]) >> exact_log2(beat_bytes)   # 1 .. 4096/B
@@ -57,17 +72,9 @@ class DMAReader(wiring.Component):
 
     def __init__(self, *, data_width: int, max_bytes: int, burst_len: int, tag_width: int,
                  queue_depth: int = 4) -> None:
-        _check("DMAReader data_width", data_width, 32, 1024)
-        _check("DMAReader max_bytes", max_bytes, 1, 4096)
-        _check("DMAReader burst_len", burst_len, 1, 256)
+        _engine_geometry(self, "DMAReader", data_width, max_bytes, burst_len, tag_width)
         _check("DMAReader queue_depth", queue_depth, 1, 64)
-        self.data_width = data_width
-        self.beat_bytes = data_width // 8
-        self.max_bytes = max_bytes
-        self.burst_len = burst_len
-        self.tag_width = tag_width
         self.queue_depth = queue_depth
-        self.max_beats = -(-(self.beat_bytes - 1 + max_bytes) // self.beat_bytes)
         super().__init__({
             "req_valid": In(1), "req_ready": Out(1), "req_addr": In(32),
             "req_nbytes": In(range(max_bytes + 1)), "req_tag": In(tag_width),
@@ -202,15 +209,7 @@ class DMAWriter(wiring.Component):
     """
 
     def __init__(self, *, data_width: int, max_bytes: int, burst_len: int, tag_width: int) -> None:
-        _check("DMAWriter data_width", data_width, 32, 1024)
-        _check("DMAWriter max_bytes", max_bytes, 1, 4096)
-        _check("DMAWriter burst_len", burst_len, 1, 256)
-        self.data_width = data_width
-        self.beat_bytes = data_width // 8
-        self.max_bytes = max_bytes
-        self.burst_len = burst_len
-        self.tag_width = tag_width
-        self.max_beats = -(-(self.beat_bytes - 1 + max_bytes) // self.beat_bytes)
+        _engine_geometry(self, "DMAWriter", data_width, max_bytes, burst_len, tag_width)
         super().__init__({
             "req_valid": In(1), "req_ready": Out(1), "req_addr": In(32),
             "req_nbytes": In(range(max_bytes + 1)),

@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .axi import AXI4LiteSignature, AXI4Signature
 from .config import NPUConfig
-from .core import Core, _INSN_OPS
+from .core import Core
+from .isa import Opcode
 from .csr import COUNTERS, CSR_ADDR_WIDTH, CSRBank, NPU_ID, NPU_VERSION, STATUS_BITS
 
 __all__ = ["NPU"]
@@ -91,6 +92,7 @@ class NPU(wiring.Component):
                 getattr(csr, f"val_{name.lower()}_lo").eq(value[:32]),
                 getattr(csr, f"val_{name.lower()}_hi").eq(value[32:]),
             ]
-        for op in _INSN_OPS:
-            m.d.comb += getattr(csr, f"val_insns_{op.lower()}").eq(getattr(core, f"cnt_insns_{op.lower()}"))
+        for op in Opcode:
+            name = op.name.lower()
+            m.d.comb += getattr(csr, f"val_insns_{name}").eq(getattr(core, f"cnt_insns_{name}"))
         return m
