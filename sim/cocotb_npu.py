@@ -17,7 +17,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
-from hw.csr import COUNTERS, REG, REGISTERS
+from hw.csr import REG, REGISTERS, join_counters
 
 CLOCK_NS = 10
 PROGRESS_CYCLES = 500_000
@@ -132,8 +132,7 @@ async def run_jobs(dut):
         for reg in REGISTERS:
             resp = await csr.read(reg.offset, 4)
             regs[reg.name] = int.from_bytes(resp.data, "little")
-        for name, _ in COUNTERS:
-            regs[name] = regs.pop(f"{name}_LO") | (regs.pop(f"{name}_HI") << 32)
+        join_counters(regs)
 
         if use_axi:
             out = np.frombuffer(ram.read(0, len(image)), dtype=np.uint8).copy()

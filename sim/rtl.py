@@ -57,6 +57,50 @@ def _waves_requested() -> bool:
     return os.environ.get("NPU_WAVES", "") not in ("", "0")
 
 
+def _prune_stale(config: NPUConfig, digest: str) -> None:
+    """Remove this configuration's builds made from other sources than ``digest``."""
+    if SIM_ROOT.exists():
+        for old in SIM_ROOT.glob(f"{config.rows}x{config.cols}_{config.hash:08x}_*"):
+            if old.is_dir() and digest not in old.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_jobs(jobs: list["Job"], dram_bytes: int) -> None:
+    for job in jobs:
+        if len(job.dram) > dram_bytes:
+            raise ValueError(f"job {job.name}: DRAM image of {len(job.dram)} bytes exceeds the "
+                             f"simulated DRAM of {dram_bytes} bytes")
+
+
+def _new_run_dir(build_dir: pathlib.Path, workdir) -> pathlib.Path:
+    run_dir = pathlib.Path(workdir) if workdir else \
+        build_dir / "runs" / f"{os.getpid()}_{time.time_ns()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _keep_runs() -> bool:
+    return os.environ.get("NPU_KEEP_RUNS", "") not in ("", "0")
+
+
+class _ProgressFile:
+    """The progress file a simulator rewrites while it runs; ``poll`` returns what is new."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self.last = None
+
+    def poll(self) -> dict | None:
+        try:
+            p = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        if p == self.last:
+            return None
+        self.last = p
+        return p
+
+
 @dataclass
 class BuildInfo:
     config: NPUConfig
@@ -75,7 +119,8 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
 
     waves = _waves_requested() if waves is None else waves
     words_log2 = max(10, (dram_bytes // config.dma_bytes - 1).bit_length())
-    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{source_digest()}_m{words_log2}"
+    digest = source_digest()
+    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{digest}_m{words_log2}"
     extra = os.environ.get("NPU_VERILATOR_ARGS", "").split()
     if waves:
         key += "_waves"
@@ -87,12 +132,7 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
     if stamp.exists():
         return info
     t0 = time.perf_counter()
-    # Builds of this configuration from older sources are stale: remove them.
-    prefix = f"{config.rows}x{config.cols}_{config.hash:08x}_"
-    if SIM_ROOT.exists():
-        for old in SIM_ROOT.glob(prefix + "*"):
-            if old.is_dir() and old.name != key and source_digest() not in old.name:
-                shutil.rmtree(old, ignore_errors=True)
+    _prune_stale(config, digest)
     env = setup_verilator()
     env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O2").strip()
     if build_dir.exists():
@@ -181,13 +221,9 @@ class RTLSimulator:
         """
         from cocotb_tools.runner import get_results, get_runner
 
-        for job in jobs:
-            if len(job.dram) > self.dram_bytes:
-                raise ValueError(f"job {job.name}: DRAM image of {len(job.dram)} bytes exceeds the "
-                                 f"simulated DRAM of {self.dram_bytes} bytes")
+        _check_jobs(jobs, self.dram_bytes)
         info = self.info
-        run_dir = pathlib.Path(workdir) if workdir else info.build_dir / "runs" / f"{os.getpid()}_{time.time_ns()}"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = _new_run_dir(info.build_dir, workdir)
         B = self.config.dma_bytes
         specs = []
         for i, job in enumerate(jobs):
@@ -213,14 +249,10 @@ class RTLSimulator:
         stop = threading.Event()
 
         def watch():
-            last = None
+            file = _ProgressFile(progress_path)
             while not stop.wait(1.0):
-                try:
-                    p = json.loads(progress_path.read_text())
-                except (OSError, ValueError):
-                    continue
-                if p != last:
-                    last = p
+                p = file.poll()
+                if p:
                     progress(p["job"], p["jobs"], p["cycles"], p["seconds"])
 
         watcher = threading.Thread(target=watch, daemon=True) if progress else None
@@ -266,7 +298,7 @@ class RTLSimulator:
                 wall_seconds=r["wall_seconds"], extra=r))
         if failed:
             raise RuntimeError(f"cocotb reported {failed} failing test(s); see {run_dir / 'sim.log'}")
-        if not info.waves and os.environ.get("NPU_KEEP_RUNS", "") in ("", "0"):
+        if not info.waves and not _keep_runs():
             shutil.rmtree(run_dir, ignore_errors=True)
         return results
 
@@ -283,17 +315,14 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
     from hw.build import emit
 
     words_log2 = max(10, (dram_bytes // config.dma_bytes - 1).bit_length())
-    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{source_digest()}_m{words_log2}_cpp"
+    digest = source_digest()
+    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{digest}_m{words_log2}_cpp"
     build_dir = SIM_ROOT / key
     info = BuildInfo(config=config, build_dir=build_dir, waves=False, words_log2=words_log2)
     if (build_dir / "built.stamp").exists():
         return info
     t0 = time.perf_counter()
-    prefix = f"{config.rows}x{config.cols}_{config.hash:08x}_"
-    if SIM_ROOT.exists():
-        for old in SIM_ROOT.glob(prefix + "*_cpp"):
-            if old.is_dir() and old.name != key:
-                shutil.rmtree(old, ignore_errors=True)
+    _prune_stale(config, digest)
     if build_dir.exists():
         shutil.rmtree(build_dir)
     paths = emit(config, build_dir / "rtl")
@@ -331,17 +360,13 @@ class FastRTLSimulator:
             progress=None) -> list[JobResult]:
         import subprocess
 
-        from hw.csr import COUNTERS, REGISTERS
+        from hw.csr import REGISTERS, join_counters
 
         for job in jobs:
             if job.memory != "fast":
                 raise ValueError(f"job {job.name}: the C++ harness has only the fast memory")
-            if len(job.dram) > self.dram_bytes:
-                raise ValueError(f"job {job.name}: DRAM image of {len(job.dram)} bytes exceeds the "
-                                 f"simulated DRAM of {self.dram_bytes} bytes")
-        run_dir = pathlib.Path(workdir) if workdir else \
-            self.info.build_dir / "runs" / f"{os.getpid()}_{time.time_ns()}"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _check_jobs(jobs, self.dram_bytes)
+        run_dir = _new_run_dir(self.info.build_dir, workdir)
         lines = []
         for i, job in enumerate(jobs):
             job.dram.tofile(run_dir / f"job{i}_in.bin")
@@ -352,21 +377,22 @@ class FastRTLSimulator:
         (run_dir / "jobs.txt").write_text("\n".join(lines) + "\n")
         progress_path = run_dir / "progress.json"
         env = dict(os.environ, NPU_PROGRESS=str(progress_path))
-        proc = subprocess.Popen([str(self.info.build_dir / "npu_fast"), str(run_dir / "jobs.txt")],
+        csr_bytes = max(r.offset for r in REGISTERS) + 4
+        proc = subprocess.Popen([str(self.info.build_dir / "npu_fast"), str(run_dir / "jobs.txt"),
+                                 str(csr_bytes)],
                                 cwd=run_dir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         t0 = time.perf_counter()
-        last = None
-        while proc.poll() is None:
-            time.sleep(0.2)
-            if progress:
-                try:
-                    p = json.loads(progress_path.read_text())
-                except (OSError, ValueError):
-                    continue
-                if p != last:
-                    last = p
-                    progress(p["job"], len(jobs), p["cycles"], time.perf_counter() - t0)
+        file = _ProgressFile(progress_path)
+        while True:
+            try:
+                proc.wait(timeout=0.2)   # returns as soon as the simulator exits
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            p = file.poll() if progress else None
+            if p:
+                progress(p["job"], len(jobs), p["cycles"], time.perf_counter() - t0)
         out = proc.stdout.read()
         if proc.returncode != 0:
             raise RuntimeError(f"the C++ harness failed ({proc.returncode}): {out[-2000:]}")
@@ -380,13 +406,12 @@ class FastRTLSimulator:
                 offset, value = (int(v) for v in pair.split("="))
                 if offset in by_offset:
                     regs[by_offset[offset]] = value
-            for name, _ in COUNTERS:
-                regs[name] = regs.pop(f"{name}_LO") | (regs.pop(f"{name}_HI") << 32)
+            join_counters(regs)
             dram = np.fromfile(run_dir / f"job{i}_out.bin", dtype=np.uint8)
             results.append(JobResult(
                 dram=dram, status=status, error=ErrorCode(regs["ERROR_CODE"]),
                 error_index=regs["ERROR_INDEX"], csr=regs, cycles=regs["CYCLES"],
                 wall_seconds=elapsed / len(jobs), extra={"run_wall_seconds": elapsed / len(jobs)}))
-        if os.environ.get("NPU_KEEP_RUNS", "") in ("", "0"):
+        if not _keep_runs():
             shutil.rmtree(run_dir, ignore_errors=True)
         return results

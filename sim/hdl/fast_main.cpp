@@ -1,10 +1,11 @@
 // A plain C++ Verilator driver for npu_harness: no Python and no VPI while the NPU runs.
 //
-// Usage: npu_fast JOBS_FILE [verilator args]
+// Usage: npu_fast JOBS_FILE CSR_BYTES [verilator args]
 // Each line of JOBS_FILE: in_bin out_bin nbytes insn_base insn_count lo hi max_cycles result
 // For each job: reset, copy in_bin into the in-design RAM, program the CSRs over
 // AXI4-Lite, start, run until DONE or ERROR (or max_cycles), read every register,
-// write the RAM back to out_bin and "status offset=value ..." to the result file.
+// write the RAM back to out_bin and "status offset=value ..." (every register below
+// CSR_BYTES) to the result file.
 // If NPU_PROGRESS names a file, progress is written there every 500k cycles.
 #include <algorithm>
 #include <cstdint>
@@ -75,10 +76,11 @@ static uint32_t csr_read(uint32_t addr) {
 }
 
 int main(int argc, char** argv) {
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: %s JOBS_FILE\n", argv[0]);
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s JOBS_FILE CSR_BYTES\n", argv[0]);
         return 2;
     }
+    const uint32_t csr_bytes = (uint32_t)std::strtoul(argv[2], nullptr, 0);
     Verilated::commandArgs(argc, argv);
     top = new Vtop;
     auto& mem = top->rootp->npu_harness__DOT__ram__DOT__mem;
@@ -146,7 +148,7 @@ int main(int argc, char** argv) {
         const char* status = top->done ? "done" : top->error ? "error" : "timeout";
         std::ofstream res(result);
         res << status;
-        for (uint32_t addr = 0; addr < 0x0E0; addr += 4) res << " " << addr << "=" << csr_read(addr);
+        for (uint32_t addr = 0; addr < csr_bytes; addr += 4) res << " " << addr << "=" << csr_read(addr);
         res << "\n";
         FILE* o = std::fopen(out_bin.c_str(), "wb");
         for (size_t i = 0; i < nwords; i++) std::fwrite(&mem[i], 1, word_bytes, o);
