@@ -360,7 +360,6 @@ class FunctionalModel:
 
     def _load(self, index: int, insn: Instruction, layer: int) -> None:
         f = insn.fields
-        cfg = self.config
         mem = {Mem.SPAD: self.spad, Mem.ACC: self.acc, Mem.PARAM: self.param}[f["mem"]]
         esize = 4 if f["mem"] is Mem.PARAM else 1
         nx = f["pad_left"] + f["x_size"] + f["pad_right"]
@@ -391,7 +390,6 @@ class FunctionalModel:
             block[f["pad_top"]:f["pad_top"] + f["y_size"],
                   f["pad_left"]:f["pad_left"] + f["x_size"], :f["length"]] = vals
             mem[f["sram"]:f["sram"] + ny * nx] = block.reshape(ny * nx, width)
-        del cfg
         self._count(layer, insn, rd=f["y_size"] * f["x_size"] * nbytes)
 
     def _store(self, index: int, insn: Instruction, layer: int) -> None:

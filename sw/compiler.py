@@ -512,6 +512,15 @@ class _Compiler:
             alus[-1] = alus[-1].replace(push_prev=1)
             self.emit(*alus)
 
+    def blocks(self, channels: int, total: int, per: int):
+        """Channel tiles of ``cols`` x runs of at most ``per`` of ``total`` rows, in order:
+        ``(first, c0, length, start, n)``; ``first`` marks the layer's first chunk."""
+        first = True
+        for c0 in range(0, channels, self.C):
+            for start in range(0, total, per):
+                yield first, c0, min(self.C, channels - c0), start, min(per, total - start)
+                first = False
+
     def acc_load(self, sram, dram, y_size, y_stride, x_size, x_stride, length, **kw):
         return isa.load(mem="acc", sram=sram, dram=dram, y_size=y_size, x_size=x_size,
                         y_stride=y_stride, x_stride=x_stride, length=length, **kw)
@@ -520,7 +529,6 @@ class _Compiler:
         return self.param_load(group, 0, 1 << 30, 1)
 
     def pool_layer(self, node, layer_id, src, out):
-        C = self.C
         a = node.attrs
         ch, h, w = src.geometry
         _, oh_n, ow_n = out.geometry
@@ -536,70 +544,58 @@ class _Compiler:
             per += 1
         self.check(((per - 1) * sh + k_h) * wp + per * ow_n <= self.cfg.acc_depth, node,
                    "a pooling window row does not fit the accumulator")
-        first = True
-        for c0 in range(0, ch, C):
-            length = min(C, ch - c0)
-            for oh0 in range(0, oh_n, per):
-                nout = min(per, oh_n - oh0)
-                ny = (nout - 1) * sh + k_h
-                ih0 = oh0 * sh - ph
-                top = max(0, -ih0)
-                first_ih = max(0, ih0)
-                last_ih = min(h - 1, ih0 + ny - 1)
-                vy = last_ih - first_ih + 1
-                bottom = ny - top - vy
-                vx = min(w, wp - pw)
-                right = wp - pw - vx
-                self.check(max(top, bottom, pw, right) <= 3 and vy > 0, node,
-                           "pooling padding over 3 is not supported")
-                out_base = ny * wp
-                load = self.acc_load(0, src.addr + first_ih * w * ch + c0, vy, w * ch, vx, ch,
-                                     length, pad_top=top, pad_bottom=bottom, pad_left=pw,
-                                     pad_right=right, pad_value=pad_value)
-                alus = []
-                for r in range(nout):
-                    for dy in range(k_h):
-                        for dx in range(k_w):
-                            first_tap = dy == 0 and dx == 0
-                            alus.append(isa.alu(op=isa.AluOp.MOV if first_tap else op,
-                                                dst=out_base + r * ow_n,
-                                                src=(r * sh + dy) * wp + dx, count=ow_n,
-                                                dst_stride=1, src_stride=sw))
-                store = isa.store(acc=out_base, dram=out.addr + oh0 * ow_n * ch + c0,
-                                  rows=nout * ow_n, stride=ch, length=length, param=0,
-                                  out_zp=0, clamp_lo=-128, clamp_hi=127)
-                self.chunk(layer_id, first, [load], params, alus, [store])
-                first = False
+        for first, c0, length, oh0, nout in self.blocks(ch, oh_n, per):
+            ny = (nout - 1) * sh + k_h
+            ih0 = oh0 * sh - ph
+            top = max(0, -ih0)
+            first_ih = max(0, ih0)
+            last_ih = min(h - 1, ih0 + ny - 1)
+            vy = last_ih - first_ih + 1
+            bottom = ny - top - vy
+            vx = min(w, wp - pw)
+            right = wp - pw - vx
+            self.check(max(top, bottom, pw, right) <= 3 and vy > 0, node,
+                       "pooling padding over 3 is not supported")
+            out_base = ny * wp
+            load = self.acc_load(0, src.addr + first_ih * w * ch + c0, vy, w * ch, vx, ch,
+                                 length, pad_top=top, pad_bottom=bottom, pad_left=pw,
+                                 pad_right=right, pad_value=pad_value)
+            alus = []
+            for r in range(nout):
+                for dy in range(k_h):
+                    for dx in range(k_w):
+                        first_tap = dy == 0 and dx == 0
+                        alus.append(isa.alu(op=isa.AluOp.MOV if first_tap else op,
+                                            dst=out_base + r * ow_n,
+                                            src=(r * sh + dy) * wp + dx, count=ow_n,
+                                            dst_stride=1, src_stride=sw))
+            store = isa.store(acc=out_base, dram=out.addr + oh0 * ow_n * ch + c0,
+                              rows=nout * ow_n, stride=ch, length=length, param=0,
+                              out_zp=0, clamp_lo=-128, clamp_hi=127)
+            self.chunk(layer_id, first, [load], params, alus, [store])
 
     def gap_layer(self, node, layer_id, src, out):
-        C = self.C
         a = node.attrs
         ch, h, w = src.geometry
         n_pix = h * w
         per = min(self.cfg.acc_depth - 1, 1023)
         params = [self.param_load(0, 0, a["mult"], a["shift"])]
-        first = True
-        for c0 in range(0, ch, C):
-            length = min(C, ch - c0)
-            for p0 in range(0, n_pix, per):
-                n = min(per, n_pix - p0)
-                load = self.acc_load(1, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
-                alus = []
-                if p0 == 0:
-                    alus.append(isa.alu(op="mov", dst=0, src=1, count=1))
-                    if n > 1:
-                        alus.append(isa.alu(op="add", dst=0, src=2, count=n - 1, src_stride=1))
-                else:
-                    alus.append(isa.alu(op="add", dst=0, src=1, count=n, src_stride=1))
-                stores = []
-                if p0 + n == n_pix:
-                    stores = [isa.store(acc=0, dram=out.addr + c0, rows=1, stride=0, length=length,
-                                        param=0, out_zp=0, clamp_lo=-128, clamp_hi=127)]
-                self.chunk(layer_id, first, [load], params, alus, stores)
-                first = False
+        for first, c0, length, p0, n in self.blocks(ch, n_pix, per):
+            load = self.acc_load(1, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
+            alus = []
+            if p0 == 0:
+                alus.append(isa.alu(op="mov", dst=0, src=1, count=1))
+                if n > 1:
+                    alus.append(isa.alu(op="add", dst=0, src=2, count=n - 1, src_stride=1))
+            else:
+                alus.append(isa.alu(op="add", dst=0, src=1, count=n, src_stride=1))
+            stores = []
+            if p0 + n == n_pix:
+                stores = [isa.store(acc=0, dram=out.addr + c0, rows=1, stride=0, length=length,
+                                    param=0, out_zp=0, clamp_lo=-128, clamp_hi=127)]
+            self.chunk(layer_id, first, [load], params, alus, stores)
 
     def add_layer(self, node, layer_id, x1, x2, out):
-        C = self.C
         a = node.attrs
         ch, h, w = x1.geometry
         self.check(x1.geometry == x2.geometry, node, f"operand shapes {x1.shape} and {x2.shape} differ")
@@ -610,41 +606,30 @@ class _Compiler:
         # to the store path's bias, so the ALU makes three passes instead of five.
         bias = -(a["zp1"] * a["a1"] + a["zp2"] * a["a2"])
         params = [self.param_load(0, bias, a["mult"], a["shift"])]
-        first = True
-        for c0 in range(0, ch, C):
-            length = min(C, ch - c0)
-            for p0 in range(0, n_pix, per):
-                n = min(per, n_pix - p0)
-                loads = [self.acc_load(0, x1.addr + p0 * ch + c0, n, ch, 1, 0, length),
-                         self.acc_load(n, x2.addr + p0 * ch + c0, n, ch, 1, 0, length)]
-                alus = [
-                    isa.alu(op="mul", use_imm=1, imm=a["a1"], dst=0, count=n, dst_stride=1),
-                    isa.alu(op="mul", use_imm=1, imm=a["a2"], dst=n, count=n, dst_stride=1),
-                    isa.alu(op="add", dst=0, src=n, count=n, dst_stride=1, src_stride=1),
-                ]
-                store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
-                                  length=length, param=0, out_zp=out.q.zero_point, clamp_lo=lo,
-                                  clamp_hi=hi)
-                self.chunk(layer_id, first, loads, params, alus, [store])
-                first = False
+        for first, c0, length, p0, n in self.blocks(ch, n_pix, per):
+            loads = [self.acc_load(0, x1.addr + p0 * ch + c0, n, ch, 1, 0, length),
+                     self.acc_load(n, x2.addr + p0 * ch + c0, n, ch, 1, 0, length)]
+            alus = [
+                isa.alu(op="mul", use_imm=1, imm=a["a1"], dst=0, count=n, dst_stride=1),
+                isa.alu(op="mul", use_imm=1, imm=a["a2"], dst=n, count=n, dst_stride=1),
+                isa.alu(op="add", dst=0, src=n, count=n, dst_stride=1, src_stride=1),
+            ]
+            store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
+                              length=length, param=0, out_zp=out.q.zero_point, clamp_lo=lo,
+                              clamp_hi=hi)
+            self.chunk(layer_id, first, loads, params, alus, [store])
 
     def relu_layer(self, node, layer_id, src, out):
-        C = self.C
         ch, h, w = src.geometry
         n_pix = h * w
         per = min(self.cfg.acc_depth, 1023)
         lo, hi = node.clamp
         params = [self.identity_params(0)]
-        first = True
-        for c0 in range(0, ch, C):
-            length = min(C, ch - c0)
-            for p0 in range(0, n_pix, per):
-                n = min(per, n_pix - p0)
-                load = self.acc_load(0, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
-                store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
-                                  length=length, param=0, out_zp=0, clamp_lo=lo, clamp_hi=hi)
-                self.chunk(layer_id, first, [load], params, [], [store])
-                first = False
+        for first, c0, length, p0, n in self.blocks(ch, n_pix, per):
+            load = self.acc_load(0, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
+            store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
+                              length=length, param=0, out_zp=0, clamp_lo=lo, clamp_hi=hi)
+            self.chunk(layer_id, first, [load], params, [], [store])
 
 
 def compile(model: QuantizedModel, config: NPUConfig) -> Program:  # noqa: A001 - the public name

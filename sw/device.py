@@ -64,10 +64,8 @@ class _RTLBackend:
     def __init__(self, config: NPUConfig) -> None:
         # The C++ driver of the fast harness: the same Verilog and in-design RAM as the
         # cocotb regression, with no Python in the loop while the NPU runs.
-        from sim.rtl import FastRTLSimulator
         self.config = config
-        self.sim = None
-        self._make = lambda: FastRTLSimulator(config)
+        self.sim = None        # built on first use, so that a Device is cheap to create
 
     def execute(self, program: Program, images: list[np.ndarray], progress: bool):
         from hw.isa import ErrorCode
@@ -76,7 +74,8 @@ class _RTLBackend:
             if progress:
                 print("rtl: building the simulator for "
                       f"{self.config.describe()} (cached after the first time) ...", file=sys.stderr)
-            self.sim = self._make()
+            from sim.rtl import FastRTLSimulator
+            self.sim = FastRTLSimulator(self.config)
         max_cycles = 20 * sum(l.get("macs", 0) for l in program.layers) // self.config.macs + 2_000_000
         jobs = [Job(img, program.insn_base, program.insn_count, max_cycles=max_cycles,
                     name=f"sample{i}") for i, img in enumerate(images)]
