@@ -42,6 +42,18 @@ async def setup(dut, seed):
     return ram
 
 
+async def send(dut, port, **fields):
+    """Hold a request on ``port`` (rd or wr) until the engine takes it."""
+    getattr(dut, f"{port}_req_valid").value = 1
+    for name, value in fields.items():
+        getattr(dut, f"{port}_req_{name}").value = value
+    while True:
+        await RisingEdge(dut.clk)
+        if getattr(dut, f"{port}_req_ready").value:
+            break
+    getattr(dut, f"{port}_req_valid").value = 0
+
+
 def random_requests(rng, n):
     reqs = []
     for tag in range(n):
@@ -74,15 +86,7 @@ async def reads_match_memory(dut):
 
     mon = cocotb.start_soon(monitor())
     for addr, nbytes, tag in reqs:
-        dut.rd_req_valid.value = 1
-        dut.rd_req_addr.value = addr
-        dut.rd_req_nbytes.value = nbytes
-        dut.rd_req_tag.value = tag
-        while True:
-            await RisingEdge(dut.clk)
-            if dut.rd_req_ready.value:
-                break
-        dut.rd_req_valid.value = 0
+        await send(dut, "rd", addr=addr, nbytes=nbytes, tag=tag)
         if rng.random() < 0.2:
             await ClockCycles(dut.clk, rng.randint(1, 3))
     await mon
@@ -102,16 +106,8 @@ async def writes_land_with_strobes(dut):
     for addr, nbytes, tag in random_requests(rng, 100):
         payload = bytes(rng.randrange(256) for _ in range(MAXB))
         model[addr:addr + nbytes] = payload[:nbytes]
-        dut.wr_req_valid.value = 1
-        dut.wr_req_addr.value = addr
-        dut.wr_req_nbytes.value = nbytes
-        dut.wr_req_data.value = int.from_bytes(payload, "little")
-        dut.wr_req_tag.value = tag
-        while True:
-            await RisingEdge(dut.clk)
-            if dut.wr_req_ready.value:
-                break
-        dut.wr_req_valid.value = 0
+        await send(dut, "wr", addr=addr, nbytes=nbytes, tag=tag,
+                   data=int.from_bytes(payload, "little"))
     for _ in range(2000):
         await RisingEdge(dut.clk)
         if dut.wr_idle.value:
@@ -137,23 +133,12 @@ async def window_violations_stop_before_the_bus(dut):
 
     cocotb.start_soon(count_ar())
     # The last byte of the vector is one past the limit.
-    dut.rd_req_valid.value = 1
-    dut.rd_req_addr.value = 0x1F8
-    dut.rd_req_nbytes.value = 9
-    dut.rd_req_tag.value = 77
-    await RisingEdge(dut.clk)
-    dut.rd_req_valid.value = 0
+    await send(dut, "rd", addr=0x1F8, nbytes=9, tag=77)
     await ClockCycles(dut.clk, 20)
     assert dut.rd_error.value and int(dut.rd_error_tag.value) == 77
     assert ar_count == 0, "nothing was read"
     # A write below the base.
-    dut.wr_req_valid.value = 1
-    dut.wr_req_addr.value = 0xFC
-    dut.wr_req_nbytes.value = 8
-    dut.wr_req_data.value = (1 << 96) - 1
-    dut.wr_req_tag.value = 5
-    await RisingEdge(dut.clk)
-    dut.wr_req_valid.value = 0
+    await send(dut, "wr", addr=0xFC, nbytes=8, data=(1 << 96) - 1, tag=5)
     await ClockCycles(dut.clk, 20)
     assert dut.wr_error.value and int(dut.wr_error_tag.value) == 5
     assert ram.read(0xF0, 0x20) == (bytes(range(256)) * 64)[0xF0:0x110], "nothing was written"

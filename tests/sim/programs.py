@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from hw import NPUConfig
 from hw import isa
@@ -31,23 +32,30 @@ class Case:
             self.counts = None
 
 
-def gemm_case(cfg: NPUConfig, seed: int, shape, m_tile=None, a_pad=0, zp=0, clamp=(-128, 127)):
-    rng = np.random.default_rng(seed)
-    m, k, n = shape
+def random_gemm(rng, m, k, n):
+    """Random int8 operands and per-channel requantization parameters of an M x K x N GEMM."""
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     w = rng.integers(-128, 128, (n, k), dtype=np.int8)
     bias = rng.integers(-5000, 5000, n).astype(np.int32)
     qm = [golden.quantize_multiplier(s) for s in rng.uniform(1e-4, 2e-2, n)]
     mult = np.array([q[0] for q in qm], dtype=np.int32)
     shift = np.array([q[1] for q in qm], dtype=np.int32)
-    kern = gemm_kernel(cfg, a, w, bias, mult, shift, out_zp=zp, clamp=clamp, a_stride=k + a_pad,
-                       m_tile=m_tile)
-    import torch
+    return a, w, bias, mult, shift
+
+
+def golden_gemm(a, w, bias, mult, shift, zp=0, lo=-128, hi=127):
+    """The golden's int8 output of the GEMM."""
     acc = golden.gemm(torch.from_numpy(a), torch.from_numpy(w))
-    gold = golden.requantize(acc, torch.from_numpy(bias), torch.from_numpy(mult),
-                             torch.from_numpy(shift), zp, *clamp).numpy()
+    return golden.requantize(acc, torch.from_numpy(bias), torch.from_numpy(mult),
+                             torch.from_numpy(shift), zp, lo, hi).numpy()
+
+
+def gemm_case(cfg: NPUConfig, seed: int, shape, m_tile=None, a_pad=0, zp=0, clamp=(-128, 127)):
+    a, w, bias, mult, shift = random_gemm(np.random.default_rng(seed), *shape)
+    kern = gemm_kernel(cfg, a, w, bias, mult, shift, out_zp=zp, clamp=clamp,
+                       a_stride=shape[1] + a_pad, m_tile=m_tile)
     case = Case(cfg, kern.dram, kern.insn_base, kern.insn_count, name=f"gemm{shape}")
-    case.extra = {"kernel": kern, "golden": gold}
+    case.extra = {"kernel": kern, "golden": golden_gemm(a, w, bias, mult, shift, zp, *clamp)}
     return case
 
 
