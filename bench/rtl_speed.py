@@ -4,8 +4,9 @@
 
 Prints, per square configuration: Verilog emission time, Verilator build time (in a
 fresh folder, so nothing is cached) and the Verilog size; then simulated cycles per
-second of a GEMM program on the 16x16 NPU with the fast in-design RAM and with
-cocotbext-axi's AxiRam (Python on every cycle).
+second of a GEMM program on the 16x16 NPU: under cocotb with the fast in-design RAM
+and with cocotbext-axi's AxiRam (Python on every cycle), and with the C++ driver of the
+fast harness (what the rtl backend uses).
 """
 import argparse
 import os
@@ -20,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from hw import NPUConfig  # noqa: E402
 from hw.build import emit  # noqa: E402
-from sim.rtl import Job, RTLSimulator  # noqa: E402
+from sim.rtl import FastRTLSimulator, Job, RTLSimulator  # noqa: E402
 from sw import golden  # noqa: E402
 from sw.kernels import gemm_kernel  # noqa: E402
 
@@ -28,7 +29,7 @@ from sw.kernels import gemm_kernel  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, nargs="+", default=[4, 16, 32])
-    parser.add_argument("--gemm", type=int, default=128, help="N of the N^3 GEMM timed")
+    parser.add_argument("--gemm", type=int, default=256, help="N of the N^3 GEMM timed")
     args = parser.parse_args()
     print(f"{'config':>8} {'emit s':>8} {'Verilog KiB':>12} {'Verilator build s':>18}")
     sims = {}
@@ -58,8 +59,17 @@ def main():
                                   memory=memory, max_cycles=10_000_000)])[0]
             assert r.status == "done"
             run_s = r.extra["run_wall_seconds"]
-            print(f"  {memory:>5} memory: {r.cycles} cycles in {run_s:.2f} s = "
+            print(f"  cocotb, {memory:>4} memory: {r.cycles} cycles in {run_s:.2f} s = "
                   f"{r.cycles / run_s:,.0f} cycles/s")
+        t0 = time.perf_counter()
+        fast = FastRTLSimulator(cfg)
+        print(f"  (C++ driver built in {time.perf_counter() - t0:.1f} s)")
+        r = fast.run([Job(kern.dram.copy(), kern.insn_base, kern.insn_count,
+                          max_cycles=10_000_000)])[0]
+        assert r.status == "done"
+        run_s = r.extra["run_wall_seconds"]
+        print(f"  C++ driver, fast memory: {r.cycles} cycles in {run_s:.2f} s = "
+              f"{r.cycles / run_s:,.0f} cycles/s")
 
 
 if __name__ == "__main__":
