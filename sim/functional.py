@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from hw.isa import (INSN_BITS, AluOp, CfgKey, ErrorCode, Instruction, ISAError, 
                     Queue, TokenQueue, allowed_deps, decode)
 
 __all__ = ["NPUError", "Counts", "FunctionalModel", "check_instruction", "requantize_np",
-           "place_program"]
+           "alu_rows", "place_program"]
 
 INSN_BYTES = INSN_BITS // 8
 _I32_MIN = -(1 << 31)
@@ -79,45 +79,57 @@ def _wrap32(x: np.ndarray) -> np.ndarray:
 
 def requantize_np(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
                   out_zp: int, lo: int, hi: int) -> np.ndarray:
-    """The store path in numpy (int32 in, int8 out); see docs/numerics.md."""
-    x = _wrap32(acc.astype(np.int64) + bias.astype(np.int64))
-    sh = np.clip(shift.astype(np.int64), -31, 30)
+    """The store path in numpy (int32 in, int8 out); see docs/numerics.md.
+
+    ``bias``, ``mult`` and ``shift`` are per column. The steps are TFLite's,
+    each folded into its closed form (tests/sim/test_functional.py checks them
+    against the step-by-step definition):
+    SaturatingRoundingDoublingHighMul(x, m) = (x*m + 2**30) >> 31, except
+    x = m = -2**31, which saturates; RoundingDivideByPOT(q, e) =
+    (q + 2**(e-1) - [q < 0 and e > 0]) >> e.
+    """
+    # int32 arrays wrap on overflow, like the hardware's adder.
+    x = (np.asarray(acc, dtype=np.int32) + np.asarray(bias, dtype=np.int32)).astype(np.int64)
+    sh = np.clip(np.asarray(shift, dtype=np.int64), -31, 30)
     left = np.maximum(sh, 0)
     right = np.maximum(-sh, 0)
-    x = _wrap32(np.left_shift(x, left))
-    m = mult.astype(np.int64)
-    ab = x * m
-    v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    q = v >> 31
-    q = q + ((v < 0) & ((v & ((1 << 31) - 1)) != 0))          # C division truncates toward zero
-    q = np.where((x == _I32_MIN) & (m == _I32_MIN), _I32_MAX, q)
-    mask = (np.int64(1) << right) - 1
-    rem = q & mask
-    thr = (mask >> 1) + (q < 0)
-    q = (q >> right) + (rem > thr)
-    return np.clip(q + out_zp, lo, hi).astype(np.int8)
+    if left.any():
+        x = _wrap32(np.left_shift(x, left))
+    m = np.asarray(mult, dtype=np.int64)
+    q = x * m
+    q += 1 << 30
+    q >>= 31
+    if (m == _I32_MIN).any():
+        q = np.where((x == _I32_MIN) & (m == _I32_MIN), _I32_MAX, q)
+    if right.any():
+        neg = q < 0
+        if not right.all():
+            neg &= right > 0
+        q += (np.int64(1) << right) >> 1
+        q -= neg
+        q >>= right
+    q += out_zp
+    return np.minimum(np.maximum(q, lo), hi).astype(np.int8)
 
 
-def _alu(op: AluOp, d: np.ndarray, s: np.ndarray) -> np.ndarray:
-    d = d.astype(np.int64)
-    s = s.astype(np.int64)
+def _alu(op: AluOp, d: np.ndarray, s: np.ndarray | np.int32) -> np.ndarray:
+    """One ALU operation on int32 rows; int32 numpy arithmetic wraps like the hardware."""
     if op is AluOp.MOV:
-        r = s + 0 * d
-    elif op is AluOp.ADD:
-        r = d + s
-    elif op is AluOp.SUB:
-        r = d - s
-    elif op is AluOp.MUL:
-        r = (d * s) & 0xFFFFFFFF  # low 32 bits; int64 product of int32s cannot overflow
-    elif op is AluOp.MAX:
-        r = np.maximum(d, s)
-    elif op is AluOp.MIN:
-        r = np.minimum(d, s)
-    elif op is AluOp.SHR:
-        r = d >> (s & 31)
-    else:  # SHL
-        r = d << (s & 31)
-    return _wrap32(r).astype(np.int32)
+        return np.broadcast_to(s, d.shape).astype(np.int32)
+    if op is AluOp.ADD:
+        return d + s
+    if op is AluOp.SUB:
+        return d - s
+    if op is AluOp.MUL:
+        return d * s              # the low 32 bits
+    if op is AluOp.MAX:
+        return np.maximum(d, s)
+    if op is AluOp.MIN:
+        return np.minimum(d, s)
+    sh = np.asarray(s, dtype=np.int64) & 31
+    if op is AluOp.SHR:
+        return (d.astype(np.int64) >> sh).astype(np.int32)
+    return _wrap32(d.astype(np.int64) << sh).astype(np.int32)   # SHL
 
 
 def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
@@ -198,11 +210,15 @@ class FunctionalModel:
     [cols, rows], the tile held by the array), readable and writable by tests.
     """
 
-    def __init__(self, config: NPUConfig) -> None:
+    def __init__(self, config: NPUConfig, plan: bool = True) -> None:
         if not isinstance(config, NPUConfig):
             raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
         self.config = config
-        self._decoded: dict[int, tuple] = {}   # word -> (instruction, range problem)
+        self.use_plan = plan
+        self._decoded: dict[int, tuple] = {}   # word -> (instruction, checks, queues, cost)
+        self._plans: dict = {}                 # see sim.plan
+        self._plan_buffer = None               # the versioned scratchpad, kept between runs
+        self._plan_scratch = np.empty(0, dtype=np.float32)   # a chain's gathered inputs
         self.reset()
 
     def reset(self) -> None:
@@ -224,6 +240,12 @@ class FunctionalModel:
         written in place. ``window`` is the DMA window ``(base, limit)``; by
         default all of ``dram``. Raises :class:`NPUError` when the NPU would stop
         in the error state; otherwise returns the :class:`Counts`.
+
+        With ``plan=True`` (the default) a program runs through its execution
+        plan (:mod:`sim.plan`), worked out on its first run and reused while its
+        instruction words are unchanged; programs that stop with an error, and
+        programs that store into their own instructions, are interpreted one
+        instruction at a time. Both give the same memories, DRAM and counts.
         """
         if not isinstance(dram, np.ndarray) or dram.dtype != np.uint8 or dram.ndim != 1:
             raise TypeError("dram must be a 1-D numpy uint8 array")
@@ -235,20 +257,46 @@ class FunctionalModel:
                              f"{len(dram):#x} bytes")
         if insn_count < 0:
             raise ValueError(f"insn_count must be >= 0, got {insn_count}")
+        if self.use_plan:
+            from .plan import run_planned
+            counts = run_planned(self, dram, insn_base, insn_count, (lo, hi))
+            if counts is not None:
+                return counts
+        return self.interpret(dram, insn_base, insn_count, (lo, hi))
+
+    def interpret(self, dram: np.ndarray, insn_base: int, insn_count: int,
+                  window: tuple[int, int]) -> Counts:
+        """Run a program one instruction at a time (the reference for the plans)."""
+        self._start(dram, window)
+        return self.schedule(dram, insn_base, insn_count, self._execute)
+
+    def _start(self, dram: np.ndarray, window: tuple[int, int]) -> None:
         # The array's weight registers are cleared by START, like the hardware's.
-        self.weights[:] = 0
+        self.weights = np.zeros_like(self.weights)
         self._weights_t = np.zeros((self.config.rows, self.config.cols))
-        if insn_base % INSN_BYTES:
-            raise NPUError(ErrorCode.FIELD_RANGE, 0,
-                           f"instruction base {insn_base:#x} is not {INSN_BYTES}-byte aligned")
-        self._dram, self._lo, self._hi = dram, lo, hi
+        self._dram = dram
+        self._lo, self._hi = window
+        self.layer = 0
+
+    def schedule(self, dram: np.ndarray, insn_base: int, insn_count: int,
+                 execute: Callable[[int, Instruction], None]) -> Counts:
+        """Fetch, check and dispatch a program; ``execute(index, insn)`` runs each
+        instruction whose tokens are available. Returns the counts.
+
+        Everything this loop decides (the order of execution, every check,
+        every count) depends on the instruction words alone, which is what
+        lets :mod:`sim.plan` work it out once per program.
+        """
+        lo, hi = self._lo, self._hi
         counts = Counts()
-        self._counts = counts
         cfg = self.config
         fifos = [deque() for _ in Queue]          # indexed by Queue value
         tokens = [0] * len(TokenQueue)            # indexed by TokenQueue value
         depth = cfg.insn_queue_depth
         tok_depth = cfg.token_queue_depth
+        if insn_base % INSN_BYTES:
+            raise NPUError(ErrorCode.FIELD_RANGE, 0,
+                           f"instruction base {insn_base:#x} is not {INSN_BYTES}-byte aligned")
         pc = 0
         finished = False
         while True:
@@ -264,7 +312,7 @@ class FunctionalModel:
                 cached = self._decoded.get(word)
                 if cached is None:
                     cached = self._decode(word, pc)
-                insn, problem, queue, pops, pushes = cached
+                insn, problem, queue, pops, pushes, cost = cached
                 if problem:
                     raise NPUError(ErrorCode.FIELD_RANGE, pc, f"{insn.opcode.name}: {problem}")
                 if queue is None:   # FINISH
@@ -279,20 +327,21 @@ class FunctionalModel:
                 counts.insn_read_bytes += INSN_BYTES
                 if insn.opcode is Opcode.CONFIG and insn.key is CfgKey.LAYER:
                     self.layer = insn.value
-                fifos[queue].append((pc, insn, self.layer, pops, pushes))
+                fifos[queue].append((pc, insn, self.layer, pops, pushes, cost))
                 pc += 1
                 progress = True
             # Execute the head of each queue whose tokens are available.
             for fifo in fifos:
                 while fifo:
-                    index, insn, layer, pops, pushes = fifo[0]
+                    index, insn, layer, pops, pushes, cost = fifo[0]
                     if any(tokens[t] == 0 for t in pops):
                         break
                     if any(tokens[t] >= tok_depth for t in pushes):
                         break
                     for t in pops:
                         tokens[t] -= 1
-                    self._execute(index, insn, layer)
+                    execute(index, insn)
+                    _count(counts, layer, insn.opcode.name, cost)
                     for t in pushes:
                         tokens[t] += 1
                     fifo.popleft()
@@ -317,48 +366,38 @@ class FunctionalModel:
         problem = check_instruction(insn, self.config)
         queue = insn.queue
         if queue is None:
-            entry = (insn, problem, None, (), ())
+            entry = (insn, problem, None, (), (), (0, 0, 0))
         else:
             pops = tuple(t.value for flag, t in _POPS[queue].items() if insn.fields[flag])
             pushes = tuple(t.value for flag, t in _PUSHES[queue].items() if insn.fields[flag])
-            entry = (insn, problem, queue.value, pops, pushes)
+            entry = (insn, problem, queue.value, pops, pushes, _cost(insn, self.config))
         if len(self._decoded) < 1 << 20:
             self._decoded[word] = entry
         return entry
 
     # Instructions ---------------------------------------------------------------------------
 
-    def _count(self, layer: int, insn: Instruction, macs: int = 0, rd: int = 0, wr: int = 0) -> None:
-        per = self._counts.per_layer.get(layer)
-        if per is None:
-            per = self._counts.per_layer[layer] = Counts()
-        name = insn.opcode.name
-        for c in (self._counts, per):
-            c.insns[name] += 1
-            c.macs += macs
-            c.dram_read_bytes += rd
-            c.dram_write_bytes += wr
-
-    def _check_window(self, index: int, first: int, end: int, what: str) -> None:
+    def check_window(self, index: int, first: int, end: int, what: str) -> None:
+        """Raise the DMA_WINDOW error unless ``[first, end)`` is inside the window."""
         if first < self._lo or end > self._hi:
             raise NPUError(ErrorCode.DMA_WINDOW, index,
                            f"{what} touches [{first:#x}, {end:#x}), outside the DMA window "
                            f"[{self._lo:#x}, {self._hi:#x})")
 
-    def _execute(self, index: int, insn: Instruction, layer: int) -> None:
+    def _execute(self, index: int, insn: Instruction) -> None:
         op = insn.opcode
         if op is Opcode.LOAD:
-            self._load(index, insn, layer)
+            self.load(index, insn)
         elif op is Opcode.STORE:
-            self._store(index, insn, layer)
+            self.store(index, insn)
         elif op is Opcode.GEMM:
-            self._gemm(insn, layer)
+            self._gemm(insn)
         elif op is Opcode.ALU:
-            self._alu(insn, layer)
-        else:  # CONFIG, SYNC: state already taken at dispatch / tokens only
-            self._count(layer, insn)
+            self.alu(insn)
+        # CONFIG, SYNC: state already taken at dispatch / tokens only
 
-    def _load(self, index: int, insn: Instruction, layer: int) -> None:
+    def load(self, index: int, insn: Instruction) -> None:
+        """Execute a LOAD on the current DRAM and memories."""
         f = insn.fields
         mem = {Mem.SPAD: self.spad, Mem.ACC: self.acc, Mem.PARAM: self.param}[f["mem"]]
         esize = 4 if f["mem"] is Mem.PARAM else 1
@@ -366,7 +405,7 @@ class FunctionalModel:
         ny = f["pad_top"] + f["y_size"] + f["pad_bottom"]
         nbytes = f["length"] * esize
         last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
-        self._check_window(index, f["dram"], last + nbytes, "LOAD")
+        self.check_window(index, f["dram"], last + nbytes, "LOAD")
         if f["x_size"] == 1 and f["y_stride"] == nbytes:
             # Contiguous rows (weight tiles, parameters): a plain slice.
             start = f["dram"]
@@ -390,23 +429,28 @@ class FunctionalModel:
             block[f["pad_top"]:f["pad_top"] + f["y_size"],
                   f["pad_left"]:f["pad_left"] + f["x_size"], :f["length"]] = vals
             mem[f["sram"]:f["sram"] + ny * nx] = block.reshape(ny * nx, width)
-        self._count(layer, insn, rd=f["y_size"] * f["x_size"] * nbytes)
 
-    def _store(self, index: int, insn: Instruction, layer: int) -> None:
+    def store(self, index: int, insn: Instruction) -> None:
+        """Execute a STORE: requantize accumulator rows into DRAM."""
         n = insn.length
         first = insn.dram
         last = insn.dram + (insn.rows - 1) * insn.stride
-        self._check_window(index, first, last + n, "STORE")
+        self.check_window(index, first, last + n, "STORE")
         g = 3 * insn.param
         out = requantize_np(self.acc[insn.acc:insn.acc + insn.rows, :n], self.param[g, :n],
                             self.param[g + 1, :n], self.param[g + 2, :n],
-                            insn.out_zp, insn.clamp_lo, insn.clamp_hi)
-        for r in range(insn.rows):  # in order, so overlapping rows behave as the hardware
-            a = insn.dram + r * insn.stride
-            self._dram[a:a + n] = out[r].view(np.uint8)
-        self._count(layer, insn, wr=insn.rows * n)
+                            insn.out_zp, insn.clamp_lo, insn.clamp_hi).view(np.uint8)
+        if insn.rows == 1 or insn.stride >= n:
+            # Rows do not overlap: one strided write.
+            view = np.lib.stride_tricks.as_strided(
+                self._dram[first:], shape=(insn.rows, n), strides=(insn.stride, 1))
+            view[...] = out
+        else:
+            for r in range(insn.rows):  # in order, so overlapping rows behave as the hardware
+                a = first + r * insn.stride
+                self._dram[a:a + n] = out[r]
 
-    def _gemm(self, insn: Instruction, layer: int) -> None:
+    def _gemm(self, insn: Instruction) -> None:
         f = insn.fields
         cfg = self.config
         if not f["keep_wgt"]:
@@ -418,27 +462,55 @@ class FunctionalModel:
         rows = slice(f["acc"], f["acc"] + f["m"])
         base = self.acc[rows].astype(np.int64) if f["accumulate"] else 0
         self.acc[rows] = _wrap32(base + prod).astype(np.int32)
-        self._count(layer, insn, macs=f["m"] * cfg.rows * cfg.cols)
 
-    def _alu(self, insn: Instruction, layer: int) -> None:
-        i = np.arange(insn.count)
-        dst = insn.dst + i * insn.dst_stride
-        if insn.use_imm:
-            src = None
-        else:
-            src = insn.src + i * insn.src_stride
-        # Vectorise unless rows are revisited or a later source row is an earlier destination.
-        sequential = len(set(dst.tolist())) != len(dst) or (
-            src is not None and not np.array_equal(src, dst)
-            and bool(np.isin(src, dst).any()))
+    def alu(self, insn: Instruction, rows: tuple | None = None) -> None:
+        """Execute an ALU instruction on the accumulator (``rows``: :func:`alu_rows`)."""
+        dst, src, sequential = rows if rows is not None else alu_rows(insn)
+        imm = np.int32(insn.imm)
         if sequential:
             for k in range(insn.count):
-                s = np.int64(insn.imm) if src is None else self.acc[src[k]]
+                s = imm if src is None else self.acc[src[k]]
                 self.acc[dst[k]] = _alu(insn.op, self.acc[dst[k]], s)
         else:
-            s = np.int64(insn.imm) if src is None else self.acc[src]
+            s = imm if src is None else self.acc[src]
             self.acc[dst] = _alu(insn.op, self.acc[dst], s)
-        self._count(layer, insn)
+
+
+def alu_rows(insn: Instruction) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """An ALU instruction's destination rows, source rows (``None`` for an
+    immediate) and whether it must run row by row: when it revisits a row, or
+    a later source row is an earlier destination."""
+    i = np.arange(insn.count)
+    dst = insn.dst + i * insn.dst_stride
+    src = None if insn.use_imm else insn.src + i * insn.src_stride
+    sequential = len(set(dst.tolist())) != len(dst) or (
+        src is not None and not np.array_equal(src, dst) and bool(np.isin(src, dst).any()))
+    return dst, src, sequential
+
+
+def _cost(insn: Instruction, config: NPUConfig) -> tuple[int, int, int]:
+    """(MAC slots, DRAM bytes read, DRAM bytes written) of one instruction."""
+    op = insn.opcode
+    if op is Opcode.LOAD:
+        esize = 4 if insn.mem is Mem.PARAM else 1
+        return 0, insn.y_size * insn.x_size * insn.length * esize, 0
+    if op is Opcode.STORE:
+        return 0, 0, insn.rows * insn.length
+    if op is Opcode.GEMM:
+        return insn.m * config.rows * config.cols, 0, 0
+    return 0, 0, 0
+
+
+def _count(counts: Counts, layer: int, name: str, cost: tuple[int, int, int]) -> None:
+    per = counts.per_layer.get(layer)
+    if per is None:
+        per = counts.per_layer[layer] = Counts()
+    macs, rd, wr = cost
+    for c in (counts, per):
+        c.insns[name] += 1
+        c.macs += macs
+        c.dram_read_bytes += rd
+        c.dram_write_bytes += wr
 
 
 def place_program(dram: np.ndarray, base: int, insns: Iterable[Instruction | int]) -> int:

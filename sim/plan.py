@@ -1,0 +1,319 @@
+"""Execution plans: how the functional model runs a whole network in a fraction of a second.
+
+Interpreting a program costs tens of microseconds per instruction in Python,
+and a ResNet-18 is 150 000 instructions. But what the scheduler decides (the
+order of execution, every address, every check, every count) depends on the
+instruction words alone, never on data. So the first run of a program works
+that out once and records a *plan*, which later runs replay:
+
+* The scratchpad is *versioned*: every row a LOAD writes gets a new slot in
+  a large array, so slots are never overwritten and all the loads between two
+  stores become one gather from DRAM (plus a fix-up for partial rows).
+* An *accumulation chain* (a GEMM that overwrites accumulator rows and the
+  GEMMs that then accumulate into exactly those rows) becomes one matrix
+  product over the concatenated reduction: ``A[m, K*rows] @ W[K*rows, cols]``.
+  Int32 wrap-around is modular, so summing a chain exactly and wrapping once is
+  bit-exact with wrapping after every GEMM. A chain is computed when something
+  reads or overwrites its rows (a STORE, an ALU operation, a LOAD into the
+  accumulator, a GEMM that does not continue it) or at the end.
+* STOREs, ALU operations and loads into the accumulator or parameter memory
+  run one at a time, in schedule order, with the interpreter's own code.
+
+Products are computed in float32 over reductions of at most 1024 terms, so every
+partial sum is an integer of magnitude <= 2**24 and exact in any summation order;
+the chunks are added in int64.
+
+Programs that stop with an error, and programs that store into their own
+instructions, are not planned: the model interprets them, which gives the exact
+state at the error. ``tests/sim/test_plan.py`` checks plans against the
+interpreter on every program the tests have.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.isa import Instruction, Mem, Opcode
+
+from .functional import alu_rows
+
+__all__ = ["run_planned", "Plan"]
+
+_EXACT_TERMS = 1 << 10        # float32: 2**10 products of |x| <= 2**14 stay below 2**24
+_MAX_PLANS = 4                # plans kept per model (programs differ by their words)
+
+
+class _Unplannable(Exception):
+    """The program cannot be replayed from a plan (it stores into its instructions)."""
+
+
+@dataclass(eq=False)
+class _Chain:
+    start: int                 # first accumulator row
+    m: int                     # rows
+    from_zero: bool            # the first GEMM overwrote the rows (else: added to them)
+    inputs: list = field(default_factory=list)     # per GEMM: slots of its m input rows
+    weights: list = field(default_factory=list)    # per GEMM: slots of its weight tile
+
+
+@dataclass
+class Plan:
+    """What one program does, worked out from its instruction words."""
+    words: bytes               # the instruction bytes it was made from
+    steps: list                # ("gather"|"mm"|"load"|"store"|"alu", ...) in order
+    slots: int                 # versioned scratchpad rows
+    spad_slots: np.ndarray     # scratchpad row -> slot at the end
+    weight_slots: np.ndarray   # the array's weight tile at the end
+    layer: int                 # CONFIG LAYER value at the end
+    counts: object             # Counts
+
+
+class _Planner:
+    """Follows the model's schedule, recording steps instead of computing."""
+
+    def __init__(self, model, dram: np.ndarray, insn_range: tuple[int, int]) -> None:
+        cfg = model.config
+        self.model = model
+        self.rows, self.cols = cfg.rows, cfg.cols
+        self.n = len(dram)
+        self.insn_range = insn_range
+        self.zero_slot = cfg.spad_depth            # a row of zeros: the weights after START
+        self.next_slot = cfg.spad_depth + 1
+        self.spad_slots = np.arange(cfg.spad_depth, dtype=np.int64)
+        self.weight_slots = np.full(cfg.cols, self.zero_slot, dtype=np.int64)
+        self.chain_of_row: list[_Chain | None] = [None] * cfg.acc_depth
+        self.steps: list = []
+        self.gather_first = self.next_slot         # first slot of the pending gather
+        self.gather_loads: list[tuple] = []      # the LOADs of the pending gather
+        self.partial: dict[tuple[int, int], list] = {}   # (length, pad) -> slots
+
+    # Recording ------------------------------------------------------------------------------
+
+    def execute(self, index: int, insn: Instruction) -> None:
+        op = insn.opcode
+        if op is Opcode.LOAD:
+            self.model.check_window(index, *_load_extent(insn), "LOAD")
+            if insn.mem is Mem.SPAD:
+                self._load_spad(insn)
+            else:
+                if insn.mem is Mem.ACC:
+                    ny = insn.pad_top + insn.y_size + insn.pad_bottom
+                    nx = insn.pad_left + insn.x_size + insn.pad_right
+                    self._settle(range(insn.sram, insn.sram + ny * nx))
+                self.steps.append(("load", index, insn))
+        elif op is Opcode.GEMM:
+            self._gemm(insn)
+        elif op is Opcode.STORE:
+            first, end = insn.dram, insn.dram + (insn.rows - 1) * insn.stride + insn.length
+            self.model.check_window(index, first, end, "STORE")
+            if first < self.insn_range[1] and end > self.insn_range[0]:
+                raise _Unplannable("a STORE writes into the program's instructions")
+            self._flush_gather()                   # loads before it read the old DRAM
+            self._settle(range(insn.acc, insn.acc + insn.rows))
+            self.steps.append(("store", index, insn))
+        elif op is Opcode.ALU:
+            rows = alu_rows(insn)
+            touched = set(rows[0].tolist())
+            if rows[1] is not None:
+                touched.update(rows[1].tolist())
+            self._settle(touched)
+            self.steps.append(("alu", index, insn, rows))
+
+    def _load_spad(self, insn: Instruction) -> None:
+        f = insn.fields
+        ny = f["pad_top"] + f["y_size"] + f["pad_bottom"]
+        nx = f["pad_left"] + f["x_size"] + f["pad_right"]
+        count = ny * nx
+        first = self.next_slot
+        self.next_slot += count
+        # Row offsets are worked out for all the loads of a gather at once.
+        self.gather_loads.append((f["dram"], f["y_size"], f["x_size"], f["y_stride"],
+                                  f["x_stride"], f["pad_top"], f["pad_left"], nx, count,
+                                  self.n + (f["pad_value"] & 0xFF) * self.rows))
+        if f["length"] < self.rows:
+            self.partial.setdefault((f["length"], f["pad_value"]), []).append(
+                np.arange(first, first + count))
+        sram = f["sram"]
+        self.spad_slots[sram:sram + count] = np.arange(first, first + count)
+
+    def _gemm(self, insn: Instruction) -> None:
+        f = insn.fields
+        if not f["keep_wgt"]:
+            self.weight_slots = self.spad_slots[f["wgt"]:f["wgt"] + self.cols].copy()
+        start, m, accumulate = f["acc"], f["m"], f["accumulate"]
+        inputs = self.spad_slots[f["inp"]:f["inp"] + m].copy()
+        chain = self.chain_of_row[start]
+        if accumulate and chain is not None and chain.start == start and chain.m == m:
+            chain.inputs.append(inputs)
+            chain.weights.append(self.weight_slots)
+            return
+        rows = range(start, start + m)
+        if accumulate:
+            self._settle(rows)
+        else:                                      # chains wholly overwritten are dead
+            for old in {self.chain_of_row[i] for i in rows} - {None}:
+                if old.start >= start and old.start + old.m <= start + m:
+                    self._forget(old)
+            self._settle(rows)
+        chain = _Chain(start, m, from_zero=not accumulate,
+                       inputs=[inputs], weights=[self.weight_slots])
+        self.chain_of_row[start:start + m] = [chain] * m
+
+    def _forget(self, chain: _Chain) -> None:
+        self.chain_of_row[chain.start:chain.start + chain.m] = [None] * chain.m
+
+    def _settle(self, rows) -> None:
+        """Compute the chains that hold any of ``rows``, before something reads them."""
+        chains = {self.chain_of_row[i] for i in rows} - {None}
+        if not chains:
+            return
+        self._flush_gather()
+        for chain in sorted(chains, key=lambda c: c.start):
+            self._forget(chain)
+            a = np.stack(chain.inputs, axis=1)      # [m, K] slots
+            w = np.stack(chain.weights)             # [K, cols] slots
+            self.steps.append(("mm", chain.start, chain.m, chain.from_zero, a, w))
+
+    def _flush_gather(self) -> None:
+        if not self.gather_loads:
+            return
+        (dram, ys, xs, ystr, xstr, pt, pl, nx, count, pad_row) = (
+            np.array(self.gather_loads, dtype=np.int64).T)
+        # Row j of load i: (y, x) = divmod(j, nx); data if inside the unpadded box.
+        load = np.repeat(np.arange(len(count)), count)
+        j = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        y = j // nx[load] - pt[load]
+        x = j % nx[load] - pl[load]
+        data = (y >= 0) & (y < ys[load]) & (x >= 0) & (x < xs[load])
+        offsets = np.where(data, dram[load] + y * ystr[load] + x * xstr[load], pad_row[load])
+        partial = [(length, pad, np.concatenate(slots))
+                   for (length, pad), slots in self.partial.items()]
+        self.steps.append(("gather", self.gather_first, offsets, partial))
+        self.gather_first = self.next_slot
+        self.gather_loads, self.partial = [], {}
+
+    def finish(self) -> None:
+        self._settle(range(len(self.chain_of_row)))
+        self._flush_gather()
+
+
+def _load_extent(insn: Instruction) -> tuple[int, int]:
+    f = insn.fields
+    esize = 4 if f["mem"] is Mem.PARAM else 1
+    last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
+    return f["dram"], last + f["length"] * esize
+
+
+def make_plan(model, dram: np.ndarray, insn_base: int, insn_count: int,
+              window: tuple[int, int]) -> Plan:
+    """Work out the plan of a program (raises NPUError or _Unplannable)."""
+    from .functional import INSN_BYTES
+    end = insn_base + insn_count * INSN_BYTES
+    planner = _Planner(model, dram, (insn_base, end))
+    saved_layer = model.layer
+    model._lo, model._hi = window
+    model.layer = 0                        # START resets the core, its layer register too
+    try:
+        counts = model.schedule(dram, insn_base, insn_count, planner.execute)
+        final_layer = model.layer
+    finally:
+        model.layer = saved_layer
+    planner.finish()
+    words = dram[insn_base:max(insn_base, min(end, len(dram)))].tobytes()
+    return Plan(words, planner.steps, planner.next_slot, planner.spad_slots,
+                planner.weight_slots, final_layer, counts)
+
+
+def run_planned(model, dram: np.ndarray, insn_base: int, insn_count: int,
+                window: tuple[int, int]):
+    """Run a program from its plan; ``None`` when it must be interpreted instead."""
+    from .functional import INSN_BYTES, NPUError
+    key = (insn_base, insn_count, window, len(dram))
+    plan = model._plans.get(key)
+    end = max(insn_base, min(insn_base + insn_count * INSN_BYTES, len(dram)))
+    if plan is not None and plan.words != dram[insn_base:end].tobytes():
+        plan = None
+    if plan is None:
+        try:
+            plan = make_plan(model, dram, insn_base, insn_count, window)
+        except (NPUError, _Unplannable):
+            return None
+        while len(model._plans) >= _MAX_PLANS:
+            model._plans.pop(next(iter(model._plans)))
+        model._plans[key] = plan
+    _replay(model, plan, dram, window)
+    return copy.deepcopy(plan.counts)
+
+
+def _replay(model, plan: Plan, dram: np.ndarray, window: tuple[int, int]) -> None:
+    cfg = model.config
+    r = cfg.rows
+    n = len(dram)
+    # DRAM followed by 256 rows holding each byte value: the padding rows of the gathers.
+    work = np.empty(n + 256 * r, dtype=np.uint8)
+    work[:n] = dram
+    work[n:] = np.repeat(np.arange(256, dtype=np.uint8), r)
+    # Every byte offset as the start of an r-byte record: a gather copies whole rows.
+    rows_at = np.ndarray(buffer=work, dtype=np.dtype((np.void, r)), shape=(n + 255 * r + 1,),
+                         strides=(1,))
+    vs = model._plan_buffer
+    if vs is None or vs.shape[0] < plan.slots or vs.shape[1] != r:
+        vs = model._plan_buffer = np.empty((plan.slots, r), dtype=np.float32)
+    vs[:cfg.spad_depth] = model.spad
+    vs[cfg.spad_depth] = 0
+    model._start(work, window)
+    acc = model.acc
+    scratch = model._plan_scratch
+    for step in plan.steps:
+        kind = step[0]
+        if kind == "gather":
+            _, first, offsets, partial = step
+            block = vs[first:first + len(offsets)]
+            block[...] = rows_at[offsets].view(np.int8).reshape(-1, r)
+            for length, pad, slots in partial:
+                vs[slots, length:] = pad
+        elif kind == "mm":
+            _, start, m, from_zero, a_slots, w_slots = step
+            need = m * min(a_slots.shape[1], max(1, _EXACT_TERMS // r)) * r
+            if len(scratch) < need:
+                scratch = model._plan_scratch = np.empty(need, dtype=np.float32)
+            total = _chain_product(vs, a_slots, w_slots, scratch)
+            if not from_zero:
+                total += acc[start:start + m]
+            acc[start:start + m] = ((total + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        elif kind == "store":
+            model.store(step[1], step[2])
+        elif kind == "alu":
+            model.alu(step[2], step[3])
+        else:  # load into the accumulator or the parameter memory
+            model.load(step[1], step[2])
+    dram[:] = work[:n]
+    model._dram = dram
+    model.spad[...] = vs[plan.spad_slots]
+    model.weights = vs[plan.weight_slots].astype(np.int8)
+    model._weights_t = model.weights.astype(np.float64).T
+    model.layer = plan.layer
+
+
+def _chain_product(vs: np.ndarray, a_slots: np.ndarray, w_slots: np.ndarray,
+                   scratch: np.ndarray) -> np.ndarray:
+    """sum_k vs[a_slots[:, k]] @ vs[w_slots[k]].T, exactly, as int64 [m, cols].
+
+    ``scratch`` (float32, at least m * 1024 elements) receives the gathered
+    inputs, so that no large temporary is allocated per chain."""
+    m, k = a_slots.shape
+    r = vs.shape[1]
+    step = max(1, _EXACT_TERMS // r)
+    total = None
+    for k0 in range(0, k, step):
+        idx = a_slots[:, k0:k0 + step]
+        a = scratch[:idx.size * r].reshape(m, idx.shape[1], r)
+        np.take(vs, idx, axis=0, out=a)
+        w = vs[w_slots[k0:k0 + step]]                     # [k, cols, rows]
+        w = w.transpose(0, 2, 1).reshape(-1, w.shape[1])  # [k * rows, cols]
+        part = (a.reshape(m, -1) @ w).astype(np.int64)
+        total = part if total is None else total + part
+    return total

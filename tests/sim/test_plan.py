@@ -1,0 +1,200 @@
+"""Execution plans (sim/plan.py) against the instruction-by-instruction interpreter.
+
+The interpreter is the functional model's reference; a plan must leave exactly
+the same DRAM, memories, weights and counts, on random programs that exercise
+every instruction and field, on compiled models, and across repeated runs.
+"""
+import numpy as np
+import pytest
+import torch
+
+import sw
+from hw import NPUConfig
+from hw import isa
+from hw.isa import AluOp, ErrorCode, Mem
+from sim.functional import FunctionalModel, NPUError, place_program, requantize_np
+from sw import golden, zoo
+
+CONFIGS = {"tiny": NPUConfig.preset("tiny"), "4x6": NPUConfig.preset("tiny", cols=6)}
+DRAM_SIZE = 16384
+DATA_END = 4096          # loads and stores stay below; the program lives above
+
+
+def random_program(cfg: NPUConfig, rng: np.random.Generator, n: int) -> list:
+    """Valid instructions of every kind with random fields, no tokens."""
+    r, c = cfg.rows, cfg.cols
+    insns = []
+    for _ in range(n):
+        kind = rng.choice(["load", "load", "gemm", "gemm", "gemm", "alu", "store"])
+        if kind == "load":
+            mem = rng.choice([Mem.SPAD, Mem.SPAD, Mem.SPAD, Mem.ACC, Mem.PARAM])
+            width, depth = {Mem.SPAD: (r, cfg.spad_depth), Mem.ACC: (c, cfg.acc_depth),
+                            Mem.PARAM: (c, cfg.param_depth)}[mem]
+            pads = [int(p) for p in rng.integers(0, 2, 4)]
+            ys, xs = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+            rows = (pads[0] + ys + pads[1]) * (pads[2] + xs + pads[3])
+            insns.append(isa.load(
+                mem=mem, sram=int(rng.integers(0, depth - rows + 1)),
+                dram=int(rng.integers(0, 2048)), y_size=ys, x_size=xs,
+                y_stride=int(rng.integers(0, 200)), x_stride=int(rng.integers(0, 40)),
+                length=int(rng.choice([width, width, rng.integers(1, width + 1)])),
+                pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
+                pad_value=int(rng.integers(-128, 128))))
+        elif kind == "gemm":
+            m = int(rng.integers(1, 9))
+            insns.append(isa.gemm(
+                wgt=int(rng.integers(0, cfg.spad_depth - c + 1)),
+                inp=int(rng.integers(0, cfg.spad_depth - m + 1)),
+                acc=int(rng.choice([0, 8, rng.integers(0, cfg.acc_depth - m + 1)])), m=m,
+                accumulate=int(rng.random() < 0.7), keep_wgt=int(rng.random() < 0.3)))
+        elif kind == "alu":
+            count = int(rng.integers(1, 6))
+            stride = int(rng.integers(0, 4))
+            span = (count - 1) * max(stride, 1)
+            insns.append(isa.alu(
+                op=rng.choice(list(AluOp)), use_imm=int(rng.random() < 0.4),
+                dst=int(rng.integers(0, cfg.acc_depth - span)), dst_stride=stride,
+                src=int(rng.integers(0, cfg.acc_depth - span)), src_stride=stride,
+                count=count, imm=int(rng.integers(-2**31, 2**31))))
+        else:
+            rows = int(rng.integers(1, 6))
+            length = int(rng.integers(1, c + 1))
+            lo = int(rng.integers(-128, 100))
+            insns.append(isa.store(
+                acc=int(rng.integers(0, cfg.acc_depth - rows + 1)),
+                dram=int(rng.integers(0, 3000)), rows=rows,
+                stride=int(rng.choice([length, rng.integers(0, 64)])), length=length,
+                param=int(rng.integers(0, cfg.param_groups)), out_zp=int(rng.integers(-10, 10)),
+                clamp_lo=lo, clamp_hi=int(rng.integers(lo, 128))))
+    return insns + [isa.finish()]
+
+
+def state(fm: FunctionalModel, dram: np.ndarray, counts) -> dict:
+    return {"dram": dram.copy(), "spad": fm.spad.copy(), "acc": fm.acc.copy(),
+            "param": fm.param.copy(), "weights": fm.weights.copy(), "layer": fm.layer,
+            "counts": counts.as_dict(),
+            "per_layer": {k: v.as_dict() for k, v in counts.per_layer.items()}}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    for key in a:
+        if isinstance(a[key], np.ndarray):
+            assert np.array_equal(a[key], b[key]), key
+        else:
+            assert a[key] == b[key], key
+
+
+def run_both(cfg, dram, base, count, runs=2, prepare=None):
+    """Run a program on a planning and an interpreting model; compare after each run."""
+    planned, interpreted = FunctionalModel(cfg), FunctionalModel(cfg, plan=False)
+    rng = np.random.default_rng(count)
+    for fm in (planned, interpreted):        # the same non-zero starting memories
+        fm.spad[:] = rng.integers(-128, 128, fm.spad.shape)
+        fm.acc[:] = rng.integers(-2**31, 2**31, fm.acc.shape, dtype=np.int64)
+        rng = np.random.default_rng(count)
+    d_plan, d_int = dram.copy(), dram.copy()
+    for _ in range(runs):
+        states = [state(fm, d, fm.run(d, base, count))
+                  for fm, d in ((planned, d_plan), (interpreted, d_int))]
+        assert_same(*states)
+    return planned
+
+
+@pytest.mark.parametrize("cfg_name", list(CONFIGS))
+@pytest.mark.parametrize("seed", range(6))
+def test_random_programs_plan_equals_interpreter(cfg_name, seed):
+    cfg = CONFIGS[cfg_name]
+    rng = np.random.default_rng(seed)
+    dram = rng.integers(0, 256, DRAM_SIZE, dtype=np.uint8)
+    prog = random_program(cfg, rng, 300)
+    count = place_program(dram, DATA_END, prog)
+    planned = run_both(cfg, dram, DATA_END, count)
+    assert planned._plans, "the program was interpreted, not planned"
+
+
+def test_compiled_model_plan_equals_interpreter():
+    cfg = NPUConfig.preset("tiny", cols=6)
+    model, shape = zoo.build("resnet8")
+    gen = torch.Generator().manual_seed(3)
+    qmodel = sw.quantize(model, [torch.randn(4, *shape, generator=gen)])
+    program = sw.compile(qmodel, cfg)
+    dram = program.dram.copy()
+    q = np.random.default_rng(3).integers(-128, 128, program.input.shape).astype(np.int8)
+    inp = program.input
+    dram[inp.addr:inp.addr + inp.nbytes] = inp.to_device(q)
+    planned = run_both(cfg, dram, program.insn_base, program.insn_count)
+    assert planned._plans
+
+
+def test_program_that_stores_into_its_instructions_is_interpreted():
+    cfg = CONFIGS["tiny"]
+    dram = np.zeros(1024, np.uint8)
+    base = 512
+    # The STORE writes into the SYNC after it; whatever that makes of the program,
+    # the model must give the interpreter's answer, not a planned one.
+    prog = [isa.store(acc=0, dram=base + 16, rows=1, stride=4, length=4, param=0,
+                      clamp_lo=-128, clamp_hi=127), isa.sync(), isa.finish()]
+    count = place_program(dram, base, prog)
+    fm, ref = FunctionalModel(cfg), FunctionalModel(cfg, plan=False)
+    d1, d2 = dram.copy(), dram.copy()
+    outcomes = []
+    for model, d in ((fm, d1), (ref, d2)):
+        try:
+            outcomes.append(model.run(d, base, count).as_dict())
+        except NPUError as exc:
+            outcomes.append((exc.code, exc.index))
+    assert outcomes[0] == outcomes[1]
+    assert np.array_equal(d1, d2)
+    assert not fm._plans
+
+
+def test_changed_program_words_are_replanned():
+    cfg = CONFIGS["tiny"]
+    rng = np.random.default_rng(11)
+    dram = rng.integers(0, 256, DRAM_SIZE, dtype=np.uint8)
+    prog = random_program(cfg, rng, 60)
+    count = place_program(dram, DATA_END, prog)
+    fm = FunctionalModel(cfg)
+    fm.run(dram.copy(), DATA_END, count)
+    # Same address and length, another program: the cached plan must not be reused.
+    other = random_program(cfg, rng, 60)
+    place_program(dram, DATA_END, other)
+    ref = FunctionalModel(cfg, plan=False)
+    ref.spad[:], ref.acc[:], ref.param[:] = fm.spad, fm.acc, fm.param
+    d1, d2 = dram.copy(), dram.copy()
+    assert_same(state(fm, d1, fm.run(d1, DATA_END, count)),
+                state(ref, d2, ref.run(d2, DATA_END, count)))
+    assert len(fm._plans) == 1
+
+
+def test_errors_are_the_interpreters():
+    cfg = CONFIGS["tiny"]
+    dram = np.zeros(1024, np.uint8)
+    prog = [isa.load(mem=Mem.SPAD, sram=0, dram=0, y_size=1, x_size=1, y_stride=4,
+                     x_stride=4, length=4),
+            isa.store(acc=0, dram=1020, rows=2, stride=4, length=4, param=0,
+                      clamp_lo=-128, clamp_hi=127), isa.finish()]
+    count = place_program(dram, 512, prog)
+    fm = FunctionalModel(cfg)
+    with pytest.raises(NPUError) as err:
+        fm.run(dram, 512, count)
+    assert (err.value.code, err.value.index) == (ErrorCode.DMA_WINDOW, 1)
+    assert not fm._plans
+
+
+def test_requantize_closed_forms_equal_the_stepwise_golden():
+    rng = np.random.default_rng(5)
+    n = 4096
+    edges = np.array([-2**31, 2**31 - 1, 0, 1, -1, 2**30, -2**30, 2**15, -2**15], np.int64)
+    acc = np.concatenate([rng.integers(-2**31, 2**31, n), edges]).astype(np.int32)
+    for shift in range(-31, 31):
+        for mult in (2**31 - 1, 2**30, 1_234_567_891, 1, -2**31, -1_000_000_007):
+            cols = 4
+            a = acc[: (len(acc) // cols) * cols].reshape(-1, cols)
+            bias = rng.integers(-2**31, 2**31, cols).astype(np.int32)
+            mv = np.full(cols, mult, np.int32)
+            sv = np.full(cols, shift, np.int32)
+            got = requantize_np(a, bias, mv, sv, 3, -128, 127)
+            want = golden.requantize(torch.from_numpy(a), torch.from_numpy(bias),
+                                     torch.from_numpy(mv), torch.from_numpy(sv), 3)
+            assert np.array_equal(got, want.numpy()), (shift, mult)
