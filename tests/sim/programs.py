@@ -6,6 +6,7 @@ import torch
 
 from hw import NPUConfig
 from hw import isa
+from hw.isa import AluOp, Mem
 from sim.functional import FunctionalModel, NPUError, place_program
 from sw import golden
 from sw.kernels import gemm_kernel
@@ -196,3 +197,133 @@ def alu_case(cfg: NPUConfig, seed: int, n_ops: int = 12) -> Case:
                      clamp_lo=-128, clamp_hi=127, pop_prev=1))
     b.emit(isa.finish())
     return b.case(f"alu{seed}")
+
+
+def random_program(cfg: NPUConfig, rng: np.random.Generator, n: int) -> list:
+    """Valid instructions of every kind with random fields, no tokens, then FINISH.
+
+    Data addresses stay below 4096 (loads below 2048 + their strides, stores
+    below 3000 + theirs)."""
+    r, c = cfg.rows, cfg.cols
+    insns = []
+    for _ in range(n):
+        kind = rng.choice(["load", "load", "gemm", "gemm", "gemm", "alu", "store", "config"])
+        if kind == "config":
+            insns.append(isa.config(key="layer", value=int(rng.integers(0, 4))))
+        elif kind == "load":
+            mem = rng.choice([Mem.SPAD, Mem.SPAD, Mem.SPAD, Mem.ACC, Mem.PARAM])
+            width, depth = {Mem.SPAD: (r, cfg.spad_depth), Mem.ACC: (c, cfg.acc_depth),
+                            Mem.PARAM: (c, cfg.param_depth)}[mem]
+            pads = [int(p) for p in rng.integers(0, 2, 4)]
+            ys, xs = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+            rows = (pads[0] + ys + pads[1]) * (pads[2] + xs + pads[3])
+            insns.append(isa.load(
+                mem=mem, sram=int(rng.integers(0, depth - rows + 1)),
+                dram=int(rng.integers(0, 2048)), y_size=ys, x_size=xs,
+                y_stride=int(rng.integers(0, 200)), x_stride=int(rng.integers(0, 40)),
+                length=int(rng.choice([width, width, rng.integers(1, width + 1)])),
+                pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
+                pad_value=int(rng.integers(-128, 128))))
+        elif kind == "gemm":
+            m = int(rng.integers(1, 9))
+            insns.append(isa.gemm(
+                wgt=int(rng.integers(0, cfg.spad_depth - c + 1)),
+                inp=int(rng.integers(0, cfg.spad_depth - m + 1)),
+                acc=int(rng.choice([0, 8, rng.integers(0, cfg.acc_depth - m + 1)])), m=m,
+                accumulate=int(rng.random() < 0.7), keep_wgt=int(rng.random() < 0.3)))
+        elif kind == "alu":
+            count = int(rng.integers(1, 6))
+            stride = int(rng.integers(0, 4))
+            span = (count - 1) * max(stride, 1)
+            insns.append(isa.alu(
+                op=rng.choice(list(AluOp)), use_imm=int(rng.random() < 0.4),
+                dst=int(rng.integers(0, cfg.acc_depth - span)), dst_stride=stride,
+                src=int(rng.integers(0, cfg.acc_depth - span)), src_stride=stride,
+                count=count, imm=int(rng.integers(-2**31, 2**31))))
+        else:
+            rows = int(rng.integers(1, 6))
+            length = int(rng.integers(1, c + 1))
+            lo = int(rng.integers(-128, 100))
+            insns.append(isa.store(
+                acc=int(rng.integers(0, cfg.acc_depth - rows + 1)),
+                dram=int(rng.integers(0, 3000)), rows=rows,
+                stride=int(rng.choice([length, rng.integers(0, 64)])), length=length,
+                param=int(rng.integers(0, cfg.param_groups)), out_zp=int(rng.integers(-10, 10)),
+                clamp_lo=lo, clamp_hi=int(rng.integers(lo, 128))))
+    return insns + [isa.finish()]
+
+
+def serialize(insns: list) -> list:
+    """The same instructions made race-free: each waits, through dependency tokens,
+    for the one before it to finish.
+
+    Tokens pass between neighbouring queues only, so a LOAD and a STORE meet through
+    a compute-queue SYNC; so do a GEMM and a following LOAD, because a GEMM hands its
+    token to the load queue as soon as it has read the scratchpad, before its
+    accumulator writes (which a LOAD into the accumulator would race)."""
+    def queue(insn):
+        return insn.queue.name.lower() if insn.queue is not None else None
+
+    seq = []
+    for insn in insns:
+        if seq and queue(insn) is not None:
+            prev = seq[-1]
+            if ({queue(prev), queue(insn)} == {"load", "store"}
+                    or (prev.opcode is isa.Opcode.GEMM and queue(insn) == "load")):
+                seq.append(isa.sync(queue="compute"))
+        seq.append(insn)
+    flags = [dict() for _ in seq]
+    direction = {("load", "compute"): ("push_next", "pop_prev"),
+                 ("compute", "load"): ("push_prev", "pop_next"),
+                 ("compute", "store"): ("push_next", "pop_prev"),
+                 ("store", "compute"): ("push_prev", "pop_next")}
+    for i in range(1, len(seq)):
+        pair = (queue(seq[i - 1]), queue(seq[i]))
+        if pair in direction:
+            push, pop = direction[pair]
+            flags[i - 1][push] = 1
+            flags[i][pop] = 1
+    return [insn.replace(**f) if f else insn for insn, f in zip(seq, flags)]
+
+
+def fill_memories(cfg: NPUConfig, rng: np.random.Generator) -> list:
+    """LOADs that write every row of the scratchpad, accumulator and parameter memory
+    from DRAM below 4096: a program that starts with them reads nothing left over
+    from an earlier program (the simulator's SRAMs keep their contents, as real ones do)."""
+    insns = []
+    for mem, depth, width in ((Mem.SPAD, cfg.spad_depth, cfg.rows),
+                              (Mem.ACC, cfg.acc_depth, cfg.cols),
+                              (Mem.PARAM, cfg.param_depth, cfg.cols)):
+        for start in range(0, depth, 512):
+            n = min(512, depth - start)
+            xs = 8 if n % 8 == 0 else 1
+            insns.append(isa.load(mem=mem, sram=start, dram=int(rng.integers(0, 1024)),
+                                  y_size=n // xs, x_size=xs, y_stride=3 * xs + 1, x_stride=3,
+                                  length=width))
+    return insns
+
+
+def fuzz_case(cfg: NPUConfig, seed: int, n: int = 120) -> Case:
+    """A random race-free program over random DRAM: every instruction and field."""
+    rng = np.random.default_rng(seed)
+    b = Builder(cfg, size=32768)
+    b.data(rng.integers(0, 256, 4096, dtype=np.uint8))
+    body = fill_memories(cfg, rng) + random_program(cfg, rng, n)[:-1]
+    # At the end, the whole accumulator through four parameter groups (bits 0-7,
+    # 8-15, 16-23, 24-31, rounded and clamped), so that every GEMM and ALU result
+    # that survives is compared, not only what the random STOREs wrote.
+    c = cfg.cols
+    params = np.zeros((12, c), "<i4")
+    params[1::3] = 1 << 30
+    params[2::3] = np.array([1, -7, -15, -23])[:, None]
+    p_addr = b.data(params.tobytes())
+    dump = b.reserve(4 * cfg.acc_depth * c)
+    body.append(isa.load(mem="param", sram=0, dram=p_addr, y_size=12, x_size=1, y_stride=4 * c,
+                         length=c))
+    for g in range(4):
+        body.append(isa.store(acc=0, dram=dump + g * cfg.acc_depth * c, rows=cfg.acc_depth,
+                              stride=c, length=c, param=g, clamp_lo=-128, clamp_hi=127))
+    b.emit(*serialize(body + [isa.finish()]))
+    case = b.case(f"fuzz{seed}")
+    case.extra["max_cycles"] = 400_000
+    return case

@@ -11,62 +11,15 @@ import torch
 import sw
 from hw import NPUConfig
 from hw import isa
-from hw.isa import AluOp, ErrorCode, Mem
+from hw.isa import ErrorCode, Mem
 from sim.functional import FunctionalModel, NPUError, place_program, requantize_np
 from sw import golden, zoo
+
+from .programs import random_program
 
 CONFIGS = {"tiny": NPUConfig.preset("tiny"), "4x6": NPUConfig.preset("tiny", cols=6)}
 DRAM_SIZE = 16384
 DATA_END = 4096          # loads and stores stay below; the program lives above
-
-
-def random_program(cfg: NPUConfig, rng: np.random.Generator, n: int) -> list:
-    """Valid instructions of every kind with random fields, no tokens."""
-    r, c = cfg.rows, cfg.cols
-    insns = []
-    for _ in range(n):
-        kind = rng.choice(["load", "load", "gemm", "gemm", "gemm", "alu", "store"])
-        if kind == "load":
-            mem = rng.choice([Mem.SPAD, Mem.SPAD, Mem.SPAD, Mem.ACC, Mem.PARAM])
-            width, depth = {Mem.SPAD: (r, cfg.spad_depth), Mem.ACC: (c, cfg.acc_depth),
-                            Mem.PARAM: (c, cfg.param_depth)}[mem]
-            pads = [int(p) for p in rng.integers(0, 2, 4)]
-            ys, xs = int(rng.integers(1, 5)), int(rng.integers(1, 4))
-            rows = (pads[0] + ys + pads[1]) * (pads[2] + xs + pads[3])
-            insns.append(isa.load(
-                mem=mem, sram=int(rng.integers(0, depth - rows + 1)),
-                dram=int(rng.integers(0, 2048)), y_size=ys, x_size=xs,
-                y_stride=int(rng.integers(0, 200)), x_stride=int(rng.integers(0, 40)),
-                length=int(rng.choice([width, width, rng.integers(1, width + 1)])),
-                pad_top=pads[0], pad_bottom=pads[1], pad_left=pads[2], pad_right=pads[3],
-                pad_value=int(rng.integers(-128, 128))))
-        elif kind == "gemm":
-            m = int(rng.integers(1, 9))
-            insns.append(isa.gemm(
-                wgt=int(rng.integers(0, cfg.spad_depth - c + 1)),
-                inp=int(rng.integers(0, cfg.spad_depth - m + 1)),
-                acc=int(rng.choice([0, 8, rng.integers(0, cfg.acc_depth - m + 1)])), m=m,
-                accumulate=int(rng.random() < 0.7), keep_wgt=int(rng.random() < 0.3)))
-        elif kind == "alu":
-            count = int(rng.integers(1, 6))
-            stride = int(rng.integers(0, 4))
-            span = (count - 1) * max(stride, 1)
-            insns.append(isa.alu(
-                op=rng.choice(list(AluOp)), use_imm=int(rng.random() < 0.4),
-                dst=int(rng.integers(0, cfg.acc_depth - span)), dst_stride=stride,
-                src=int(rng.integers(0, cfg.acc_depth - span)), src_stride=stride,
-                count=count, imm=int(rng.integers(-2**31, 2**31))))
-        else:
-            rows = int(rng.integers(1, 6))
-            length = int(rng.integers(1, c + 1))
-            lo = int(rng.integers(-128, 100))
-            insns.append(isa.store(
-                acc=int(rng.integers(0, cfg.acc_depth - rows + 1)),
-                dram=int(rng.integers(0, 3000)), rows=rows,
-                stride=int(rng.choice([length, rng.integers(0, 64)])), length=length,
-                param=int(rng.integers(0, cfg.param_groups)), out_zp=int(rng.integers(-10, 10)),
-                clamp_lo=lo, clamp_hi=int(rng.integers(lo, 128))))
-    return insns + [isa.finish()]
 
 
 def state(fm: FunctionalModel, dram: np.ndarray, counts) -> dict:

@@ -15,7 +15,8 @@ from hw import isa
 from hw.isa import ErrorCode
 from sim.rtl import Job, RTLSimulator
 
-from .programs import (Builder, Case, alu_case, gemm_case, load_store_case, spad_gemm_case)
+from .programs import (Builder, Case, alu_case, fuzz_case, gemm_case, load_store_case,
+                       spad_gemm_case)
 
 CONFIGS = {
     "tiny": NPUConfig.preset("tiny"),
@@ -113,6 +114,8 @@ def cases_for(name):
     ]
     if name == "8x8":
         cases = cases[1:4] + cases[4:5] + cases[6:7] + cases[8:9]
+    # Differential fuzzing: random race-free programs of every instruction and field.
+    cases += [fuzz_case(cfg, seed) for seed in ((51, 52, 53) if name != "8x8" else (54,))]
     return cases + error_cases(cfg)
 
 
@@ -129,7 +132,9 @@ def results_for(name):
         for i, case in enumerate(cases):
             jobs.append(Job(case.dram.copy(), case.insn_base, case.insn_count, window=case.window,
                             memory=memory, backpressure=memory == "axi", seed=i,
-                            max_cycles=30_000 if memory == "axi" else 200_000, name=f"{case.name}/{memory}"))
+                            max_cycles=case.extra.get("max_cycles",
+                                                      30_000 if memory == "axi" else 200_000),
+                            name=f"{case.name}/{memory}"))
     results = RTLSimulator(cfg).run(jobs)
     out = {}
     k = 0
