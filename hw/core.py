@@ -78,6 +78,8 @@ class Core(wiring.Component):
     insn_base, insn_count, win_lo, win_hi: the program and the DMA window.
     done: the program finished. error, error_code, error_index: why it stopped.
     quiesced: no AXI transaction outstanding.
+    compute_layer: the layer id of the last CONFIG the compute unit executed (0 after
+    START): the layer whose GEMMs and ALU operations run now, for attributing cycles.
     layer: the last CONFIG layer id. counters: the performance counters.
     """
 
@@ -91,7 +93,7 @@ class Core(wiring.Component):
             "enable": In(1),
             "insn_base": In(32), "insn_count": In(32), "win_lo": In(32), "win_hi": In(32),
             "done": Out(1), "error": Out(1), "error_code": Out(4), "error_index": Out(32),
-            "quiesced": Out(1), "layer": Out(32),
+            "quiesced": Out(1), "layer": Out(32), "compute_layer": Out(32),
         }
         for name, _ in COUNTERS:
             if name != "CYCLES":
@@ -446,7 +448,7 @@ class Core(wiring.Component):
         cv = data.View(INSTRUCTION, cu_word)
         cu_hdr = cv.gemm.hdr
         cu_op = cu_hdr.opcode.as_value()
-        cg, ca = cv.gemm, cv.alu
+        cg, ca, cc = cv.gemm, cv.alu, cv.config
         cu_ok = Signal()
         m.d.comb += cu_ok.eq(
             (~cu_hdr.pop_prev | (tok[TokenQueue.L2C.value] != 0))
@@ -592,6 +594,8 @@ class Core(wiring.Component):
                         m.next = "ALU"
                     with m.Else():
                         m.d.comb += nongemm_done.eq(1)
+                        with m.If(cu_op == Opcode.CONFIG.value):
+                            m.d.sync += self.compute_layer.eq(cc.value)
                         m.next = "IDLE"
             with m.State("ALU"):
                 m.d.comb += alu_active.eq(1)

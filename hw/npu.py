@@ -23,7 +23,9 @@ class NPU(wiring.Component):
     m_axi: AXI4 master to DRAM (``m_axi__arvalid`` ... in Verilog).
     s_axil: AXI4-Lite slave for the CSRs.
     irq: DONE or ERROR, when IRQ_ENABLE is set.
-    done, error: the STATUS bits, for harnesses that wait on a pin.
+    done, error, busy: the STATUS bits, for harnesses that wait on a pin.
+    layer: the layer the compute unit is in (its last CONFIG layer id), for harnesses
+    that attribute cycles to layers (a cycle counts in CYCLES when busy is high).
     """
 
     def __init__(self, config: NPUConfig) -> None:
@@ -36,6 +38,8 @@ class NPU(wiring.Component):
             "irq": Out(1),
             "done": Out(1),
             "error": Out(1),
+            "busy": Out(1),
+            "layer": Out(32),
         })
 
     def elaborate(self, platform):
@@ -71,6 +75,8 @@ class NPU(wiring.Component):
             core.win_hi.eq(csr.reg_window_limit),
             self.done.eq(done),
             self.error.eq(error),
+            self.busy.eq(running),
+            self.layer.eq(core.compute_layer),
             self.irq.eq((done | error) & csr.reg_ctrl[2]),
             csr.val_id.eq(NPU_ID),
             csr.val_version.eq(NPU_VERSION),

@@ -400,7 +400,10 @@ class FastRTLSimulator:
         by_offset = {r.offset: r.name for r in REGISTERS}
         results = []
         for i, job in enumerate(jobs):
-            status, *pairs = (run_dir / f"job{i}.txt").read_text().split()
+            lines = (run_dir / f"job{i}.txt").read_text().splitlines()
+            status, *pairs = lines[0].split()
+            layer_cycles = {int(k): int(v) for k, v in
+                            (p.split("=") for p in lines[1].split()[1:])}
             regs = {}
             for pair in pairs:
                 offset, value = (int(v) for v in pair.split("="))
@@ -411,7 +414,8 @@ class FastRTLSimulator:
             results.append(JobResult(
                 dram=dram, status=status, error=ErrorCode(regs["ERROR_CODE"]),
                 error_index=regs["ERROR_INDEX"], csr=regs, cycles=regs["CYCLES"],
-                wall_seconds=elapsed / len(jobs), extra={"run_wall_seconds": elapsed / len(jobs)}))
+                wall_seconds=elapsed / len(jobs),
+                extra={"run_wall_seconds": elapsed / len(jobs), "layer_cycles": layer_cycles}))
         if not _keep_runs():
             shutil.rmtree(run_dir, ignore_errors=True)
         return results

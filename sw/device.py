@@ -103,6 +103,8 @@ class _RTLBackend:
                 "dram_write_bytes": csr["DMA_WR_BYTES"], "insn_read_bytes": csr["INSN_RD_BYTES"],
                 "stall_cycles": {"load": csr["STALL_LOAD"], "compute": csr["STALL_COMPUTE"],
                                  "store": csr["STALL_STORE"]},
+                # Cycles while the compute unit was in each layer (the harness's count).
+                "layer_cycles": r.extra["layer_cycles"],
             })
         return outs, per_run
 
@@ -185,7 +187,17 @@ class Device:
                 if d:
                     entry.update(dram_read_bytes=d["dram_read_bytes"],
                                  dram_write_bytes=d["dram_write_bytes"], insns=d["insns"])
+            if per_run and "layer_cycles" in per_run[0]:
+                # Per run: from the compute unit entering the layer to it entering the next.
+                cycles = sum(r["layer_cycles"].get(layer["id"], 0) for r in per_run) / len(per_run)
+                entry["cycles"] = cycles
+                entry["utilization"] = layer["macs"] / (cycles * cfg.macs) if cycles else 0.0
             layers.append(entry)
+        if per_run and "layer_cycles" in per_run[0]:
+            known = {layer["id"] for layer in program.layers}
+            total["other_cycles"] = sum(
+                c for r in per_run for k, c in r["layer_cycles"].items() if k not in known
+            ) / len(per_run)
         total["layers"] = layers
         return total
 

@@ -111,10 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({**st, "bit_exact": exact}, indent=1))
     else:
-        print(f"{'layer':<28} {'op':<8} {'MACs':>14} {'DRAM rd B':>11} {'DRAM wr B':>11}")
+        def cell(layer, key, width, fmt="{:,}"):
+            value = layer.get(key)      # absent where the backend does not measure it
+            return f"{'-' if value is None else fmt.format(value):>{width}}"
+
+        print(f"{'layer':<28} {'op':<8} {'MACs':>14} {'DRAM rd B':>11} {'DRAM wr B':>11} "
+              f"{'cycles':>11} {'util':>6}")
         for layer in st["layers"]:
             print(f"{layer['name']:<28} {layer['op']:<8} {layer['macs']:>14,} "
-                  f"{layer.get('dram_read_bytes', 0):>11,} {layer.get('dram_write_bytes', 0):>11,}")
+                  f"{cell(layer, 'dram_read_bytes', 11)} {cell(layer, 'dram_write_bytes', 11)} "
+                  f"{cell(layer, 'cycles', 11, '{:,.0f}')} "
+                  f"{cell(layer, 'utilization', 6, '{:.1%}')}")
         print(f"total: {st['macs']:,} MACs, DRAM read {st['dram_read_bytes']:,} B, written "
               f"{st['dram_write_bytes']:,} B, {wall:.2f} s on {args.backend} for {args.batch} input(s)")
         if "cycles" in st:

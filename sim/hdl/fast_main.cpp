@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -133,8 +134,23 @@ int main(int argc, char** argv) {
         cycles = 0;
         csr_write(0x010, 1);
         uint64_t next_report = 500000;
+        // Cycles per layer: a cycle counts (as in the CYCLES counter) when busy is high
+        // before the clock edge, for the layer the compute unit is in.
+        std::map<uint32_t, uint64_t> layer_cycles;
+        uint32_t cur_layer = 0;
+        uint64_t cur_count = 0;
         while (!top->done && !top->error && cycles < max_cycles) {
+            const bool counted = top->busy;
+            const uint32_t layer = top->layer;
             tick();
+            if (counted) {
+                if (layer != cur_layer) {
+                    if (cur_count) layer_cycles[cur_layer] += cur_count;
+                    cur_layer = layer;
+                    cur_count = 0;
+                }
+                cur_count++;
+            }
             if (progress && cycles >= next_report) {
                 next_report += 500000;
                 FILE* p = std::fopen(progress, "w");
@@ -149,6 +165,10 @@ int main(int argc, char** argv) {
         std::ofstream res(result);
         res << status;
         for (uint32_t addr = 0; addr < csr_bytes; addr += 4) res << " " << addr << "=" << csr_read(addr);
+        res << "\n";
+        if (cur_count) layer_cycles[cur_layer] += cur_count;
+        res << "layers";
+        for (const auto& kv : layer_cycles) res << " " << kv.first << "=" << kv.second;
         res << "\n";
         FILE* o = std::fopen(out_bin.c_str(), "wb");
         for (size_t i = 0; i < nwords; i++) std::fwrite(&mem[i], 1, word_bytes, o);

@@ -38,6 +38,8 @@ module npu_harness #(
     output logic ext_axi_rready,
     output logic done,
     output logic error,
+    output logic busy,
+    output logic [31:0] layer,
     output logic irq
 );
     logic [1:0] awid, arid, bid, rid, bresp, rresp, awburst, arburst;
@@ -69,7 +71,7 @@ module npu_harness #(
         .s_axil__arvalid(s_axil_arvalid), .s_axil__arready(s_axil_arready),
         .s_axil__rdata(s_axil_rdata), .s_axil__rresp(s_axil_rresp),
         .s_axil__rvalid(s_axil_rvalid), .s_axil__rready(s_axil_rready),
-        .irq(irq), .done(done), .error(error)
+        .irq(irq), .done(done), .error(error), .busy(busy), .layer(layer)
     );
 
     // Internal RAM

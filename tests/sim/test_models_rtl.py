@@ -42,6 +42,18 @@ def test_zoo_model_bit_exact_on_rtl(name, cfg, batch):
     for key in ("macs", "dram_read_bytes", "dram_write_bytes", "insn_read_bytes"):
         assert device.stats[key] == func.stats[key], key
     assert 0 < device.stats["utilization"] <= 1
+    # Cycles per layer: they add up to the CYCLES counter, every layer that computes
+    # takes at least its MACs' worth of array cycles, and each layer's GEMMs run inside
+    # its own span (so no layer is over 100 % utilized).
+    stats = device.stats
+    layers = stats["layers"]
+    assert sum(layer["cycles"] for layer in layers) + stats["other_cycles"] == \
+        stats["cycles_per_run"]
+    for layer in layers:
+        if layer["macs"]:
+            assert layer["cycles"] * cfg.macs >= layer["macs"], layer["name"]
+            assert 0 < layer["utilization"] <= 1
+    assert stats["other_cycles"] < 0.05 * stats["cycles_per_run"]
 
 
 def test_rtl_refuses_program_for_another_config():
