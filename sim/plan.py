@@ -26,7 +26,7 @@ the chunks are added in int64.
 Programs that stop with an error, and programs that store into their own
 instructions, are not planned: the model interprets them, which gives the exact
 state at the error. ``tests/sim/test_plan.py`` checks plans against the
-interpreter on every program the tests have.
+interpreter on random programs of every instruction and on a compiled model.
 """
 
 from __future__ import annotations
