@@ -100,11 +100,17 @@ def main(argv: list[str] | None = None) -> int:
             print("FAIL: the RTL differs from the golden")
             return 1
 
-    head("per-layer statistics (functional model, per image)")
-    print(f"      {'layer':<24} {'op':<8} {'MACs':>10} {'DRAM rd':>9} {'DRAM wr':>9}")
-    for layer in per["layers"]:
-        print(f"      {layer['name']:<24} {layer['op']:<8} {layer['macs']:>10,} "
-              f"{layer.get('dram_read_bytes', 0):>9,} {layer.get('dram_write_bytes', 0):>9,}")
+    rtl_layers = [] if args.no_rtl else st["layers"]
+    head("per-layer statistics, per image (DRAM bytes: functional model"
+         + ("" if args.no_rtl else "; cycles and utilization: RTL") + ")")
+    print(f"      {'layer':<24} {'op':<8} {'MACs':>10} {'DRAM rd':>9} {'DRAM wr':>9}"
+          + ("" if args.no_rtl else f" {'cycles':>8} {'util':>6}"))
+    for i, layer in enumerate(per["layers"]):
+        line = (f"      {layer['name']:<24} {layer['op']:<8} {layer['macs']:>10,} "
+                f"{layer.get('dram_read_bytes', 0):>9,} {layer.get('dram_write_bytes', 0):>9,}")
+        if rtl_layers:
+            line += f" {rtl_layers[i]['cycles']:>8,.0f} {rtl_layers[i]['utilization']:>6.1%}"
+        print(line)
     where = "functional model" + ("" if args.no_rtl else " and RTL")
     print(f"PASS: {where} outputs equal the PyTorch integer golden bit for bit")
     return 0
