@@ -38,13 +38,26 @@ from .axi import AXI4Signature, BURST_INCR
 from .config import NPUConfig
 from .csr import COUNTERS
 from .dma import DMAReader, DMAWriter, ReadArbiter
-from .isa import INSTRUCTION, AluOp, CfgKey, ErrorCode, Mem, Opcode, Queue, TokenQueue
+from .isa import (INSTRUCTION, TOKEN_POPS, TOKEN_PUSHES, AluOp, CfgKey, ErrorCode, Mem, Opcode,
+                  Queue, TokenQueue)
 from .requant import Requantizer
 from .sram import BankedMemory
 
 __all__ = ["Core"]
 
 _DEADLOCK_CYCLES = 16
+
+
+def _tokens_ready(queue, hdr, tok, tok_depth, reserved=None):
+    """The head of ``queue`` may start: every token it pops is there, and every
+    token queue it pushes to has room (counting tokens ``reserved`` by work in flight)."""
+    ready = Const(1)
+    for flag, t in TOKEN_POPS[queue].items():
+        ready &= ~getattr(hdr, flag) | (tok[t.value] != 0)
+    for flag, t in TOKEN_PUSHES[queue].items():
+        held = tok[t.value] + reserved[t] if reserved and t in reserved else tok[t.value]
+        ready &= ~getattr(hdr, flag) | (held < tok_depth)
+    return ready
 
 
 @contextmanager
@@ -344,8 +357,7 @@ class Core(wiring.Component):
         lu_index = Signal(32)
         lu = data.View(INSTRUCTION, lu_word).load
         lu_ok = Signal()
-        m.d.comb += lu_ok.eq(((~lu.hdr.pop_next) | (tok[TokenQueue.C2L.value] != 0))
-                             & ((~lu.hdr.push_next) | (tok[TokenQueue.L2C.value] < tok_depth)))
+        m.d.comb += lu_ok.eq(_tokens_ready(Queue.LOAD, lu.hdr, tok, tok_depth))
         lu_ny = Signal(12)
         lu_nx = Signal(12)
         m.d.comb += [
@@ -450,11 +462,7 @@ class Core(wiring.Component):
         cu_op = cu_hdr.opcode.as_value()
         cg, ca, cc = cv.gemm, cv.alu, cv.config
         cu_ok = Signal()
-        m.d.comb += cu_ok.eq(
-            (~cu_hdr.pop_prev | (tok[TokenQueue.L2C.value] != 0))
-            & (~cu_hdr.pop_next | (tok[TokenQueue.S2C.value] != 0))
-            & (~cu_hdr.push_prev | (tok[TokenQueue.C2L.value] + res[TokenQueue.C2L] < tok_depth))
-            & (~cu_hdr.push_next | (tok[TokenQueue.C2S.value] + res[TokenQueue.C2S] < tok_depth)))
+        m.d.comb += cu_ok.eq(_tokens_ready(Queue.COMPUTE, cu_hdr, tok, tok_depth, res))
 
         # Streamer state (one GEMM at a time) and the array's input stage.
         s_busy = Signal()
@@ -658,8 +666,7 @@ class Core(wiring.Component):
         su_index = Signal(32)
         su = data.View(INSTRUCTION, su_word).store
         su_ok = Signal()
-        m.d.comb += su_ok.eq(((~su.hdr.pop_prev) | (tok[TokenQueue.C2S.value] != 0))
-                             & ((~su.hdr.push_prev) | (tok[TokenQueue.S2C.value] < tok_depth)))
+        m.d.comb += su_ok.eq(_tokens_ready(Queue.STORE, su.hdr, tok, tok_depth))
         bias = Signal(32 * C)
         mult = Signal(32 * C)
         shift = Signal(32 * C)

@@ -26,7 +26,7 @@ from amaranth.lib import data, enum
 __all__ = [
     "INSN_BITS", "Opcode", "Mem", "AluOp", "Queue", "CfgKey", "ErrorCode", "TokenQueue",
     "HEADER", "LAYOUTS", "INSTRUCTION", "FIELD_DOCS", "Instruction", "ISAError",
-    "encode", "decode", "queue_of", "allowed_deps", "fields_of", "isa_markdown",
+    "encode", "decode", "queue_of", "allowed_deps", "TOKEN_POPS", "TOKEN_PUSHES", "fields_of", "isa_markdown",
     "load", "store", "gemm", "alu", "config", "sync", "finish",
 ]
 
@@ -268,15 +268,25 @@ def queue_of(opcode: Opcode, queue_field: Queue | None = None) -> Queue | None:
     return Queue.COMPUTE
 
 
+#: Which token queue each dependency flag of each queue takes a token from (pops) and
+#: gives one to (pushes). The RTL's readiness checks and the functional model use these.
+TOKEN_POPS: dict[Queue, dict[str, TokenQueue]] = {
+    Queue.LOAD: {"pop_next": TokenQueue.C2L},
+    Queue.COMPUTE: {"pop_prev": TokenQueue.L2C, "pop_next": TokenQueue.S2C},
+    Queue.STORE: {"pop_prev": TokenQueue.C2S},
+}
+TOKEN_PUSHES: dict[Queue, dict[str, TokenQueue]] = {
+    Queue.LOAD: {"push_next": TokenQueue.L2C},
+    Queue.COMPUTE: {"push_prev": TokenQueue.C2L, "push_next": TokenQueue.C2S},
+    Queue.STORE: {"push_prev": TokenQueue.S2C},
+}
+
+
 def allowed_deps(queue: Queue | None) -> tuple[str, ...]:
     """Dependency flags meaningful in a queue (others must be 0)."""
-    if queue is Queue.LOAD:
-        return ("pop_next", "push_next")
-    if queue is Queue.COMPUTE:
-        return _DEP_FLAGS
-    if queue is Queue.STORE:
-        return ("pop_prev", "push_prev")
-    return ()
+    if queue is None:
+        return ()
+    return tuple(f for f in _DEP_FLAGS if f in TOKEN_POPS[queue] or f in TOKEN_PUSHES[queue])
 
 
 class Instruction:
