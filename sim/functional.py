@@ -22,10 +22,10 @@ import numpy as np
 
 from hw.config import NPUConfig
 from hw.isa import (INSN_BITS, AluOp, CfgKey, ErrorCode, Instruction, ISAError, Mem, Opcode,
-                    Queue, TokenQueue, allowed_deps, decode)
+                    Queue, TOKEN_POPS, TOKEN_PUSHES, TokenQueue, allowed_deps, decode)
 
 __all__ = ["NPUError", "Counts", "FunctionalModel", "check_instruction", "requantize_np",
-           "alu_rows", "place_program"]
+           "alu_rows", "load_grid", "load_extent", "store_extent", "place_program"]
 
 INSN_BYTES = INSN_BITS // 8
 _I32_MIN = -(1 << 31)
@@ -132,6 +132,27 @@ def _alu(op: AluOp, d: np.ndarray, s: np.ndarray | np.int32) -> np.ndarray:
     return _wrap32(d.astype(np.int64) << sh).astype(np.int32)   # SHL
 
 
+def load_grid(insn: Instruction) -> tuple[int, int]:
+    """A LOAD's pattern with its padding: (rows of vectors, vectors per row)."""
+    f = insn.fields
+    return (f["pad_top"] + f["y_size"] + f["pad_bottom"],
+            f["pad_left"] + f["x_size"] + f["pad_right"])
+
+
+def load_extent(insn: Instruction) -> tuple[int, int]:
+    """The DRAM bytes ``[first, end)`` a LOAD reads from."""
+    f = insn.fields
+    esize = 4 if f["mem"] is Mem.PARAM else 1
+    last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
+    return f["dram"], last + f["length"] * esize
+
+
+def store_extent(insn: Instruction) -> tuple[int, int]:
+    """The DRAM bytes ``[first, end)`` a STORE writes to."""
+    f = insn.fields
+    return f["dram"], f["dram"] + (f["rows"] - 1) * f["stride"] + f["length"]
+
+
 def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
     """Range checks done at dispatch; returns what is wrong, or ``None``."""
     queue = insn.queue
@@ -150,8 +171,8 @@ def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
             return f"y_size={insn.y_size}, x_size={insn.x_size}: both must be at least 1"
         if not 1 <= insn.length <= width:
             return f"length={insn.length} must be 1 to {width} ({insn.mem.name} row width)"
-        total = ((insn.pad_top + insn.y_size + insn.pad_bottom)
-                 * (insn.pad_left + insn.x_size + insn.pad_right))
+        ny, nx = load_grid(insn)
+        total = ny * nx
         if insn.sram + total > depth:
             return (f"rows {insn.sram}..{insn.sram + total - 1} are past the {insn.mem.name} "
                     f"depth {depth}")
@@ -187,19 +208,6 @@ def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
             if last_src >= config.acc_depth:
                 return f"source row {last_src} is past the accumulator depth {config.acc_depth}"
     return None
-
-
-# Which token queue each dependency flag of each queue uses.
-_POPS = {
-    Queue.LOAD: {"pop_next": TokenQueue.C2L},
-    Queue.COMPUTE: {"pop_prev": TokenQueue.L2C, "pop_next": TokenQueue.S2C},
-    Queue.STORE: {"pop_prev": TokenQueue.C2S},
-}
-_PUSHES = {
-    Queue.LOAD: {"push_next": TokenQueue.L2C},
-    Queue.COMPUTE: {"push_prev": TokenQueue.C2L, "push_next": TokenQueue.C2S},
-    Queue.STORE: {"push_prev": TokenQueue.S2C},
-}
 
 
 class FunctionalModel:
@@ -368,8 +376,9 @@ class FunctionalModel:
         if queue is None:
             entry = (insn, problem, None, (), (), (0, 0, 0))
         else:
-            pops = tuple(t.value for flag, t in _POPS[queue].items() if insn.fields[flag])
-            pushes = tuple(t.value for flag, t in _PUSHES[queue].items() if insn.fields[flag])
+            pops = tuple(t.value for flag, t in TOKEN_POPS[queue].items() if insn.fields[flag])
+            pushes = tuple(t.value for flag, t in TOKEN_PUSHES[queue].items()
+                           if insn.fields[flag])
             entry = (insn, problem, queue.value, pops, pushes, _cost(insn, self.config))
         if len(self._decoded) < 1 << 20:
             self._decoded[word] = entry
@@ -401,11 +410,9 @@ class FunctionalModel:
         f = insn.fields
         mem = {Mem.SPAD: self.spad, Mem.ACC: self.acc, Mem.PARAM: self.param}[f["mem"]]
         esize = 4 if f["mem"] is Mem.PARAM else 1
-        nx = f["pad_left"] + f["x_size"] + f["pad_right"]
-        ny = f["pad_top"] + f["y_size"] + f["pad_bottom"]
+        ny, nx = load_grid(insn)
         nbytes = f["length"] * esize
-        last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
-        self.check_window(index, f["dram"], last + nbytes, "LOAD")
+        self.check_window(index, *load_extent(insn), "LOAD")
         if f["x_size"] == 1 and f["y_stride"] == nbytes:
             # Contiguous rows (weight tiles, parameters): a plain slice.
             start = f["dram"]
@@ -433,9 +440,8 @@ class FunctionalModel:
     def store(self, index: int, insn: Instruction) -> None:
         """Execute a STORE: requantize accumulator rows into DRAM."""
         n = insn.length
-        first = insn.dram
-        last = insn.dram + (insn.rows - 1) * insn.stride
-        self.check_window(index, first, last + n, "STORE")
+        first, end = store_extent(insn)
+        self.check_window(index, first, end, "STORE")
         g = 3 * insn.param
         out = requantize_np(self.acc[insn.acc:insn.acc + insn.rows, :n], self.param[g, :n],
                             self.param[g + 1, :n], self.param[g + 2, :n],

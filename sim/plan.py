@@ -38,7 +38,7 @@ import numpy as np
 
 from hw.isa import Instruction, Mem, Opcode
 
-from .functional import alu_rows
+from .functional import alu_rows, load_extent, load_grid, store_extent
 
 __all__ = ["run_planned", "Plan"]
 
@@ -74,11 +74,11 @@ class Plan:
 class _Planner:
     """Follows the model's schedule, recording steps instead of computing."""
 
-    def __init__(self, model, dram: np.ndarray, insn_range: tuple[int, int]) -> None:
+    def __init__(self, model, dram_bytes: int, insn_range: tuple[int, int]) -> None:
         cfg = model.config
         self.model = model
         self.rows, self.cols = cfg.rows, cfg.cols
-        self.n = len(dram)
+        self.n = dram_bytes
         self.insn_range = insn_range
         self.zero_slot = cfg.spad_depth            # a row of zeros: the weights after START
         self.next_slot = cfg.spad_depth + 1
@@ -95,19 +95,18 @@ class _Planner:
     def execute(self, index: int, insn: Instruction) -> None:
         op = insn.opcode
         if op is Opcode.LOAD:
-            self.model.check_window(index, *_load_extent(insn), "LOAD")
+            self.model.check_window(index, *load_extent(insn), "LOAD")
+            ny, nx = load_grid(insn)
             if insn.mem is Mem.SPAD:
-                self._load_spad(insn)
+                self._load_spad(insn, nx, ny * nx)
             else:
                 if insn.mem is Mem.ACC:
-                    ny = insn.pad_top + insn.y_size + insn.pad_bottom
-                    nx = insn.pad_left + insn.x_size + insn.pad_right
                     self._settle(range(insn.sram, insn.sram + ny * nx))
                 self.steps.append(("load", index, insn))
         elif op is Opcode.GEMM:
             self._gemm(insn)
         elif op is Opcode.STORE:
-            first, end = insn.dram, insn.dram + (insn.rows - 1) * insn.stride + insn.length
+            first, end = store_extent(insn)
             self.model.check_window(index, first, end, "STORE")
             if first < self.insn_range[1] and end > self.insn_range[0]:
                 raise _Unplannable("a STORE writes into the program's instructions")
@@ -122,11 +121,8 @@ class _Planner:
             self._settle(touched)
             self.steps.append(("alu", index, insn, rows))
 
-    def _load_spad(self, insn: Instruction) -> None:
+    def _load_spad(self, insn: Instruction, nx: int, count: int) -> None:
         f = insn.fields
-        ny = f["pad_top"] + f["y_size"] + f["pad_bottom"]
-        nx = f["pad_left"] + f["x_size"] + f["pad_right"]
-        count = ny * nx
         first = self.next_slot
         self.next_slot += count
         # Row offsets are worked out for all the loads of a gather at once.
@@ -200,19 +196,12 @@ class _Planner:
         self._flush_gather()
 
 
-def _load_extent(insn: Instruction) -> tuple[int, int]:
-    f = insn.fields
-    esize = 4 if f["mem"] is Mem.PARAM else 1
-    last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
-    return f["dram"], last + f["length"] * esize
-
-
 def make_plan(model, dram: np.ndarray, insn_base: int, insn_count: int,
-              window: tuple[int, int]) -> Plan:
-    """Work out the plan of a program (raises NPUError or _Unplannable)."""
+              window: tuple[int, int], words: bytes) -> Plan:
+    """Work out the plan of a program whose instruction bytes are ``words``
+    (raises NPUError or _Unplannable)."""
     from .functional import INSN_BYTES
-    end = insn_base + insn_count * INSN_BYTES
-    planner = _Planner(model, dram, (insn_base, end))
+    planner = _Planner(model, len(dram), (insn_base, insn_base + insn_count * INSN_BYTES))
     saved_layer = model.layer
     model._lo, model._hi = window
     model.layer = 0                        # START resets the core, its layer register too
@@ -222,7 +211,6 @@ def make_plan(model, dram: np.ndarray, insn_base: int, insn_count: int,
     finally:
         model.layer = saved_layer
     planner.finish()
-    words = dram[insn_base:max(insn_base, min(end, len(dram)))].tobytes()
     return Plan(words, planner.steps, planner.next_slot, planner.spad_slots,
                 planner.weight_slots, final_layer, counts)
 
@@ -233,12 +221,12 @@ def run_planned(model, dram: np.ndarray, insn_base: int, insn_count: int,
     from .functional import INSN_BYTES, NPUError
     key = (insn_base, insn_count, window, len(dram))
     plan = model._plans.get(key)
-    end = max(insn_base, min(insn_base + insn_count * INSN_BYTES, len(dram)))
-    if plan is not None and plan.words != dram[insn_base:end].tobytes():
+    words = dram[insn_base:insn_base + insn_count * INSN_BYTES].tobytes()
+    if plan is not None and plan.words != words:
         plan = None
     if plan is None:
         try:
-            plan = make_plan(model, dram, insn_base, insn_count, window)
+            plan = make_plan(model, dram, insn_base, insn_count, window, words)
         except (NPUError, _Unplannable):
             return None
         while len(model._plans) >= _MAX_PLANS:
