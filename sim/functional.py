@@ -83,7 +83,7 @@ def requantize_np(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np
 
     ``bias``, ``mult`` and ``shift`` are per column. The steps are TFLite's,
     each folded into its closed form (tests/sim/test_functional.py checks them
-    against the step-by-step definition):
+    against the golden's step-by-step definition):
     SaturatingRoundingDoublingHighMul(x, m) = (x*m + 2**30) >> 31, except
     x = m = -2**31, which saturates; RoundingDivideByPOT(q, e) =
     (q + 2**(e-1) - [q < 0 and e > 0]) >> e.

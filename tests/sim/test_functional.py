@@ -3,11 +3,13 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 
 from hw import NPUConfig
 from hw import isa
 from hw.isa import ErrorCode
-from sim.functional import FunctionalModel, NPUError, place_program
+from sim.functional import FunctionalModel, NPUError, place_program, requantize_np
+from sw import golden
 from sw.kernels import gemm_kernel
 
 from .programs import golden_gemm, random_gemm
@@ -263,3 +265,21 @@ def test_tokens_order_a_correct_program():
     ])
     fm.run(dram, 0, 3)
     assert dram[512:516].view(np.int8).tolist() == [1, 2, 3, 4]
+
+
+def test_requantize_closed_forms_equal_the_stepwise_golden():
+    rng = np.random.default_rng(5)
+    n = 4096
+    edges = np.array([-2**31, 2**31 - 1, 0, 1, -1, 2**30, -2**30, 2**15, -2**15], np.int64)
+    acc = np.concatenate([rng.integers(-2**31, 2**31, n), edges]).astype(np.int32)
+    for shift in range(-31, 31):
+        for mult in (2**31 - 1, 2**30, 1_234_567_891, 1, -2**31, -1_000_000_007):
+            cols = 4
+            a = acc[: (len(acc) // cols) * cols].reshape(-1, cols)
+            bias = rng.integers(-2**31, 2**31, cols).astype(np.int32)
+            mv = np.full(cols, mult, np.int32)
+            sv = np.full(cols, shift, np.int32)
+            got = requantize_np(a, bias, mv, sv, 3, -128, 127)
+            want = golden.requantize(torch.from_numpy(a), torch.from_numpy(bias),
+                                     torch.from_numpy(mv), torch.from_numpy(sv), 3)
+            assert np.array_equal(got, want.numpy()), (shift, mult)
