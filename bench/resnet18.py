@@ -53,18 +53,14 @@ def main():
           f"{t_func:.2f} s per image (best of 3: {', '.join(f'{t:.2f}' for t in times)}), "
           f"bit-exact: {torch.equal(y0, golden) and torch.equal(y, golden)}")
     # The same image through the interpreter, the plans' reference.
-    inp, out = program.input, program.output
-    image = program.dram.copy()
-    q = torch.clamp(torch.round(x[0] / inp.scale) + inp.zero_point, -128, 127).to(torch.int8)
-    image[inp.addr:inp.addr + inp.nbytes] = inp.to_device(q.numpy())
+    image = program.image(program.input.quantize(x[0]))
     interp = FunctionalModel(cfg, plan=False)
     interp.run(image.copy(), program.insn_base, program.insn_count)   # decode cache warm
     dram = image.copy()
     t0 = time.perf_counter()
     interp.run(dram, program.insn_base, program.insn_count)
     t_interp = time.perf_counter() - t0
-    yq = torch.from_numpy(out.from_device(dram[out.addr:out.addr + out.nbytes]))
-    same = torch.equal((yq.to(torch.float32) - out.zero_point) * out.scale, golden[0])
+    same = torch.equal(program.output.dequantize(program.read_output(dram)), golden[0])
     print(f"  functional model without plans (instruction by instruction): {t_interp:.2f} s, "
           f"{t_interp / t_func:.1f}x the planned time, bit-exact: {same}")
     if args.no_rtl:

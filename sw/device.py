@@ -146,20 +146,11 @@ class Device:
             raise ValueError(f"input shape {tuple(x.shape)} does not match the program's input "
                              f"{shape} (or [batch, *{shape}])")
         xb = x if batched else x.unsqueeze(0)
-        inp, out = program.input, program.output
-        q = torch.clamp(torch.round(xb.to(torch.float32) / inp.scale) + inp.zero_point, -128, 127)
-        q = q.to(torch.int8).numpy()
-        images = []
-        for sample in q:
-            dram = program.dram.copy()
-            dram[inp.addr:inp.addr + inp.nbytes] = inp.to_device(sample)
-            images.append(dram)
+        images = [program.image(sample) for sample in program.input.quantize(xb)]
         t0 = time.perf_counter()
         results, per_run = self._impl.execute(program, images, self.progress)
         wall = time.perf_counter() - t0
-        ys = [out.from_device(d[out.addr:out.addr + out.nbytes]) for d in results]
-        yq = torch.from_numpy(np.stack(ys))
-        y = (yq.to(torch.float32) - out.zero_point) * out.scale
+        y = program.output.dequantize(np.stack([program.read_output(d) for d in results]))
         self.stats = self._summarize(program, per_run, wall)
         return y if batched else y[0]
 

@@ -7,6 +7,7 @@ import pathlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 
 from hw.config import NPUConfig
 from hw.isa import INSN_BITS, decode, disassemble
@@ -46,6 +47,15 @@ class TensorInfo:
                            constant_values=self.zero_point)
         return np.ascontiguousarray(q).view(np.uint8).reshape(-1)
 
+    def quantize(self, x: torch.Tensor) -> np.ndarray:
+        """Float tensor (any leading dimensions) -> int8 with this tensor's scale and zero point."""
+        q = torch.round(x.to(torch.float32) / self.scale) + self.zero_point
+        return torch.clamp(q, -128, 127).to(torch.int8).numpy()
+
+    def dequantize(self, q: np.ndarray) -> torch.Tensor:
+        """int8 -> float, as the golden dequantizes."""
+        return (torch.from_numpy(q).to(torch.float32) - self.zero_point) * self.scale
+
     def from_device(self, raw: np.ndarray) -> np.ndarray:
         """Bytes in DRAM layout -> int8 sample in PyTorch layout."""
         q = raw.view(np.int8)
@@ -76,6 +86,18 @@ class Program:
         size = INSN_BITS // 8
         blob = self.dram[self.insn_base:self.insn_base + size * self.insn_count].tobytes()
         return [int.from_bytes(blob[i:i + size], "little") for i in range(0, len(blob), size)]
+
+    def image(self, sample: np.ndarray) -> np.ndarray:
+        """A DRAM image to run: this program's, with one int8 input sample (PyTorch
+        layout) in place."""
+        dram = self.dram.copy()
+        dram[self.input.addr:self.input.addr + self.input.nbytes] = self.input.to_device(sample)
+        return dram
+
+    def read_output(self, dram: np.ndarray) -> np.ndarray:
+        """The int8 output sample (PyTorch layout) of a DRAM image after a run."""
+        out = self.output
+        return out.from_device(dram[out.addr:out.addr + out.nbytes])
 
     def instructions(self):
         return [decode(w) for w in self.words]

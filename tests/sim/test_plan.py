@@ -71,10 +71,8 @@ def test_compiled_model_plan_equals_interpreter():
     gen = torch.Generator().manual_seed(3)
     qmodel = sw.quantize(model, [torch.randn(4, *shape, generator=gen)])
     program = sw.compile(qmodel, cfg)
-    dram = program.dram.copy()
     q = np.random.default_rng(3).integers(-128, 128, program.input.shape).astype(np.int8)
-    inp = program.input
-    dram[inp.addr:inp.addr + inp.nbytes] = inp.to_device(q)
+    dram = program.image(q)
     planned = run_both(cfg, dram, program.insn_base, program.insn_count)
     assert planned._plans
 
