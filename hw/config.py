@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .isa import FIELD_MAX, PARAM_GROUP_ROWS, Opcode
+
 __all__ = ["NPUConfig", "ConfigError", "PRESETS"]
 
 
@@ -22,9 +24,13 @@ class ConfigError(ValueError):
     """An :class:`NPUConfig` field, or a combination of fields, is invalid."""
 
 
-# Address fields of the ISA are fixed width (see hw/isa.py); depths must fit them.
-_ADDR_LIMIT = 1 << 14
-_PARAM_ADDR_LIMIT = 1 << 10
+# Address fields of the ISA are fixed width (see hw/isa.py); depths must fit them: every
+# scratchpad and accumulator row is addressable by LOAD.sram, and every parameter group by
+# STORE.param.
+_ADDR_LIMIT = 1 + min(FIELD_MAX[Opcode.LOAD]["sram"], FIELD_MAX[Opcode.GEMM]["inp"],
+                      FIELD_MAX[Opcode.GEMM]["acc"], FIELD_MAX[Opcode.STORE]["acc"],
+                      FIELD_MAX[Opcode.ALU]["dst"])
+_PARAM_ADDR_LIMIT = PARAM_GROUP_ROWS * (FIELD_MAX[Opcode.STORE]["param"] + 1)
 
 
 def _is_pow2(value: int) -> bool:
@@ -106,9 +112,10 @@ class NPUConfig:
                 raise ConfigError(
                     f"NPUConfig.{name} is {depth}, which {banks}={nbanks} does not divide; "
                     f"it must be a multiple of {banks}")
-        if self.param_depth % 3:
+        if self.param_depth % PARAM_GROUP_ROWS:
             raise ConfigError(
-                f"NPUConfig.param_depth is {self.param_depth}; it must be a multiple of 3 "
+                f"NPUConfig.param_depth is {self.param_depth}; it must be a multiple of "
+                f"{PARAM_GROUP_ROWS} "
                 f"(bias, multiplier and shift rows of each channel group)")
         if self.dma_data_width not in (32, 64, 128, 256, 512):
             raise ConfigError(
@@ -139,7 +146,7 @@ class NPUConfig:
 
     @property
     def param_groups(self) -> int:
-        return self.param_depth // 3
+        return self.param_depth // PARAM_GROUP_ROWS
 
     @property
     def macs(self) -> int:

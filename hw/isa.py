@@ -24,13 +24,20 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, enum
 
 __all__ = [
-    "INSN_BITS", "Opcode", "Mem", "AluOp", "Queue", "CfgKey", "ErrorCode", "TokenQueue",
+    "INSN_BITS", "INSN_BYTES", "DEP_FLAGS", "FIELD_MAX", "field_max", "field_bits",
+    "PARAM_ROWS", "PARAM_GROUP_ROWS", "PARAM_ELEM_BYTES", "DRAM_ELEM_BYTES", "row_elements",
+    "load_grid", "load_extent", "store_extent", "words_to_bytes", "bytes_to_words",
+    "Opcode", "Mem", "AluOp", "Queue", "CfgKey", "ErrorCode", "TokenQueue",
     "HEADER", "LAYOUTS", "INSTRUCTION", "FIELD_DOCS", "Instruction", "ISAError",
     "encode", "decode", "queue_of", "allowed_deps", "TOKEN_POPS", "TOKEN_PUSHES", "fields_of", "isa_markdown",
     "load", "store", "gemm", "alu", "config", "sync", "finish",
 ]
 
 INSN_BITS = 128
+#: Bytes of one instruction in DRAM (little-endian words, one after the other).
+INSN_BYTES = INSN_BITS // 8
+#: The dependency flags of the header, in field order.
+DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 
 
 class Opcode(enum.Enum, shape=3):
@@ -91,6 +98,21 @@ class TokenQueue(enum.Enum, shape=2):
     C2L = 1
     C2S = 2
     S2C = 3
+
+
+#: The rows of one parameter group, in order: a STORE with ``param=g`` reads parameter rows
+#: ``PARAM_GROUP_ROWS*g + i`` for ``i, name in enumerate(PARAM_ROWS)``.
+PARAM_ROWS = ("bias", "mult", "shift")
+PARAM_GROUP_ROWS = len(PARAM_ROWS)
+#: Bytes of one parameter element in DRAM (int32, little-endian).
+PARAM_ELEM_BYTES = 4
+#: Bytes per element a LOAD reads from DRAM, by target memory.
+DRAM_ELEM_BYTES: dict[Mem, int] = {Mem.SPAD: 1, Mem.ACC: 1, Mem.PARAM: PARAM_ELEM_BYTES}
+
+
+def row_elements(mem: Mem, rows: int, cols: int) -> int:
+    """Elements in one row of memory ``mem`` of a ``rows`` x ``cols`` array."""
+    return rows if mem is Mem.SPAD else cols
 
 
 HEADER = data.StructLayout({
@@ -174,50 +196,77 @@ for _op, _layout in LAYOUTS.items():
     if _layout.size > INSN_BITS:  # pragma: no cover - a definition error, caught at import
         raise RuntimeError(f"{_op.name} layout is {_layout.size} bits, over {INSN_BITS}")
 
-FIELD_DOCS: dict[str, str] = {
+#: Header fields, common to every format.
+HEADER_DOCS: dict[str, str] = {
     "opcode": "instruction class (Opcode)",
     "pop_prev": "wait for and take a token from the previous queue before running",
     "pop_next": "wait for and take a token from the next queue before running",
     "push_prev": "give a token to the previous queue when done",
     "push_next": "give a token to the next queue when done",
-    "mem": "target memory (Mem)",
-    "sram": "first target row in the memory named by `mem`",
-    "dram": "DRAM byte address of vector (0, 0)",
-    "y_size": "vectors along y (rows of the 2D pattern), at least 1",
-    "x_size": "vectors along x (per pattern row), at least 1",
-    "y_stride": "DRAM bytes between pattern rows",
-    "x_stride": "DRAM bytes between vectors of one pattern row",
-    "length": "elements read from DRAM per vector (1 to the row width); the rest of the row "
-              "is filled with `pad_value`",
-    "pad_top": "whole padding rows of vectors before the pattern",
-    "pad_bottom": "whole padding rows of vectors after the pattern",
-    "pad_left": "padding vectors at the start of each pattern row",
-    "pad_right": "padding vectors at the end of each pattern row",
-    "pad_value": "fill value of padding (the input zero point), sign-extended",
-    "acc": "first accumulator row",
-    "rows": "accumulator rows stored, at least 1",
-    "stride": "DRAM bytes between stored rows",
-    "param": "parameter group: bias, multiplier and shift are parameter rows 3*param+0, +1, +2",
-    "out_zp": "output zero point added after requantization",
-    "clamp_lo": "lower clamp of the int8 output (fused ReLU: the zero point)",
-    "clamp_hi": "upper clamp of the int8 output (fused ReLU6: quantized 6)",
-    "wgt": "first of `cols` scratchpad rows holding the weight tile transposed (row n = W[:, n])",
-    "inp": "first of `m` scratchpad rows of activations",
-    "m": "activation rows streamed through the array, at least 1",
-    "accumulate": "1: add to the accumulator rows; 0: overwrite them",
-    "keep_wgt": "1: reuse the weights already in the array; `wgt` is ignored",
-    "op": "operation (AluOp)",
-    "use_imm": "1: the second operand is `imm`; 0: it is accumulator row `src + i*src_stride`",
-    "dst": "first destination (and first operand) accumulator row",
-    "src": "first source accumulator row",
-    "count": "rows processed, at least 1",
-    "dst_stride": "destination row step",
-    "src_stride": "source row step",
-    "imm": "immediate second operand",
-    "key": "register written (CfgKey)",
-    "value": "value written",
-    "queue": "queue the SYNC runs in (Queue)",
 }
+
+#: What every field of every format means, per format (the same name can mean different
+#: things in two formats: LOAD's ``dram`` is read from, STORE's written to).
+FIELD_DOCS: dict[Opcode, dict[str, str]] = {
+    Opcode.LOAD: {
+        "mem": "target memory (Mem)",
+        "sram": "first target row in the memory named by `mem`",
+        "dram": "DRAM byte address read for pattern vector (0, 0)",
+        "y_size": "vectors along y (rows of the 2D pattern), at least 1",
+        "x_size": "vectors along x (per pattern row), at least 1",
+        "y_stride": "DRAM bytes between pattern rows",
+        "x_stride": "DRAM bytes between vectors of one pattern row",
+        "length": "elements read from DRAM per vector (1 to the row width); the rest of the "
+                  "row is filled with `pad_value`",
+        "pad_top": "whole padding rows of vectors before the pattern",
+        "pad_bottom": "whole padding rows of vectors after the pattern",
+        "pad_left": "padding vectors at the start of each pattern row",
+        "pad_right": "padding vectors at the end of each pattern row",
+        "pad_value": "fill value of padding (the input zero point), sign-extended",
+    },
+    Opcode.STORE: {
+        "acc": "first accumulator row read",
+        "dram": "DRAM byte address written for stored row 0",
+        "rows": "accumulator rows stored, at least 1",
+        "stride": "DRAM bytes between stored rows",
+        "length": "int8 elements written per row (1 to `cols`), from lane 0",
+        "param": f"parameter group: {', '.join(PARAM_ROWS)} are parameter rows "
+                 + ", ".join(f"{PARAM_GROUP_ROWS}*param+{i}" for i in range(PARAM_GROUP_ROWS)),
+        "out_zp": "output zero point added after requantization",
+        "clamp_lo": "lower clamp of the int8 output (fused ReLU: the zero point)",
+        "clamp_hi": "upper clamp of the int8 output (fused ReLU6: quantized 6)",
+    },
+    Opcode.GEMM: {
+        "wgt": "first of `cols` scratchpad rows holding the weight tile transposed (row n = W[:, n])",
+        "inp": "first of `m` scratchpad rows of activations",
+        "acc": "first of `m` accumulator rows written",
+        "m": "activation rows streamed through the array, at least 1",
+        "accumulate": "1: add to the accumulator rows; 0: overwrite them",
+        "keep_wgt": "1: reuse the weights already in the array; `wgt` is ignored",
+    },
+    Opcode.ALU: {
+        "op": "operation (AluOp)",
+        "use_imm": "1: the second operand is `imm`; 0: it is accumulator row `src + i*src_stride`",
+        "dst": "first destination (and first operand) accumulator row",
+        "src": "first source accumulator row",
+        "count": "rows processed, at least 1",
+        "dst_stride": "destination row step",
+        "src_stride": "source row step",
+        "imm": "immediate second operand",
+    },
+    Opcode.CONFIG: {
+        "key": "register written (CfgKey)",
+        "value": "value written",
+    },
+    Opcode.SYNC: {
+        "queue": "queue the SYNC runs in (Queue)",
+    },
+    Opcode.FINISH: {},
+}
+
+
+def _field_doc(opcode: Opcode, name: str) -> str:
+    return HEADER_DOCS[name] if name in HEADER_DOCS else FIELD_DOCS[opcode][name]
 
 
 class ISAError(ValueError):
@@ -252,7 +301,38 @@ def fields_of(opcode: Opcode) -> list[tuple[str, Any, int, int]]:
 
 _FIELDS = {op: fields_of(op) for op in LAYOUTS}
 _USER_FIELDS = {op: [f for f in flds if f[0] != "opcode"] for op, flds in _FIELDS.items()}
-_DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
+_DEP_FLAGS = DEP_FLAGS
+
+for _op in LAYOUTS:  # pragma: no cover - a definition error, caught at import
+    _missing = [f[0] for f in _USER_FIELDS[_op] if f[0] not in HEADER_DOCS
+                and f[0] not in FIELD_DOCS[_op]]
+    if _missing:
+        raise RuntimeError(f"{_op.name} fields without documentation: {', '.join(_missing)}")
+
+
+def field_bits(opcode: Opcode, name: str) -> int:
+    """Width in bits of field ``name`` of format ``opcode``."""
+    for fname, _, _, width in _FIELDS[opcode]:
+        if fname == name:
+            return width
+    raise ISAError(f"{opcode.name} has no field {name!r}")
+
+
+#: The largest value of every unsigned integer field, per format (what the compiler may put
+#: there and what bounds the memories a configuration may have).
+FIELD_MAX: dict[Opcode, dict[str, int]] = {
+    op: {name: (1 << width) - 1 for name, shape, _, width in flds
+         if not _is_enum(shape) and not _shape(shape).signed}
+    for op, flds in _FIELDS.items()
+}
+
+
+def field_max(opcode: Opcode, name: str) -> int:
+    """The largest value unsigned integer field ``name`` of ``opcode`` holds."""
+    try:
+        return FIELD_MAX[opcode][name]
+    except KeyError:
+        raise ISAError(f"{opcode.name} has no unsigned integer field {name!r}") from None
 
 
 def queue_of(opcode: Opcode, queue_field: Queue | None = None) -> Queue | None:
@@ -287,6 +367,28 @@ def allowed_deps(queue: Queue | None) -> tuple[str, ...]:
     if queue is None:
         return ()
     return tuple(f for f in _DEP_FLAGS if f in TOKEN_POPS[queue] or f in TOKEN_PUSHES[queue])
+
+
+# LOAD and STORE geometry, shared by the functional model, its planner and the compiler.
+
+def load_grid(insn: "Instruction") -> tuple[int, int]:
+    """A LOAD's pattern with its padding: (rows of vectors, vectors per row)."""
+    f = insn.fields
+    return (f["pad_top"] + f["y_size"] + f["pad_bottom"],
+            f["pad_left"] + f["x_size"] + f["pad_right"])
+
+
+def load_extent(insn: "Instruction") -> tuple[int, int]:
+    """The DRAM bytes ``[first, end)`` a LOAD reads from."""
+    f = insn.fields
+    last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
+    return f["dram"], last + f["length"] * DRAM_ELEM_BYTES[f["mem"]]
+
+
+def store_extent(insn: "Instruction") -> tuple[int, int]:
+    """The DRAM bytes ``[first, end)`` a STORE writes to."""
+    f = insn.fields
+    return f["dram"], f["dram"] + (f["rows"] - 1) * f["stride"] + f["length"]
 
 
 class Instruction:
@@ -565,11 +667,12 @@ def assemble(text: str) -> list[Instruction]:
 
 def words_to_bytes(words: Iterable[int]) -> bytes:
     """Instruction words as little-endian bytes (how they sit in DRAM)."""
-    return b"".join(w.to_bytes(INSN_BITS // 8, "little") for w in words)
+    return b"".join(w.to_bytes(INSN_BYTES, "little") for w in words)
 
 
 def bytes_to_words(blob: bytes) -> list[int]:
-    size = INSN_BITS // 8
+    """Little-endian instruction bytes as words; the length must be a whole number."""
+    size = INSN_BYTES
     if len(blob) % size:
         raise ISAError(f"instruction bytes must be a multiple of {size}, got {len(blob)}")
     return [int.from_bytes(blob[i:i + size], "little") for i in range(0, len(blob), size)]
@@ -597,6 +700,37 @@ def _enum_table(cls: type) -> Iterator[str]:
     yield ""
 
 
+def _neighbours(queue: Queue) -> tuple[str, str]:
+    """The previous and next queue of ``queue``, read off the token tables."""
+    prev = nxt = "-"
+    for table in (TOKEN_POPS, TOKEN_PUSHES):
+        for flag, tq in table[queue].items():
+            producer, consumer = _TOKEN_ENDS[tq]
+            other = consumer if producer is queue else producer
+            if flag.endswith("_prev"):
+                prev = other.name
+            else:
+                nxt = other.name
+    return prev, nxt
+
+
+#: Producer and consumer queue of every token queue (L2C: load to compute, ...).
+_TOKEN_ENDS: dict[TokenQueue, tuple[Queue, Queue]] = {}
+for _q, _flags in TOKEN_PUSHES.items():
+    for _tq in _flags.values():
+        _TOKEN_ENDS[_tq] = (_q, next(q for q, fl in TOKEN_POPS.items() if _tq in fl.values()))
+
+
+def _token_table() -> list[str]:
+    rows = ["| queue | prev | next | flags |", "|---|---|---|---|"]
+    for queue in Queue:
+        prev, nxt = _neighbours(queue)
+        flags = [f"`{flag}` ({tq.name})"
+                 for table in (TOKEN_POPS, TOKEN_PUSHES) for flag, tq in table[queue].items()]
+        rows.append(f"| {queue.name} | {prev} | {nxt} | {', '.join(flags)} |")
+    return rows
+
+
 def isa_markdown() -> str:
     """The ISA document, generated from the definitions in this module."""
     out = [
@@ -606,7 +740,7 @@ def isa_markdown() -> str:
         "tests/hw/test_isa.py fails when this file is stale. -->",
         "",
         f"Every instruction is {INSN_BITS} bits, stored little-endian in DRAM "
-        f"({INSN_BITS // 8} bytes). Bit 0 is the least significant bit of the first byte. "
+        f"({INSN_BYTES} bytes). Bit 0 is the least significant bit of the first byte. "
         "Fields not listed are zero. The header (opcode and dependency flags) is common to all.",
         "",
         "Queues: LOAD runs in the load queue; GEMM, ALU and CONFIG in the compute queue; "
@@ -616,11 +750,7 @@ def isa_markdown() -> str:
         "Dependency flags allowed per queue (others must be 0, or the NPU stops with "
         "`FIELD_RANGE`):",
         "",
-        "| queue | prev | next | flags |",
-        "|---|---|---|---|",
-        "| LOAD | - | COMPUTE | `pop_next` (C2L), `push_next` (L2C) |",
-        "| COMPUTE | LOAD | STORE | `pop_prev` (L2C), `pop_next` (S2C), `push_prev` (C2L), `push_next` (C2S) |",
-        "| STORE | COMPUTE | - | `pop_prev` (C2S), `push_prev` (S2C) |",
+        *_token_table(),
         "",
         "## Formats",
         "",
@@ -632,7 +762,7 @@ def isa_markdown() -> str:
         out.append("|---|---|---|---|")
         for name, shape, offset, width in _FIELDS[opcode]:
             bits = f"{offset}" if width == 1 else f"{offset + width - 1}:{offset}"
-            out.append(f"| {bits} | `{name}` | {_type_name(shape)} | {FIELD_DOCS.get(name, '')} |")
+            out.append(f"| {bits} | `{name}` | {_type_name(shape)} | {_field_doc(opcode, name)} |")
         out.append("")
     out.append("## Enumerations")
     out.append("")
@@ -642,14 +772,14 @@ def isa_markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-_SEMANTICS = """## Semantics
+_SEMANTICS = f"""## Semantics
 
 Let `R` = `rows`, `C` = `cols` of the configuration.
 
 **LOAD** writes `(pad_top + y_size + pad_bottom) * (pad_left + x_size + pad_right)` rows of
 memory `mem`, consecutively from row `sram`, in row-major order of the padded pattern.
 Pattern vector `(y, x)` is read from DRAM at `dram + y*y_stride + x*x_stride`: `length`
-elements (1 byte each for SPAD and ACC, 4 bytes little-endian for PARAM). Row elements past
+elements ({DRAM_ELEM_BYTES[Mem.SPAD]} byte each for SPAD and ACC, {PARAM_ELEM_BYTES} bytes little-endian for PARAM). Row elements past
 `length`, and all elements of padding vectors, are `pad_value` (sign-extended). ACC loads
 sign-extend int8 to int32. Row width: `R` for SPAD, `C` for ACC and PARAM.
 
@@ -660,8 +790,8 @@ is loaded into the array first; the hardware double-buffers it behind the previo
 
 **STORE** writes `rows` rows of `length` int8 bytes to DRAM at `dram + r*stride`:
 `y[r][n] = clamp(MultiplyByQuantizedMultiplier(acc[acc+r][n] + bias[n], mult[n], shift[n])
-+ out_zp, clamp_lo, clamp_hi)` where `bias`, `mult`, `shift` are parameter rows `3*param`,
-`3*param+1`, `3*param+2`. See docs/numerics.md for the rounding rule.
++ out_zp, clamp_lo, clamp_hi)` where `bias`, `mult`, `shift` are parameter rows `{PARAM_GROUP_ROWS}*param`,
+`{PARAM_GROUP_ROWS}*param+1`, `{PARAM_GROUP_ROWS}*param+2`. See docs/numerics.md for the rounding rule.
 
 **ALU** for `i` in `0..count-1`: `d = acc[dst + i*dst_stride]`,
 `s = use_imm ? imm : acc[src + i*src_stride]`, `acc[dst + i*dst_stride] = op(d, s)`.

@@ -21,13 +21,14 @@ from typing import Callable, Iterable
 import numpy as np
 
 from hw.config import NPUConfig
-from hw.isa import (INSN_BITS, AluOp, CfgKey, ErrorCode, Instruction, ISAError, Mem, Opcode,
-                    Queue, TOKEN_POPS, TOKEN_PUSHES, TokenQueue, allowed_deps, decode)
+from hw.isa import (DEP_FLAGS, DRAM_ELEM_BYTES, INSN_BYTES, PARAM_ELEM_BYTES, PARAM_GROUP_ROWS,
+                    TOKEN_POPS, TOKEN_PUSHES, AluOp, CfgKey, ErrorCode, Instruction, ISAError, Mem,
+                    Opcode, Queue, TokenQueue, allowed_deps, decode, load_extent, load_grid,
+                    store_extent, words_to_bytes)
 
 __all__ = ["NPUError", "Counts", "FunctionalModel", "check_instruction", "requantize_np",
-           "alu_rows", "load_grid", "load_extent", "store_extent", "place_program"]
+           "alu_rows", "place_program"]
 
-INSN_BYTES = INSN_BITS // 8
 _I32_MIN = -(1 << 31)
 _I32_MAX = (1 << 31) - 1
 
@@ -132,31 +133,10 @@ def _alu(op: AluOp, d: np.ndarray, s: np.ndarray | np.int32) -> np.ndarray:
     return _wrap32(d.astype(np.int64) << sh).astype(np.int32)   # SHL
 
 
-def load_grid(insn: Instruction) -> tuple[int, int]:
-    """A LOAD's pattern with its padding: (rows of vectors, vectors per row)."""
-    f = insn.fields
-    return (f["pad_top"] + f["y_size"] + f["pad_bottom"],
-            f["pad_left"] + f["x_size"] + f["pad_right"])
-
-
-def load_extent(insn: Instruction) -> tuple[int, int]:
-    """The DRAM bytes ``[first, end)`` a LOAD reads from."""
-    f = insn.fields
-    esize = 4 if f["mem"] is Mem.PARAM else 1
-    last = f["dram"] + (f["y_size"] - 1) * f["y_stride"] + (f["x_size"] - 1) * f["x_stride"]
-    return f["dram"], last + f["length"] * esize
-
-
-def store_extent(insn: Instruction) -> tuple[int, int]:
-    """The DRAM bytes ``[first, end)`` a STORE writes to."""
-    f = insn.fields
-    return f["dram"], f["dram"] + (f["rows"] - 1) * f["stride"] + f["length"]
-
-
 def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
     """Range checks done at dispatch; returns what is wrong, or ``None``."""
     queue = insn.queue
-    for flag in ("pop_prev", "pop_next", "push_prev", "push_next"):
+    for flag in DEP_FLAGS:
         if getattr(insn, flag) and flag not in allowed_deps(queue):
             where = queue.name if queue is not None else insn.opcode.name
             return f"dependency flag {flag} is not allowed in the {where} queue"
@@ -409,7 +389,7 @@ class FunctionalModel:
         """Execute a LOAD on the current DRAM and memories."""
         f = insn.fields
         mem = {Mem.SPAD: self.spad, Mem.ACC: self.acc, Mem.PARAM: self.param}[f["mem"]]
-        esize = 4 if f["mem"] is Mem.PARAM else 1
+        esize = DRAM_ELEM_BYTES[f["mem"]]
         ny, nx = load_grid(insn)
         nbytes = f["length"] * esize
         self.check_window(index, *load_extent(insn), "LOAD")
@@ -422,9 +402,9 @@ class FunctionalModel:
             raw = np.lib.stride_tricks.as_strided(
                 self._dram[f["dram"]:], shape=(f["y_size"], f["x_size"], nbytes),
                 strides=(f["y_stride"], f["x_stride"], 1), writeable=False)
-        if esize == 4:
+        if esize == PARAM_ELEM_BYTES:
             vals = np.ascontiguousarray(raw).reshape(
-                f["y_size"], f["x_size"], f["length"], 4).view("<i4")[..., 0]
+                f["y_size"], f["x_size"], f["length"], esize).view("<i4")[..., 0]
         else:
             vals = raw.view(np.int8)
         width = mem.shape[1]
@@ -442,7 +422,7 @@ class FunctionalModel:
         n = insn.length
         first, end = store_extent(insn)
         self.check_window(index, first, end, "STORE")
-        g = 3 * insn.param
+        g = PARAM_GROUP_ROWS * insn.param
         out = requantize_np(self.acc[insn.acc:insn.acc + insn.rows, :n], self.param[g, :n],
                             self.param[g + 1, :n], self.param[g + 2, :n],
                             insn.out_zp, insn.clamp_lo, insn.clamp_hi).view(np.uint8)
@@ -498,8 +478,7 @@ def _cost(insn: Instruction, config: NPUConfig) -> tuple[int, int, int]:
     """(MAC slots, DRAM bytes read, DRAM bytes written) of one instruction."""
     op = insn.opcode
     if op is Opcode.LOAD:
-        esize = 4 if insn.mem is Mem.PARAM else 1
-        return 0, insn.y_size * insn.x_size * insn.length * esize, 0
+        return 0, insn.y_size * insn.x_size * insn.length * DRAM_ELEM_BYTES[insn.mem], 0
     if op is Opcode.STORE:
         return 0, 0, insn.rows * insn.length
     if op is Opcode.GEMM:
@@ -522,7 +501,7 @@ def _count(counts: Counts, layer: int, name: str, cost: tuple[int, int, int]) ->
 def place_program(dram: np.ndarray, base: int, insns: Iterable[Instruction | int]) -> int:
     """Write instructions into ``dram`` at ``base``; returns how many."""
     words = [i if isinstance(i, int) else i.encode() for i in insns]
-    blob = b"".join(w.to_bytes(INSN_BYTES, "little") for w in words)
+    blob = words_to_bytes(words)
     if base < 0 or base + len(blob) > len(dram):
         raise ValueError(f"program of {len(blob)} bytes at {base:#x} does not fit the DRAM")
     dram[base:base + len(blob)] = np.frombuffer(blob, dtype=np.uint8)

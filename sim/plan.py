@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.isa import Instruction, Mem, Opcode
+from hw.isa import INSN_BYTES, Instruction, Mem, Opcode, load_extent, load_grid, store_extent
 
-from .functional import alu_rows, load_extent, load_grid, store_extent
+from .functional import alu_rows
 
 __all__ = ["run_planned", "Plan"]
 
@@ -200,7 +200,6 @@ def make_plan(model, dram: np.ndarray, insn_base: int, insn_count: int,
               window: tuple[int, int], words: bytes) -> Plan:
     """Work out the plan of a program whose instruction bytes are ``words``
     (raises NPUError or _Unplannable)."""
-    from .functional import INSN_BYTES
     planner = _Planner(model, len(dram), (insn_base, insn_base + insn_count * INSN_BYTES))
     saved_layer = model.layer
     model._lo, model._hi = window
@@ -218,7 +217,7 @@ def make_plan(model, dram: np.ndarray, insn_base: int, insn_count: int,
 def run_planned(model, dram: np.ndarray, insn_base: int, insn_count: int,
                 window: tuple[int, int]):
     """Run a program from its plan; ``None`` when it must be interpreted instead."""
-    from .functional import INSN_BYTES, NPUError
+    from .functional import NPUError
     key = (insn_base, insn_count, window, len(dram))
     plan = model._plans.get(key)
     words = dram[insn_base:insn_base + insn_count * INSN_BYTES].tobytes()

@@ -35,7 +35,12 @@ from .quant import QNode, QuantizedModel
 
 __all__ = ["compile", "CompileError"]
 
-_INSN_BYTES = isa.INSN_BITS // 8
+# Field limits of the ISA that bound what one instruction can do.
+_MAX_PAD = isa.field_max(isa.Opcode.LOAD, "pad_top")           # padding vectors per side
+_MAX_Y_STRIDE = isa.field_max(isa.Opcode.LOAD, "y_stride")
+_MAX_X_STRIDE = isa.field_max(isa.Opcode.LOAD, "x_stride")
+_MAX_VECTORS = isa.field_max(isa.Opcode.LOAD, "y_size")        # rows one LOAD brings in
+_G = isa.PARAM_GROUP_ROWS
 
 
 class CompileError(ValueError):
@@ -81,7 +86,7 @@ class _Compiler:
         self.free: list[tuple[int, int]] = []   # (addr, size) of reusable activation buffers
         R, C = config.rows, config.cols
         self.R, self.C = R, C
-        self.m_max = min(config.acc_depth // 2, (config.spad_depth - 2 * C) // 2, 1023)
+        self.m_max = min(config.acc_depth // 2, (config.spad_depth - 2 * C) // 2, _MAX_VECTORS)
         if self.m_max < 1:
             raise CompileError(f"configuration {config.describe()} has too little scratchpad")
 
@@ -108,13 +113,13 @@ class _Compiler:
 
     def param_load(self, group: int, bias, mult, shift) -> Instruction:
         C = self.C
-        rows = np.zeros((3, C), "<i4")
+        rows = np.zeros((_G, C), "<i4")
         for r, v in enumerate((bias, mult, shift)):
             v = np.broadcast_to(np.asarray(v, dtype=np.int64), (C,)) if np.ndim(v) == 0 else np.asarray(v)
             rows[r, :len(v)] = v
         addr = self.const(rows.tobytes())
-        return isa.load(mem="param", sram=3 * group, dram=addr, y_size=3, x_size=1,
-                        y_stride=4 * C, length=C)
+        return isa.load(mem="param", sram=_G * group, dram=addr, y_size=_G, x_size=1,
+                        y_stride=isa.PARAM_ELEM_BYTES * C, length=C)
 
     def check(self, cond: bool, node: QNode, message: str) -> None:
         if not cond:
@@ -165,7 +170,7 @@ class _Compiler:
                     if bt.addr is not None and base != nodes[0].name:
                         self.release(bt.addr, bt.nbytes)
         self.emit(isa.finish())
-        blob = b"".join(ins.encode().to_bytes(_INSN_BYTES, "little") for ins in self.insns)
+        blob = isa.words_to_bytes(ins.encode() for ins in self.insns)
         insn_base = self.img.alloc(len(blob), blob)
         out_t = self.tensors[self.model.output]
         in_t = self.tensors[nodes[0].name]
@@ -188,7 +193,7 @@ class _Compiler:
             return False
         cin = src_shape[0]
         kw = node.attrs["w_q"].shape[3]
-        return kw > 1 and 2 * cin <= self.R and node.attrs["padding"][1] <= 3
+        return kw > 1 and 2 * cin <= self.R and node.attrs["padding"][1] <= _MAX_PAD
 
     def input_padding(self) -> int:
         """Columns of border to store the model input with (for a packed first convolution)."""
@@ -241,11 +246,13 @@ class _Compiler:
         assert oc == cout
         sh, sw = stride
         ph, pw = pad
-        self.check(ph <= 3 and pw <= 3, node, f"padding {pad} is over 3 (the LOAD padding fields)")
+        self.check(ph <= _MAX_PAD and pw <= _MAX_PAD, node,
+                   f"padding {pad} is over {_MAX_PAD} (the LOAD padding fields)")
         self.check(ow_n <= self.m_max, node, f"output width {ow_n} is over {self.m_max} rows of the "
                                              f"accumulator slot")
-        self.check(sh * (w + 2 * pw) * cin < (1 << 18), node, "row stride too large for LOAD.y_stride")
-        self.check(sw * cin < (1 << 12), node, "pixel stride too large for LOAD.x_stride")
+        self.check(sh * (w + 2 * pw) * cin <= _MAX_Y_STRIDE, node,
+                   "row stride too large for LOAD.y_stride")
+        self.check(sw * cin <= _MAX_X_STRIDE, node, "pixel stride too large for LOAD.x_stride")
         cin_g, cout_g = cin // groups, cout // groups
         nt = _ceil(cout, C)
 
@@ -554,8 +561,8 @@ class _Compiler:
             bottom = ny - top - vy
             vx = min(w, wp - pw)
             right = wp - pw - vx
-            self.check(max(top, bottom, pw, right) <= 3 and vy > 0, node,
-                       "pooling padding over 3 is not supported")
+            self.check(max(top, bottom, pw, right) <= _MAX_PAD and vy > 0, node,
+                       f"pooling padding over {_MAX_PAD} is not supported")
             out_base = ny * wp
             load = self.acc_load(0, src.addr + first_ih * w * ch + c0, vy, w * ch, vx, ch,
                                  length, pad_top=top, pad_bottom=bottom, pad_left=pw,
@@ -578,7 +585,7 @@ class _Compiler:
         a = node.attrs
         ch, h, w = src.geometry
         n_pix = h * w
-        per = min(self.cfg.acc_depth - 1, 1023)
+        per = min(self.cfg.acc_depth - 1, _MAX_VECTORS)
         params = [self.param_load(0, 0, a["mult"], a["shift"])]
         for first, c0, length, p0, n in self.blocks(ch, n_pix, per):
             load = self.acc_load(1, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
@@ -600,7 +607,7 @@ class _Compiler:
         ch, h, w = x1.geometry
         self.check(x1.geometry == x2.geometry, node, f"operand shapes {x1.shape} and {x2.shape} differ")
         n_pix = h * w
-        per = min(self.cfg.acc_depth // 2, 1023)
+        per = min(self.cfg.acc_depth // 2, _MAX_VECTORS)
         lo, hi = node.clamp
         # (x1 - z1) a1 + (x2 - z2) a2 = x1 a1 + x2 a2 - (z1 a1 + z2 a2): the constant goes
         # to the store path's bias, so the ALU makes three passes instead of five.
@@ -622,7 +629,7 @@ class _Compiler:
     def relu_layer(self, node, layer_id, src, out):
         ch, h, w = src.geometry
         n_pix = h * w
-        per = min(self.cfg.acc_depth, 1023)
+        per = min(self.cfg.acc_depth, _MAX_VECTORS)
         lo, hi = node.clamp
         params = [self.identity_params(0)]
         for first, c0, length, p0, n in self.blocks(ch, n_pix, per):

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import NPUConfig
-from hw.isa import INSN_BITS, Instruction, assemble
+from hw.isa import (PARAM_ELEM_BYTES, PARAM_GROUP_ROWS, Instruction, Opcode, assemble, field_max,
+                    words_to_bytes)
 
 __all__ = ["GemmKernel", "gemm_kernel", "DramImage"]
 
-INSN_BYTES = INSN_BITS // 8
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -106,7 +106,8 @@ def gemm_kernel(config: NPUConfig, a: np.ndarray, w: np.ndarray, bias: np.ndarra
     if a_stride < k:
         raise ValueError(f"gemm_kernel: a_stride={a_stride} is below K={k}")
     # Scratchpad: two activation slots of kt*mt rows, two weight slots of C rows.
-    max_mt = min((config.spad_depth - 2 * C) // (2 * kt), config.acc_depth // 2, 1023)
+    max_mt = min((config.spad_depth - 2 * C) // (2 * kt), config.acc_depth // 2,
+                 field_max(Opcode.LOAD, "y_size"))
     if max_mt < 1:
         raise ValueError(f"gemm_kernel: K={k} does not fit the scratchpad of {config.spad_depth} rows")
     if m_tile is None:
@@ -126,7 +127,7 @@ def gemm_kernel(config: NPUConfig, a: np.ndarray, w: np.ndarray, bias: np.ndarra
     a_rows[:, :k] = a
     a_addr = img.alloc(m * a_stride, a_rows.tobytes())
     w_addr = img.alloc(n * k, w.astype(np.int8).tobytes())
-    params = np.zeros((nt, 3, C), dtype="<i4")
+    params = np.zeros((nt, PARAM_GROUP_ROWS, C), dtype="<i4")
     for j in range(nt):
         sl = slice(j * C, min(n, (j + 1) * C))
         cnt = sl.stop - sl.start
@@ -139,8 +140,10 @@ def gemm_kernel(config: NPUConfig, a: np.ndarray, w: np.ndarray, bias: np.ndarra
     lines = [f"# GEMM {m}x{k}x{n} on {R}x{C}: m_tile={mt}, {kt} k-tiles, {nt} n-tiles"]
     # Parameters for every n-tile, loaded once.
     for j in range(nt):
-        lines.append(f"LOAD mem=param sram={3 * j} dram={param_addr + j * 3 * C * 4} "
-                     f"y_size=3 x_size=1 y_stride={C * 4} length={C}")
+        row_bytes = PARAM_ELEM_BYTES * C
+        lines.append(f"LOAD mem=param sram={PARAM_GROUP_ROWS * j} "
+                     f"dram={param_addr + j * PARAM_GROUP_ROWS * row_bytes} "
+                     f"y_size={PARAM_GROUP_ROWS} x_size=1 y_stride={row_bytes} length={C}")
     lo, hi = clamp
     gemm_index = 0
     tile_index = 0
@@ -187,7 +190,7 @@ def gemm_kernel(config: NPUConfig, a: np.ndarray, w: np.ndarray, bias: np.ndarra
     lines.append("FINISH")
     text = "\n".join(lines) + "\n"
     insns = assemble(text)
-    blob = b"".join(i.encode().to_bytes(INSN_BYTES, "little") for i in insns)
+    blob = words_to_bytes(i.encode() for i in insns)
     insn_base = img.alloc(len(blob), blob)
     return GemmKernel(config=config, text=text, insns=insns, dram=img.to_array(),
                       insn_base=insn_base, a_addr=a_addr, w_addr=w_addr, param_addr=param_addr,

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from hw.config import NPUConfig
-from hw.isa import INSN_BITS, decode, disassemble
+from hw.isa import INSN_BYTES, bytes_to_words, decode, disassemble
 
 __all__ = ["TensorInfo", "Program", "ProgramError"]
 
@@ -83,9 +83,8 @@ class Program:
 
     @property
     def words(self) -> list[int]:
-        size = INSN_BITS // 8
-        blob = self.dram[self.insn_base:self.insn_base + size * self.insn_count].tobytes()
-        return [int.from_bytes(blob[i:i + size], "little") for i in range(0, len(blob), size)]
+        end = self.insn_base + INSN_BYTES * self.insn_count
+        return bytes_to_words(self.dram[self.insn_base:end].tobytes())
 
     def image(self, sample: np.ndarray) -> np.ndarray:
         """A DRAM image to run: this program's, with one int8 input sample (PyTorch

@@ -21,7 +21,7 @@ from hw import NPUConfig, ConfigError, PRESETS
     ("acc_depth", 1023, "NPUConfig.acc_depth is 1023, which acc_banks=2 does not divide"),
     ("acc_banks", 16, "NPUConfig.acc_banks is 16; allowed: a power of two from 1 to 8"),
     ("param_depth", 100, "NPUConfig.param_depth is 100; it must be a multiple of 3"),
-    ("param_depth", 2, "NPUConfig.param_depth is 2; allowed: 3 to 1024"),
+    ("param_depth", 2, "NPUConfig.param_depth is 2; allowed: 3 to 3072"),
     ("dma_data_width", 48, "NPUConfig.dma_data_width is 48; allowed: 32, 64, 128, 256, 512"),
     ("dma_burst_len", 3, "NPUConfig.dma_burst_len is 3; allowed: a power of two from 1 to 256"),
     ("insn_queue_depth", 1, "NPUConfig.insn_queue_depth is 1; allowed: a power of two from 2 to 256"),

@@ -137,3 +137,47 @@ def test_queue_assignment():
 def test_isa_document_is_current():
     assert DOC.read_text() == isa.isa_markdown(), (
         "docs/isa.md is stale: run `python -m hw.isa -o docs/isa.md`")
+
+
+def test_token_table_is_generated_from_the_token_tables(monkeypatch):
+    doc = isa.isa_markdown()
+    assert "| LOAD | - | COMPUTE | `pop_next` (C2L), `push_next` (L2C) |" in doc
+    assert "| STORE | COMPUTE | - | `pop_prev` (C2S), `push_prev` (S2C) |" in doc
+    pops = {q: dict(f) for q, f in isa.TOKEN_POPS.items()}
+    pops[isa.Queue.COMPUTE]["pop_prev"], pops[isa.Queue.COMPUTE]["pop_next"] = (
+        isa.TokenQueue.S2C, isa.TokenQueue.L2C)
+    monkeypatch.setattr(isa, "TOKEN_POPS", pops)
+    assert isa.isa_markdown() != doc
+
+
+def test_field_docs_are_per_format():
+    doc = isa.isa_markdown()
+    assert "| `dram` | u32 | DRAM byte address read for pattern vector (0, 0) |" in doc
+    assert "| `dram` | u32 | DRAM byte address written for stored row 0 |" in doc
+    assert "int8 elements written per row" in doc
+    for opcode in Opcode:
+        for name, *_ in isa.fields_of(opcode):
+            assert name in isa.HEADER_DOCS or name in isa.FIELD_DOCS[opcode], (opcode, name)
+
+
+def test_field_limits_and_layout_constants():
+    assert isa.INSN_BYTES == 16
+    assert isa.field_max(Opcode.LOAD, "pad_top") == 3
+    assert isa.field_max(Opcode.LOAD, "y_stride") == (1 << 18) - 1
+    assert isa.field_max(Opcode.LOAD, "x_stride") == (1 << 12) - 1
+    assert isa.field_max(Opcode.LOAD, "y_size") == 1023
+    assert isa.field_max(Opcode.STORE, "param") == 1023
+    assert isa.field_bits(Opcode.GEMM, "m") == 14
+    with pytest.raises(ISAError, match="no unsigned integer field 'pad_value'"):
+        isa.field_max(Opcode.LOAD, "pad_value")
+    assert isa.PARAM_ROWS == ("bias", "mult", "shift") and isa.PARAM_GROUP_ROWS == 3
+    assert isa.DRAM_ELEM_BYTES == {isa.Mem.SPAD: 1, isa.Mem.ACC: 1, isa.Mem.PARAM: 4}
+
+
+def test_load_and_store_geometry():
+    ld = isa.load(mem="param", dram=100, y_size=3, x_size=2, y_stride=64, x_stride=16, length=4,
+                  pad_top=1, pad_left=2, pad_right=1)
+    assert isa.load_grid(ld) == (4, 5)
+    assert isa.load_extent(ld) == (100, 100 + 2 * 64 + 16 + 4 * 4)
+    st = isa.store(dram=8, rows=3, stride=10, length=5)
+    assert isa.store_extent(st) == (8, 8 + 2 * 10 + 5)
