@@ -2,13 +2,16 @@
 
 :func:`profile` runs a model in eager PyTorch (fp16 by default) and reports
 
-* the time of one forward pass (CUDA events around repeated runs after a warm-up);
-* per module, children excluded: its span on the GPU stream (CUDA events in
-  forward hooks: kernels and the gaps between them, what latency is made of in
-  eager mode), the GPU time of the kernels it launched (``torch.profiler`` with a
-  ``record_function`` range per module), its FLOPs
+* the time of one forward pass (CUDA events around repeated runs after a
+  warm-up, with no hooks installed);
+* per module, children excluded: the GPU time of the kernels it launched
+  (``torch.profiler``, a ``record_function`` range per module), its span on the
+  GPU stream (CUDA events in forward hooks: its kernels and the idle gaps
+  between them, which is what batch-1 latency is made of in eager mode; the
+  hooks themselves add CPU time, so spans are an upper bound), its FLOPs
   (convolutions, linear layers, attention), the bytes it must move (parameters,
-  input and output activations, KV cache), achieved FLOP/s and bandwidth;
+  input and output activations, KV cache), and the FLOP/s and bandwidth its
+  kernels achieve;
 * model-level FLOP/s and MFU, and MBU: the compulsory bytes of one forward
   (parameters once, KV cache read and written, the model's input and output) per
   second, over the GPU's peak bandwidth.
@@ -29,6 +32,7 @@ import json
 import pathlib
 import statistics
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -82,18 +86,20 @@ class ModuleCost:
     """One module's own share of a forward pass (its children excluded)."""
     name: str
     kind: str
-    time_s: float = 0.0          # its own span on the GPU stream (CUDA events), per forward
+    time_s: float = 0.0          # its own span on the GPU stream (CUDA events, hooks on), per forward
     kernel_s: float = 0.0        # GPU time of the kernels it launched itself (torch profiler)
     flops: int = 0
     bytes: int = 0               # parameters + input and output activations (+ KV cache)
 
     @property
     def flop_s(self) -> float:
-        return self.flops / self.time_s if self.time_s else 0.0
+        """Achieved FLOP/s while its kernels run."""
+        return self.flops / self.kernel_s if self.kernel_s else 0.0
 
     @property
     def bytes_s(self) -> float:
-        return self.bytes / self.time_s if self.time_s else 0.0
+        """Achieved bandwidth while its kernels run."""
+        return self.bytes / self.kernel_s if self.kernel_s else 0.0
 
 
 @dataclass
@@ -254,34 +260,39 @@ def profile(model: nn.Module, args: tuple, *, name: str = "model", dtype: str = 
         elif mode["value"] == "profile":
             open_[module].pop().__exit__(None, None, None)
 
+    with torch.no_grad():
+        # End to end first, with no hooks in the way.
+        for _ in range(warmup):
+            model(*args)
+        torch.cuda.synchronize(dev)
+        times = []
+        for _ in range(iters):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            model(*args)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
     handles = []
     for m in names:
         handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(m.register_forward_hook(post, with_kwargs=True))
     try:
         with torch.no_grad():
-            for _ in range(warmup):
-                model(*args)
-            torch.cuda.synchronize(dev)
-            times = []
-            for _ in range(iters):
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
-                start.record()
-                model(*args)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end) / 1e3)
             mode["value"] = "events"
             for _ in range(iters):
                 model(*args)
             torch.cuda.synchronize(dev)
             mode["value"] = "profile"
             activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-            with torch.profiler.profile(activities=activities) as prof:
-                for _ in range(iters):
-                    model(*args)
-                torch.cuda.synchronize(dev)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)   # "Profiler clears events ..."
+                with torch.profiler.profile(activities=activities) as prof:
+                    for _ in range(iters):
+                        model(*args)
+                    torch.cuda.synchronize(dev)
+                events = prof.events()
             mode["value"] = None
     finally:
         for h in handles:
@@ -291,11 +302,14 @@ def profile(model: nn.Module, args: tuple, *, name: str = "model", dtype: str = 
     span_s = {m: sum(s.elapsed_time(e) for s, e in spans[m]) / 1e3 / iters for m in names}
     kernel_us: dict[str, float] = {}
     busy_us = 0.0
-    for evt in prof.events():
-        if evt.name.startswith("module::"):
+    for evt in events:
+        # A range appears on the CPU (its device_time_total sums the kernels launched in
+        # it) and again as a GPU annotation with the same name: count the CPU one.
+        if evt.name.startswith("module::") and evt.device_type == torch.autograd.DeviceType.CPU:
             key = evt.name[len("module::"):]
             kernel_us[key] = kernel_us.get(key, 0.0) + evt.device_time_total
-        elif evt.device_type == torch.autograd.DeviceType.CUDA:
+        elif (evt.device_type == torch.autograd.DeviceType.CUDA
+              and not evt.name.startswith("module::")):
             busy_us += evt.device_time
     for m, cost in costs.items():
         children = list(m.children())
@@ -305,8 +319,8 @@ def profile(model: nn.Module, args: tuple, *, name: str = "model", dtype: str = 
 
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     compulsory = params + kv_bytes + _nbytes(args[:1]) + _nbytes([out])
-    modules = sorted((c for c in costs.values() if c.time_s > 0 or c.flops),
-                     key=lambda c: -c.time_s)
+    modules = sorted((c for c in costs.values() if c.kernel_s > 0 or c.flops),
+                     key=lambda c: -c.kernel_s)
     return GPUProfile(model=name, device=device_name, dtype=dtype, batch=batch, peaks=peaks,
                       time_s=statistics.median(times), kernel_s=busy_us / 1e6 / iters,
                       flops=sum(c.flops for c in costs.values()), compulsory_bytes=compulsory,
