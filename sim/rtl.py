@@ -31,7 +31,7 @@ import numpy as np
 from hw.config import NPUConfig
 from hw.isa import ErrorCode
 
-from .toolchain import setup_verilator
+from toolchain import setup_verilator
 
 __all__ = ["Job", "JobResult", "RTLSimulator", "FastRTLSimulator", "build", "build_fast",
            "source_digest", "SIM_ROOT"]
