@@ -125,8 +125,8 @@ def launch(insn_base: int, insn_count: int, window: tuple[int, int]) -> Sequence
 def wait_stop(max_cycles: int, *, poll_cycles: int = POLL_CYCLES,
               progress: Callable[[int], None] | None = None) -> Sequence:
     """Poll STATUS until DONE or ERROR; returns "done", "error" or "timeout" (after
-    about ``max_cycles``). ``progress(cycles)`` is called after each wait that did not
-    end the run."""
+    about ``max_cycles``). ``progress(cycles)``, if given, is called after each wait
+    with the cycles waited so far."""
     waited = 0
     while True:
         status = yield Read(REG["STATUS"].offset)
