@@ -11,6 +11,11 @@ harness: ``"fast"`` (an AXI RAM inside the design, loaded and dumped in bulk, no
 Python per cycle) and ``"axi"`` (cocotbext-axi's ``AxiRam``, with random
 back-pressure on every channel when asked).
 
+:class:`FastRTLSimulator` runs jobs in the C++ harness (no cocotb, no Python per
+cycle); its :meth:`~FastRTLSimulator.session` is the running harness itself, a register
+bus for :mod:`hw.driver` with a RAM that keeps its contents between runs (the ``rtl``
+backend of ``sw.Device``). Both simulators run the driver's CSR sequence.
+
 Set ``NPU_WAVES=1`` to build with tracing and dump ``dump.fst`` into each run's
 folder (see docs/verification.md).
 """
@@ -24,6 +29,7 @@ import pathlib
 import shutil
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -344,6 +350,22 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
     return info
 
 
+def _end_harness(proc, log, folder: pathlib.Path) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.stdin.close()           # the harness ends at the end of its input
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:   # a stuck harness must not outlive us
+            proc.kill()
+            proc.wait()
+    proc.stdout.close()
+    log.close()
+    if not _keep_runs():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class HarnessSession:
     """One running C++ harness (``sim/hdl/fast_main.cpp``): a register bus and a RAM.
 
@@ -362,6 +384,7 @@ class HarnessSession:
         self._proc = subprocess.Popen([str(info.build_dir / "npu_fast")], cwd=self.dir,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._log, text=True, bufsize=1)
+        self._finalizer = weakref.finalize(self, _end_harness, self._proc, self._log, self.dir)
         self._files = 0
         self.ram_bytes = int(self._call("size").split()[1])
 
@@ -416,14 +439,9 @@ class HarnessSession:
         return {int(k): int(v) for k, v in (p.split("=") for p in self._call("layers").split()[1:])}
 
     def close(self) -> None:
-        """End the harness and remove its folder (kept with ``NPU_KEEP_RUNS=1``)."""
-        if self._proc.poll() is None:
-            self._proc.stdin.close()
-            self._proc.wait()
-        self._proc.stdout.close()
-        self._log.close()
-        if not _keep_runs():
-            shutil.rmtree(self.dir, ignore_errors=True)
+        """End the harness and remove its folder (kept with ``NPU_KEEP_RUNS=1``); also
+        done when the session is garbage-collected."""
+        self._finalizer()
 
     def __enter__(self) -> "HarnessSession":
         return self
