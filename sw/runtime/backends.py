@@ -117,13 +117,15 @@ class Backend(ABC):
 
 @register_backend
 class FuncBackend(Backend):
-    """The functional model: bit-exact, no timing."""
+    """The functional model (``sim.plan.PlannedModel``): bit-exact, no timing."""
     name = "func"
 
     def __init__(self, config: NPUConfig, *, progress: bool = False) -> None:
-        from sim.functional import FunctionalModel
+        from sim.plan import PlannedModel
         super().__init__(config, progress=progress)
-        self.model = FunctionalModel(config)
+        # The model with its execution planner: plans are worked out on the first run
+        # and replayed while the program's words are unchanged.
+        self.model = PlannedModel(config)
         self.dram = np.zeros(0, dtype=np.uint8)
 
     def allocate(self, nbytes: int) -> None:
