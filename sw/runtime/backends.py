@@ -182,6 +182,7 @@ class RTLBackend(Backend):
             raise BackendError(f"the program's DRAM image of {nbytes} bytes exceeds the "
                                f"simulated DRAM of {bus.ram_bytes} bytes")
         bus.reset()
+        bus.clear()      # in the simulator, not over the link: a new program starts from zeros
 
     def _write(self, addr: int, data: np.ndarray) -> None:
         self._session().load(addr, data)

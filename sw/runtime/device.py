@@ -178,6 +178,7 @@ class Device:
         record = self._impl.run(insn_base, insn_count, (0, len(program.dram)),
                                 max_cycles=max_cycles, progress=show if self.progress else None)
         if record.status != "done":
+            self._resident = None      # what the failed run wrote is not trusted: reload
             raise DeviceError(f"the NPU stopped: {record.error}")
         return record
 
