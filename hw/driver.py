@@ -126,7 +126,7 @@ def wait_stop(max_cycles: int, *, poll_cycles: int = POLL_CYCLES,
               progress: Callable[[int], None] | None = None) -> Sequence:
     """Poll STATUS until DONE or ERROR; returns "done", "error" or "timeout" (after
     about ``max_cycles``). ``progress(cycles)``, if given, is called after each wait
-    with the cycles waited so far."""
+    that did not end the run, with the cycles waited so far."""
     waited = 0
     while True:
         status = yield Read(REG["STATUS"].offset)
@@ -134,13 +134,13 @@ def wait_stop(max_cycles: int, *, poll_cycles: int = POLL_CYCLES,
             return "error"
         if status & _DONE:
             return "done"
+        if waited and progress is not None:
+            progress(waited)
         if waited >= max_cycles:
             return "timeout"
         chunk = min(poll_cycles, max_cycles - waited)
         yield Wait(chunk)
         waited += chunk
-        if progress is not None:
-            progress(waited)
 
 
 def read_registers() -> Sequence:

@@ -69,6 +69,13 @@ def test_error_path_reports_code_and_index():
     assert result.error is ErrorCode.DMA_WINDOW and result.error_index == 7
 
 
+def test_progress_only_while_running():
+    seen = []
+    execute(run(0, 3, (0, 64), max_cycles=10**6, poll_cycles=100, progress=seen.append),
+            FakeNPU(busy_waits=3))
+    assert seen == [100, 200]          # not after the wait in which the NPU stopped
+
+
 def test_timeout_after_max_cycles_and_progress():
     npu = FakeNPU(busy_waits=100)
     seen = []
