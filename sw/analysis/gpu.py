@@ -311,8 +311,17 @@ def profile(model: nn.Module, args: tuple, *, name: str = "model", dtype: str = 
         elif (evt.device_type == torch.autograd.DeviceType.CUDA
               and not evt.name.startswith("module::")):
             busy_us += evt.device_time
+    called = {m for m in names if spans[m]}
+
+    def called_children(m: nn.Module) -> list[nn.Module]:
+        """The nearest descendants that ran (a ModuleList is a container, never called)."""
+        out = []
+        for c in m.children():
+            out.extend([c] if c in called else called_children(c))
+        return out
+
     for m, cost in costs.items():
-        children = list(m.children())
+        children = called_children(m)
         cost.time_s = max(span_s[m] - sum(span_s[c] for c in children), 0.0)
         own_k = kernel_us.get(names[m], 0.0) - sum(kernel_us.get(names[c], 0.0) for c in children)
         cost.kernel_s = max(own_k, 0.0) / 1e6 / iters
