@@ -38,8 +38,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from .workload import ModuleWork, count_modules, nbytes
+
 __all__ = ["GPUPeaks", "ModuleCost", "GPUProfile", "NoGPUError", "load_peaks", "find_peaks",
-           "count", "profile", "workload", "main"]
+           "profile", "workload", "main"]
 
 _DATA = pathlib.Path(__file__).resolve().parent / "data" / "gpus.json"
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -82,14 +84,10 @@ def find_peaks(device_name: str) -> GPUPeaks | None:
 
 
 @dataclass
-class ModuleCost:
-    """One module's own share of a forward pass (its children excluded)."""
-    name: str
-    kind: str
+class ModuleCost(ModuleWork):
+    """One module's own share of a forward pass on the GPU (its children excluded)."""
     time_s: float = 0.0          # its own span on the GPU stream (CUDA events, hooks on), per forward
     kernel_s: float = 0.0        # GPU time of the kernels it launched itself (torch profiler)
-    flops: int = 0
-    bytes: int = 0               # parameters + input and output activations (+ KV cache)
 
     @property
     def flop_s(self) -> float:
@@ -138,73 +136,6 @@ class GPUProfile:
         return d
 
 
-# What a module does itself, in FLOPs and bytes -----------------------------------------------
-
-def _nbytes(values) -> int:
-    total = 0
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            total += v.numel() * v.element_size()
-        elif isinstance(v, (tuple, list)):
-            total += _nbytes(v)
-    return total
-
-
-def _own_params(module: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
-
-
-def _own_cost(module: nn.Module, args: tuple, kwargs: dict, output) -> tuple[int, int, int]:
-    """(FLOPs, bytes, KV bytes) of what ``module`` computes outside its children."""
-    from .llm import TransformerLayer
-    if isinstance(module, nn.Conv2d):
-        macs = output.numel() * (module.in_channels // module.groups) * \
-            module.kernel_size[0] * module.kernel_size[1]
-        return 2 * macs, _own_params(module) + _nbytes(args) + _nbytes([output]), 0
-    if isinstance(module, nn.Linear):
-        macs = output.numel() * module.in_features
-        return 2 * macs, _own_params(module) + _nbytes(args) + _nbytes([output]), 0
-    if isinstance(module, TransformerLayer):
-        # The attention core (scores, softmax, context) and the residual adds.
-        cfg = module.cfg
-        x = args[0]
-        cache = args[1] if len(args) > 1 else kwargs.get("cache")
-        pos = args[2] if len(args) > 2 else kwargs.get("pos", 0)
-        bsz, t = x.shape[0], x.shape[1]
-        context = pos + t
-        flops = 2 * 2 * bsz * cfg.heads * t * context * cfg.head_dim
-        kv = 0
-        if cache is not None:
-            per = cache[0].element_size() * cfg.kv_heads * cfg.head_dim * bsz
-            kv = 2 * per * context                # read the cached tokens, write the new ones
-        return flops, kv + 2 * _nbytes([x]), kv
-    if next(module.children(), None) is None:      # other leaves: norms, activations, pools
-        return 0, _own_params(module) + _nbytes(args) + _nbytes([output]), 0
-    return 0, 0, 0
-
-
-def count(model: nn.Module, args: tuple) -> tuple[dict[nn.Module, ModuleCost], int, object]:
-    """Run ``model(*args)`` once (on any device) and count every module's own FLOPs and
-    bytes. Returns the costs by module, the KV-cache bytes read and written, and the output."""
-    names = {m: (n or "model") for n, m in model.named_modules()}
-    costs = {m: ModuleCost(names[m], type(m).__name__) for m in names}
-    kv_bytes = [0]
-
-    def post(module, a, kw, out):
-        flops, nbytes, kv = _own_cost(module, a, kw, out)
-        costs[module].flops, costs[module].bytes = flops, nbytes
-        kv_bytes[0] += kv
-
-    handles = [m.register_forward_hook(post, with_kwargs=True) for m in names]
-    try:
-        with torch.no_grad():
-            out = model(*args)
-    finally:
-        for h in handles:
-            h.remove()
-    return costs, kv_bytes[0], out
-
-
 def _to(value, device, dtype):
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
@@ -237,7 +168,7 @@ def profile(model: nn.Module, args: tuple, *, name: str = "model", dtype: str = 
     batch = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) else 1
 
     names = {m: (n or "model") for n, m in model.named_modules()}
-    costs, kv_bytes, out = count(model, args)
+    costs, kv_bytes, out = count_modules(model, args, ModuleCost)
     mode = {"value": None}            # None, "events" or "profile"
     open_: dict[nn.Module, list] = {}
     spans: dict[nn.Module, list] = {m: [] for m in names}
@@ -327,7 +258,7 @@ def profile(model: nn.Module, args: tuple, *, name: str = "model", dtype: str = 
         cost.kernel_s = max(own_k, 0.0) / 1e6 / iters
 
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    compulsory = params + kv_bytes + _nbytes(args[:1]) + _nbytes([out])
+    compulsory = params + kv_bytes + nbytes(args[:1]) + nbytes([out])
     modules = sorted((c for c in costs.values() if c.kernel_s > 0 or c.flops),
                      key=lambda c: -c.kernel_s)
     return GPUProfile(model=name, device=device_name, dtype=dtype, batch=batch, peaks=peaks,

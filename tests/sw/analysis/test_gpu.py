@@ -3,11 +3,12 @@ import pytest
 import torch
 
 from sw.analysis import gpu, llm
+from sw.analysis.workload import count_modules
 
 
 def test_counts_resnet18_macs_as_the_field_does():
     model, args = gpu.workload("resnet18", batch=1)
-    costs, kv, out = gpu.count(model, args)
+    costs, kv, out = count_modules(model, args)
     assert sum(c.flops for c in costs.values()) == 2 * 1_814_073_344   # ptflops/thop: 1.814 G
     assert kv == 0 and out.shape == (1, 1000)
     fc = next(c for c in costs.values() if c.name == "fc")
@@ -17,7 +18,7 @@ def test_counts_resnet18_macs_as_the_field_does():
 
 def test_counts_llm_decode_as_the_analytic_model():
     model, args = gpu.workload("llama2-7b", batch=2, seq=128)
-    costs, kv, out = gpu.count(model, args)
+    costs, kv, out = count_modules(model, args)
     cost = llm.phase_cost(llm.get("llama2-7b"), "decode", batch=2, seq=128, layers=1,
                           dtype_bytes=4)
     assert sum(c.flops for c in costs.values()) == cost.flops
