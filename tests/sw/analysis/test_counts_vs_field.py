@@ -7,15 +7,14 @@ layer, recorded by wrapping each tool's own counting hook. thop counts exactly
 our MACs; ptflops adds one for each output element of a layer with a bias (the
 bias addition), which we and thop leave out.
 """
+import ptflops      # the test extra (make test installs it)
 import pytest
+import thop
 import torch
 import torch.nn as nn
 
 from sw import zoo
 from sw.analysis.workload import count_modules
-
-ptflops = pytest.importorskip("ptflops", reason="ptflops is in the test extra")
-thop = pytest.importorskip("thop", reason="thop is in the test extra")
 
 SIZES = {"resnet18": 112, "resnet50": 64, "mobilenetv2": 96}   # smaller images: faster
 
