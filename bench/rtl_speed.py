@@ -23,7 +23,7 @@ from hw import NPUConfig  # noqa: E402
 from hw.build import emit  # noqa: E402
 from sim.rtl import FastRTLSimulator, Job, RTLSimulator  # noqa: E402
 from sw import golden  # noqa: E402
-from sw.kernels import gemm_kernel  # noqa: E402
+from sim.gemm_kernel import gemm_kernel  # noqa: E402
 
 
 def main():

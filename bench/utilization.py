@@ -15,7 +15,7 @@ import torch
 from hw import NPUConfig
 from sim.rtl import Job, RTLSimulator
 from sw import golden
-from sw.kernels import gemm_kernel
+from sim.gemm_kernel import gemm_kernel
 
 
 def main():

@@ -13,6 +13,7 @@ stored in the program and read from the hardware's CONFIG_HASH register).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 
 from hw.config import NPUConfig
+from hw.isa import INSN_BYTES
 
-
-from .program import Program
+from .program import HostSegment, Program
 
 __all__ = ["Device", "DeviceError", "BACKENDS"]
 
@@ -148,10 +149,12 @@ class Device:
         xb = x if batched else x.unsqueeze(0)
         images = [program.image(sample) for sample in program.input.quantize(xb)]
         t0 = time.perf_counter()
-        results, per_run = self._impl.execute(program, images, self.progress)
+        results, per_run, host = _execute_segments(self._impl, program, images, self.progress)
         wall = time.perf_counter() - t0
         y = program.output.dequantize(np.stack([program.read_output(d) for d in results]))
         self.stats = self._summarize(program, per_run, wall)
+        if program.segments:
+            self.stats["host_ops"] = host
         return y if batched else y[0]
 
     def _summarize(self, program: Program, per_run: list[dict], wall: float) -> dict:
@@ -193,4 +196,35 @@ class Device:
         return total
 
 
+# --- Host segments (sw.ops host operators): NPU segments on the backend, host operations
+# between them on the host.
+def _execute_segments(impl, program: Program, images: list[np.ndarray], progress: bool):
+    """Run ``program`` on ``images``: its NPU segments on backend ``impl`` and its host
+    operations between them. Returns the final images, the per-run statistics summed over
+    the segments, and per host operation its name, op, location and seconds (all runs)."""
+    if not program.segments:
+        images, per_run = impl.execute(program, images, progress)
+        return images, per_run, []
+    per_run: list[dict] = [{} for _ in images]
+    host = []
+    for seg in program.segments:
+        if isinstance(seg, HostSegment):
+            t0 = time.perf_counter()
+            for dram in images:
+                seg.run(dram)
+            host.append({"name": seg.name, "op": seg.op, "where": seg.where,
+                         "seconds": time.perf_counter() - t0})
+            continue
+        part = dataclasses.replace(program, insn_base=program.insn_base + INSN_BYTES * seg.start,
+                                   insn_count=seg.count, segments=[])
+        images, runs = impl.execute(part, images, progress)
+        per_run = [_add_stats(a, b) for a, b in zip(per_run, runs)]
+    return images, per_run, host
 
+
+def _add_stats(a: dict, b: dict) -> dict:
+    """Statistics of two segments of one run: numbers add, dictionaries add by key."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _add_stats(out.get(k, {}), v) if isinstance(v, dict) else out.get(k, 0) + v
+    return out
