@@ -160,7 +160,7 @@ class Compiler(GemmSchedule, AluSchedule):
                                     "where": node.where, "shape": list(node.shape),
                                     "macs": macs, "instructions": len(self.insns) - n_before})
             # Free buffers whose last reader was this layer.
-            for name in set(node.inputs):
+            for name in dict.fromkeys(node.inputs):   # in operand order: the same in every process
                 base = base_of.get(name, name)
                 if last_use.get(base, -1) <= i and base != self.model.output:
                     bt = self.tensors[base]
