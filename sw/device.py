@@ -153,8 +153,7 @@ class Device:
         wall = time.perf_counter() - t0
         y = program.output.dequantize(np.stack([program.read_output(d) for d in results]))
         self.stats = self._summarize(program, per_run, wall)
-        if program.segments:
-            self.stats["host_ops"] = host
+        self.stats["host_ops"] = host
         return y if batched else y[0]
 
     def _summarize(self, program: Program, per_run: list[dict], wall: float) -> dict:
