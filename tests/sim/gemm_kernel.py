@@ -1,12 +1,13 @@
-"""A hand-scheduled GEMM program, emitted as assembly text, for testbenches and benchmarks.
+"""A hand-scheduled GEMM program, emitted as assembly text (a test and benchmark helper).
 
 :func:`gemm_kernel` lowers ``Y = requant(A @ W.T + bias)`` (int8 A [M, K] with a
 row stride, int8 W [N, K], per-channel int32 bias, multiplier and shift) to a
 program: tiles of ``rows`` x ``cols``, activations and weights double-buffered
 in the scratchpad, accumulator tiles double-buffered so that stores overlap
 compute, all ordered by dependency tokens. It is the stimulus of the functional-model and RTL
-tests (tests/sim/) and of the GEMM benchmarks (bench/); models go through the
-compiler (:mod:`sw.compiler`), whose GEMM schedule generalizes this one.
+tests (tests/sim/) and of the GEMM benchmarks (bench/utilization.py,
+bench/rtl_speed.py); models go through the compiler (:mod:`sw.compiler`), whose
+GEMM schedule generalizes this one.
 """
 
 from __future__ import annotations
