@@ -54,7 +54,7 @@ def main():
           f"bit-exact: {torch.equal(y0, golden) and torch.equal(y, golden)}")
     # The same image through the interpreter, the plans' reference.
     image = program.image(program.input.quantize(x[0]))
-    interp = FunctionalModel(cfg, plan=False)
+    interp = FunctionalModel(cfg)
     interp.run(image.copy(), program.insn_base, program.insn_count)   # decode cache warm
     dram = image.copy()
     t0 = time.perf_counter()

@@ -38,8 +38,8 @@ class _FuncBackend:
     name = "func"
 
     def __init__(self, config: NPUConfig) -> None:
-        from sim.functional import FunctionalModel
-        self.model = FunctionalModel(config)
+        from sim.plan import PlannedModel
+        self.model = PlannedModel(config)
 
     def execute(self, program: Program, images: list[np.ndarray], progress: bool):
         from sim.functional import NPUError
