@@ -19,7 +19,7 @@ import torch.fx
 import torch.nn as nn
 
 from ..ir import Graph, Node
-from . import UnsupportedOpError
+from . import GraphBuilder, UnsupportedOpError
 
 __all__ = ["trace", "Tracer", "module", "function", "MODULES", "FUNCTIONS", "pair"]
 
@@ -62,31 +62,14 @@ def pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-class Tracer:
+class Tracer(GraphBuilder):
     """The state of one trace, handed to the patterns."""
-
-    def __init__(self) -> None:
-        self.nodes: list[Node] = []
-        self.aliases: dict[str, str] = {}
 
     def src(self, arg) -> str:
         """The IR name of an fx operand; constants are not supported."""
         if not isinstance(arg, torch.fx.Node):
             raise UnsupportedOpError(f"constant operand {arg!r} is not supported")
-        return self.aliases.get(arg.name, arg.name)
-
-    def find(self, name: str) -> Node:
-        """The IR node called ``name``."""
-        return next(n for n in self.nodes if n.name == name)
-
-    def add(self, node: Node) -> Node:
-        """Append ``node`` to the graph."""
-        self.nodes.append(node)
-        return node
-
-    def alias(self, name: str, to: str) -> None:
-        """The fx node ``name`` is the IR node ``to`` (an operation that disappears)."""
-        self.aliases[name] = to
+        return self.resolve(arg.name)
 
 
 def trace(model: nn.Module) -> Graph:
