@@ -68,3 +68,12 @@ def test_op_table():
         ops.register(type("Conv2", (ops.Op,), {"name": "conv"}))
     with pytest.raises(TypeError, match="subclass of sw.ops.Op"):
         ops.register(int)
+
+
+def test_import_paths_stay():
+    import sw
+    import sw.compiler
+    from sw.frontend import Graph as G, Node as N, UnsupportedOpError, trace
+    assert (G, N) == (Graph, Node) and callable(trace)
+    assert sw.UnsupportedOpError is UnsupportedOpError and UnsupportedOpError.__module__ == "sw.frontend"
+    assert sw.compile is sw.compiler.compile and sw.CompileError.__module__ == "sw.compiler"
