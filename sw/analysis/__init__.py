@@ -11,6 +11,8 @@ Modules:
   counted from its instruction words.
 * :mod:`sw.analysis.energy`: those counts priced with a cited per-operation
   table (default: Horowitz, ISSCC 2014, 45 nm) or the user's own.
+* :mod:`sw.analysis.roofline`: device roofs (an NPU config's from its array,
+  clock and bus; a GPU's from its peaks) and plots of workloads on them.
 * :mod:`sw.analysis.gpu`: a GPU reference measured with the torch profiler:
   per-layer time, achieved FLOP/s and bandwidth, and MBU against the GPU's peaks.
 """
