@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import sw
 from hw import NPUConfig
+from .ops.common import Residual, Seq
 
 CONFIGS = {
     "tiny": NPUConfig.preset("tiny"),
@@ -13,27 +14,6 @@ CONFIGS = {
     "8x8": NPUConfig.preset("small"),
     "16x16": NPUConfig(),
 }
-
-
-class Seq(nn.Module):
-    def __init__(self, *mods):
-        super().__init__()
-        self.body = nn.Sequential(*mods)
-
-    def forward(self, x):
-        return self.body(x)
-
-
-class Residual(nn.Module):
-    def __init__(self, c, relu=True):
-        super().__init__()
-        self.a = nn.Conv2d(c, c, 3, padding=1)
-        self.b = nn.Conv2d(c, c, 1)
-        self.relu = relu
-
-    def forward(self, x):
-        y = self.a(x) + self.b(x)
-        return F.relu(y) if self.relu else y
 
 
 class PoolRelu(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import sw
 from hw import NPUConfig
@@ -21,6 +22,20 @@ class Seq(nn.Module):
 
     def forward(self, x):
         return self.body(x)
+
+
+class Residual(nn.Module):
+    """Two convolutions of one input added, with an optional ReLU after the add."""
+
+    def __init__(self, c, relu=True):
+        super().__init__()
+        self.a = nn.Conv2d(c, c, 3, padding=1)
+        self.b = nn.Conv2d(c, c, 1)
+        self.relu = relu
+
+    def forward(self, x):
+        y = self.a(x) + self.b(x)
+        return F.relu(y) if self.relu else y
 
 
 def golden_vs_float(factory, shape, op: str, tolerance, seed: int = 0):

@@ -3,24 +3,11 @@ on the functional model, with and without a fused ReLU."""
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import sw
 from sw.ops.add import ADD_SHIFT, QAdd
 
-from .common import bit_exact_on_func, golden_vs_float, output_step
-
-
-class Residual(nn.Module):
-    def __init__(self, c, relu):
-        super().__init__()
-        self.a = nn.Conv2d(c, c, 3, padding=1)
-        self.b = nn.Conv2d(c, c, 1)
-        self.relu = relu
-
-    def forward(self, x):
-        y = self.a(x) + self.b(x)
-        return F.relu(y) if self.relu else y
+from .common import Residual, bit_exact_on_func, golden_vs_float, output_step
 
 
 def add_tolerance(q, fargs, node, qins):
