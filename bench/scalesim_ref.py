@@ -249,8 +249,12 @@ def ensure_venv(path: pathlib.Path) -> pathlib.Path:
     stamp = path / "pinned.txt"
     if python.exists() and stamp.exists() and stamp.read_text().split() == PINNED:
         return python
-    print(f"creating the SCALE-Sim environment in {path} ...", flush=True)
-    venv.create(path, with_pip=True, clear=True)
+    if not python.exists():
+        if path.exists() and any(path.iterdir()):
+            raise SystemExit(f"error: {path} exists and is not a virtual environment; "
+                             f"give --venv a new directory")
+        print(f"creating the SCALE-Sim environment in {path} ...", flush=True)
+        venv.create(path, with_pip=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", *PINNED], check=True)
     stamp.write_text("\n".join(PINNED) + "\n")
     return python

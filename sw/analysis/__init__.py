@@ -15,4 +15,6 @@ Modules:
   clock and bus; a GPU's from its peaks) and plots of workloads on them.
 * :mod:`sw.analysis.gpu`: a GPU reference measured with the torch profiler:
   per-layer time, achieved FLOP/s and bandwidth, and MBU against the GPU's peaks.
+* :mod:`sw.analysis.scalesim`: the SCALE-Sim v3 baseline, its cached per-layer
+  estimates (made by ``bench/scalesim_ref.py`` in SCALE-Sim's own environment).
 """
