@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "format": FORMAT, "tool": "scalesim 3.0.0", "workload": w,
             "command": command, "npu_config": cfg.to_dict(), "scalesim_config": arch,
-            "read_buffer_patched": not args.unpatched, "complete": False, "layers": [],
+            "scalesim_cfg_file": config_text(arch), "read_buffer_patched": not args.unpatched, "complete": False, "layers": [],
         }
         done = {}
         if args.resume and path.exists():

@@ -68,7 +68,12 @@ class ScaleSimLayer:
 
 @dataclasses.dataclass(frozen=True)
 class ScaleSimResult:
-    """One cached SCALE-Sim run of a workload (every layer, or ``complete=False``)."""
+    """One cached SCALE-Sim run of a workload (every layer, or ``complete=False``).
+
+    ``scalesim_config`` holds the architecture parameters derived from ``npu_config``,
+    ``scalesim_cfg_file`` the exact config file SCALE-Sim was given, ``command`` the
+    command line that made the file.
+    """
 
     path: pathlib.Path
     workload: str
@@ -76,6 +81,7 @@ class ScaleSimResult:
     tool: str
     npu_config: NPUConfig
     scalesim_config: dict[str, Any]
+    scalesim_cfg_file: str
     read_buffer_patched: bool
     complete: bool
     layers: tuple[ScaleSimLayer, ...]
@@ -178,6 +184,7 @@ def load(path: str | pathlib.Path) -> ScaleSimResult:
         tool=_field(data, "tool", (str,), where),
         npu_config=npu,
         scalesim_config=_field(data, "scalesim_config", (dict,), where),
+        scalesim_cfg_file=_field(data, "scalesim_cfg_file", (str,), where),
         read_buffer_patched=_field(data, "read_buffer_patched", (bool,), where),
         complete=_field(data, "complete", (bool,), where),
         layers=tuple(_layer(x, f"{where}: layer {i}") for i, x in enumerate(layers)),

@@ -27,6 +27,7 @@ def test_cached_gemms_match_the_figures_of_the_issue():
     assert res.scalesim_config == {
         "ArrayHeight": 16, "ArrayWidth": 16, "Dataflow": "ws", "ifmapsramszkB": 32,
         "filtersramszkB": 32, "ofmapsramszkB": 16, "bandwidth_words_per_cycle": 16}
+    assert "Dataflow = ws" in res.scalesim_cfg_file and "Bandwidth = 16" in res.scalesim_cfg_file
     assert [x.name for x in res.layers] == ["gemm128", "gemm256", "gemm512"]
     assert [x.total_cycles for x in res.layers] == [12_671, 265_105, 4_201_733]
     assert [x.macs for x in res.layers] == [n ** 3 for n in (128, 256, 512)]
