@@ -38,7 +38,7 @@ from .axi import AXI4Signature, BURST_INCR
 from .config import NPUConfig
 from .csr import COUNTERS
 from .dma import DMAReader, DMAWriter, ReadArbiter
-from .isa import (INSTRUCTION, TOKEN_POPS, TOKEN_PUSHES, AluOp, CfgKey, ErrorCode, Mem, Opcode,
+from .isa import (INSTRUCTION, PARAM_GROUP_ROWS, TOKEN_POPS, TOKEN_PUSHES, AluOp, CfgKey, ErrorCode, Mem, Opcode,
                   Queue, TokenQueue)
 from .requant import Requantizer
 from .sram import BankedMemory
@@ -123,12 +123,21 @@ class Core(wiring.Component):
         tok_depth = cfg.token_queue_depth
 
         # ---------------------------------------------------------------- datapath
+        # Every bank has one read and one write port, shared by priority (hw/sram.py): the
+        # GEMM pipeline, whose timing is fixed, comes first; the others wait for the bank.
+        # Scratchpad reads: 0 the activation streamer, 1 the weight preload; write: the load unit.
         m.submodules.spad = spad = BankedMemory(
-            width=8 * R, depth=cfg.spad_depth, banks=cfg.spad_banks, writes=1, reads=[None, None])
+            width=8 * R, depth=cfg.spad_depth, banks=cfg.spad_banks, reads=2, writes=1)
+        # Accumulator reads: 0 the GEMM accumulate read or the ALU destination, 1 the ALU
+        # source, 2 the store unit; writes: 0 the GEMM writeback or the ALU, 1 the load unit.
         m.submodules.acc = acc = BankedMemory(
-            width=32 * C, depth=cfg.acc_depth, banks=cfg.acc_banks, writes=2, reads=[0, 0, None])
+            width=32 * C, depth=cfg.acc_depth, banks=cfg.acc_banks, reads=3, writes=2,
+            transparent=True)
         m.submodules.param = par = BankedMemory(
-            width=32 * C, depth=cfg.param_depth, banks=1, writes=1, reads=[None])
+            width=32 * C, depth=cfg.param_depth, banks=1, reads=1, writes=1)
+        sp_stream, sp_wload = spad.read
+        acc_rd, acc_src, acc_store = acc.read
+        acc_wr, acc_load = acc.write
         m.submodules.array = array = SystolicArray(rows=R, cols=C)
         m.submodules.requant = rq = Requantizer(lanes=C, tag_width=32)
         L = array.latency
@@ -395,25 +404,34 @@ class Core(wiring.Component):
         spad_pad = Cat(*[pad8 for _ in range(R)])
         acc_pad = Cat(*[pad32 for _ in range(C)])
 
-        lu_wr_en = Signal()
+        # One write per cycle: a DMA response, else a padding row. A response waits (the
+        # DMA holds it) while the accumulator bank's write port is taken by compute.
         lu_wr_addr = Signal(14)
-        with m.If(lu_resp):
+        lu_wr_req = Signal()
+        lu_wr_grant = Signal()
+        with m.If(ldma.resp_valid):
             m.d.comb += lu_wr_addr.eq(ldma.resp_tag)
         with m.Else():
             m.d.comb += lu_wr_addr.eq(row)
+        to_spad = lu.mem == Mem.SPAD
+        to_acc = lu.mem == Mem.ACC
+        to_par = lu.mem == Mem.PARAM
+        spad_wr, par_wr = spad.write[0], par.write[0]
         m.d.comb += [
-            spad.w0_addr.eq(lu_wr_addr),
-            acc.w1_addr.eq(lu_wr_addr),
-            par.w0_addr.eq(lu_wr_addr),
-            spad.w0_data.eq(Mux(lu_resp, spad_row, spad_pad)),
-            acc.w1_data.eq(Mux(lu_resp, acc_row, acc_pad)),
-            par.w0_data.eq(Mux(lu_resp, par_row, acc_pad)),
-            spad.w0_en.eq(lu_wr_en & (lu.mem == Mem.SPAD)),
-            acc.w1_en.eq(lu_wr_en & (lu.mem == Mem.ACC)),
-            par.w0_en.eq(lu_wr_en & (lu.mem == Mem.PARAM)),
-            ldma.resp_ready.eq(1),
-            lu_resp.eq(ldma.resp_valid),
-            lu_wr_en.eq(lu_resp | lu_pad_write),
+            spad_wr.addr.eq(lu_wr_addr),
+            acc_load.addr.eq(lu_wr_addr),
+            par_wr.addr.eq(lu_wr_addr),
+            spad_wr.data.eq(Mux(ldma.resp_valid, spad_row, spad_pad)),
+            acc_load.data.eq(Mux(ldma.resp_valid, acc_row, acc_pad)),
+            par_wr.data.eq(Mux(ldma.resp_valid, par_row, acc_pad)),
+            spad_wr.en.eq(lu_wr_req & to_spad),
+            acc_load.en.eq(lu_wr_req & to_acc),
+            par_wr.en.eq(lu_wr_req & to_par),
+            lu_wr_grant.eq((spad_wr.grant & to_spad) | (acc_load.grant & to_acc)
+                           | (par_wr.grant & to_par)),
+            ldma.resp_ready.eq(lu_wr_grant),
+            lu_resp.eq(ldma.resp_valid & lu_wr_grant),
+            lu_wr_req.eq(ldma.resp_valid | lu_pad_write),
         ]
         m.d.sync += outstanding.eq(outstanding + lu_req - lu_resp)
 
@@ -433,8 +451,10 @@ class Core(wiring.Component):
                         with m.If(ldma.req_ready):
                             m.d.comb += [lu_req.eq(1), lu_advance.eq(1)]
                             m.d.sync += cnt["DMA_RD_BYTES"].eq(cnt["DMA_RD_BYTES"] + lu_nbytes)
-                    with m.Elif(~lu_resp):
-                        m.d.comb += [lu_pad_write.eq(1), lu_advance.eq(1)]
+                    with m.Elif(~ldma.resp_valid):
+                        m.d.comb += lu_pad_write.eq(1)
+                        with m.If(lu_wr_grant):
+                            m.d.comb += lu_advance.eq(1)
                 with m.If(walk_done & (outstanding == 0) & ~lu_resp & ~halt):
                     m.d.comb += tok_inc[TokenQueue.L2C.value].eq(lu.hdr.push_next)
                     m.next = "IDLE"
@@ -497,7 +517,7 @@ class Core(wiring.Component):
             with m.Elif(busy_cnt[b] != 0):
                 m.d.sync += busy_cnt[b].eq(busy_cnt[b] - 1)
 
-        m.d.comb += spad.r0_addr.eq(s_inp + s_i)
+        m.d.comb += [sp_stream.en.eq(s_busy), sp_stream.addr.eq(s_inp + s_i)]
         with m.If(s_busy):
             m.d.sync += [
                 p_valid.eq(1), p_buf.eq(s_buf),
@@ -514,7 +534,7 @@ class Core(wiring.Component):
         m.d.comb += [
             array.a_valid.eq(p_valid),
             array.a_sel.eq(p_buf),
-            array.a.eq(spad.r0_data),
+            array.a.eq(sp_stream.data),
         ]
         with m.If(p_valid):
             m.d.sync += [
@@ -522,25 +542,36 @@ class Core(wiring.Component):
                 cnt["MACS"].eq(cnt["MACS"] + R * C),
             ]
 
-        # Writeback: read the old row one stage early, add at the output.
+        # Writeback: read the old row one stage early (only to accumulate), add at the output.
+        # The ALU, which runs only while the pipeline is empty, takes the same ports.
         wb = meta[L]
         alu_active = Signal()
         alu_rd_dst = Signal(14)
         alu_rd_src = Signal(14)
+        alu_need_d = Signal()
+        alu_need_s = Signal()
         alu_wr_en = Signal()
         alu_wr_addr = Signal(14)
         alu_wr_data = Signal(32 * C)
-        m.d.comb += acc.r1_addr.eq(alu_rd_src)
+        alu_issue = Signal()
+        alu_live_d = Signal()
+        alu_live_s = Signal()
+        alu_wr_pend = Signal()
+        alu_d_lat = Signal(32 * C)
+        alu_s_lat = Signal(32 * C)
+        m.d.comb += acc_src.addr.eq(alu_rd_src)
         with m.If(alu_active):
-            m.d.comb += acc.r0_addr.eq(alu_rd_dst)
+            m.d.comb += [acc_rd.en.eq(alu_issue & alu_need_d), acc_rd.addr.eq(alu_rd_dst),
+                         acc_src.en.eq(alu_issue & alu_need_s)]
         with m.Else():
-            m.d.comb += acc.r0_addr.eq(meta[L - 1].acc)
-        old = data.View(data.ArrayLayout(signed(32), C), acc.r0_data)
+            m.d.comb += [acc_rd.en.eq(meta[L - 1].valid & meta[L - 1].accum),
+                         acc_rd.addr.eq(meta[L - 1].acc)]
+        old = data.View(data.ArrayLayout(signed(32), C), acc_rd.data)
         gemm_row = Cat(*[(array.out[c] + Mux(wb.accum, old[c], 0))[:32] for c in range(C)])
         with m.If(alu_wr_en):
-            m.d.comb += [acc.w0_en.eq(1), acc.w0_addr.eq(alu_wr_addr), acc.w0_data.eq(alu_wr_data)]
+            m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(alu_wr_addr), acc_wr.data.eq(alu_wr_data)]
         with m.Else():
-            m.d.comb += [acc.w0_en.eq(wb.valid), acc.w0_addr.eq(wb.acc), acc.w0_data.eq(gemm_row)]
+            m.d.comb += [acc_wr.en.eq(wb.valid), acc_wr.addr.eq(wb.acc), acc_wr.data.eq(gemm_row)]
         # A GEMM gives its push_prev token (to the load queue) once it has read its last
         # scratchpad row, so the next load can reuse the slot while the array drains; its
         # push_next token (to the store queue) once its last accumulator row is written.
@@ -553,11 +584,18 @@ class Core(wiring.Component):
         wi = Signal(range(C + 2))
         alu_i = Signal(15)
         nongemm_done = Signal()
-        m.d.comb += spad.r1_addr.eq(cg.wgt + wi)
+        # The preload reads weight column wi when the streamer leaves its bank free; the
+        # column is written to the array the cycle after.
+        wl_valid = Signal()
+        wl_col = Signal(range(C))
+        wl_free = ((busy_cnt[0] == 0) | nb) & ((busy_cnt[1] == 0) | ~nb)
+        m.d.comb += sp_wload.addr.eq(cg.wgt + wi)
+        m.d.sync += [wl_valid.eq(sp_wload.en & sp_wload.grant), wl_col.eq(wi)]
         m.d.comb += [
+            array.w_en.eq(wl_valid),
             array.w_buf.eq(nb),
-            array.w_col.eq(wi - 1),
-            array.w_data.eq(spad.r1_data),
+            array.w_col.eq(wl_col),
+            array.w_data.eq(sp_wload.data),
         ]
         with m.FSM(name="compute_unit") as cu_fsm:
             with _queue_head(m, cq, cu_word, cu_index, cu_ok, halt, cnt["STALL_COMPUTE"]):
@@ -578,14 +616,13 @@ class Core(wiring.Component):
                     m.next = "DRAIN"
             with m.State("WLOAD"):
                 # Wait until nothing in the array still uses buffer nb, then C reads.
-                with m.If((busy_cnt[0] == 0) | nb):
-                    with m.If((busy_cnt[1] == 0) | ~nb):
+                with m.If(wi != C):
+                    m.d.comb += sp_wload.en.eq(wl_free)
+                    with m.If(wl_free & sp_wload.grant):
                         m.d.sync += wi.eq(wi + 1)
-                        with m.If(wi != 0):
-                            m.d.comb += array.w_en.eq(1)
-                        with m.If(wi == C):
-                            m.d.sync += last_buf.eq(nb)
-                            m.next = "HANDOFF"
+                with m.Else():
+                    m.d.sync += last_buf.eq(nb)
+                    m.next = "HANDOFF"
             with m.State("HANDOFF"):
                 # The streamer takes the next GEMM in the cycle it issues its last row.
                 with m.If(~s_busy | (s_i + 1 == s_m)):
@@ -598,7 +635,8 @@ class Core(wiring.Component):
             with m.State("DRAIN"):
                 with m.If(~pipe_busy):
                     with m.If(cu_op == Opcode.ALU.value):
-                        m.d.sync += [alu_i.eq(0), alu_rd_dst.eq(ca.dst), alu_rd_src.eq(ca.src)]
+                        m.d.sync += [alu_i.eq(0), alu_rd_dst.eq(ca.dst), alu_rd_src.eq(ca.src),
+                                     alu_need_d.eq(1), alu_need_s.eq(~ca.use_imm)]
                         m.next = "ALU"
                     with m.Else():
                         m.d.comb += nongemm_done.eq(1)
@@ -606,22 +644,43 @@ class Core(wiring.Component):
                             m.d.sync += self.compute_layer.eq(cc.value)
                         m.next = "IDLE"
             with m.State("ALU"):
+                # Row alu_i's destination and source are read (both in one cycle when they
+                # are in different banks, else the destination first); the cycle after its
+                # last read, the row is written while the next row is read.
                 m.d.comb += alu_active.eq(1)
-                # Row alu_i is read this cycle; row alu_i-1 is written.
-                m.d.sync += [
-                    alu_i.eq(alu_i + 1),
-                    alu_rd_dst.eq(alu_rd_dst + ca.dst_stride),
-                    alu_rd_src.eq(alu_rd_src + ca.src_stride),
-                    alu_wr_addr.eq(alu_rd_dst),
-                ]
-                with m.If(alu_i != 0):
-                    m.d.comb += alu_wr_en.eq(1)
-                with m.If(alu_i == ca.count):
+                got_d = ~alu_need_d | acc_rd.grant
+                got_s = ~alu_need_s | acc_src.grant
+                m.d.sync += [alu_live_d.eq(alu_need_d & acc_rd.grant),
+                             alu_live_s.eq(alu_need_s & acc_src.grant)]
+                with m.If(alu_i != ca.count):
+                    m.d.comb += alu_issue.eq(1)
+                    with m.If(got_d & got_s):
+                        m.d.sync += [
+                            alu_i.eq(alu_i + 1),
+                            alu_rd_dst.eq(alu_rd_dst + ca.dst_stride),
+                            alu_rd_src.eq(alu_rd_src + ca.src_stride),
+                            alu_wr_addr.eq(alu_rd_dst),
+                            alu_wr_pend.eq(1),
+                            alu_need_d.eq(1),
+                            alu_need_s.eq(~ca.use_imm),
+                        ]
+                    with m.Else():
+                        m.d.sync += [alu_wr_pend.eq(0), alu_need_d.eq(~got_d),
+                                     alu_need_s.eq(~got_s)]
+                with m.Else():
+                    m.d.sync += alu_wr_pend.eq(0)
                     m.d.comb += nongemm_done.eq(1)
                     m.next = "IDLE"
-        # The ALU datapath: one row per cycle.
-        d_row = data.View(data.ArrayLayout(signed(32), C), acc.r0_data)
-        s_row = data.View(data.ArrayLayout(signed(32), C), acc.r1_data)
+        # The ALU datapath: an operand read in an earlier cycle comes from its latch.
+        m.d.comb += alu_wr_en.eq(alu_active & alu_wr_pend)
+        with m.If(alu_live_d):
+            m.d.sync += alu_d_lat.eq(acc_rd.data)
+        with m.If(alu_live_s):
+            m.d.sync += alu_s_lat.eq(acc_src.data)
+        d_row = data.View(data.ArrayLayout(signed(32), C),
+                          Mux(alu_live_d, acc_rd.data, alu_d_lat))
+        s_row = data.View(data.ArrayLayout(signed(32), C),
+                          Mux(alu_live_s, acc_src.data, alu_s_lat))
         imm = ca.imm
         lanes = []
         for c in range(C):
@@ -679,11 +738,12 @@ class Core(wiring.Component):
         ofifo_depth = 8
         m.submodules.store_fifo = ofifo = SyncFIFOBuffered(width=8 * C + 32, depth=ofifo_depth)
         m.d.comb += [
-            par.r0_addr.eq(su.param * 3 + pi),
-            acc.r2_addr.eq(su.acc + ri),
+            par.read[0].en.eq(1),
+            par.read[0].addr.eq(su.param * PARAM_GROUP_ROWS + pi),
+            acc_store.addr.eq(su.acc + ri),
             rq.bias.eq(bias), rq.mult.eq(mult), rq.shift.eq(shift),
             rq.out_zp.eq(su.out_zp), rq.clamp_lo.eq(su.clamp_lo), rq.clamp_hi.eq(su.clamp_hi),
-            rq.i_valid.eq(rd_valid), rq.i_acc.eq(acc.r2_data), rq.i_tag.eq(rd_addr),
+            rq.i_valid.eq(rd_valid), rq.i_acc.eq(acc_store.data), rq.i_tag.eq(rd_addr),
             ofifo.w_en.eq(rq.o_valid), ofifo.w_data.eq(Cat(rq.o_data, rq.o_tag)),
         ]
         su_issue = Signal()
@@ -700,14 +760,16 @@ class Core(wiring.Component):
                 m.d.sync += pi.eq(pi + 1)
                 with m.Switch(pi):
                     with m.Case(1):
-                        m.d.sync += bias.eq(par.r0_data)
+                        m.d.sync += bias.eq(par.read[0].data)
                     with m.Case(2):
-                        m.d.sync += mult.eq(par.r0_data)
+                        m.d.sync += mult.eq(par.read[0].data)
                     with m.Case(3):
-                        m.d.sync += [shift.eq(par.r0_data), ri.eq(0), row_addr.eq(su.dram)]
+                        m.d.sync += [shift.eq(par.read[0].data), ri.eq(0), row_addr.eq(su.dram)]
                         m.next = "RUN"
             with m.State("RUN"):
-                with m.If(~halt & (ofifo.level + rq_inflight < ofifo_depth - 1)):
+                # A row is read when the FIFO has room and compute leaves its bank free.
+                m.d.comb += acc_store.en.eq(~halt & (ofifo.level + rq_inflight < ofifo_depth - 1))
+                with m.If(acc_store.en & acc_store.grant):
                     m.d.comb += su_issue.eq(1)
                     m.d.sync += [ri.eq(ri + 1), row_addr.eq(row_addr + su.stride)]
                     with m.If(ri + 1 == su.rows):
