@@ -85,6 +85,9 @@ class BankedMemory(wiring.Component):
         self.banks = banks
         self.transparent = bool(transparent)
         aw = ceil_log2(depth)
+        #: The banks: bank ``b`` holds rows ``b, b + banks, ...`` (tests read them directly).
+        self.memories = [Memory(shape=width, depth=depth // banks, init=[])
+                         for _ in range(banks)]
         super().__init__({
             "read": In(ReadClient(addr_width=aw, width=width)).array(reads),
             "write": In(WriteClient(addr_width=aw, width=width)).array(writes),
@@ -97,7 +100,6 @@ class BankedMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lb = exact_log2(self.banks)
-        bank_rows = self.depth // self.banks
 
         def split(addr):
             if lb == 0:
@@ -112,8 +114,7 @@ class BankedMemory(wiring.Component):
             m.d.sync += reg.eq(bank)
             read_bank.append(reg)
 
-        for b in range(self.banks):
-            mem = Memory(shape=self.width, depth=bank_rows, init=[])
+        for b, mem in enumerate(self.memories):
             m.submodules[f"bank{b}"] = mem
             wp = mem.write_port()
             rp = mem.read_port(transparent_for=(wp,) if self.transparent else ())

@@ -25,6 +25,7 @@ START); memory contents persist.
 
 from __future__ import annotations
 
+import enum as py_enum
 from contextlib import contextmanager
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -33,40 +34,58 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from .array import SystolicArray
-from .axi import AXI4Signature, BURST_INCR
-from .config import NPUConfig
-from .csr import COUNTERS
-from .dma import DMAReader, DMAWriter, ReadArbiter
-from .isa import (INSTRUCTION, PARAM_GROUP_ROWS, TOKEN_POPS, TOKEN_PUSHES, AluOp, CfgKey, ErrorCode, Mem, Opcode,
-                  Queue, TokenQueue)
-from .requant import Requantizer
-from .sram import BankedMemory
+from ..array import SystolicArray
+from ..axi import AXI4Signature, BURST_INCR
+from ..config import NPUConfig
+from ..csr import COUNTERS
+from ..dma import DMAReader, DMAWriter, ReadArbiter
+from ..isa import (DEP_FLAGS, INSTRUCTION, PARAM_GROUP_ROWS, TOKEN_PUSHES, ErrorCode, Mem,
+                   Opcode, Queue, allowed_deps, fields_of, queue_of)
+from ..requant import Requantizer
+from ..sram import BankedMemory
+from .tokens import Tokens
+from .vector import VectorALU
 
 __all__ = ["Core"]
 
 _DEADLOCK_CYCLES = 16
 
 
-def _tokens_ready(queue, hdr, tok, tok_depth, reserved=None):
-    """The head of ``queue`` may start: every token it pops is there, and every
-    token queue it pushes to has room (counting tokens ``reserved`` by work in flight)."""
-    ready = Const(1)
-    for flag, t in TOKEN_POPS[queue].items():
-        ready &= ~getattr(hdr, flag) | (tok[t.value] != 0)
-    for flag, t in TOKEN_PUSHES[queue].items():
-        held = tok[t.value] + reserved[t] if reserved and t in reserved else tok[t.value]
-        ready &= ~getattr(hdr, flag) | (held < tok_depth)
-    return ready
+def _enum_fields_legal(opcode, word):
+    """Every enum-typed field of ``opcode``'s format in ``word`` holds a member."""
+    legal = Const(1)
+    for name, shape, offset, width in fields_of(opcode):
+        if isinstance(shape, py_enum.EnumMeta) and name != "opcode":
+            value = word[offset:offset + width]
+            legal &= Cat(*[value == member.value for member in shape]).any()
+    return legal
+
+
+def _stray_flags(hdr, queue):
+    """A dependency flag is set that ``queue`` (``None``: FINISH) does not use."""
+    return Cat(Const(0, 1), *[getattr(hdr, f) for f in DEP_FLAGS
+                              if f not in allowed_deps(queue)]).any()
+
+
+def _connect_flags(m, unit, hdr):
+    """Drive a queue unit's token flags from its head instruction's header."""
+    for flag in DEP_FLAGS:
+        m.d.comb += getattr(unit.flags, flag).eq(getattr(hdr, flag))
+
+
+def _give_pushes(m, unit, queue, hdr, finished):
+    """Give every push of ``queue``'s head instruction in the cycle it is ``finished``."""
+    for flag in TOKEN_PUSHES[queue]:
+        m.d.comb += getattr(unit.done, flag).eq(finished & getattr(hdr, flag))
 
 
 @contextmanager
-def _queue_head(m, fifo, word, index, ok, halt, stall):
+def _queue_head(m, fifo, word, index, tokens, halt, stall):
     """The IDLE and WAIT states every queue unit shares.
 
     IDLE takes the head of the unit's instruction queue; WAIT holds it until its
-    tokens can be taken (``ok``), counting the cycles in ``stall``. The body runs in
-    the cycle the tokens are taken: it takes them and sets ``m.next``.
+    tokens can be taken (``tokens.ready``), counting the cycles in ``stall``. The body
+    runs in the cycle the tokens are taken (``tokens.start``) and sets ``m.next``.
     """
     with m.State("IDLE"):
         with m.If(fifo.r_rdy & ~halt):
@@ -75,7 +94,8 @@ def _queue_head(m, fifo, word, index, ok, halt, stall):
             m.next = "WAIT"
     with m.State("WAIT"):
         with m.If(~halt):
-            with m.If(ok):
+            with m.If(tokens.ready):
+                m.d.comb += tokens.start.eq(1)
                 yield
             with m.Else():
                 m.d.sync += stall.eq(stall + 1)
@@ -201,17 +221,10 @@ class Core(wiring.Component):
         insn_cnt = {op.name: getattr(self, f"cnt_insns_{op.name.lower()}") for op in Opcode}
 
         # ---------------------------------------------------------------- tokens
-        tok = [Signal(8, name=f"tok_{t.name.lower()}") for t in TokenQueue]
-        tok_inc = [Signal(name=f"tok_inc_{t.name.lower()}") for t in TokenQueue]
-        tok_dec = [Signal(name=f"tok_dec_{t.name.lower()}") for t in TokenQueue]
-        for t in TokenQueue:
-            m.d.sync += tok[t.value].eq(tok[t.value] + tok_inc[t.value] - tok_dec[t.value])
-        # Compute's pushes are reserved at start and given at completion.
-        res = {t: Signal(8, name=f"res_{t.name.lower()}") for t in (TokenQueue.C2L, TokenQueue.C2S)}
-        res_inc = {t: Signal(name=f"res_inc_{t.name.lower()}") for t in res}
-        res_dec = {t: Signal(name=f"res_dec_{t.name.lower()}") for t in res}
-        for t in res:
-            m.d.sync += res[t].eq(res[t] + res_inc[t] - res_dec[t])
+        m.submodules.tokens = tokens = Tokens(depth=tok_depth)
+        lu_tok = tokens.queue[Queue.LOAD.value]
+        cu_tok = tokens.queue[Queue.COMPUTE.value]
+        su_tok = tokens.queue[Queue.STORE.value]
 
         # ---------------------------------------------------------------- fetch
         fifo_w = 128 + 32 + 1
@@ -268,29 +281,27 @@ class Core(wiring.Component):
         is_op = {op: opv == op.value for op in Opcode}
         ld, st, gm, al, cf, sy = v.load, v.store, v.gemm, v.alu, v.config, v.sync
 
+        # Legal: a known opcode whose every enum field holds a member of its enum; the
+        # queue and the meaningful dependency flags come from the ISA's tables.
         illegal = Signal()
-        m.d.comb += illegal.eq(
-            (opv == 7)
-            | (is_op[Opcode.LOAD] & (ld.mem.as_value() == 3))
-            | (is_op[Opcode.SYNC] & (sy.queue.as_value() == 3))
-            | (is_op[Opcode.CONFIG] & (cf.key.as_value() != CfgKey.LAYER.value)))
-
-        target = Signal(2)
-        with m.Switch(opv):
-            with m.Case(Opcode.LOAD.value):
-                m.d.comb += target.eq(Queue.LOAD.value)
-            with m.Case(Opcode.STORE.value):
-                m.d.comb += target.eq(Queue.STORE.value)
-            with m.Case(Opcode.SYNC.value):
-                m.d.comb += target.eq(sy.queue.as_value())
-            with m.Default():
-                m.d.comb += target.eq(Queue.COMPUTE.value)
+        target_queue = Signal(Queue)
+        target = target_queue.as_value()
         bad_deps = Signal()
-        m.d.comb += bad_deps.eq(
-            Mux(is_op[Opcode.FINISH],
-                hdr.pop_prev | hdr.pop_next | hdr.push_prev | hdr.push_next,
-                Mux(target == Queue.LOAD.value, hdr.pop_prev | hdr.push_prev,
-                    Mux(target == Queue.STORE.value, hdr.pop_next | hdr.push_next, 0))))
+        m.d.comb += illegal.eq(1)
+        with m.Switch(opv):
+            for op in Opcode:
+                with m.Case(op.value):
+                    m.d.comb += illegal.eq(~_enum_fields_legal(op, word))
+                    queue = queue_of(op, sy.queue)
+                    if queue is not None:
+                        m.d.comb += target_queue.eq(queue)
+        with m.If(is_op[Opcode.FINISH]):
+            m.d.comb += bad_deps.eq(_stray_flags(hdr, None))
+        with m.Else():
+            with m.Switch(target):
+                for q in Queue:
+                    with m.Case(q):
+                        m.d.comb += bad_deps.eq(_stray_flags(hdr, q))
 
         # LOAD range checks
         ld_width = Mux(ld.mem == Mem.SPAD, R, C)
@@ -365,8 +376,9 @@ class Core(wiring.Component):
         lu_word = Signal(128)
         lu_index = Signal(32)
         lu = data.View(INSTRUCTION, lu_word).load
-        lu_ok = Signal()
-        m.d.comb += lu_ok.eq(_tokens_ready(Queue.LOAD, lu.hdr, tok, tok_depth))
+        _connect_flags(m, lu_tok, lu.hdr)
+        lu_finished = Signal()
+        _give_pushes(m, lu_tok, Queue.LOAD, lu.hdr, lu_finished)
         lu_ny = Signal(12)
         lu_nx = Signal(12)
         m.d.comb += [
@@ -436,8 +448,7 @@ class Core(wiring.Component):
         m.d.sync += outstanding.eq(outstanding + lu_req - lu_resp)
 
         with m.FSM(name="load_unit") as lu_fsm:
-            with _queue_head(m, lq, lu_word, lu_index, lu_ok, halt, cnt["STALL_LOAD"]):
-                m.d.comb += tok_dec[TokenQueue.C2L.value].eq(lu.hdr.pop_next)
+            with _queue_head(m, lq, lu_word, lu_index, lu_tok, halt, cnt["STALL_LOAD"]):
                 m.d.sync += [yy.eq(0), xx.eq(0), row.eq(lu.sram), y_addr.eq(lu.dram),
                              x_addr.eq(lu.dram)]
                 m.next = "RUN"
@@ -456,7 +467,7 @@ class Core(wiring.Component):
                         with m.If(lu_wr_grant):
                             m.d.comb += lu_advance.eq(1)
                 with m.If(walk_done & (outstanding == 0) & ~lu_resp & ~halt):
-                    m.d.comb += tok_inc[TokenQueue.L2C.value].eq(lu.hdr.push_next)
+                    m.d.comb += lu_finished.eq(1)
                     m.next = "IDLE"
         with m.If(lu_advance):
             m.d.sync += row.eq(row + 1)
@@ -481,8 +492,7 @@ class Core(wiring.Component):
         cu_hdr = cv.gemm.hdr
         cu_op = cu_hdr.opcode.as_value()
         cg, ca, cc = cv.gemm, cv.alu, cv.config
-        cu_ok = Signal()
-        m.d.comb += cu_ok.eq(_tokens_ready(Queue.COMPUTE, cu_hdr, tok, tok_depth, res))
+        _connect_flags(m, cu_tok, cu_hdr)
 
         # Streamer state (one GEMM at a time) and the array's input stage.
         s_busy = Signal()
@@ -598,13 +608,7 @@ class Core(wiring.Component):
             array.w_data.eq(sp_wload.data),
         ]
         with m.FSM(name="compute_unit") as cu_fsm:
-            with _queue_head(m, cq, cu_word, cu_index, cu_ok, halt, cnt["STALL_COMPUTE"]):
-                m.d.comb += [
-                    tok_dec[TokenQueue.L2C.value].eq(cu_hdr.pop_prev),
-                    tok_dec[TokenQueue.S2C.value].eq(cu_hdr.pop_next),
-                    res_inc[TokenQueue.C2L].eq(cu_hdr.push_prev),
-                    res_inc[TokenQueue.C2S].eq(cu_hdr.push_next),
-                ]
+            with _queue_head(m, cq, cu_word, cu_index, cu_tok, halt, cnt["STALL_COMPUTE"]):
                 with m.If(cu_op == Opcode.GEMM.value):
                     with m.If(cg.keep_wgt):
                         m.d.sync += nb.eq(last_buf)
@@ -677,35 +681,15 @@ class Core(wiring.Component):
             m.d.sync += alu_d_lat.eq(acc_rd.data)
         with m.If(alu_live_s):
             m.d.sync += alu_s_lat.eq(acc_src.data)
-        d_row = data.View(data.ArrayLayout(signed(32), C),
-                          Mux(alu_live_d, acc_rd.data, alu_d_lat))
-        s_row = data.View(data.ArrayLayout(signed(32), C),
-                          Mux(alu_live_s, acc_src.data, alu_s_lat))
-        imm = ca.imm
-        lanes = []
-        for c in range(C):
-            d = d_row[c]
-            s = Mux(ca.use_imm, imm, s_row[c])
-            res_lane = Signal(signed(32), name=f"alu_lane{c}")
-            with m.Switch(ca.op.as_value()):
-                with m.Case(AluOp.MOV.value):
-                    m.d.comb += res_lane.eq(s)
-                with m.Case(AluOp.ADD.value):
-                    m.d.comb += res_lane.eq(d + s)
-                with m.Case(AluOp.SUB.value):
-                    m.d.comb += res_lane.eq(d - s)
-                with m.Case(AluOp.MUL.value):
-                    m.d.comb += res_lane.eq(d * s)
-                with m.Case(AluOp.MAX.value):
-                    m.d.comb += res_lane.eq(Mux(d > s, d, s))
-                with m.Case(AluOp.MIN.value):
-                    m.d.comb += res_lane.eq(Mux(d < s, d, s))
-                with m.Case(AluOp.SHR.value):
-                    m.d.comb += res_lane.eq(d >> s[:5])
-                with m.Case(AluOp.SHL.value):
-                    m.d.comb += res_lane.eq(d << s[:5])
-            lanes.append(res_lane)
-        m.d.comb += alu_wr_data.eq(Cat(*lanes))
+        m.submodules.vector_alu = valu = VectorALU(lanes=C)
+        m.d.comb += [
+            valu.op.eq(ca.op),
+            valu.d.eq(Mux(alu_live_d, acc_rd.data, alu_d_lat)),
+            valu.s.eq(Mux(alu_live_s, acc_src.data, alu_s_lat)),
+            alu_wr_data.eq(valu.out),
+        ]
+        with m.If(ca.use_imm):
+            m.d.comb += [valu.s[c].eq(ca.imm) for c in range(C)]
 
         # Compute's token completions.
         cu_pp_done = Signal()
@@ -713,10 +697,8 @@ class Core(wiring.Component):
         m.d.comb += [
             cu_pp_done.eq(gemm_done_pp | (nongemm_done & cu_hdr.push_prev)),
             cu_pn_done.eq(gemm_done_pn | (nongemm_done & cu_hdr.push_next)),
-            tok_inc[TokenQueue.C2L.value].eq(cu_pp_done),
-            tok_inc[TokenQueue.C2S.value].eq(cu_pn_done),
-            res_dec[TokenQueue.C2L].eq(cu_pp_done),
-            res_dec[TokenQueue.C2S].eq(cu_pn_done),
+            cu_tok.done.push_prev.eq(cu_pp_done),
+            cu_tok.done.push_next.eq(cu_pn_done),
         ]
 
         # ---------------------------------------------------------------- store unit
@@ -724,8 +706,9 @@ class Core(wiring.Component):
         su_word = Signal(128)
         su_index = Signal(32)
         su = data.View(INSTRUCTION, su_word).store
-        su_ok = Signal()
-        m.d.comb += su_ok.eq(_tokens_ready(Queue.STORE, su.hdr, tok, tok_depth))
+        _connect_flags(m, su_tok, su.hdr)
+        su_finished = Signal()
+        _give_pushes(m, su_tok, Queue.STORE, su.hdr, su_finished)
         bias = Signal(32 * C)
         mult = Signal(32 * C)
         shift = Signal(32 * C)
@@ -752,8 +735,7 @@ class Core(wiring.Component):
             rq_inflight.eq(rq_inflight + su_issue - rq.o_valid),
         ]
         with m.FSM(name="store_unit") as su_fsm:
-            with _queue_head(m, sq, su_word, su_index, su_ok, halt, cnt["STALL_STORE"]):
-                m.d.comb += tok_dec[TokenQueue.C2S.value].eq(su.hdr.pop_prev)
+            with _queue_head(m, sq, su_word, su_index, su_tok, halt, cnt["STALL_STORE"]):
                 m.d.sync += pi.eq(0)
                 m.next = "PARAM"
             with m.State("PARAM"):
@@ -777,7 +759,7 @@ class Core(wiring.Component):
             with m.State("FLUSH"):
                 with m.If(~halt & (rq_inflight == 0) & ~su_issue & ~rd_valid & ~ofifo.r_rdy
                           & sdma.idle & ~sdma.req_valid):
-                    m.d.comb += tok_inc[TokenQueue.S2C.value].eq(su.hdr.push_prev)
+                    m.d.comb += su_finished.eq(1)
                     m.next = "IDLE"
         m.d.comb += [
             sdma.req_valid.eq(ofifo.r_rdy & ~halt),
@@ -798,9 +780,9 @@ class Core(wiring.Component):
         lu_idle = lu_fsm.ongoing("IDLE") & ~lq.r_rdy
         cu_idle = cu_fsm.ongoing("IDLE") & ~cq.r_rdy & ~pipe_busy
         su_idle = su_fsm.ongoing("IDLE") & ~sq.r_rdy
-        lu_wait = lu_fsm.ongoing("WAIT") & ~lu_ok
-        cu_wait = cu_fsm.ongoing("WAIT") & ~cu_ok & ~pipe_busy
-        su_wait = su_fsm.ongoing("WAIT") & ~su_ok
+        lu_wait = lu_fsm.ongoing("WAIT") & ~lu_tok.ready
+        cu_wait = cu_fsm.ongoing("WAIT") & ~cu_tok.ready & ~pipe_busy
+        su_wait = su_fsm.ongoing("WAIT") & ~su_tok.ready
         m.d.comb += self.done.eq(self.enable & ~self.error & all_dispatched & lu_idle & cu_idle
                                  & su_idle & sdma.idle & self.quiesced)
         stuck = Signal()
