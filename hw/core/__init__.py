@@ -1,8 +1,11 @@
-"""The NPU core, built from components: the controller in :mod:`.core`, the dependency
-tokens in :mod:`.tokens`, the vector ALU datapath in :mod:`.vector`."""
+"""The NPU core, built from components: the top and the compute unit in :mod:`.core`,
+the load unit in :mod:`.load`, the store unit in :mod:`.store`, the dependency tokens in
+:mod:`.tokens`, the vector ALU datapath in :mod:`.vector`."""
 
 from .core import Core
+from .load import LoadUnit
+from .store import StoreUnit
 from .tokens import Tokens
 from .vector import VectorALU
 
-__all__ = ["Core", "Tokens", "VectorALU"]
+__all__ = ["Core", "LoadUnit", "StoreUnit", "Tokens", "VectorALU"]

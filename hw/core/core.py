@@ -3,18 +3,21 @@
 The controller fetches 128-bit instructions through the DMA, checks and
 dispatches them (in order) to three queues, and runs the queues decoupled:
 
-* the **load unit** walks a LOAD's 2D pattern, sends one DMA read per vector and
-  writes padding rows itself, formatting each row for its memory;
+* the **load unit** (:mod:`.load`) walks a LOAD's 2D pattern, sends one DMA read
+  per vector and writes padding rows itself, formatting each row for its memory;
 * the **compute unit** has a front stage that takes tokens and preloads a GEMM's
   weights into the idle weight buffer, and a streamer that feeds activation
   rows to the array, so the next tile's weights load while this tile computes;
   results are accumulated on write at the array's output; ALU, CONFIG and SYNC
-  run once the array has drained;
-* the **store unit** loads a parameter group, streams accumulator rows through
-  the requantizer and writes int8 rows to DRAM.
+  run once the array has drained, the ALU through its datapath (:mod:`.vector`);
+* the **store unit** (:mod:`.store`) loads a parameter group, streams accumulator
+  rows through the requantizer and writes int8 rows to DRAM.
 
-Tokens are counters between the queues (a GEMM's pushes are reserved when it
-starts and given when its last row is written back). An illegal instruction, a
+The memories are banks of one read and one write port shared by priority
+(:mod:`hw.sram`): the GEMM pipeline first, then the ALU, the store and load units.
+Tokens are counters between the queues (:mod:`.tokens`; every push is reserved when
+its instruction starts and given when it completes: a GEMM's when its last row is
+written back). An illegal instruction, a
 field out of range, an access outside the DMA window or a deadlock stops the
 core with an error code and the index of the failing instruction; bursts
 already on the bus finish, so the bus is left clean.
@@ -26,7 +29,6 @@ START); memory contents persist.
 from __future__ import annotations
 
 import enum as py_enum
-from contextlib import contextmanager
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
@@ -39,11 +41,13 @@ from ..axi import AXI4Signature, BURST_INCR
 from ..config import NPUConfig
 from ..csr import COUNTERS
 from ..dma import DMAReader, DMAWriter, ReadArbiter
-from ..isa import (DEP_FLAGS, INSTRUCTION, PARAM_GROUP_ROWS, TOKEN_PUSHES, ErrorCode, Mem,
+from ..isa import (DEP_FLAGS, INSTRUCTION, ErrorCode, Mem,
                    Opcode, Queue, allowed_deps, fields_of, queue_of)
-from ..requant import Requantizer
 from ..sram import BankedMemory
-from .tokens import Tokens
+from .fetch import FetchUnit
+from .load import LoadUnit, load_max_bytes
+from .store import StoreUnit
+from .tokens import QUEUE_ENTRY, Tokens, connect_flags, queue_head
 from .vector import VectorALU
 
 __all__ = ["Core"]
@@ -65,40 +69,6 @@ def _stray_flags(hdr, queue):
     """A dependency flag is set that ``queue`` (``None``: FINISH) does not use."""
     return Cat(Const(0, 1), *[getattr(hdr, f) for f in DEP_FLAGS
                               if f not in allowed_deps(queue)]).any()
-
-
-def _connect_flags(m, unit, hdr):
-    """Drive a queue unit's token flags from its head instruction's header."""
-    for flag in DEP_FLAGS:
-        m.d.comb += getattr(unit.flags, flag).eq(getattr(hdr, flag))
-
-
-def _give_pushes(m, unit, queue, hdr, finished):
-    """Give every push of ``queue``'s head instruction in the cycle it is ``finished``."""
-    for flag in TOKEN_PUSHES[queue]:
-        m.d.comb += getattr(unit.done, flag).eq(finished & getattr(hdr, flag))
-
-
-@contextmanager
-def _queue_head(m, fifo, word, index, tokens, halt, stall):
-    """The IDLE and WAIT states every queue unit shares.
-
-    IDLE takes the head of the unit's instruction queue; WAIT holds it until its
-    tokens can be taken (``tokens.ready``), counting the cycles in ``stall``. The body
-    runs in the cycle the tokens are taken (``tokens.start``) and sets ``m.next``.
-    """
-    with m.State("IDLE"):
-        with m.If(fifo.r_rdy & ~halt):
-            m.d.comb += fifo.r_en.eq(1)
-            m.d.sync += [word.eq(fifo.r_data[:128]), index.eq(fifo.r_data[128:])]
-            m.next = "WAIT"
-    with m.State("WAIT"):
-        with m.If(~halt):
-            with m.If(tokens.ready):
-                m.d.comb += tokens.start.eq(1)
-                yield
-            with m.Else():
-                m.d.sync += stall.eq(stall + 1)
 
 
 class Core(wiring.Component):
@@ -159,13 +129,12 @@ class Core(wiring.Component):
         acc_rd, acc_src, acc_store = acc.read
         acc_wr, acc_load = acc.write
         m.submodules.array = array = SystolicArray(rows=R, cols=C)
-        m.submodules.requant = rq = Requantizer(lanes=C, tag_width=32)
         L = array.latency
 
         m.submodules.fetch_dma = fdma = DMAReader(
             data_width=cfg.dma_data_width, max_bytes=16, burst_len=cfg.dma_burst_len,
             tag_width=32, queue_depth=4)
-        load_max = max(R, 4 * C)
+        load_max = load_max_bytes(cfg)
         m.submodules.load_dma = ldma = DMAReader(
             data_width=cfg.dma_data_width, max_bytes=load_max, burst_len=cfg.dma_burst_len,
             tag_width=14, queue_depth=4)
@@ -227,43 +196,22 @@ class Core(wiring.Component):
         su_tok = tokens.queue[Queue.STORE.value]
 
         # ---------------------------------------------------------------- fetch
-        fifo_w = 128 + 32 + 1
-        m.submodules.fetch_fifo = ffifo = SyncFIFOBuffered(width=fifo_w, depth=8)
-        fpc = Signal(32)
-        f_inflight = Signal(range(16))
-        f_err = Signal()
-        f_marker = Signal()
-        f_addr = Signal(33)
-        m.d.comb += f_addr.eq(self.insn_base + (fpc << 4))
-        f_in_window = (f_addr >= self.win_lo) & (f_addr + 16 <= self.win_hi) & ~f_addr[32]
-        misaligned = self.insn_base[:4] != 0
-        f_can = Signal()
-        m.d.comb += f_can.eq(self.enable & ~halt & ~f_err & ~misaligned & (fpc < self.insn_count)
-                             & (ffifo.level + f_inflight < 8))
-        f_issue = Signal()
-        f_take = Signal()
-        with m.If(f_can):
-            with m.If(f_in_window):
-                m.d.comb += [
-                    fdma.req_valid.eq(1), fdma.req_addr.eq(f_addr), fdma.req_nbytes.eq(16),
-                    fdma.req_tag.eq(fpc),
-                ]
-                with m.If(fdma.req_ready):
-                    m.d.comb += f_issue.eq(1)
-                    m.d.sync += fpc.eq(fpc + 1)
-            with m.Else():
-                m.d.sync += f_err.eq(1)
+        m.submodules.fetch = fu = FetchUnit()
         m.d.comb += [
-            ffifo.w_data.eq(Cat(Cat(*[fdma.resp_data[i] for i in range(16)]), fdma.resp_tag, 0)),
-            ffifo.w_en.eq(fdma.resp_valid),
-            fdma.resp_ready.eq(ffifo.w_rdy),
-            f_take.eq(fdma.resp_valid & ffifo.w_rdy),
+            fu.enable.eq(self.enable), fu.halt.eq(halt),
+            fu.insn_base.eq(self.insn_base), fu.insn_count.eq(self.insn_count),
+            fu.win_lo.eq(self.win_lo), fu.win_hi.eq(self.win_hi),
+            fdma.req_valid.eq(fu.dma_req.valid),
+            fdma.req_addr.eq(fu.dma_req.payload.addr),
+            fdma.req_nbytes.eq(fu.dma_req.payload.nbytes),
+            fdma.req_tag.eq(fu.dma_req.payload.tag),
+            fu.dma_req.ready.eq(fdma.req_ready),
+            fu.dma_resp.valid.eq(fdma.resp_valid),
+            fu.dma_resp.payload.data.eq(fdma.resp_data),
+            fu.dma_resp.payload.tag.eq(fdma.resp_tag),
+            fdma.resp_ready.eq(fu.dma_resp.ready),
         ]
-        with m.If(f_err & ~f_marker & (f_inflight == 0) & ~fdma.resp_valid & ffifo.w_rdy):
-            m.d.comb += [ffifo.w_en.eq(1), ffifo.w_data.eq(Cat(Const(0, 128), fpc, 1))]
-            m.d.sync += f_marker.eq(1)
-        m.d.sync += f_inflight.eq(f_inflight + f_issue - f_take)
-        raises.append((self.enable & misaligned, ErrorCode.FIELD_RANGE, 0))
+        raises.append((self.enable & fu.misaligned, ErrorCode.FIELD_RANGE, 0))
 
         # ---------------------------------------------------------------- decode and dispatch
         queues = []
@@ -271,10 +219,10 @@ class Core(wiring.Component):
             fifo = SyncFIFOBuffered(width=160, depth=cfg.insn_queue_depth)
             m.submodules[f"{q.name.lower()}_queue"] = fifo
             queues.append(fifo)
-        head = ffifo.r_data
-        word = head[:128]
-        h_index = head[128:160]
-        h_ferr = head[160]
+        head = fu.insns.payload
+        word = head.entry.word
+        h_index = head.entry.index
+        h_ferr = head.fault
         v = data.View(INSTRUCTION, word)
         hdr = v.load.hdr
         opv = hdr.opcode.as_value()
@@ -345,7 +293,7 @@ class Core(wiring.Component):
         m.d.comb += queue_w_rdy.eq(Cat(*[q.w_rdy for q in queues]).bit_select(target, 1))
         for i, q in enumerate(queues):
             m.d.comb += q.w_data.eq(Cat(word, h_index))
-        can_dispatch = ffifo.r_rdy & ~all_dispatched & ~halt & self.enable
+        can_dispatch = fu.insns.valid & ~all_dispatched & ~halt & self.enable
         raises.append((can_dispatch & h_ferr, ErrorCode.DMA_WINDOW, h_index))
         raises.append((can_dispatch & ~h_ferr & illegal, ErrorCode.ILLEGAL_OPCODE, h_index))
         raises.append((can_dispatch & ~h_ferr & ~illegal & field_bad, ErrorCode.FIELD_RANGE,
@@ -353,10 +301,10 @@ class Core(wiring.Component):
         dispatch_ok = can_dispatch & ~h_ferr & ~illegal & ~field_bad
         with m.If(dispatch_ok):
             with m.If(is_op[Opcode.FINISH]):
-                m.d.comb += ffifo.r_en.eq(1)
+                m.d.comb += fu.insns.ready.eq(1)
                 m.d.sync += [finished.eq(1), dispatched.eq(dispatched + 1)]
             with m.Elif(queue_w_rdy):
-                m.d.comb += ffifo.r_en.eq(1)
+                m.d.comb += fu.insns.ready.eq(1)
                 for i, q in enumerate(queues):
                     with m.If(target == i):
                         m.d.comb += q.w_en.eq(1)
@@ -368,131 +316,50 @@ class Core(wiring.Component):
                 for op in Opcode:
                     with m.If(is_op[op]):
                         m.d.sync += insn_cnt[op.name].eq(insn_cnt[op.name] + 1)
-        m.d.comb += disp_blocked.eq(all_dispatched | (ffifo.r_rdy & ~h_ferr & ~queue_w_rdy
+        m.d.comb += disp_blocked.eq(all_dispatched | (fu.insns.valid & ~h_ferr & ~queue_w_rdy
                                                       & ~is_op[Opcode.FINISH]))
 
         # ---------------------------------------------------------------- load unit
         lq = queues[Queue.LOAD.value]
-        lu_word = Signal(128)
-        lu_index = Signal(32)
-        lu = data.View(INSTRUCTION, lu_word).load
-        _connect_flags(m, lu_tok, lu.hdr)
-        lu_finished = Signal()
-        _give_pushes(m, lu_tok, Queue.LOAD, lu.hdr, lu_finished)
-        lu_ny = Signal(12)
-        lu_nx = Signal(12)
+        m.submodules.load_unit = lu = LoadUnit(cfg)
+        lu_index = lu.index
         m.d.comb += [
-            lu_ny.eq(lu.pad_top + lu.y_size + lu.pad_bottom),
-            lu_nx.eq(lu.pad_left + lu.x_size + lu.pad_right),
+            lu.insn.valid.eq(lq.r_rdy), lu.insn.payload.eq(lq.r_data), lq.r_en.eq(lu.insn.ready),
+            lu.halt.eq(halt),
+            ldma.req_valid.eq(lu.dma_req.valid),
+            ldma.req_addr.eq(lu.dma_req.payload.addr),
+            ldma.req_nbytes.eq(lu.dma_req.payload.nbytes),
+            ldma.req_tag.eq(lu.dma_req.payload.tag),
+            lu.dma_req.ready.eq(ldma.req_ready),
+            lu.dma_resp.valid.eq(ldma.resp_valid),
+            lu.dma_resp.payload.data.eq(ldma.resp_data),
+            lu.dma_resp.payload.tag.eq(ldma.resp_tag),
+            ldma.resp_ready.eq(lu.dma_resp.ready),
         ]
-        yy = Signal(12)
-        xx = Signal(12)
-        row = Signal(24)
-        y_addr = Signal(32)
-        x_addr = Signal(32)
-        outstanding = Signal(8)
-        lu_nbytes = Signal(range(load_max + 1))
-        m.d.comb += lu_nbytes.eq(Mux(lu.mem == Mem.PARAM, lu.length << 2, lu.length))
-        data_row = (yy >= lu.pad_top) & (yy < lu.pad_top + lu.y_size)
-        data_vec = data_row & (xx >= lu.pad_left) & (xx < lu.pad_left + lu.x_size)
-        walk_done = yy == lu_ny
-        lu_advance = Signal()
-        lu_req = Signal()
-        lu_resp = Signal()
-        lu_pad_write = Signal()
-
-        # Row formatting for each memory (elements past `length` take the pad value).
-        def sext32(v8):
-            return Cat(v8, v8[7].replicate(24))
-
-        pad8 = lu.pad_value[:8]
-        pad32 = sext32(pad8)
-        rb = ldma.resp_data
-        spad_row = Cat(*[Mux(j < lu.length, rb[j], pad8) for j in range(R)])
-        acc_row = Cat(*[Mux(j < lu.length, sext32(rb[j]), pad32) for j in range(C)])
-        par_row = Cat(*[Mux(j < lu.length,
-                            Cat(rb[4 * j], rb[4 * j + 1], rb[4 * j + 2], rb[4 * j + 3]), pad32)
-                        for j in range(C)])
-        spad_pad = Cat(*[pad8 for _ in range(R)])
-        acc_pad = Cat(*[pad32 for _ in range(C)])
-
-        # One write per cycle: a DMA response, else a padding row. A response waits (the
-        # DMA holds it) while the accumulator bank's write port is taken by compute.
-        lu_wr_addr = Signal(14)
-        lu_wr_req = Signal()
-        lu_wr_grant = Signal()
-        with m.If(ldma.resp_valid):
-            m.d.comb += lu_wr_addr.eq(ldma.resp_tag)
-        with m.Else():
-            m.d.comb += lu_wr_addr.eq(row)
-        to_spad = lu.mem == Mem.SPAD
-        to_acc = lu.mem == Mem.ACC
-        to_par = lu.mem == Mem.PARAM
-        spad_wr, par_wr = spad.write[0], par.write[0]
-        m.d.comb += [
-            spad_wr.addr.eq(lu_wr_addr),
-            acc_load.addr.eq(lu_wr_addr),
-            par_wr.addr.eq(lu_wr_addr),
-            spad_wr.data.eq(Mux(ldma.resp_valid, spad_row, spad_pad)),
-            acc_load.data.eq(Mux(ldma.resp_valid, acc_row, acc_pad)),
-            par_wr.data.eq(Mux(ldma.resp_valid, par_row, acc_pad)),
-            spad_wr.en.eq(lu_wr_req & to_spad),
-            acc_load.en.eq(lu_wr_req & to_acc),
-            par_wr.en.eq(lu_wr_req & to_par),
-            lu_wr_grant.eq((spad_wr.grant & to_spad) | (acc_load.grant & to_acc)
-                           | (par_wr.grant & to_par)),
-            ldma.resp_ready.eq(lu_wr_grant),
-            lu_resp.eq(ldma.resp_valid & lu_wr_grant),
-            lu_wr_req.eq(ldma.resp_valid | lu_pad_write),
-        ]
-        m.d.sync += outstanding.eq(outstanding + lu_req - lu_resp)
-
-        with m.FSM(name="load_unit") as lu_fsm:
-            with _queue_head(m, lq, lu_word, lu_index, lu_tok, halt, cnt["STALL_LOAD"]):
-                m.d.sync += [yy.eq(0), xx.eq(0), row.eq(lu.sram), y_addr.eq(lu.dram),
-                             x_addr.eq(lu.dram)]
-                m.next = "RUN"
-            with m.State("RUN"):
-                with m.If(~walk_done & ~halt):
-                    with m.If(data_vec):
-                        m.d.comb += [
-                            ldma.req_valid.eq(1), ldma.req_addr.eq(x_addr),
-                            ldma.req_nbytes.eq(lu_nbytes), ldma.req_tag.eq(row),
-                        ]
-                        with m.If(ldma.req_ready):
-                            m.d.comb += [lu_req.eq(1), lu_advance.eq(1)]
-                            m.d.sync += cnt["DMA_RD_BYTES"].eq(cnt["DMA_RD_BYTES"] + lu_nbytes)
-                    with m.Elif(~ldma.resp_valid):
-                        m.d.comb += lu_pad_write.eq(1)
-                        with m.If(lu_wr_grant):
-                            m.d.comb += lu_advance.eq(1)
-                with m.If(walk_done & (outstanding == 0) & ~lu_resp & ~halt):
-                    m.d.comb += lu_finished.eq(1)
-                    m.next = "IDLE"
-        with m.If(lu_advance):
-            m.d.sync += row.eq(row + 1)
-            with m.If(data_vec):
-                m.d.sync += x_addr.eq(x_addr + lu.x_stride)
-            with m.If(xx + 1 == lu_nx):
-                m.d.sync += [xx.eq(0), yy.eq(yy + 1)]
-                with m.If(data_row):
-                    m.d.sync += [y_addr.eq(y_addr + lu.y_stride), x_addr.eq(y_addr + lu.y_stride)]
-                with m.Else():
-                    m.d.sync += x_addr.eq(y_addr)
-            with m.Else():
-                m.d.sync += xx.eq(xx + 1)
+        wiring.connect(m, lu.tokens, lu_tok)
+        wiring.connect(m, lu.spad, spad.write[0])
+        wiring.connect(m, lu.acc, acc_load)
+        wiring.connect(m, lu.param, par.write[0])
+        with m.If(lu.stalled):
+            m.d.sync += cnt["STALL_LOAD"].eq(cnt["STALL_LOAD"] + 1)
+        with m.If(ldma.req_valid & ldma.req_ready):
+            m.d.sync += cnt["DMA_RD_BYTES"].eq(cnt["DMA_RD_BYTES"] + ldma.req_nbytes)
         raises.append((ldma.error, ErrorCode.DMA_WINDOW, lu_index))
         raises.append((ldma.bus_error | fdma.bus_error | sdma.bus_error, ErrorCode.BUS_ERROR, lu_index))
 
         # ---------------------------------------------------------------- compute unit
         cq = queues[Queue.COMPUTE.value]
-        cu_word = Signal(128)
-        cu_index = Signal(32)
+        cu_entry = Signal(QUEUE_ENTRY)
+        cu_word = cu_entry.word
+        cu_index = cu_entry.index
+        cu_stalled = Signal()
+        with m.If(cu_stalled):
+            m.d.sync += cnt["STALL_COMPUTE"].eq(cnt["STALL_COMPUTE"] + 1)
         cv = data.View(INSTRUCTION, cu_word)
         cu_hdr = cv.gemm.hdr
         cu_op = cu_hdr.opcode.as_value()
         cg, ca, cc = cv.gemm, cv.alu, cv.config
-        _connect_flags(m, cu_tok, cu_hdr)
+        connect_flags(m, cu_tok, cu_hdr)
 
         # Streamer state (one GEMM at a time) and the array's input stage.
         s_busy = Signal()
@@ -608,7 +475,7 @@ class Core(wiring.Component):
             array.w_data.eq(sp_wload.data),
         ]
         with m.FSM(name="compute_unit") as cu_fsm:
-            with _queue_head(m, cq, cu_word, cu_index, cu_tok, halt, cnt["STALL_COMPUTE"]):
+            with queue_head(m, cq.r_stream, cu_entry, cu_tok, halt, cu_stalled):
                 with m.If(cu_op == Opcode.GEMM.value):
                     with m.If(cg.keep_wgt):
                         m.d.sync += nb.eq(last_buf)
@@ -703,92 +570,45 @@ class Core(wiring.Component):
 
         # ---------------------------------------------------------------- store unit
         sq = queues[Queue.STORE.value]
-        su_word = Signal(128)
-        su_index = Signal(32)
-        su = data.View(INSTRUCTION, su_word).store
-        _connect_flags(m, su_tok, su.hdr)
-        su_finished = Signal()
-        _give_pushes(m, su_tok, Queue.STORE, su.hdr, su_finished)
-        bias = Signal(32 * C)
-        mult = Signal(32 * C)
-        shift = Signal(32 * C)
-        pi = Signal(3)
-        ri = Signal(13)
-        row_addr = Signal(32)
-        rq_inflight = Signal(4)
-        rd_valid = Signal()
-        rd_addr = Signal(32)
-        ofifo_depth = 8
-        m.submodules.store_fifo = ofifo = SyncFIFOBuffered(width=8 * C + 32, depth=ofifo_depth)
+        m.submodules.store_unit = su = StoreUnit(cfg)
         m.d.comb += [
-            par.read[0].en.eq(1),
-            par.read[0].addr.eq(su.param * PARAM_GROUP_ROWS + pi),
-            acc_store.addr.eq(su.acc + ri),
-            rq.bias.eq(bias), rq.mult.eq(mult), rq.shift.eq(shift),
-            rq.out_zp.eq(su.out_zp), rq.clamp_lo.eq(su.clamp_lo), rq.clamp_hi.eq(su.clamp_hi),
-            rq.i_valid.eq(rd_valid), rq.i_acc.eq(acc_store.data), rq.i_tag.eq(rd_addr),
-            ofifo.w_en.eq(rq.o_valid), ofifo.w_data.eq(Cat(rq.o_data, rq.o_tag)),
+            su.insn.valid.eq(sq.r_rdy), su.insn.payload.eq(sq.r_data), sq.r_en.eq(su.insn.ready),
+            su.halt.eq(halt),
+            su.dma_idle.eq(sdma.idle),
         ]
-        su_issue = Signal()
-        m.d.sync += [
-            rd_valid.eq(su_issue), rd_addr.eq(row_addr),
-            rq_inflight.eq(rq_inflight + su_issue - rq.o_valid),
-        ]
-        with m.FSM(name="store_unit") as su_fsm:
-            with _queue_head(m, sq, su_word, su_index, su_tok, halt, cnt["STALL_STORE"]):
-                m.d.sync += pi.eq(0)
-                m.next = "PARAM"
-            with m.State("PARAM"):
-                m.d.sync += pi.eq(pi + 1)
-                with m.Switch(pi):
-                    with m.Case(1):
-                        m.d.sync += bias.eq(par.read[0].data)
-                    with m.Case(2):
-                        m.d.sync += mult.eq(par.read[0].data)
-                    with m.Case(3):
-                        m.d.sync += [shift.eq(par.read[0].data), ri.eq(0), row_addr.eq(su.dram)]
-                        m.next = "RUN"
-            with m.State("RUN"):
-                # A row is read when the FIFO has room and compute leaves its bank free.
-                m.d.comb += acc_store.en.eq(~halt & (ofifo.level + rq_inflight < ofifo_depth - 1))
-                with m.If(acc_store.en & acc_store.grant):
-                    m.d.comb += su_issue.eq(1)
-                    m.d.sync += [ri.eq(ri + 1), row_addr.eq(row_addr + su.stride)]
-                    with m.If(ri + 1 == su.rows):
-                        m.next = "FLUSH"
-            with m.State("FLUSH"):
-                with m.If(~halt & (rq_inflight == 0) & ~su_issue & ~rd_valid & ~ofifo.r_rdy
-                          & sdma.idle & ~sdma.req_valid):
-                    m.d.comb += su_finished.eq(1)
-                    m.next = "IDLE"
+        wiring.connect(m, su.tokens, su_tok)
+        wiring.connect(m, su.acc, acc_store)
+        wiring.connect(m, su.param, par.read[0])
+        with m.If(su.stalled):
+            m.d.sync += cnt["STALL_STORE"].eq(cnt["STALL_STORE"] + 1)
         m.d.comb += [
-            sdma.req_valid.eq(ofifo.r_rdy & ~halt),
-            sdma.req_addr.eq(ofifo.r_data[8 * C:]),
-            sdma.req_nbytes.eq(su.length),
-            sdma.req_data.eq(ofifo.r_data[:8 * C]),
-            sdma.req_tag.eq(su_index),
-            ofifo.r_en.eq(sdma.req_valid & sdma.req_ready),
+            sdma.req_valid.eq(su.dma.valid),
+            sdma.req_addr.eq(su.dma.payload.addr),
+            sdma.req_nbytes.eq(su.dma.payload.nbytes),
+            sdma.req_data.eq(su.dma.payload.data),
+            sdma.req_tag.eq(su.dma.payload.tag),
+            su.dma.ready.eq(sdma.req_ready),
             sdma.halt.eq(halt),
             fdma.halt.eq(halt),
             ldma.halt.eq(halt),
         ]
         with m.If(sdma.req_valid & sdma.req_ready):
-            m.d.sync += cnt["DMA_WR_BYTES"].eq(cnt["DMA_WR_BYTES"] + su.length)
+            m.d.sync += cnt["DMA_WR_BYTES"].eq(cnt["DMA_WR_BYTES"] + sdma.req_nbytes)
         raises.insert(0, (sdma.error, ErrorCode.DMA_WINDOW, sdma.error_tag))
 
         # ---------------------------------------------------------------- done and deadlock
-        lu_idle = lu_fsm.ongoing("IDLE") & ~lq.r_rdy
+        lu_idle = lu.idle
         cu_idle = cu_fsm.ongoing("IDLE") & ~cq.r_rdy & ~pipe_busy
-        su_idle = su_fsm.ongoing("IDLE") & ~sq.r_rdy
-        lu_wait = lu_fsm.ongoing("WAIT") & ~lu_tok.ready
+        su_idle = su.idle
+        lu_wait = lu.waiting
         cu_wait = cu_fsm.ongoing("WAIT") & ~cu_tok.ready & ~pipe_busy
-        su_wait = su_fsm.ongoing("WAIT") & ~su_tok.ready
+        su_wait = su.waiting
         m.d.comb += self.done.eq(self.enable & ~self.error & all_dispatched & lu_idle & cu_idle
                                  & su_idle & sdma.idle & self.quiesced)
         stuck = Signal()
         m.d.comb += stuck.eq(self.enable & ~self.error & ~self.done & disp_blocked
                              & (lu_idle | lu_wait) & (cu_idle | cu_wait) & (su_idle | su_wait)
-                             & sdma.idle & (outstanding == 0))
+                             & sdma.idle & ~lu.in_flight)
         stuck_cnt = Signal(range(_DEADLOCK_CYCLES + 1))
         with m.If(stuck):
             m.d.sync += stuck_cnt.eq(stuck_cnt + 1)
@@ -797,7 +617,7 @@ class Core(wiring.Component):
         big = (1 << 32) - 1
         i_l = Mux(lu_wait, lu_index, big)
         i_c = Mux(cu_wait, cu_index, big)
-        i_s = Mux(su_wait, su_index, big)
+        i_s = Mux(su_wait, su.index, big)
         i_lc = Mux(i_l < i_c, i_l, i_c)
         dl_index = Mux(i_lc < i_s, i_lc, i_s)
         raises.append((stuck_cnt == _DEADLOCK_CYCLES, ErrorCode.DEADLOCK, dl_index))

@@ -11,16 +11,22 @@ the unit says it is done (``done``, one bit per flag).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..isa import DEP_FLAGS, TOKEN_POPS, TOKEN_PUSHES, Queue, TokenQueue
+from ..isa import DEP_FLAGS, INSN_BITS, TOKEN_POPS, TOKEN_PUSHES, Queue, TokenQueue
 
-__all__ = ["DEPS", "QueueTokens", "Tokens"]
+__all__ = ["DEPS", "QUEUE_ENTRY", "QueueTokens", "Tokens", "connect_flags", "give_pushes",
+           "queue_head"]
 
 #: The four dependency flags of an instruction header, one bit each.
 DEPS = data.StructLayout({flag: 1 for flag in DEP_FLAGS})
+
+#: An entry of an instruction queue: the word and its index in the program.
+QUEUE_ENTRY = data.StructLayout({"word": INSN_BITS, "index": 32})
 
 
 class QueueTokens(wiring.Signature):
@@ -79,3 +85,38 @@ class Tokens(wiring.Component):
         for t in TokenQueue:
             m.d.sync += self.count[t.value].eq(self.count[t.value] + inc[t] - dec[t])
         return m
+
+
+def connect_flags(m, unit, hdr):
+    """Drive a queue unit's token ``flags`` from its head instruction's header."""
+    for flag in DEP_FLAGS:
+        m.d.comb += getattr(unit.flags, flag).eq(getattr(hdr, flag))
+
+
+def give_pushes(m, unit, queue, hdr, finished):
+    """Give every push of ``queue``'s head instruction in the cycle it is ``finished``."""
+    for flag in TOKEN_PUSHES[queue]:
+        m.d.comb += getattr(unit.done, flag).eq(finished & getattr(hdr, flag))
+
+
+@contextmanager
+def queue_head(m, insn, entry, tokens, halt, stalled):
+    """The IDLE and WAIT states every queue unit shares (inside its ``m.FSM``).
+
+    IDLE takes the head of the unit's instruction stream ``insn`` (payload
+    :data:`QUEUE_ENTRY`) into ``entry``; WAIT holds it until its tokens can be taken
+    (``tokens.ready``), raising ``stalled`` in the cycles it waits. The body runs in the
+    cycle the tokens are taken (``tokens.start``) and sets ``m.next``.
+    """
+    with m.State("IDLE"):
+        with m.If(insn.valid & ~halt):
+            m.d.comb += insn.ready.eq(1)
+            m.d.sync += entry.eq(insn.payload)
+            m.next = "WAIT"
+    with m.State("WAIT"):
+        with m.If(~halt):
+            with m.If(tokens.ready):
+                m.d.comb += tokens.start.eq(1)
+                yield
+            with m.Else():
+                m.d.comb += stalled.eq(1)
