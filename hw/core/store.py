@@ -23,7 +23,7 @@ from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, give_pushes, queue_
 
 __all__ = ["StoreUnit", "store_request"]
 
-_FIFO_DEPTH = 8
+_FIFO_DEPTH = 16
 
 
 def store_request(cols: int) -> data.StructLayout:
@@ -128,8 +128,10 @@ class StoreUnit(wiring.Component):
                                 m.d.sync += [ri.eq(0), row_addr.eq(su.dram)]
                                 m.next = "RUN"
             with m.State("RUN"):
-                # A row is read when the FIFO has room and compute leaves its bank free.
-                m.d.comb += self.acc.en.eq(~halt & (ofifo.level + rq_inflight < _FIFO_DEPTH - 1))
+                # A row is read when the FIFO has room for it and for every row in flight
+                # (the read and the requantizer's stages), and compute leaves its bank free.
+                # 16 entries keep a row per cycle flowing while the DMA takes one per cycle.
+                m.d.comb += self.acc.en.eq(~halt & (ofifo.level + rq_inflight < _FIFO_DEPTH))
                 with m.If(self.acc.en & self.acc.grant):
                     m.d.comb += issue.eq(1)
                     m.d.sync += [ri.eq(ri + 1), row_addr.eq(row_addr + su.stride)]
