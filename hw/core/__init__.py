@@ -1,11 +1,13 @@
-"""The NPU core, built from components: the top and the compute unit in :mod:`.core`,
-the load unit in :mod:`.load`, the store unit in :mod:`.store`, the dependency tokens in
-:mod:`.tokens`, the vector ALU datapath in :mod:`.vector`."""
+"""The NPU core, built from components: the top, dispatch and the compute unit in
+:mod:`.core`, the fetch unit in :mod:`.fetch`, the load unit in :mod:`.load`, the store
+unit in :mod:`.store`, the dependency tokens in :mod:`.tokens`, the vector ALU datapath
+in :mod:`.vector`."""
 
 from .core import Core
+from .fetch import FetchUnit
 from .load import LoadUnit
 from .store import StoreUnit
 from .tokens import Tokens
 from .vector import VectorALU
 
-__all__ = ["Core", "LoadUnit", "StoreUnit", "Tokens", "VectorALU"]
+__all__ = ["Core", "FetchUnit", "LoadUnit", "StoreUnit", "Tokens", "VectorALU"]

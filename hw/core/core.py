@@ -1,7 +1,7 @@
 """The NPU core: memories, array, DMA engines and the controller that drives them.
 
-The controller fetches 128-bit instructions through the DMA, checks and
-dispatches them (in order) to three queues, and runs the queues decoupled:
+The controller fetches 128-bit instructions through the DMA (:mod:`.fetch`), checks
+and dispatches them (in order) to three queues, and runs the queues decoupled:
 
 * the **load unit** (:mod:`.load`) walks a LOAD's 2D pattern, sends one DMA read
   per vector and writes padding rows itself, formatting each row for its memory;
