@@ -1,13 +1,14 @@
-"""The NPU core, built from components: the top, dispatch and the compute unit in
-:mod:`.core`, the fetch unit in :mod:`.fetch`, the load unit in :mod:`.load`, the store
+"""The NPU core, built from components: the top and the compute unit in :mod:`.core`,
+the fetch unit in :mod:`.fetch`, the dispatcher in :mod:`.dispatch`, the load unit in :mod:`.load`, the store
 unit in :mod:`.store`, the dependency tokens in :mod:`.tokens`, the vector ALU datapath
 in :mod:`.vector`."""
 
 from .core import Core
+from .dispatch import Dispatcher
 from .fetch import FetchUnit
 from .load import LoadUnit
 from .store import StoreUnit
 from .tokens import Tokens
 from .vector import VectorALU
 
-__all__ = ["Core", "FetchUnit", "LoadUnit", "StoreUnit", "Tokens", "VectorALU"]
+__all__ = ["Core", "Dispatcher", "FetchUnit", "LoadUnit", "StoreUnit", "Tokens", "VectorALU"]

@@ -1,7 +1,8 @@
 """The NPU core: memories, array, DMA engines and the controller that drives them.
 
 The controller fetches 128-bit instructions through the DMA (:mod:`.fetch`), checks
-and dispatches them (in order) to three queues, and runs the queues decoupled:
+and dispatches them (in order) to three queues (:mod:`.dispatch`), and runs the queues
+decoupled:
 
 * the **load unit** (:mod:`.load`) walks a LOAD's 2D pattern, sends one DMA read
   per vector and writes padding rows itself, formatting each row for its memory;
@@ -28,9 +29,8 @@ START); memory contents persist.
 
 from __future__ import annotations
 
-import enum as py_enum
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -41,9 +41,9 @@ from ..axi import AXI4Signature, BURST_INCR
 from ..config import NPUConfig
 from ..csr import COUNTERS
 from ..dma import DMAReader, DMAWriter, ReadArbiter
-from ..isa import (DEP_FLAGS, INSTRUCTION, ErrorCode, Mem,
-                   Opcode, Queue, allowed_deps, fields_of, queue_of)
+from ..isa import INSN_BYTES, INSTRUCTION, ErrorCode, Opcode, Queue
 from ..sram import BankedMemory
+from .dispatch import Dispatcher
 from .fetch import FetchUnit
 from .load import LoadUnit, load_max_bytes
 from .store import StoreUnit
@@ -53,22 +53,6 @@ from .vector import VectorALU
 __all__ = ["Core"]
 
 _DEADLOCK_CYCLES = 16
-
-
-def _enum_fields_legal(opcode, word):
-    """Every enum-typed field of ``opcode``'s format in ``word`` holds a member."""
-    legal = Const(1)
-    for name, shape, offset, width in fields_of(opcode):
-        if isinstance(shape, py_enum.EnumMeta) and name != "opcode":
-            value = word[offset:offset + width]
-            legal &= Cat(*[value == member.value for member in shape]).any()
-    return legal
-
-
-def _stray_flags(hdr, queue):
-    """A dependency flag is set that ``queue`` (``None``: FINISH) does not use."""
-    return Cat(Const(0, 1), *[getattr(hdr, f) for f in DEP_FLAGS
-                              if f not in allowed_deps(queue)]).any()
 
 
 class Core(wiring.Component):
@@ -214,110 +198,26 @@ class Core(wiring.Component):
         raises.append((self.enable & fu.misaligned, ErrorCode.FIELD_RANGE, 0))
 
         # ---------------------------------------------------------------- decode and dispatch
+        m.submodules.dispatch = disp = Dispatcher(cfg)
+        wiring.connect(m, fu.insns, disp.insns)
+        m.d.comb += [disp.enable.eq(self.enable), disp.halt.eq(halt),
+                     disp.insn_count.eq(self.insn_count), self.layer.eq(disp.layer)]
         queues = []
         for q in Queue:
-            fifo = SyncFIFOBuffered(width=160, depth=cfg.insn_queue_depth)
+            fifo = SyncFIFOBuffered(width=QUEUE_ENTRY.size, depth=cfg.insn_queue_depth)
             m.submodules[f"{q.name.lower()}_queue"] = fifo
             queues.append(fifo)
-        head = fu.insns.payload
-        word = head.entry.word
-        h_index = head.entry.index
-        h_ferr = head.fault
-        v = data.View(INSTRUCTION, word)
-        hdr = v.load.hdr
-        opv = hdr.opcode.as_value()
-        is_op = {op: opv == op.value for op in Opcode}
-        ld, st, gm, al, cf, sy = v.load, v.store, v.gemm, v.alu, v.config, v.sync
-
-        # Legal: a known opcode whose every enum field holds a member of its enum; the
-        # queue and the meaningful dependency flags come from the ISA's tables.
-        illegal = Signal()
-        target_queue = Signal(Queue)
-        target = target_queue.as_value()
-        bad_deps = Signal()
-        m.d.comb += illegal.eq(1)
-        with m.Switch(opv):
+            out = disp.queue[q.value]
+            m.d.comb += [fifo.w_en.eq(out.valid), fifo.w_data.eq(out.payload),
+                         out.ready.eq(fifo.w_rdy)]
+        raises.append((disp.error, disp.error_code, disp.error_index))
+        all_dispatched = disp.all_dispatched
+        disp_blocked = disp.blocked
+        with m.If(disp.retired):
+            m.d.sync += cnt["INSN_RD_BYTES"].eq(cnt["INSN_RD_BYTES"] + INSN_BYTES)
             for op in Opcode:
-                with m.Case(op.value):
-                    m.d.comb += illegal.eq(~_enum_fields_legal(op, word))
-                    queue = queue_of(op, sy.queue)
-                    if queue is not None:
-                        m.d.comb += target_queue.eq(queue)
-        with m.If(is_op[Opcode.FINISH]):
-            m.d.comb += bad_deps.eq(_stray_flags(hdr, None))
-        with m.Else():
-            with m.Switch(target):
-                for q in Queue:
-                    with m.Case(q):
-                        m.d.comb += bad_deps.eq(_stray_flags(hdr, q))
-
-        # LOAD range checks
-        ld_width = Mux(ld.mem == Mem.SPAD, R, C)
-        ld_depth = Mux(ld.mem == Mem.SPAD, cfg.spad_depth,
-                       Mux(ld.mem == Mem.ACC, cfg.acc_depth, cfg.param_depth))
-        ld_ny = Signal(12)
-        ld_nx = Signal(12)
-        ld_total = Signal(24)
-        m.d.comb += [
-            ld_ny.eq(ld.pad_top + ld.y_size + ld.pad_bottom),
-            ld_nx.eq(ld.pad_left + ld.x_size + ld.pad_right),
-            ld_total.eq(ld_ny * ld_nx),
-        ]
-        ld_bad = ((ld.y_size == 0) | (ld.x_size == 0) | (ld.length == 0) | (ld.length > ld_width)
-                  | (ld.sram + ld_total > ld_depth))
-        st_bad = ((st.rows == 0) | (st.length == 0) | (st.length > C)
-                  | (st.acc + st.rows > cfg.acc_depth) | (st.param >= cfg.param_groups)
-                  | (st.clamp_lo > st.clamp_hi))
-        gm_bad = ((gm.m == 0) | (gm.inp + gm.m > cfg.spad_depth) | (gm.acc + gm.m > cfg.acc_depth)
-                  | (~gm.keep_wgt & (gm.wgt + C > cfg.spad_depth)))
-        al_last_dst = Signal(24)
-        al_last_src = Signal(24)
-        m.d.comb += [
-            al_last_dst.eq(al.dst + (al.count - 1) * al.dst_stride),
-            al_last_src.eq(al.src + (al.count - 1) * al.src_stride),
-        ]
-        al_bad = ((al.count == 0) | (al_last_dst >= cfg.acc_depth)
-                  | (~al.use_imm & (al_last_src >= cfg.acc_depth)))
-        field_bad = Signal()
-        m.d.comb += field_bad.eq(
-            bad_deps
-            | (is_op[Opcode.LOAD] & ld_bad) | (is_op[Opcode.STORE] & st_bad)
-            | (is_op[Opcode.GEMM] & gm_bad) | (is_op[Opcode.ALU] & al_bad))
-
-        dispatched = Signal(32)
-        finished = Signal()
-        all_dispatched = Signal()
-        m.d.comb += all_dispatched.eq(finished | (dispatched >= self.insn_count))
-        disp_blocked = Signal()
-        queue_w_rdy = Signal()
-        m.d.comb += queue_w_rdy.eq(Cat(*[q.w_rdy for q in queues]).bit_select(target, 1))
-        for i, q in enumerate(queues):
-            m.d.comb += q.w_data.eq(Cat(word, h_index))
-        can_dispatch = fu.insns.valid & ~all_dispatched & ~halt & self.enable
-        raises.append((can_dispatch & h_ferr, ErrorCode.DMA_WINDOW, h_index))
-        raises.append((can_dispatch & ~h_ferr & illegal, ErrorCode.ILLEGAL_OPCODE, h_index))
-        raises.append((can_dispatch & ~h_ferr & ~illegal & field_bad, ErrorCode.FIELD_RANGE,
-                       h_index))
-        dispatch_ok = can_dispatch & ~h_ferr & ~illegal & ~field_bad
-        with m.If(dispatch_ok):
-            with m.If(is_op[Opcode.FINISH]):
-                m.d.comb += fu.insns.ready.eq(1)
-                m.d.sync += [finished.eq(1), dispatched.eq(dispatched + 1)]
-            with m.Elif(queue_w_rdy):
-                m.d.comb += fu.insns.ready.eq(1)
-                for i, q in enumerate(queues):
-                    with m.If(target == i):
-                        m.d.comb += q.w_en.eq(1)
-                m.d.sync += dispatched.eq(dispatched + 1)
-                with m.If(is_op[Opcode.CONFIG]):
-                    m.d.sync += self.layer.eq(cf.value)
-            with m.If(is_op[Opcode.FINISH] | queue_w_rdy):
-                m.d.sync += cnt["INSN_RD_BYTES"].eq(cnt["INSN_RD_BYTES"] + 16)
-                for op in Opcode:
-                    with m.If(is_op[op]):
-                        m.d.sync += insn_cnt[op.name].eq(insn_cnt[op.name] + 1)
-        m.d.comb += disp_blocked.eq(all_dispatched | (fu.insns.valid & ~h_ferr & ~queue_w_rdy
-                                                      & ~is_op[Opcode.FINISH]))
+                with m.If(disp.opcode == op):
+                    m.d.sync += insn_cnt[op.name].eq(insn_cnt[op.name] + 1)
 
         # ---------------------------------------------------------------- load unit
         lq = queues[Queue.LOAD.value]
