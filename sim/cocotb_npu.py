@@ -1,8 +1,8 @@
 """cocotb side of :mod:`sim.rtl`: runs the jobs listed in ``$NPU_JOBS`` on the harness.
 
-For each job: reset, put the DRAM image in the chosen memory model, program the
-CSRs over AXI4-Lite, start, wait for DONE or ERROR (or the cycle limit), read
-every CSR and dump the DRAM. The checks are made by the caller, against the
+For each job: reset, put the DRAM image in the chosen memory model, run the
+program with the driver (:mod:`hw.driver`: CSRs over AXI4-Lite, START, poll for
+DONE or ERROR or the cycle limit, read every CSR), and dump the DRAM. The checks are made by the caller, against the
 functional model and the golden.
 """
 
@@ -17,7 +17,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
-from hw.csr import REG, REGISTERS, join_counters
+from hw.driver import execute_async
+from hw.driver import run as driver_run
 
 CLOCK_NS = 10
 PROGRESS_CYCLES = 500_000
@@ -56,6 +57,29 @@ class _Pause:
                 yield 0
 
 
+class _CocotbBus:
+    """The register bus of :mod:`hw.driver` on the harness: cocotbext-axi's AXI4-Lite
+    master for the CSRs, the done and error ports to wait on (so that nothing in
+    Python runs per cycle while the NPU works)."""
+
+    def __init__(self, dut, csr) -> None:
+        self.dut = dut
+        self.csr = csr
+
+    async def read32(self, offset: int) -> int:
+        resp = await self.csr.read(offset, 4)
+        return int.from_bytes(resp.data, "little")
+
+    async def write32(self, offset: int, value: int) -> None:
+        await self.csr.write(offset, int(value).to_bytes(4, "little"))
+
+    async def wait(self, cycles: int) -> None:
+        dut = self.dut
+        if not (dut.done.value or dut.error.value):
+            await First(RisingEdge(dut.done), RisingEdge(dut.error),
+                        Timer(cycles * CLOCK_NS, unit="ns"))
+
+
 async def _reset(dut):
     dut.rst.value = 1
     dut.mem_load.value = 0
@@ -76,6 +100,7 @@ async def run_jobs(dut):
     dut.dump_hi.value = 0
     await _reset(dut)
     csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+    bus = _CocotbBus(dut, csr)
     # One AXI RAM model for the whole run: a second one would drive the same wires.
     ram = None
     axi_bytes = max([s["dram_bytes"] for s in specs if s["memory"] == "axi"], default=0)
@@ -107,32 +132,19 @@ async def run_jobs(dut):
             dut.mem_load.value = 0
             await RisingEdge(dut.clk)
 
-        lo, hi = spec["window"]
-        for name, value in (("INSN_BASE", spec["insn_base"]), ("INSN_COUNT", spec["insn_count"]),
-                            ("WINDOW_BASE", lo), ("WINDOW_LIMIT", hi)):
-            await csr.write(REG[name].offset, int(value).to_bytes(4, "little"))
-        await csr.write(REG["CTRL"].offset, (1).to_bytes(4, "little"))
         t_run = time.perf_counter()
-        # Timers, not ClockCycles: nothing in Python runs per cycle while the NPU works.
-        # Every PROGRESS_CYCLES the job's progress is written for the caller to show.
-        waited = 0
-        while waited < spec["max_cycles"] and not (dut.done.value or dut.error.value):
-            chunk = min(PROGRESS_CYCLES, spec["max_cycles"] - waited)
-            await First(RisingEdge(dut.done), RisingEdge(dut.error),
-                        Timer(chunk * CLOCK_NS, unit="ns"))
-            waited += chunk
-            if progress_path and not (dut.done.value or dut.error.value):
-                pathlib.Path(progress_path).write_text(json.dumps(
-                    {"job": index, "jobs": len(specs), "cycles": waited,
-                     "seconds": time.perf_counter() - t_run}))
-        run_wall = time.perf_counter() - t_run
-        status = "done" if dut.done.value else "error" if dut.error.value else "timeout"
 
-        regs = {}
-        for reg in REGISTERS:
-            resp = await csr.read(reg.offset, 4)
-            regs[reg.name] = int.from_bytes(resp.data, "little")
-        join_counters(regs)
+        def report(cycles, index=index, t_run=t_run):
+            if progress_path:
+                pathlib.Path(progress_path).write_text(json.dumps(
+                    {"job": index, "jobs": len(specs), "cycles": cycles,
+                     "seconds": time.perf_counter() - t_run}))
+        result = await execute_async(
+            driver_run(spec["insn_base"], spec["insn_count"], tuple(spec["window"]),
+                       max_cycles=spec["max_cycles"], poll_cycles=PROGRESS_CYCLES,
+                       progress=report), bus)
+        run_wall = time.perf_counter() - t_run
+        regs = result.registers
 
         if use_axi:
             out = np.frombuffer(ram.read(0, len(image)), dtype=np.uint8).copy()
@@ -145,11 +157,11 @@ async def run_jobs(dut):
             await RisingEdge(dut.clk)
             out = _read_hex(_plusarg("DRAM_OUT"), nwords, B)
         out.tofile(spec["dram_out"])
-        result = {
-            "status": status, "error_code": regs["ERROR_CODE"], "error_index": regs["ERROR_INDEX"],
+        record = {
+            "status": result.status, "error_code": regs["ERROR_CODE"], "error_index": regs["ERROR_INDEX"],
             "csr": regs, "wall_seconds": time.perf_counter() - t0, "run_wall_seconds": run_wall,
         }
-        pathlib.Path(spec["result"]).write_text(json.dumps(result))
+        pathlib.Path(spec["result"]).write_text(json.dumps(record))
 
 
 def _plusarg(name):

@@ -10,6 +10,11 @@ Timing is not modelled: among the instructions whose tokens are available, the
 order of execution does not change the result of a correctly synchronised
 program. A program whose tokens can never be satisfied is reported as a
 deadlock, naming the oldest blocked instruction.
+
+This module reads alone: it interprets one instruction at a time and knows
+nothing of execution plans. :class:`sim.plan.PlannedModel` wraps it to replay a
+whole program from a plan worked out on its first run (the ``func`` backend uses
+that); the interpreter here is the reference the plans are tested against.
 """
 
 from __future__ import annotations
@@ -196,17 +201,21 @@ class FunctionalModel:
     Memories are numpy arrays (``spad`` int8 [spad_depth, rows], ``acc`` int32
     [acc_depth, cols], ``param`` int32 [param_depth, cols], ``weights`` int8
     [cols, rows], the tile held by the array), readable and writable by tests.
+    Memories persist between runs, as the hardware's SRAMs do; :meth:`reset`
+    clears them.
+
+    The pieces a program runs through are public, so that a wrapper (the planner
+    of :mod:`sim.plan`) can drive the same code: :meth:`begin` (what START does),
+    :meth:`schedule` (fetch, check, dispatch, tokens), :meth:`check_window`, the
+    instruction semantics :meth:`load`, :meth:`store`, :meth:`gemm`, :meth:`alu`,
+    and :meth:`set_weights`.
     """
 
-    def __init__(self, config: NPUConfig, plan: bool = True) -> None:
+    def __init__(self, config: NPUConfig) -> None:
         if not isinstance(config, NPUConfig):
             raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
         self.config = config
-        self.use_plan = plan
         self._decoded: dict[int, tuple] = {}   # word -> (instruction, checks, queues, cost)
-        self._plans: dict = {}                 # see sim.plan
-        self._plan_buffer = None               # the versioned scratchpad, kept between runs
-        self._plan_scratch = np.empty(0, dtype=np.float32)   # a chain's gathered inputs
         self.reset()
 
     def reset(self) -> None:
@@ -214,8 +223,7 @@ class FunctionalModel:
         self.spad = np.zeros((c.spad_depth, c.rows), dtype=np.int8)
         self.acc = np.zeros((c.acc_depth, c.cols), dtype=np.int32)
         self.param = np.zeros((c.param_depth, c.cols), dtype=np.int32)
-        self.weights = np.zeros((c.cols, c.rows), dtype=np.int8)
-        self._weights_t = np.zeros((c.rows, c.cols))
+        self.set_weights(np.zeros((c.cols, c.rows), dtype=np.int8))
         self.layer = 0
 
     # The program loop ----------------------------------------------------------------------
@@ -229,12 +237,15 @@ class FunctionalModel:
         default all of ``dram``. Raises :class:`NPUError` when the NPU would stop
         in the error state; otherwise returns the :class:`Counts`.
 
-        With ``plan=True`` (the default) a program runs through its execution
-        plan (:mod:`sim.plan`), worked out on its first run and reused while its
-        instruction words are unchanged; programs that stop with an error, and
-        programs that store into their own instructions, are interpreted one
-        instruction at a time. Both give the same memories, DRAM and counts.
+        Raises :class:`TypeError` for a ``dram`` that is not a 1-D uint8 array and
+        :class:`ValueError` for a window outside it or a negative count.
         """
+        lo, hi = self.check_args(dram, insn_base, insn_count, window)
+        return self.interpret(dram, insn_base, insn_count, (lo, hi))
+
+    def check_args(self, dram: np.ndarray, insn_base: int, insn_count: int,
+                   window: tuple[int, int] | None) -> tuple[int, int]:
+        """Validate the arguments of :meth:`run`; returns the DMA window."""
         if not isinstance(dram, np.ndarray) or dram.dtype != np.uint8 or dram.ndim != 1:
             raise TypeError("dram must be a 1-D numpy uint8 array")
         if window is None:
@@ -245,26 +256,26 @@ class FunctionalModel:
                              f"{len(dram):#x} bytes")
         if insn_count < 0:
             raise ValueError(f"insn_count must be >= 0, got {insn_count}")
-        if self.use_plan:
-            from .plan import run_planned
-            counts = run_planned(self, dram, insn_base, insn_count, (lo, hi))
-            if counts is not None:
-                return counts
-        return self.interpret(dram, insn_base, insn_count, (lo, hi))
+        return lo, hi
 
     def interpret(self, dram: np.ndarray, insn_base: int, insn_count: int,
                   window: tuple[int, int]) -> Counts:
         """Run a program one instruction at a time (the reference for the plans)."""
-        self._start(dram, window)
+        self.begin(dram, window)
         return self.schedule(dram, insn_base, insn_count, self._execute)
 
-    def _start(self, dram: np.ndarray, window: tuple[int, int]) -> None:
-        # The array's weight registers are cleared by START, like the hardware's.
-        self.weights = np.zeros_like(self.weights)
-        self._weights_t = np.zeros((self.config.rows, self.config.cols))
+    def begin(self, dram: np.ndarray, window: tuple[int, int]) -> None:
+        """What START does: the instructions that follow read and write ``dram``
+        within ``window``; the array's weight registers and the layer register clear."""
+        self.set_weights(np.zeros_like(self.weights))
         self._dram = dram
         self._lo, self._hi = window
         self.layer = 0
+
+    def set_weights(self, weights: np.ndarray) -> None:
+        """Put a weight tile (int8 [cols, rows]) into the array."""
+        self.weights = weights.astype(np.int8, copy=False)
+        self._weights_t = self.weights.astype(np.float64).T
 
     def schedule(self, dram: np.ndarray, insn_base: int, insn_count: int,
                  execute: Callable[[int, Instruction], None]) -> Counts:
@@ -380,7 +391,7 @@ class FunctionalModel:
         elif op is Opcode.STORE:
             self.store(index, insn)
         elif op is Opcode.GEMM:
-            self._gemm(insn)
+            self.gemm(insn)
         elif op is Opcode.ALU:
             self.alu(insn)
         # CONFIG, SYNC: state already taken at dispatch / tokens only
@@ -436,12 +447,12 @@ class FunctionalModel:
                 a = first + r * insn.stride
                 self._dram[a:a + n] = out[r]
 
-    def _gemm(self, insn: Instruction) -> None:
+    def gemm(self, insn: Instruction) -> None:
+        """Execute a GEMM on the scratchpad, the array's weights and the accumulator."""
         f = insn.fields
         cfg = self.config
         if not f["keep_wgt"]:
-            self.weights = self.spad[f["wgt"]:f["wgt"] + cfg.cols].copy()
-            self._weights_t = self.weights.astype(np.float64).T
+            self.set_weights(self.spad[f["wgt"]:f["wgt"] + cfg.cols].copy())
         a = self.spad[f["inp"]:f["inp"] + f["m"]].astype(np.float64)
         # float64 products are exact here: |sum| <= 2**14 * 64 < 2**53.
         prod = (a @ self._weights_t).astype(np.int64)

@@ -38,9 +38,9 @@ import numpy as np
 
 from hw.isa import INSN_BYTES, Instruction, Mem, Opcode, load_extent, load_grid, store_extent
 
-from .functional import alu_rows
+from .functional import Counts, FunctionalModel, NPUError, alu_rows
 
-__all__ = ["run_planned", "Plan"]
+__all__ = ["PlannedModel", "Plan"]
 
 _EXACT_TERMS = 1 << 10        # float32: 2**10 products of |x| <= 2**14 stay below 2**24
 _MAX_PLANS = 4                # plans kept per model (programs differ by their words)
@@ -196,93 +196,117 @@ class _Planner:
         self._flush_gather()
 
 
-def make_plan(model, dram: np.ndarray, insn_base: int, insn_count: int,
-              window: tuple[int, int], words: bytes) -> Plan:
-    """Work out the plan of a program whose instruction bytes are ``words``
-    (raises NPUError or _Unplannable)."""
-    planner = _Planner(model, len(dram), (insn_base, insn_base + insn_count * INSN_BYTES))
-    saved_layer = model.layer
-    model._lo, model._hi = window
-    model.layer = 0                        # START resets the core, its layer register too
-    try:
-        counts = model.schedule(dram, insn_base, insn_count, planner.execute)
-        final_layer = model.layer
-    finally:
-        model.layer = saved_layer
-    planner.finish()
-    return Plan(words, planner.steps, planner.next_slot, planner.spad_slots,
-                planner.weight_slots, final_layer, counts)
+class PlannedModel(FunctionalModel):
+    """The functional model, running programs from execution plans.
 
+    The same results, memories, DRAM, errors and counts as
+    :class:`~sim.functional.FunctionalModel`, which it extends: the first run of a
+    program is scheduled once to record its :class:`Plan`, and every run replays
+    the plan while the program's instruction words are unchanged (a plan is keyed
+    by the program's place and checked against its words on every run). Programs
+    that stop with an error and programs that store into their own instructions
+    are interpreted one instruction at a time.
 
-def run_planned(model, dram: np.ndarray, insn_base: int, insn_count: int,
-                window: tuple[int, int]):
-    """Run a program from its plan; ``None`` when it must be interpreted instead."""
-    from .functional import NPUError
-    key = (insn_base, insn_count, window, len(dram))
-    plan = model._plans.get(key)
-    words = dram[insn_base:insn_base + insn_count * INSN_BYTES].tobytes()
-    if plan is not None and plan.words != words:
-        plan = None
-    if plan is None:
+    :attr:`last_run` says how the last run went (``"planned"`` or
+    ``"interpreted"``); :attr:`plan_count` is the number of plans kept.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self._plans: dict[tuple, Plan] = {}
+        self._buffer: np.ndarray | None = None            # the versioned scratchpad
+        self._scratch = np.empty(0, dtype=np.float32)     # a chain's gathered inputs
+        self.last_run: str | None = None
+
+    @property
+    def plan_count(self) -> int:
+        return len(self._plans)
+
+    def run(self, dram: np.ndarray, insn_base: int, insn_count: int,
+            window: tuple[int, int] | None = None) -> Counts:
+        """Run a program as :meth:`FunctionalModel.run` does, from its plan when it has one."""
+        window = self.check_args(dram, insn_base, insn_count, window)
+        key = (insn_base, insn_count, window, len(dram))
+        plan = self._plans.get(key)
+        words = dram[insn_base:insn_base + insn_count * INSN_BYTES].tobytes()
+        if plan is not None and plan.words != words:
+            plan = None
+        if plan is None:
+            try:
+                plan = self._make_plan(dram, insn_base, insn_count, window, words)
+            except (NPUError, _Unplannable):
+                self.last_run = "interpreted"
+                return self.interpret(dram, insn_base, insn_count, window)
+            while len(self._plans) >= _MAX_PLANS:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        self._replay(plan, dram, window)
+        self.last_run = "planned"
+        return copy.deepcopy(plan.counts)
+
+    def _make_plan(self, dram: np.ndarray, insn_base: int, insn_count: int,
+                   window: tuple[int, int], words: bytes) -> Plan:
+        """Work out the plan of a program whose instruction bytes are ``words``
+        (raises NPUError or _Unplannable); the memories are left as they were."""
+        planner = _Planner(self, len(dram), (insn_base, insn_base + insn_count * INSN_BYTES))
+        saved_layer, saved_weights = self.layer, self.weights
+        self.begin(dram, window)
         try:
-            plan = make_plan(model, dram, insn_base, insn_count, window, words)
-        except (NPUError, _Unplannable):
-            return None
-        while len(model._plans) >= _MAX_PLANS:
-            model._plans.pop(next(iter(model._plans)))
-        model._plans[key] = plan
-    _replay(model, plan, dram, window)
-    return copy.deepcopy(plan.counts)
+            counts = self.schedule(dram, insn_base, insn_count, planner.execute)
+            final_layer = self.layer
+        finally:
+            self.layer = saved_layer
+            self.set_weights(saved_weights)
+        planner.finish()
+        return Plan(words, planner.steps, planner.next_slot, planner.spad_slots,
+                    planner.weight_slots, final_layer, counts)
 
-
-def _replay(model, plan: Plan, dram: np.ndarray, window: tuple[int, int]) -> None:
-    cfg = model.config
-    r = cfg.rows
-    n = len(dram)
-    # DRAM followed by 256 rows holding each byte value: the padding rows of the gathers.
-    work = np.empty(n + 256 * r, dtype=np.uint8)
-    work[:n] = dram
-    work[n:] = np.repeat(np.arange(256, dtype=np.uint8), r)
-    # Every byte offset as the start of an r-byte record: a gather copies whole rows.
-    rows_at = np.ndarray(buffer=work, dtype=np.dtype((np.void, r)), shape=(n + 255 * r + 1,),
-                         strides=(1,))
-    vs = model._plan_buffer
-    if vs is None or vs.shape[0] < plan.slots or vs.shape[1] != r:
-        vs = model._plan_buffer = np.empty((plan.slots, r), dtype=np.float32)
-    vs[:cfg.spad_depth] = model.spad
-    vs[cfg.spad_depth] = 0
-    model._start(work, window)
-    acc = model.acc
-    scratch = model._plan_scratch
-    for step in plan.steps:
-        kind = step[0]
-        if kind == "gather":
-            _, first, offsets, partial = step
-            block = vs[first:first + len(offsets)]
-            block[...] = rows_at[offsets].view(np.int8).reshape(-1, r)
-            for length, pad, slots in partial:
-                vs[slots, length:] = pad
-        elif kind == "mm":
-            _, start, m, from_zero, a_slots, w_slots = step
-            need = m * min(a_slots.shape[1], max(1, _EXACT_TERMS // r)) * r
-            if len(scratch) < need:
-                scratch = model._plan_scratch = np.empty(need, dtype=np.float32)
-            total = _chain_product(vs, a_slots, w_slots, scratch)
-            if not from_zero:
-                total += acc[start:start + m]
-            acc[start:start + m] = ((total + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-        elif kind == "store":
-            model.store(step[1], step[2])
-        elif kind == "alu":
-            model.alu(step[2], step[3])
-        else:  # load into the accumulator or the parameter memory
-            model.load(step[1], step[2])
-    dram[:] = work[:n]
-    model._dram = dram
-    model.spad[...] = vs[plan.spad_slots]
-    model.weights = vs[plan.weight_slots].astype(np.int8)
-    model._weights_t = model.weights.astype(np.float64).T
-    model.layer = plan.layer
+    def _replay(self, plan: Plan, dram: np.ndarray, window: tuple[int, int]) -> None:
+        cfg = self.config
+        r = cfg.rows
+        n = len(dram)
+        # DRAM followed by 256 rows holding each byte value: the padding rows of the gathers.
+        work = np.empty(n + 256 * r, dtype=np.uint8)
+        work[:n] = dram
+        work[n:] = np.repeat(np.arange(256, dtype=np.uint8), r)
+        # Every byte offset as the start of an r-byte record: a gather copies whole rows.
+        rows_at = np.ndarray(buffer=work, dtype=np.dtype((np.void, r)),
+                             shape=(n + 255 * r + 1,), strides=(1,))
+        vs = self._buffer
+        if vs is None or vs.shape[0] < plan.slots or vs.shape[1] != r:
+            vs = self._buffer = np.empty((plan.slots, r), dtype=np.float32)
+        vs[:cfg.spad_depth] = self.spad
+        vs[cfg.spad_depth] = 0
+        self.begin(work, window)
+        acc = self.acc
+        for step in plan.steps:
+            kind = step[0]
+            if kind == "gather":
+                _, first, offsets, partial = step
+                block = vs[first:first + len(offsets)]
+                block[...] = rows_at[offsets].view(np.int8).reshape(-1, r)
+                for length, pad, slots in partial:
+                    vs[slots, length:] = pad
+            elif kind == "mm":
+                _, start, m, from_zero, a_slots, w_slots = step
+                need = m * min(a_slots.shape[1], max(1, _EXACT_TERMS // r)) * r
+                if len(self._scratch) < need:
+                    self._scratch = np.empty(need, dtype=np.float32)
+                total = _chain_product(vs, a_slots, w_slots, self._scratch)
+                if not from_zero:
+                    total += acc[start:start + m]
+                acc[start:start + m] = ((total + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+            elif kind == "store":
+                self.store(step[1], step[2])
+            elif kind == "alu":
+                self.alu(step[2], step[3])
+            else:  # load into the accumulator or the parameter memory
+                self.load(step[1], step[2])
+        dram[:] = work[:n]
+        self.begin(dram, window)
+        self.spad[...] = vs[plan.spad_slots]
+        self.set_weights(vs[plan.weight_slots].astype(np.int8))
+        self.layer = plan.layer
 
 
 def _chain_product(vs: np.ndarray, a_slots: np.ndarray, w_slots: np.ndarray,

@@ -11,6 +11,11 @@ harness: ``"fast"`` (an AXI RAM inside the design, loaded and dumped in bulk, no
 Python per cycle) and ``"axi"`` (cocotbext-axi's ``AxiRam``, with random
 back-pressure on every channel when asked).
 
+:class:`FastRTLSimulator` runs jobs in the C++ harness (no cocotb, no Python per
+cycle); its :meth:`~FastRTLSimulator.session` is the running harness itself, a register
+bus for :mod:`hw.driver` with a RAM that keeps its contents between runs (the ``rtl``
+backend of ``sw.Device``). Both simulators run the driver's CSR sequence.
+
 Set ``NPU_WAVES=1`` to build with tracing and dump ``dump.fst`` into each run's
 folder (see docs/verification.md).
 """
@@ -24,6 +29,7 @@ import pathlib
 import shutil
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +37,7 @@ import numpy as np
 from hw.config import NPUConfig
 from hw.isa import ErrorCode
 
-from .toolchain import setup_verilator
+from toolchain import setup_verilator
 
 __all__ = ["Job", "JobResult", "RTLSimulator", "FastRTLSimulator", "build", "build_fast",
            "source_digest", "SIM_ROOT"]
@@ -344,11 +350,112 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
     return info
 
 
+def _end_harness(proc, log, folder: pathlib.Path) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.stdin.close()           # the harness ends at the end of its input
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:   # a stuck harness must not outlive us
+            proc.kill()
+            proc.wait()
+    proc.stdout.close()
+    log.close()
+    if not _keep_runs():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class HarnessSession:
+    """One running C++ harness (``sim/hdl/fast_main.cpp``): a register bus and a RAM.
+
+    A register bus for :mod:`hw.driver` (``read32``, ``write32``, ``wait``) plus what
+    only a simulation has: ``reset``, ``load``/``dump`` of RAM bytes, ``clear``, and
+    the busy cycles per layer (``layer_cycles``). The RAM keeps its contents between
+    programs run in one session. The harness ends with :meth:`close` (or when this
+    process ends: it stops at the end of its input).
+    """
+
+    def __init__(self, info: BuildInfo) -> None:
+        import subprocess
+
+        self.dir = _new_run_dir(info.build_dir, None)
+        self._log = open(self.dir / "harness.log", "w")
+        self._proc = subprocess.Popen([str(info.build_dir / "npu_fast")], cwd=self.dir,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._log, text=True, bufsize=1)
+        self._finalizer = weakref.finalize(self, _end_harness, self._proc, self._log, self.dir)
+        self._files = 0
+        self.ram_bytes = int(self._call("size").split()[1])
+
+    def _call(self, line: str) -> str:
+        if self._proc.poll() is not None:
+            raise RuntimeError(f"the C++ harness has exited ({self._proc.returncode}); "
+                               f"see {self.dir / 'harness.log'}")
+        self._proc.stdin.write(line + "\n")
+        self._proc.stdin.flush()
+        reply = self._proc.stdout.readline().strip()
+        if not reply:
+            raise RuntimeError(f"the C++ harness stopped answering after {line!r}; "
+                               f"see {self.dir / 'harness.log'}")
+        if reply.startswith("error"):
+            raise RuntimeError(f"C++ harness: {reply[6:]}")
+        return reply
+
+    # The register bus (hw.driver.RegisterBus)
+    def read32(self, offset: int) -> int:
+        return int(self._call(f"read {offset}"))
+
+    def write32(self, offset: int, value: int) -> None:
+        self._call(f"write {offset} {value}")
+
+    def wait(self, cycles: int) -> None:
+        self._call(f"wait {cycles}")
+
+    # The simulation's own controls
+    def reset(self) -> None:
+        """Pulse the NPU's reset (the RAM keeps its contents)."""
+        self._call("reset")
+
+    def clear(self) -> None:
+        """Zero the whole RAM."""
+        self._call("clear")
+
+    def load(self, addr: int, data: np.ndarray) -> None:
+        """Write the bytes ``data`` (uint8) into the RAM at byte ``addr``."""
+        path = self.dir / f"in{self._files % 2}.bin"
+        self._files += 1
+        np.ascontiguousarray(data, dtype=np.uint8).tofile(path)
+        self._call(f"load {addr} {len(data)} {path}")
+
+    def dump(self, addr: int, nbytes: int) -> np.ndarray:
+        """``nbytes`` of the RAM from byte ``addr``."""
+        path = self.dir / "out.bin"
+        self._call(f"dump {addr} {nbytes} {path}")
+        return np.fromfile(path, dtype=np.uint8)
+
+    def layer_cycles(self) -> dict[int, int]:
+        """Busy cycles per layer id since the last call (or reset)."""
+        return {int(k): int(v) for k, v in (p.split("=") for p in self._call("layers").split()[1:])}
+
+    def close(self) -> None:
+        """End the harness and remove its folder (kept with ``NPU_KEEP_RUNS=1``); also
+        done when the session is garbage-collected."""
+        self._finalizer()
+
+    def __enter__(self) -> "HarnessSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class FastRTLSimulator:
-    """Runs jobs on the RTL with the C++ driver: the in-design RAM, no Python per cycle.
+    """Runs jobs on the RTL with the C++ harness: the in-design RAM, no Python per cycle.
 
     Same interface as :class:`RTLSimulator` for ``memory="fast"`` jobs; about twice
-    as fast, because nothing crosses VPI while the NPU runs.
+    as fast, because nothing crosses VPI while the NPU runs. :meth:`session` gives
+    the running harness itself, for a caller that keeps the RAM between runs.
     """
 
     def __init__(self, config: NPUConfig, *, dram_bytes: int = 1 << 24) -> None:
@@ -356,66 +463,42 @@ class FastRTLSimulator:
         self.dram_bytes = dram_bytes
         self.info = build_fast(config, dram_bytes=dram_bytes)
 
+    def session(self) -> HarnessSession:
+        """Start a harness: a register bus for :mod:`hw.driver` and a RAM."""
+        return HarnessSession(self.info)
+
     def run(self, jobs: list[Job], *, workdir: str | pathlib.Path | None = None,
             progress=None) -> list[JobResult]:
-        import subprocess
+        """Run ``jobs`` in one harness, each from its whole DRAM image and a reset.
 
-        from hw.csr import REGISTERS, join_counters
+        ``progress``, if given, is called about every 500k simulated cycles with
+        ``(job_index, jobs, cycles, seconds)`` while a job runs. ``workdir`` is
+        accepted for :class:`RTLSimulator`'s interface; the harness needs none.
+        """
+        from hw import driver
 
         for job in jobs:
             if job.memory != "fast":
                 raise ValueError(f"job {job.name}: the C++ harness has only the fast memory")
         _check_jobs(jobs, self.dram_bytes)
-        run_dir = _new_run_dir(self.info.build_dir, workdir)
-        lines = []
-        for i, job in enumerate(jobs):
-            job.dram.tofile(run_dir / f"job{i}_in.bin")
-            lo, hi = job.window if job.window is not None else (0, len(job.dram))
-            lines.append(f"{run_dir / f'job{i}_in.bin'} {run_dir / f'job{i}_out.bin'} "
-                         f"{len(job.dram)} {job.insn_base} {job.insn_count} {lo} {hi} "
-                         f"{job.max_cycles} {run_dir / f'job{i}.txt'}")
-        (run_dir / "jobs.txt").write_text("\n".join(lines) + "\n")
-        progress_path = run_dir / "progress.json"
-        env = dict(os.environ, NPU_PROGRESS=str(progress_path))
-        csr_bytes = max(r.offset for r in REGISTERS) + 4
-        proc = subprocess.Popen([str(self.info.build_dir / "npu_fast"), str(run_dir / "jobs.txt"),
-                                 str(csr_bytes)],
-                                cwd=run_dir, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        t0 = time.perf_counter()
-        file = _ProgressFile(progress_path)
-        while True:
-            try:
-                proc.wait(timeout=0.2)   # returns as soon as the simulator exits
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            p = file.poll() if progress else None
-            if p:
-                progress(p["job"], len(jobs), p["cycles"], time.perf_counter() - t0)
-        out = proc.stdout.read()
-        if proc.returncode != 0:
-            raise RuntimeError(f"the C++ harness failed ({proc.returncode}): {out[-2000:]}")
-        elapsed = time.perf_counter() - t0
-        by_offset = {r.offset: r.name for r in REGISTERS}
         results = []
-        for i, job in enumerate(jobs):
-            lines = (run_dir / f"job{i}.txt").read_text().splitlines()
-            status, *pairs = lines[0].split()
-            layer_cycles = {int(k): int(v) for k, v in
-                            (p.split("=") for p in lines[1].split()[1:])}
-            regs = {}
-            for pair in pairs:
-                offset, value = (int(v) for v in pair.split("="))
-                if offset in by_offset:
-                    regs[by_offset[offset]] = value
-            join_counters(regs)
-            dram = np.fromfile(run_dir / f"job{i}_out.bin", dtype=np.uint8)
-            results.append(JobResult(
-                dram=dram, status=status, error=ErrorCode(regs["ERROR_CODE"]),
-                error_index=regs["ERROR_INDEX"], csr=regs, cycles=regs["CYCLES"],
-                wall_seconds=elapsed / len(jobs),
-                extra={"run_wall_seconds": elapsed / len(jobs), "layer_cycles": layer_cycles}))
-        if not _keep_runs():
-            shutil.rmtree(run_dir, ignore_errors=True)
+        with self.session() as bus:
+            for index, job in enumerate(jobs):
+                t0 = time.perf_counter()
+                bus.reset()
+                bus.clear()
+                bus.load(0, job.dram)
+                window = job.window if job.window is not None else (0, len(job.dram))
+
+                def report(cycles, index=index, t0=t0):
+                    progress(index, len(jobs), cycles, time.perf_counter() - t0)
+                r = driver.execute(driver.run(job.insn_base, job.insn_count, window,
+                                              max_cycles=job.max_cycles,
+                                              progress=report if progress else None), bus)
+                dram = bus.dump(0, len(job.dram))
+                seconds = time.perf_counter() - t0
+                results.append(JobResult(
+                    dram=dram, status=r.status, error=r.error, error_index=r.error_index,
+                    csr=r.registers, cycles=r.registers["CYCLES"], wall_seconds=seconds,
+                    extra={"run_wall_seconds": seconds, "layer_cycles": bus.layer_cycles()}))
         return results

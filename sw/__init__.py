@@ -8,7 +8,7 @@
 """
 
 from .compiler import CompileError, compile  # noqa: A004 - the public name is compile
-from .device import BACKENDS, Device, DeviceError
+from .runtime import BACKENDS, Device, DeviceError
 from .frontend import UnsupportedOpError
 from .program import Program, ProgramError, TensorInfo
 from .quant import QuantizedModel, quantize

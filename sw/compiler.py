@@ -30,7 +30,7 @@ from hw import isa
 from hw.isa import Instruction
 
 from .kernels import DramImage
-from .program import Program, TensorInfo
+from .program import Program, TensorInfo, layout_regions
 from .quant import QNode, QuantizedModel
 
 __all__ = ["compile", "CompileError"]
@@ -178,9 +178,12 @@ class _Compiler:
         def info(t: _Tensor) -> TensorInfo:
             return TensorInfo(t.name, t.addr, t.shape, t.q.scale, t.q.zero_point,
                               "nhwc" if len(t.shape) == 3 else "flat", t.pad_w)
-        return Program(config=self.cfg, dram=self.img.to_array(), insn_base=insn_base,
-                       insn_count=len(self.insns), input=info(in_t), output=info(out_t),
-                       layers=self.layers)
+        dram, inp, outp = self.img.to_array(), info(in_t), info(out_t)
+        # Regions: the data segments (weights, parameters, instructions) are constants.
+        regions = layout_regions(len(dram), [(a, len(d)) for a, d in self.img.segments], inp, outp)
+        return Program(config=self.cfg, dram=dram, insn_base=insn_base,
+                       insn_count=len(self.insns), input=inp, output=outp,
+                       layers=self.layers, regions=regions)
 
     def packed(self, node: QNode, src_shape) -> bool:
         """Whether a convolution reduces over (kw, channel) runs instead of channel chunks.

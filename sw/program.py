@@ -1,9 +1,24 @@
-"""A compiled program: instruction stream, DRAM image and tensor map."""
+"""A compiled program: instruction stream, DRAM image, tensor map and memory regions.
+
+The DRAM image is cut into named :class:`Region` s, each of one kind, so that a
+device sends each byte only when it must (a UART link cannot resend the whole
+image on every run):
+
+* ``constants``: weights, parameters, instructions: sent once per device and program;
+* ``input`` / ``output``: the model's input, written before each run, and its
+  output, read after it;
+* ``scratch``: intermediate activations: never sent (the program writes them
+  before it reads them);
+* ``state``: persistent state (a KV cache): sent with the constants, then kept
+  between runs; read and written on request (``Device.read_state`` /
+  ``write_state``).
+"""
 
 from __future__ import annotations
 
 import json
 import pathlib
+import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -12,9 +27,15 @@ import torch
 from hw.config import NPUConfig
 from hw.isa import INSN_BYTES, bytes_to_words, decode, disassemble
 
-__all__ = ["TensorInfo", "Program", "ProgramError"]
+__all__ = ["TensorInfo", "Region", "REGION_KINDS", "Program", "ProgramError", "layout_regions"]
 
-FORMAT = "npuprog-1"
+FORMAT = "npuprog-2"
+#: Formats :meth:`Program.load` reads (npuprog-1 files have no regions).
+READ_FORMATS = ("npuprog-1", FORMAT)
+
+REGION_KINDS = ("constants", "input", "output", "scratch", "state")
+#: The compiler's DRAM alignment: constant ranges closer than this merge into one region.
+MERGE_GAP = 64
 
 
 class ProgramError(ValueError):
@@ -65,6 +86,62 @@ class TensorInfo:
         return q.reshape(self.shape).copy()
 
 
+@dataclass(frozen=True)
+class Region:
+    """A named byte range ``[addr, addr + nbytes)`` of a program's DRAM image."""
+    name: str
+    kind: str      #: one of REGION_KINDS
+    addr: int
+    nbytes: int
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.nbytes
+
+
+def layout_regions(size: int, constants: list[tuple[int, int]], input: TensorInfo,
+                   output: TensorInfo, state: list[tuple[str, int, int]] = ()) -> list[Region]:
+    """Cut a DRAM image of ``size`` bytes into regions.
+
+    ``constants`` are the ``(addr, nbytes)`` ranges that hold data (weights,
+    parameters, instructions), ``state`` the ``(name, addr, nbytes)`` of persistent
+    buffers; ``input`` and ``output`` are the model's tensors. Constant ranges less
+    than :data:`MERGE_GAP` bytes apart are merged (the gap is alignment padding: no
+    buffer fits there); every other byte is scratch.
+    """
+    marked = [(addr, addr + n, "constants", None) for addr, n in constants if n > 0]
+    marked += [(addr, addr + n, "state", name) for name, addr, n in state]
+    marked += [(t.addr, t.addr + t.nbytes, kind, t.name)
+               for kind, t in (("input", input), ("output", output))]
+    marked.sort()
+    regions: list[Region] = []
+    pos = 0
+    count = {"constants": 0, "scratch": 0}
+
+    def add(kind, lo, hi, name=None):
+        if name is None:
+            name = f"{kind}{count[kind]}"
+            count[kind] += 1
+        regions.append(Region(name, kind, lo, hi - lo))
+
+    i = 0
+    while i < len(marked):
+        lo, hi, kind, name = marked[i]
+        if lo > pos:
+            add("scratch", pos, lo)
+        if kind == "constants":
+            while (i + 1 < len(marked) and marked[i + 1][2] == "constants"
+                   and marked[i + 1][0] - hi < MERGE_GAP):
+                i += 1
+                hi = max(hi, marked[i][1])
+        add(kind, lo, hi, name)
+        pos = max(pos, hi)
+        i += 1
+    if pos < size:
+        add("scratch", pos, size)
+    return regions
+
+
 @dataclass
 class Program:
     """What ``sw.compile`` produces and ``Device.run`` executes."""
@@ -76,6 +153,51 @@ class Program:
     output: TensorInfo
     layers: list[dict] = field(default_factory=list)   #: id, name, op, macs, ...
     host_ops: list[str] = field(default_factory=list)  #: operations run on the host (none yet)
+    #: The image cut into regions (see the module doc); by default everything but the
+    #: input and output is constants (safe for any program, the least economical).
+    regions: list[Region] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.regions:
+            rest, pos = [], 0
+            for t in sorted((self.input, self.output), key=lambda t: t.addr):
+                if t.addr > pos:
+                    rest.append((pos, t.addr - pos))
+                pos = max(pos, t.addr + t.nbytes)
+            rest.append((pos, len(self.dram) - pos))
+            self.regions = layout_regions(len(self.dram), rest, self.input, self.output)
+        self._check_regions()
+
+    def _check_regions(self) -> None:
+        names = set()
+        pos = 0
+        for r in sorted(self.regions, key=lambda r: r.addr):
+            if r.kind not in REGION_KINDS:
+                raise ProgramError(f"region {r.name!r} has kind {r.kind!r}; kinds: "
+                                   f"{', '.join(REGION_KINDS)}")
+            if r.name in names:
+                raise ProgramError(f"two regions are named {r.name!r}")
+            names.add(r.name)
+            if r.addr < pos or r.nbytes < 0 or r.end > len(self.dram):
+                raise ProgramError(f"region {r.name!r} [{r.addr:#x}, {r.end:#x}) overlaps "
+                                   f"another or lies outside the image of {len(self.dram):#x} bytes")
+            pos = r.end
+        for kind, t in (("input", self.input), ("output", self.output)):
+            mine = [r for r in self.regions if r.kind == kind]
+            if [(r.addr, r.nbytes) for r in mine] != [(t.addr, t.nbytes)]:
+                raise ProgramError(f"the {kind} region must be the {kind} tensor "
+                                   f"{t.name!r} at {t.addr:#x}, {t.nbytes} bytes")
+
+    def region(self, name: str) -> Region:
+        """The region called ``name``; raises KeyError naming the regions there are."""
+        for r in self.regions:
+            if r.name == name:
+                return r
+        raise KeyError(f"no region {name!r}; regions: {', '.join(r.name for r in self.regions)}")
+
+    def regions_of(self, *kinds: str) -> list[Region]:
+        """The regions of the given kinds, in address order."""
+        return sorted((r for r in self.regions if r.kind in kinds), key=lambda r: r.addr)
 
     @property
     def config_hash(self) -> int:
@@ -112,27 +234,43 @@ class Program:
             "insn_base": self.insn_base, "insn_count": self.insn_count,
             "input": asdict(self.input), "output": asdict(self.output),
             "layers": self.layers, "host_ops": self.host_ops,
+            "regions": [asdict(r) for r in self.regions],
         }
         with open(path, "wb") as f:
             np.savez_compressed(f, dram=self.dram, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "Program":
+        """Read a program written by :meth:`save` (this format or npuprog-1).
+
+        Raises :class:`ProgramError` naming the file and what is wrong with it.
+        """
         try:
             with np.load(path, allow_pickle=False) as z:
                 dram = z["dram"]
                 meta = json.loads(z["meta"].tobytes().decode())
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ProgramError(f"{path} is not a program file: {exc}") from None
-        if meta.get("format") != FORMAT:
-            raise ProgramError(f"{path}: unknown program format {meta.get('format')!r}")
-        config = NPUConfig.from_dict(meta["config"])
-        if config.hash != meta["config_hash"]:
-            raise ProgramError(f"{path}: configuration hash mismatch (file damaged?)")
+        if not isinstance(meta, dict) or meta.get("format") not in READ_FORMATS:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise ProgramError(f"{path}: unknown program format {found!r} (this version reads "
+                               f"{', '.join(READ_FORMATS)})")
+        try:
+            config = NPUConfig.from_dict(meta["config"])
+            if config.hash != meta["config_hash"]:
+                raise ProgramError("configuration hash mismatch (file damaged?)")
 
-        def tensor(d):
-            return TensorInfo(**{**d, "shape": tuple(d["shape"])})
-        return cls(config=config, dram=dram.astype(np.uint8), insn_base=meta["insn_base"],
-                   insn_count=meta["insn_count"], input=tensor(meta["input"]),
-                   output=tensor(meta["output"]), layers=meta["layers"],
-                   host_ops=meta.get("host_ops", []))
+            def tensor(d):
+                return TensorInfo(**{**d, "shape": tuple(d["shape"])})
+            # npuprog-1 files have no regions: the default (all but input and output
+            # constant) is right for any program.
+            regions = [Region(**r) for r in meta.get("regions", [])]
+            program = cls(config=config, dram=dram.astype(np.uint8), insn_base=meta["insn_base"],
+                          insn_count=meta["insn_count"], input=tensor(meta["input"]),
+                          output=tensor(meta["output"]), layers=meta["layers"],
+                          host_ops=meta.get("host_ops", []), regions=regions)
+        except ProgramError as exc:
+            raise ProgramError(f"{path}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProgramError(f"{path}: damaged program file ({type(exc).__name__}: {exc})") from None
+        return program

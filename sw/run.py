@@ -17,6 +17,7 @@ import time
 import torch
 
 from hw import ConfigError, NPUConfig, PRESETS
+from sw.runtime import BACKENDS
 
 
 def _load_model(spec: str):
@@ -45,7 +46,8 @@ def _load_model(spec: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sw.run", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="zoo name or module:attr")
-    parser.add_argument("--backend", choices=["func", "rtl"], default="func")
+    parser.add_argument("--backend", choices=list(BACKENDS), default="func",
+                        help="where to run (default func)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--rows", type=int, help="override the preset's rows")
     parser.add_argument("--cols", type=int, help="override the preset's cols")
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({**st, "bit_exact": exact}, indent=1))
     else:
         def cell(layer, key, width, fmt="{:,}"):
-            value = layer.get(key)      # absent where the backend does not measure it
+            value = layer[key]          # None where the backend does not measure it
             return f"{'-' if value is None else fmt.format(value):>{width}}"
 
         print(f"{'layer':<28} {'op':<8} {'MACs':>14} {'DRAM rd B':>11} {'DRAM wr B':>11} "
@@ -124,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{cell(layer, 'utilization', 6, '{:.1%}')}")
         print(f"total: {st['macs']:,} MACs, DRAM read {st['dram_read_bytes']:,} B, written "
               f"{st['dram_write_bytes']:,} B, {wall:.2f} s on {args.backend} for {args.batch} input(s)")
-        if "cycles" in st:
+        print(f"host link: {st['host_write_bytes']:,} B to the device, "
+              f"{st['host_read_bytes']:,} B back (constants once, then inputs and outputs)")
+        if st["cycles"] is not None:
             print(f"cycles {st['cycles']:,} ({st['cycles_per_run']:,.0f} per input), "
                   f"utilization {100 * st['utilization']:.1f} %")
         print(f"bit-exact against the golden: {exact}")

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-__all__ = ["MLP", "LeNet5", "ResNet8", "ResNet18", "MobileNetV2", "ZOO", "build",
+__all__ = ["MLP", "LeNet5", "ResNet8", "ResNet18", "ResNet50", "MobileNetV2", "ZOO", "build",
            "randomize_bn"]
 
 
@@ -123,6 +123,56 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class Bottleneck(nn.Module):
+    """ResNet-50's block: 1x1 reduce, 3x3 (stride here, as torchvision's v1.5), 1x1 expand x4."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = self.down(x) if self.down is not None else x
+        return self.relu(out + identity)
+
+
+class ResNet50(nn.Module):
+    """ResNet-50 (ImageNet layout: 7x7/2 stem, 3x3/2 max pool, bottleneck stages 3-4-6-3)."""
+
+    def __init__(self, classes: int = 1000, width: int = 64) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        blocks = []
+        cin = width
+        for i, (n, w) in enumerate(zip((3, 4, 6, 3), (width, 2 * width, 4 * width, 8 * width))):
+            for j in range(n):
+                blocks.append(Bottleneck(cin, w, 2 if i > 0 and j == 0 else 1))
+                cin = w * Bottleneck.expansion
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
 class InvertedResidual(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
         super().__init__()
@@ -181,6 +231,7 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "lenet5": (lambda: LeNet5(), (1, 28, 28)),
     "resnet8": (lambda: ResNet8(), (3, 32, 32)),
     "resnet18": (lambda: ResNet18(), (3, 224, 224)),
+    "resnet50": (lambda: ResNet50(), (3, 224, 224)),
     "mobilenetv2": (lambda: MobileNetV2(), (3, 224, 224)),
     "mobilenetv2_small": (lambda: MobileNetV2(classes=10, width=0.35, stages=4), (3, 32, 32)),
 }

@@ -1,36 +1,55 @@
-// A plain C++ Verilator driver for npu_harness: no Python and no VPI while the NPU runs.
+// A plain C++ Verilator harness for npu_harness: a register bus and a memory, served
+// over stdin/stdout, with no Python and no VPI while the NPU runs.
 //
-// Usage: npu_fast JOBS_FILE CSR_BYTES [verilator args]
-// Each line of JOBS_FILE: in_bin out_bin nbytes insn_base insn_count lo hi max_cycles result
-// For each job: reset, copy in_bin into the in-design RAM, program the CSRs over
-// AXI4-Lite, start, run until DONE or ERROR (or max_cycles), read every register,
-// write the RAM back to out_bin and "status offset=value ..." (every register below
-// CSR_BYTES) to the result file.
-// If NPU_PROGRESS names a file, progress is written there every 500k cycles.
-#include <algorithm>
+// The harness knows no register: the driver (hw/driver.py, through sim/rtl.py's
+// HarnessSession) owns the CSR sequence and sends it here as bus operations, as it
+// will to the FPGA's UART bridge. One command a line, one reply a line:
+//   reset                       pulse rst                                  -> ok
+//   write OFFSET VALUE          AXI4-Lite write of a CSR                   -> ok
+//   read OFFSET                 AXI4-Lite read of a CSR                    -> VALUE
+//   wait CYCLES                 run until done or error, or CYCLES cycles  -> ok RAN
+//   load ADDR NBYTES FILE       FILE's first NBYTES into the RAM at ADDR   -> ok
+//   dump ADDR NBYTES FILE       NBYTES of the RAM from ADDR into FILE      -> ok
+//   clear                       zero the whole RAM                         -> ok
+//   layers                      busy cycles per layer since the last call  -> ok L=C ...
+//   size                        bytes of RAM                               -> ok BYTES
+// A bad command answers "error MESSAGE". End of input ends the harness.
+// Cycles per layer: a cycle counts (as in the CYCLES counter) when busy is high before
+// the clock edge, for the layer the compute unit is in.
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
-#include <vector>
 
 #include "Vtop.h"
 #include "Vtop___024root.h"
 #include "verilated.h"
 
 static Vtop* top;
-static uint64_t cycles;
+static std::map<uint32_t, uint64_t> layer_cycles;
+static uint32_t cur_layer = 0;   // counted in cur_count, flushed into layer_cycles on a change
+static uint64_t cur_count = 0;
+
+static void flush_layer() {
+    if (cur_count) layer_cycles[cur_layer] += cur_count;
+    cur_count = 0;
+}
 
 static void tick() {
+    if (top->busy) {
+        if (top->layer != cur_layer) {
+            flush_layer();
+            cur_layer = top->layer;
+        }
+        cur_count++;
+    }
     top->clk = 0;
     top->eval();
     top->clk = 1;
     top->eval();
-    cycles++;
 }
 
 static void csr_write(uint32_t addr, uint32_t data) {
@@ -77,103 +96,78 @@ static uint32_t csr_read(uint32_t addr) {
 }
 
 int main(int argc, char** argv) {
-    if (argc < 3) {
-        std::fprintf(stderr, "usage: %s JOBS_FILE CSR_BYTES\n", argv[0]);
-        return 2;
-    }
-    const uint32_t csr_bytes = (uint32_t)std::strtoul(argv[2], nullptr, 0);
     Verilated::commandArgs(argc, argv);
     top = new Vtop;
     auto& mem = top->rootp->npu_harness__DOT__ram__DOT__mem;
-    const size_t words = sizeof(mem) / sizeof(mem[0]);
-    const size_t word_bytes = sizeof(mem[0]);
-    const char* progress = std::getenv("NPU_PROGRESS");
-    std::ifstream jobs(argv[1]);
-    std::string line;
-    size_t used_words = 0;
-    int index = 0;
+    // The RAM's words are little-endian and contiguous: byte address = offset here.
+    uint8_t* ram = reinterpret_cast<uint8_t*>(&mem[0]);
+    const uint64_t ram_bytes = sizeof(mem);
     top->use_ext = 0;
     top->mem_load = 0;
     top->mem_dump = 0;
-    while (std::getline(jobs, line)) {
-        if (line.empty()) continue;
+    std::string line;
+    while (std::getline(std::cin, line)) {
         std::istringstream in(line);
-        std::string in_bin, out_bin, result;
-        uint64_t nbytes, base, count, lo, hi, max_cycles;
-        in >> in_bin >> out_bin >> nbytes >> base >> count >> lo >> hi >> max_cycles >> result;
-        size_t nwords = (nbytes + word_bytes - 1) / word_bytes;
-        if (nwords > words) {
-            std::fprintf(stderr, "job %d: image of %llu bytes exceeds the RAM\n", index,
-                         (unsigned long long)nbytes);
-            return 1;
-        }
-        // Load the image straight into the RAM array, clearing what the last job left.
-        std::vector<uint8_t> image(nwords * word_bytes, 0);
-        FILE* f = std::fopen(in_bin.c_str(), "rb");
-        if (!f || std::fread(image.data(), 1, nbytes, f) != nbytes) {
-            std::fprintf(stderr, "job %d: cannot read %s\n", index, in_bin.c_str());
-            return 1;
-        }
-        std::fclose(f);
-        for (size_t i = 0; i < std::max(nwords, used_words); i++) {
-            if (i < nwords)
-                std::memcpy(&mem[i], image.data() + i * word_bytes, word_bytes);
-            else
-                std::memset(&mem[i], 0, word_bytes);
-        }
-        used_words = nwords;
-
-        top->rst = 1;
-        for (int i = 0; i < 3; i++) tick();
-        top->rst = 0;
-        tick();
-        csr_write(0x020, (uint32_t)base);
-        csr_write(0x024, (uint32_t)count);
-        csr_write(0x028, (uint32_t)lo);
-        csr_write(0x02C, (uint32_t)hi);
-        cycles = 0;
-        csr_write(0x010, 1);
-        uint64_t next_report = 500000;
-        // Cycles per layer: a cycle counts (as in the CYCLES counter) when busy is high
-        // before the clock edge, for the layer the compute unit is in.
-        std::map<uint32_t, uint64_t> layer_cycles;
-        uint32_t cur_layer = 0;
-        uint64_t cur_count = 0;
-        while (!top->done && !top->error && cycles < max_cycles) {
-            const bool counted = top->busy;
-            const uint32_t layer = top->layer;
+        std::string cmd;
+        in >> cmd;
+        std::ostringstream reply;
+        if (cmd == "reset") {
+            top->rst = 1;
+            for (int i = 0; i < 3; i++) tick();
+            top->rst = 0;
             tick();
-            if (counted) {
-                if (layer != cur_layer) {
-                    if (cur_count) layer_cycles[cur_layer] += cur_count;
-                    cur_layer = layer;
-                    cur_count = 0;
-                }
-                cur_count++;
+            cur_count = 0;
+            layer_cycles.clear();
+            reply << "ok";
+        } else if (cmd == "write") {
+            uint64_t offset, value;
+            in >> offset >> value;
+            csr_write((uint32_t)offset, (uint32_t)value);
+            reply << "ok";
+        } else if (cmd == "read") {
+            uint64_t offset;
+            in >> offset;
+            reply << csr_read((uint32_t)offset);
+        } else if (cmd == "wait") {
+            uint64_t budget, ran = 0;
+            in >> budget;
+            while (!top->done && !top->error && ran < budget) {
+                tick();
+                ran++;
             }
-            if (progress && cycles >= next_report) {
-                next_report += 500000;
-                FILE* p = std::fopen(progress, "w");
-                if (p) {
-                    std::fprintf(p, "{\"job\": %d, \"cycles\": %llu}\n", index,
-                                 (unsigned long long)cycles);
-                    std::fclose(p);
-                }
+            reply << "ok " << ran;
+        } else if (cmd == "load" || cmd == "dump") {
+            uint64_t addr, nbytes;
+            std::string path;
+            in >> addr >> nbytes >> path;
+            if (in.fail() || addr > ram_bytes || nbytes > ram_bytes - addr) {
+                reply << "error " << cmd << " of " << nbytes << " bytes at " << addr
+                      << " is outside the RAM of " << ram_bytes << " bytes";
+            } else if (cmd == "load") {
+                FILE* f = std::fopen(path.c_str(), "rb");
+                if (!f || std::fread(ram + addr, 1, nbytes, f) != nbytes) reply << "error cannot read " << path;
+                else reply << "ok";
+                if (f) std::fclose(f);
+            } else {
+                FILE* f = std::fopen(path.c_str(), "wb");
+                if (!f || std::fwrite(ram + addr, 1, nbytes, f) != nbytes) reply << "error cannot write " << path;
+                else reply << "ok";
+                if (f) std::fclose(f);
             }
+        } else if (cmd == "clear") {
+            std::memset(ram, 0, ram_bytes);
+            reply << "ok";
+        } else if (cmd == "layers") {
+            flush_layer();
+            reply << "ok";
+            for (const auto& kv : layer_cycles) reply << " " << kv.first << "=" << kv.second;
+            layer_cycles.clear();
+        } else if (cmd == "size") {
+            reply << "ok " << ram_bytes;
+        } else {
+            reply << "error unknown command '" << cmd << "'";
         }
-        const char* status = top->done ? "done" : top->error ? "error" : "timeout";
-        std::ofstream res(result);
-        res << status;
-        for (uint32_t addr = 0; addr < csr_bytes; addr += 4) res << " " << addr << "=" << csr_read(addr);
-        res << "\n";
-        if (cur_count) layer_cycles[cur_layer] += cur_count;
-        res << "layers";
-        for (const auto& kv : layer_cycles) res << " " << kv.first << "=" << kv.second;
-        res << "\n";
-        FILE* o = std::fopen(out_bin.c_str(), "wb");
-        for (size_t i = 0; i < nwords; i++) std::fwrite(&mem[i], 1, word_bytes, o);
-        std::fclose(o);
-        index++;
+        std::cout << reply.str() << std::endl;
     }
     top->final();
     delete top;

@@ -85,12 +85,14 @@ def test_hash_stable_across_processes():
 
 
 def test_hash_is_of_canonical_form():
-    # A pinned value: changing the canonical form or the hash function breaks
-    # every shipped program, so it must be a deliberate change.
+    # Pinned values: changing the canonical form, the fields or the hash function
+    # breaks every shipped program and bitstream, so it must be a deliberate change.
     cfg = NPUConfig(rows=16, cols=16)
     assert cfg.canonical().startswith('{"acc_banks":2,"acc_depth":1024,')
-    import hashlib
-    assert cfg.hash == int.from_bytes(hashlib.sha256(cfg.canonical().encode()).digest()[:4], "little")
+    pinned = {"tiny": 0x429CF6AD, "small": 0xB9B1FC34, "default": 0x60E2B659,
+              "large": 0xC932DDF6}
+    assert {name: NPUConfig.preset(name).hash for name in PRESETS} == pinned
+    assert NPUConfig(rows=8, cols=12).hash == 0xAE4F1E75
 
 
 def test_json_round_trip():

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from hw.axi import AXI4Signature
 from hw.dma import DMAReader, DMAWriter
 from sim.rtl import SIM_ROOT
-from sim.toolchain import setup_verilator
+from toolchain import setup_verilator
 
 MAXB = 12
 

@@ -13,6 +13,7 @@ from hw import NPUConfig
 from hw import isa
 from hw.isa import ErrorCode, Mem
 from sim.functional import FunctionalModel, NPUError, place_program
+from sim.plan import PlannedModel
 from sw import zoo
 
 from .programs import random_program
@@ -39,7 +40,7 @@ def assert_same(a: dict, b: dict) -> None:
 
 def run_both(cfg, dram, base, count, runs=2):
     """Run a program on a planning and an interpreting model; compare after each run."""
-    planned, interpreted = FunctionalModel(cfg), FunctionalModel(cfg, plan=False)
+    planned, interpreted = PlannedModel(cfg), FunctionalModel(cfg)
     rng = np.random.default_rng(count)
     spad = rng.integers(-128, 128, planned.spad.shape)
     acc = rng.integers(-2**31, 2**31, planned.acc.shape, dtype=np.int64)
@@ -62,7 +63,7 @@ def test_random_programs_plan_equals_interpreter(cfg_name, seed):
     prog = random_program(cfg, rng, 300)
     count = place_program(dram, DATA_END, prog)
     planned = run_both(cfg, dram, DATA_END, count)
-    assert planned._plans, "the program was interpreted, not planned"
+    assert planned.last_run == "planned", "the program was interpreted, not planned"
 
 
 def test_compiled_model_plan_equals_interpreter():
@@ -74,7 +75,7 @@ def test_compiled_model_plan_equals_interpreter():
     q = np.random.default_rng(3).integers(-128, 128, program.input.shape).astype(np.int8)
     dram = program.image(q)
     planned = run_both(cfg, dram, program.insn_base, program.insn_count)
-    assert planned._plans
+    assert planned.last_run == "planned" and planned.plan_count == 1
 
 
 def test_program_that_stores_into_its_instructions_is_interpreted():
@@ -86,7 +87,7 @@ def test_program_that_stores_into_its_instructions_is_interpreted():
     prog = [isa.store(acc=0, dram=base + 16, rows=1, stride=4, length=4, param=0,
                       clamp_lo=-128, clamp_hi=127), isa.sync(), isa.finish()]
     count = place_program(dram, base, prog)
-    fm, ref = FunctionalModel(cfg), FunctionalModel(cfg, plan=False)
+    fm, ref = PlannedModel(cfg), FunctionalModel(cfg)
     d1, d2 = dram.copy(), dram.copy()
     outcomes = []
     for model, d in ((fm, d1), (ref, d2)):
@@ -96,7 +97,7 @@ def test_program_that_stores_into_its_instructions_is_interpreted():
             outcomes.append((exc.code, exc.index))
     assert outcomes[0] == outcomes[1]
     assert np.array_equal(d1, d2)
-    assert not fm._plans
+    assert fm.last_run == "interpreted" and fm.plan_count == 0
 
 
 def test_changed_program_words_are_replanned():
@@ -105,17 +106,17 @@ def test_changed_program_words_are_replanned():
     dram = rng.integers(0, 256, DRAM_SIZE, dtype=np.uint8)
     prog = random_program(cfg, rng, 60)
     count = place_program(dram, DATA_END, prog)
-    fm = FunctionalModel(cfg)
+    fm = PlannedModel(cfg)
     fm.run(dram.copy(), DATA_END, count)
     # Same address and length, another program: the cached plan must not be reused.
     other = random_program(cfg, rng, 60)
     place_program(dram, DATA_END, other)
-    ref = FunctionalModel(cfg, plan=False)
+    ref = FunctionalModel(cfg)
     ref.spad[:], ref.acc[:], ref.param[:] = fm.spad, fm.acc, fm.param
     d1, d2 = dram.copy(), dram.copy()
     assert_same(state(fm, d1, fm.run(d1, DATA_END, count)),
                 state(ref, d2, ref.run(d2, DATA_END, count)))
-    assert len(fm._plans) == 1
+    assert fm.last_run == "planned" and fm.plan_count == 1
 
 
 def test_errors_are_the_interpreters():
@@ -126,8 +127,17 @@ def test_errors_are_the_interpreters():
             isa.store(acc=0, dram=1020, rows=2, stride=4, length=4, param=0,
                       clamp_lo=-128, clamp_hi=127), isa.finish()]
     count = place_program(dram, 512, prog)
-    fm = FunctionalModel(cfg)
+    fm = PlannedModel(cfg)
     with pytest.raises(NPUError) as err:
         fm.run(dram, 512, count)
     assert (err.value.code, err.value.index) == (ErrorCode.DMA_WINDOW, 1)
-    assert not fm._plans
+    assert fm.last_run == "interpreted" and fm.plan_count == 0
+
+
+def test_the_model_reads_alone():
+    """The executable spec does not depend on its planner."""
+    import subprocess
+    import sys
+    code = "import sys, sim.functional; print('sim.plan' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -13,6 +13,7 @@ CASES = [
     ("mobilenetv2_small", None, NPUConfig.preset("tiny")),
     ("mobilenetv2", (3, 64, 64), NPUConfig()),
     ("resnet18", (3, 64, 64), NPUConfig()),
+    ("resnet50", (3, 32, 32), NPUConfig()),
 ]
 
 

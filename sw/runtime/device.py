@@ -1,0 +1,220 @@
+"""The device: ``Device(config, backend).run(program, x)``, the top of the runtime.
+
+Layers, as in Glasgow: :mod:`hw.driver` (the CSR sequences over a register bus),
+then the backends (:mod:`sw.runtime.backends`, one interface, a registry), then
+this class, which decides what crosses between host and device:
+
+* a program's ``constants`` and ``state`` regions are written once, when the
+  program is first run on this device (or after another program replaced it);
+* each run writes the ``input`` region and reads the ``output`` region back;
+  ``scratch`` is never sent; ``state`` stays in device DRAM between runs and is
+  read or written only on request (:meth:`Device.read_state`, :meth:`Device.write_state`).
+
+One program is resident at a time: running another one loads its constants
+(and its initial state) over the first.
+
+The device refuses a program compiled for another configuration (its hash is
+stored in the program; the rtl backend also reads it from the CONFIG_HASH register).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from hw.config import NPUConfig
+
+from ..program import Program
+from .backends import BACKENDS, BackendError, RunRecord, get_backend
+from .stats import LAYER_KEYS
+
+__all__ = ["Device", "DeviceError", "BACKENDS"]
+
+
+class DeviceError(RuntimeError):
+    """The device cannot run this program or input, or the NPU stopped with an error."""
+
+
+class Device:
+    """An NPU behind one of the backends in :data:`BACKENDS`.
+
+    Parameters: ``config`` (the :class:`hw.NPUConfig` of the NPU), ``backend`` (a
+    name in :data:`BACKENDS`), ``progress`` (print what a slow backend is doing).
+    Raises TypeError for a config that is not an NPUConfig, ValueError for an
+    unknown backend (naming the known ones).
+    """
+
+    def __init__(self, config: NPUConfig, backend: str = "func", *, progress: bool = False) -> None:
+        if not isinstance(config, NPUConfig):
+            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
+        cls = get_backend(backend)
+        self.config = config
+        self.backend = backend
+        self.progress = progress
+        self._impl = cls(config, progress=progress)
+        self._resident: Program | None = None
+        self.stats: dict = {}
+
+    # ------------------------------------------------------------------ programs in DRAM
+    def load(self, program: Program) -> None:
+        """Make ``program`` resident: write its constants and initial state (once).
+
+        Raises TypeError for a non-Program, DeviceError for a program compiled for
+        another configuration or one the backend cannot hold.
+        """
+        self._check(program)
+        if self._resident is program:
+            return
+        self._resident = None
+        try:
+            self._impl.allocate(len(program.dram))
+            for region in program.regions_of("constants", "state"):
+                self._impl.write(region.addr, program.dram[region.addr:region.end])
+        except BackendError as exc:
+            raise DeviceError(str(exc)) from None
+        self._resident = program
+
+    def _check(self, program: Program) -> None:
+        if not isinstance(program, Program):
+            raise TypeError(f"run expects a Program from sw.compile, not {type(program).__name__}")
+        if program.config_hash != self.config.hash:
+            raise DeviceError(
+                f"program was compiled for configuration {program.config_hash:08x} "
+                f"({program.config.rows}x{program.config.cols}); this device is "
+                f"{self.config.hash:08x} ({self.config.rows}x{self.config.cols})")
+
+    def read_state(self, program: Program, name: str) -> np.ndarray:
+        """The bytes of ``program``'s state region ``name`` as they are on the device now."""
+        region = self._state_region(program, name)
+        return self._impl.read(region.addr, region.nbytes)
+
+    def write_state(self, program: Program, name: str, data: np.ndarray | bytes) -> None:
+        """Replace the contents of ``program``'s state region ``name`` on the device.
+
+        Raises ValueError when ``data`` is not exactly the region's size.
+        """
+        region = self._state_region(program, name)
+        data = np.frombuffer(bytes(data), dtype=np.uint8) if isinstance(data, (bytes, bytearray)) \
+            else np.asarray(data).view(np.uint8).reshape(-1)
+        if len(data) != region.nbytes:
+            raise ValueError(f"state region {name!r} holds {region.nbytes} bytes, "
+                             f"not {len(data)}")
+        self._impl.write(region.addr, data)
+
+    def _state_region(self, program: Program, name: str):
+        self.load(program)
+        region = program.region(name)
+        if region.kind != "state":
+            raise ValueError(f"region {name!r} is {region.kind}, not state")
+        return region
+
+    def close(self) -> None:
+        """Release the backend (the rtl simulator process); the device can be used again."""
+        self._impl.close()
+        self._resident = None
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ running
+    def run(self, program: Program, x: torch.Tensor) -> torch.Tensor:
+        """Run ``program`` on input ``x`` (one sample or a batch); returns the float output.
+
+        The input is quantized on the host with the program's input scale and zero
+        point; the int8 output is dequantized the same way the golden does. The
+        statistics of the call are in :attr:`stats`.
+        Raises TypeError / ValueError for a wrong input, DeviceError when the device
+        cannot run the program or the NPU stops with an error.
+        """
+        self._check(program)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, not {type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"input must be a float tensor, not {x.dtype}")
+        shape = tuple(program.input.shape)
+        batched = tuple(x.shape[1:]) == shape
+        if not batched and tuple(x.shape) != shape:
+            raise ValueError(f"input shape {tuple(x.shape)} does not match the program's input "
+                             f"{shape} (or [batch, *{shape}])")
+        samples = program.input.quantize(x if batched else x.unsqueeze(0))
+        written, read = self._impl.bytes_written, self._impl.bytes_read
+        self.load(program)      # the constants, when this call is the program's first
+        t0 = time.perf_counter()
+        outs, records = [], []
+        for i, sample in enumerate(samples):
+            out, record = self._run_sample(program, sample, i, len(samples))
+            outs.append(out)
+            records.append(record)
+        wall = time.perf_counter() - t0
+        y = program.output.dequantize(np.stack(outs))
+        self.stats = self._summarize(program, records, wall)
+        self.stats["host_write_bytes"] = self._impl.bytes_written - written
+        self.stats["host_read_bytes"] = self._impl.bytes_read - read
+        return y if batched else y[0]
+
+    def _run_sample(self, program: Program, sample: np.ndarray, index: int,
+                    count: int) -> tuple[np.ndarray, RunRecord]:
+        """One sample: write the input region, run the program, read the output region."""
+        inp, out = program.input, program.output
+        self._impl.write(inp.addr, inp.to_device(sample))
+        record = self._run_npu(program, program.insn_base, program.insn_count, index, count)
+        return out.from_device(self._impl.read(out.addr, out.nbytes)), record
+
+    def _run_npu(self, program: Program, insn_base: int, insn_count: int, index: int,
+                 count: int) -> RunRecord:
+        """Run one instruction stream of the resident program on the backend."""
+        max_cycles = 20 * sum(l.get("macs", 0) for l in program.layers) // self.config.macs \
+            + 2_000_000
+
+        def show(cycles, seconds):
+            print(f"{self.backend}: run {index + 1}/{count}: {cycles / 1e6:.1f} M cycles "
+                  f"simulated in {seconds:.0f} s", file=sys.stderr, flush=True)
+        record = self._impl.run(insn_base, insn_count, (0, len(program.dram)),
+                                max_cycles=max_cycles, progress=show if self.progress else None)
+        if record.status != "done":
+            self._resident = None      # what the failed run wrote is not trusted: reload
+            raise DeviceError(f"the NPU stopped: {record.error}")
+        return record
+
+    def _summarize(self, program: Program, records: list[RunRecord], wall: float) -> dict:
+        """The statistics of one call: the same keys on every backend, None where the
+        backend does not measure a figure."""
+        cfg = self.config
+        runs = len(records)
+        total = records[0].counters
+        for r in records[1:]:
+            total = total + r.counters
+        stats = {"backend": self.backend, "runs": runs, "wall_seconds": wall,
+                 "sim_seconds": sum(r.seconds for r in records),
+                 "instructions": program.insn_count, **total.as_dict()}
+        cycles = stats["cycles"]
+        stats["utilization"] = stats["macs"] / (cycles * cfg.macs) if cycles else None
+        stats["cycles_per_run"] = cycles / runs if cycles is not None else None
+        timed = all(r.layer_cycles is not None for r in records)
+        layers = []
+        for layer in program.layers:
+            entry = dict.fromkeys(LAYER_KEYS)
+            entry.update(id=layer["id"], name=layer["name"], op=layer["op"], macs=layer["macs"])
+            per_layer = records[0].per_layer
+            if per_layer is not None and layer["id"] in per_layer:
+                d = per_layer[layer["id"]]
+                entry.update(dram_read_bytes=d["dram_read_bytes"],
+                             dram_write_bytes=d["dram_write_bytes"], insns=d["insns"])
+            if timed:
+                # Per run: from the compute unit entering the layer to it entering the next.
+                c = sum(r.layer_cycles.get(layer["id"], 0) for r in records) / runs
+                entry["cycles"] = c
+                entry["utilization"] = layer["macs"] / (c * cfg.macs) if c else 0.0
+            layers.append(entry)
+        known = {layer["id"] for layer in program.layers}
+        stats["other_cycles"] = sum(c for r in records for k, c in r.layer_cycles.items()
+                                    if k not in known) / runs if timed else None
+        stats["layers"] = layers
+        return stats
+
