@@ -11,6 +11,7 @@ fast harness (what the rtl backend uses).
 import argparse
 import os
 import pathlib
+import sys
 import tempfile
 import time
 
@@ -23,7 +24,10 @@ from hw import NPUConfig  # noqa: E402
 from hw.build import emit  # noqa: E402
 from sim.rtl import FastRTLSimulator, Job, RTLSimulator  # noqa: E402
 from sw import golden  # noqa: E402
-from sw.kernels import gemm_kernel  # noqa: E402
+
+# The GEMM program generator is the regression's (tests/sim/gemm_kernel.py).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from tests.sim.gemm_kernel import gemm_kernel  # noqa: E402
 
 
 def main():

@@ -19,7 +19,7 @@ __all__ = [
     "INT32_MIN", "INT32_MAX", "wrap_int32",
     "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier", "quantize_multiplier",
-    "gemm", "conv2d", "requantize",
+    "gemm", "conv2d", "requantize", "quantize", "dequantize",
 ]
 
 INT32_MIN = -(1 << 31)
@@ -109,6 +109,24 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if exp > 30:
         raise ValueError(f"quantize_multiplier: scale {real} is too large (shift {exp} > 30)")
     return int(q), int(exp)
+
+
+def quantize(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """Float to int8 with a per-tensor ``scale`` and ``zero_point``: ``clamp(round(x / scale) + zp)``.
+
+    ``round`` is ``torch.round`` (half to even) in float32; the result saturates to
+    -128..127. Returns int8 with the shape of ``x``.
+    """
+    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
+        raise TypeError(f"quantize expects a float torch.Tensor, not {getattr(x, 'dtype', type(x))}")
+    q = torch.round(x.to(torch.float32) / scale) + zero_point
+    return torch.clamp(q, -128, 127).to(torch.int8)
+
+
+def dequantize(q: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """int8 to float32: ``(q - zero_point) * scale``."""
+    _check_int("q", q)
+    return (q.to(torch.float32) - zero_point) * scale
 
 
 def requantize(acc: torch.Tensor, bias: torch.Tensor, multiplier: torch.Tensor,

@@ -27,7 +27,10 @@ import torch
 from hw.config import NPUConfig
 from hw.isa import INSN_BYTES, bytes_to_words, decode, disassemble
 
-__all__ = ["TensorInfo", "Region", "REGION_KINDS", "Program", "ProgramError", "layout_regions"]
+from . import golden
+
+__all__ = ["TensorInfo", "Region", "REGION_KINDS", "Program", "ProgramError", "layout_regions",
+           "NpuSegment", "HostSegment"]
 
 FORMAT = "npuprog-2"
 #: Formats :meth:`Program.load` reads (npuprog-1 files have no regions).
@@ -70,12 +73,11 @@ class TensorInfo:
 
     def quantize(self, x: torch.Tensor) -> np.ndarray:
         """Float tensor (any leading dimensions) -> int8 with this tensor's scale and zero point."""
-        q = torch.round(x.to(torch.float32) / self.scale) + self.zero_point
-        return torch.clamp(q, -128, 127).to(torch.int8).numpy()
+        return golden.quantize(x, self.scale, self.zero_point).numpy()
 
     def dequantize(self, q: np.ndarray) -> torch.Tensor:
         """int8 -> float, as the golden dequantizes."""
-        return (torch.from_numpy(q).to(torch.float32) - self.zero_point) * self.scale
+        return golden.dequantize(torch.from_numpy(q), self.scale, self.zero_point)
 
     def from_device(self, raw: np.ndarray) -> np.ndarray:
         """Bytes in DRAM layout -> int8 sample in PyTorch layout."""
@@ -142,6 +144,55 @@ def layout_regions(size: int, constants: list[tuple[int, int]], input: TensorInf
     return regions
 
 
+# --- Host segments (sw.ops host operators): the device runs them between NPU segments.
+@dataclass
+class NpuSegment:
+    """Instructions ``start`` .. ``start + count - 1`` of the stream, ending in FINISH."""
+    start: int
+    count: int
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "kind": "npu"}
+
+
+@dataclass
+class HostSegment:
+    """One host operator: reads its operands from DRAM, writes its output there."""
+    name: str
+    op: str                      #: a key of the op table (sw.ops)
+    where: str
+    inputs: list[TensorInfo]     #: the operands as stored (a flatten view as its 3-D base)
+    in_shapes: list[tuple[int, ...]]   #: the operands' shapes as the operator reads them
+    output: TensorInfo
+    params: dict = field(default_factory=dict)   #: the operator's parameters (JSON values)
+
+    def run(self, read, write) -> None:
+        """Run the operator on one sample held in device DRAM: ``read(addr, nbytes)``
+        fetches its operands, ``write(addr, data)`` stores its output."""
+        from . import ops   # the op table sits above the program format
+        args = [torch.from_numpy(t.from_device(read(t.addr, t.nbytes))).reshape(1, *shape)
+                for t, shape in zip(self.inputs, self.in_shapes)]
+        y = ops.get(self.op).run_host(self.params, args)
+        out = self.output
+        write(out.addr, out.to_device(y[0].numpy()))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "kind": "host"}
+
+
+def _segment(d: dict) -> NpuSegment | HostSegment:
+    d = dict(d)
+    if d.pop("kind") == "npu":
+        return NpuSegment(**d)
+
+    def tensor(t):
+        return TensorInfo(**{**t, "shape": tuple(t["shape"])})
+    return HostSegment(**{**d, "inputs": [tensor(t) for t in d["inputs"]],
+                          "in_shapes": [tuple(s) for s in d["in_shapes"]],
+                          "output": tensor(d["output"])})
+# ---
+
+
 @dataclass
 class Program:
     """What ``sw.compile`` produces and ``Device.run`` executes."""
@@ -152,7 +203,9 @@ class Program:
     input: TensorInfo
     output: TensorInfo
     layers: list[dict] = field(default_factory=list)   #: id, name, op, macs, ...
-    host_ops: list[str] = field(default_factory=list)  #: operations run on the host (none yet)
+    host_ops: list[str] = field(default_factory=list)  #: names of the operations run on the host
+    #: NPU segments and host operations in order; empty: the whole stream is one NPU segment
+    segments: list[NpuSegment | HostSegment] = field(default_factory=list)
     #: The image cut into regions (see the module doc); by default everything but the
     #: input and output is constants (safe for any program, the least economical).
     regions: list[Region] = field(default_factory=list)
@@ -235,6 +288,7 @@ class Program:
             "input": asdict(self.input), "output": asdict(self.output),
             "layers": self.layers, "host_ops": self.host_ops,
             "regions": [asdict(r) for r in self.regions],
+            "segments": [s.to_dict() for s in self.segments],
         }
         with open(path, "wb") as f:
             np.savez_compressed(f, dram=self.dram, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
@@ -268,7 +322,8 @@ class Program:
             program = cls(config=config, dram=dram.astype(np.uint8), insn_base=meta["insn_base"],
                           insn_count=meta["insn_count"], input=tensor(meta["input"]),
                           output=tensor(meta["output"]), layers=meta["layers"],
-                          host_ops=meta.get("host_ops", []), regions=regions)
+                          host_ops=meta.get("host_ops", []), regions=regions,
+                          segments=[_segment(d) for d in meta.get("segments", [])])
         except ProgramError as exc:
             raise ProgramError(f"{path}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:

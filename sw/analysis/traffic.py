@@ -77,8 +77,8 @@ _MEM_NAME = {Mem.SPAD: "spad", Mem.ACC: "acc", Mem.PARAM: "param"}
 def count_traffic(words: Iterable[int], config: NPUConfig) -> tuple[Traffic, dict[int, Traffic]]:
     """Count a program's traffic, in total and per layer.
 
-    ``words`` are its instruction words in order (``Program.words``); counting
-    stops after the first FINISH. Raises :class:`hw.isa.ISAError` for a word that
+    ``words`` are its instruction words in order (``Program.words``: all its NPU
+    segments, each ending in FINISH, when it has host operators). Raises :class:`hw.isa.ISAError` for a word that
     does not decode.
     """
     if not isinstance(config, NPUConfig):
@@ -126,8 +126,6 @@ def count_traffic(words: Iterable[int], config: NPUConfig) -> tuple[Traffic, dic
             read(t, "acc", insn.count * (1 if insn.use_imm else 2))
             write(t, "acc", insn.count)
             t.alu_lanes += insn.count * C
-        elif op is Opcode.FINISH:
-            break
     total = Traffic()
     for t in per_layer.values():
         total.add(t)

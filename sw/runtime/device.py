@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from hw.config import NPUConfig
+from hw.isa import INSN_BYTES
 
-from ..program import Program
+from ..program import HostSegment, Program
 from .backends import BACKENDS, BackendError, RunRecord, get_backend
 from .stats import LAYER_KEYS
 
@@ -144,6 +145,7 @@ class Device:
                              f"{shape} (or [batch, *{shape}])")
         samples = program.input.quantize(x if batched else x.unsqueeze(0))
         written, read = self._impl.bytes_written, self._impl.bytes_read
+        self._host_seconds: dict[str, float] = {}
         self.load(program)      # the constants, when this call is the program's first
         t0 = time.perf_counter()
         outs, records = [], []
@@ -156,6 +158,10 @@ class Device:
         self.stats = self._summarize(program, records, wall)
         self.stats["host_write_bytes"] = self._impl.bytes_written - written
         self.stats["host_read_bytes"] = self._impl.bytes_read - read
+        self.stats["host_ops"] = [
+            {"name": seg.name, "op": seg.op, "where": seg.where,
+             "seconds": self._host_seconds.get(seg.name, 0.0)}
+            for seg in program.segments if isinstance(seg, HostSegment)]
         return y if batched else y[0]
 
     def _run_sample(self, program: Program, sample: np.ndarray, index: int,
@@ -163,8 +169,27 @@ class Device:
         """One sample: write the input region, run the program, read the output region."""
         inp, out = program.input, program.output
         self._impl.write(inp.addr, inp.to_device(sample))
-        record = self._run_npu(program, program.insn_base, program.insn_count, index, count)
+        if not program.segments:
+            record = self._run_npu(program, program.insn_base, program.insn_count, index, count)
+        else:
+            record = self._run_segments(program, index, count)
         return out.from_device(self._impl.read(out.addr, out.nbytes)), record
+
+    def _run_segments(self, program: Program, index: int, count: int) -> RunRecord:
+        """A program with host operators: its NPU segments on the backend, each host
+        operator between them on the host, reading its operands from device DRAM and
+        writing its output back (those bytes count as host traffic)."""
+        records = []
+        for seg in program.segments:
+            if isinstance(seg, HostSegment):
+                t0 = time.perf_counter()
+                seg.run(self._impl.read, self._impl.write)
+                self._host_seconds[seg.name] = (self._host_seconds.get(seg.name, 0.0)
+                                                + time.perf_counter() - t0)
+            else:
+                records.append(self._run_npu(program, program.insn_base + INSN_BYTES * seg.start,
+                                             seg.count, index, count))
+        return _join_records(records)
 
     def _run_npu(self, program: Program, insn_base: int, insn_count: int, index: int,
                  count: int) -> RunRecord:
@@ -218,3 +243,29 @@ class Device:
         stats["layers"] = layers
         return stats
 
+
+
+def _join_records(records: list[RunRecord]) -> RunRecord:
+    """The record of one sample run as several NPU segments: counters, cycles and
+    per-layer counts add up."""
+    first = records[0]
+    counters = first.counters
+    layer_cycles = dict(first.layer_cycles) if first.layer_cycles is not None else None
+    per_layer = {k: dict(v) for k, v in first.per_layer.items()} \
+        if first.per_layer is not None else None
+    for r in records[1:]:
+        counters = counters + r.counters
+        if layer_cycles is not None and r.layer_cycles is not None:
+            for k, c in r.layer_cycles.items():
+                layer_cycles[k] = layer_cycles.get(k, 0) + c
+        if per_layer is not None and r.per_layer is not None:
+            for k, d in r.per_layer.items():
+                mine = per_layer.setdefault(k, {})
+                for key, v in d.items():
+                    if isinstance(v, dict):
+                        mine[key] = {n: mine.get(key, {}).get(n, 0) + x for n, x in v.items()}
+                    else:
+                        mine[key] = mine.get(key, 0) + v
+    return RunRecord(status="done", error="", counters=counters,
+                     seconds=sum(r.seconds for r in records), layer_cycles=layer_cycles,
+                     per_layer=per_layer)

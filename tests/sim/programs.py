@@ -9,7 +9,7 @@ from hw import isa
 from hw.isa import AluOp, Mem
 from sim.functional import FunctionalModel, NPUError, place_program
 from sw import golden
-from sw.kernels import gemm_kernel
+from .gemm_kernel import gemm_kernel
 
 
 class Case:

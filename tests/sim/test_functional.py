@@ -10,7 +10,7 @@ from hw import isa
 from hw.isa import ErrorCode
 from sim.functional import FunctionalModel, NPUError, place_program, requantize_np
 from sw import golden
-from sw.kernels import gemm_kernel
+from .gemm_kernel import gemm_kernel
 
 from .programs import golden_gemm, random_gemm
 

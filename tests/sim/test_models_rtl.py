@@ -7,6 +7,8 @@ from hw import NPUConfig
 from sw import zoo
 
 from ..sw.test_compiler import LAYERS, build
+from ..sw.test_host_ops import MODELS as HOST_MODELS
+from ..sw.test_host_ops import host_sigmoid  # noqa: F401 - a fixture
 
 TINY = NPUConfig.preset("tiny")
 NONSQUARE = NPUConfig.preset("tiny", cols=6, dma_data_width=64)
@@ -62,3 +64,21 @@ def test_rtl_refuses_program_for_another_config():
     program = sw.compile(qmodel, NONSQUARE)
     with pytest.raises(sw.DeviceError, match="compiled for configuration"):
         sw.Device(TINY, backend="rtl").run(program, torch.randn(*shape))
+
+
+def test_host_ops_between_npu_segments_on_rtl(host_sigmoid):  # noqa: F811 - the fixture
+    """The NPU segments of a program with host operators run on the RTL, the host
+    operators between them; counters equal the functional model's."""
+    factory, shape, _ = HOST_MODELS["layouts"]
+    torch.manual_seed(0)
+    qmodel = sw.quantize(factory(), [torch.randn(4, *shape)])
+    program = sw.compile(qmodel, TINY)
+    x = torch.randn(2, *shape)
+    device = sw.Device(TINY, backend="rtl")
+    assert torch.equal(device.run(program, x), qmodel(x))
+    func = sw.Device(TINY)
+    func.run(program, x)
+    for key in ("macs", "dram_read_bytes", "dram_write_bytes", "insn_read_bytes"):
+        assert device.stats[key] == func.stats[key], key
+    assert [h["name"] for h in device.stats["host_ops"]] == program.host_ops
+    assert device.stats["cycles"] > 0

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import sw
 from hw import NPUConfig
+from .ops.common import Residual, Seq
 
 CONFIGS = {
     "tiny": NPUConfig.preset("tiny"),
@@ -13,27 +14,6 @@ CONFIGS = {
     "8x8": NPUConfig.preset("small"),
     "16x16": NPUConfig(),
 }
-
-
-class Seq(nn.Module):
-    def __init__(self, *mods):
-        super().__init__()
-        self.body = nn.Sequential(*mods)
-
-    def forward(self, x):
-        return self.body(x)
-
-
-class Residual(nn.Module):
-    def __init__(self, c, relu=True):
-        super().__init__()
-        self.a = nn.Conv2d(c, c, 3, padding=1)
-        self.b = nn.Conv2d(c, c, 1)
-        self.relu = relu
-
-    def forward(self, x):
-        y = self.a(x) + self.b(x)
-        return F.relu(y) if self.relu else y
 
 
 class PoolRelu(nn.Module):
@@ -142,3 +122,37 @@ def test_compile_errors_name_the_layer():
         sw.compile(model, CONFIGS["tiny"])
     with pytest.raises(TypeError, match="NPUConfig"):
         sw.compile(qmodel, {"rows": 4})
+
+
+_COMPILE_IN_A_PROCESS = """
+import hashlib, torch, torch.nn as nn, sw
+from hw import NPUConfig
+
+class Fork(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+        self.head = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(self.a(x) + self.b(x))
+
+torch.manual_seed(0)
+q = sw.quantize(Fork().eval(), [torch.randn(2, 3, 5, 5)])
+print(hashlib.sha256(sw.compile(q, NPUConfig.preset("tiny")).dram.tobytes()).hexdigest())
+"""
+
+
+def test_compile_is_deterministic_across_processes():
+    """Buffers are released in operand order, not in an order that depends on str hashing."""
+    import os
+    import subprocess
+    import sys
+    out = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        run = subprocess.run([sys.executable, "-c", _COMPILE_IN_A_PROCESS], env=env, check=True,
+                             capture_output=True, text=True)
+        out.append(run.stdout.strip())
+    assert len(out[0]) == 64 and out[0] == out[1]

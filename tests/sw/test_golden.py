@@ -161,3 +161,29 @@ def test_conv2d_pad_value_is_zero_point():
     assert out.tolist() == [[[[45, 45], [45, 45]]]]
     out0 = g.conv2d(x, w, padding=1)
     assert out0.tolist() == [[[[20, 20], [20, 20]]]]
+
+
+def test_quantize_rounds_half_to_even_and_saturates():
+    x = torch.tensor([0.25, 0.75, -0.25, 1.0, 100.0, -100.0, 0.0])
+    q = g.quantize(x, 0.5, 3)
+    assert q.dtype == torch.int8
+    assert q.tolist() == [3, 5, 3, 5, 127, -128, 3]     # 0.5 -> 0, 1.5 -> 2, -0.5 -> 0
+    assert torch.equal(g.dequantize(q, 0.5, 3), torch.tensor([0.0, 1.0, 0.0, 1.0, 62.0, -65.5, 0.0]))
+    with pytest.raises(TypeError, match="float torch.Tensor"):
+        g.quantize(torch.tensor([1]), 0.5, 0)
+    with pytest.raises(TypeError, match="integer tensor"):
+        g.dequantize(x, 0.5, 0)
+
+
+def test_quantize_is_defined_once():
+    """The quantizer's QParams and the program's TensorInfo both use the golden's formula."""
+    import numpy as np
+
+    from sw.ir import QParams
+    from sw.program import TensorInfo
+    x = torch.randn(3, 5) * 4
+    want = g.quantize(x, 0.037, -7)
+    assert torch.equal(QParams(0.037, -7).quantize(x), want)
+    info = TensorInfo("x", 0, (5,), 0.037, -7, "flat")
+    assert np.array_equal(info.quantize(x), want.numpy())
+    assert torch.equal(info.dequantize(want.numpy()), QParams(0.037, -7).dequantize(want))

@@ -1,16 +1,18 @@
-"""Hand-scheduled NPU kernels, emitted as assembly text.
+"""A hand-scheduled GEMM program, emitted as assembly text (a test and benchmark helper).
 
 :func:`gemm_kernel` lowers ``Y = requant(A @ W.T + bias)`` (int8 A [M, K] with a
 row stride, int8 W [N, K], per-channel int32 bias, multiplier and shift) to a
 program: tiles of ``rows`` x ``cols``, activations and weights double-buffered
 in the scratchpad, accumulator tiles double-buffered so that stores overlap
-compute, all ordered by dependency tokens. The compiler's GEMM and convolution
-lowering builds on the same schedule.
+compute, all ordered by dependency tokens. It is the stimulus of the functional-model and RTL
+tests (tests/sim/) and of the GEMM benchmarks (bench/utilization.py,
+bench/rtl_speed.py); models go through the compiler (:mod:`sw.compiler`), whose
+GEMM schedule generalizes this one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,38 +20,13 @@ from hw.config import NPUConfig
 from hw.isa import (PARAM_ELEM_BYTES, PARAM_GROUP_ROWS, Instruction, Opcode, assemble, field_max,
                     words_to_bytes)
 
-__all__ = ["GemmKernel", "gemm_kernel", "DramImage"]
+from sw.compiler.memory import DramImage
 
+__all__ = ["GemmKernel", "gemm_kernel"]
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _align(x: int, a: int = 64) -> int:
-    return _ceil_div(x, a) * a
-
-
-@dataclass
-class DramImage:
-    """A DRAM image under construction: segments placed at aligned addresses."""
-    size: int = 0
-    segments: list[tuple[int, bytes]] = field(default_factory=list)
-
-    def alloc(self, nbytes: int, data: bytes | None = None) -> int:
-        addr = _align(self.size)
-        self.size = addr + max(nbytes, 1)
-        if data is not None:
-            if len(data) != nbytes:
-                raise ValueError("segment size mismatch")
-            self.segments.append((addr, data))
-        return addr
-
-    def to_array(self, extra: int = 0) -> np.ndarray:
-        mem = np.zeros(_align(self.size) + extra, dtype=np.uint8)
-        for addr, data in self.segments:
-            mem[addr:addr + len(data)] = np.frombuffer(data, dtype=np.uint8)
-        return mem
 
 
 @dataclass

@@ -1,0 +1,214 @@
+"""The compiler's driver: walks the quantized graph, lowers each node through the op
+table, allocates DRAM, and splits the program at host operators."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw import isa
+from hw.config import NPUConfig
+from hw.isa import Instruction
+
+from .. import ops
+from ..ir import QNode, QParams
+from ..program import HostSegment, NpuSegment, Program, TensorInfo, layout_regions
+from ..quant import QuantizedModel
+from . import CompileError
+from .alu import AluSchedule
+from .gemm import GemmSchedule
+from .memory import Allocator, DramImage
+
+__all__ = ["Compiler", "Tensor", "compile"]
+
+
+class Tensor:
+    """An activation tensor in DRAM as the compiler sees it."""
+
+    def __init__(self, name, shape, q: QParams, addr=None, chw=None, pad_w=0):
+        self.name = name
+        self.shape = tuple(shape)      # PyTorch layout per sample
+        self.q = q
+        self.addr = addr
+        self.chw = chw                 # (C, H, W) when this is a flatten of a 3-D tensor
+        self.pad_w = pad_w             # zero-point columns each side of a row (the input only)
+
+    @property
+    def nbytes(self):
+        if len(self.shape) == 3 and self.pad_w:
+            c, h, w = self.shape
+            return c * h * (w + 2 * self.pad_w)
+        return int(np.prod(self.shape))
+
+    @property
+    def geometry(self):
+        """(C, H, W) of the bytes in DRAM (a flat tensor is C channels of one pixel)."""
+        if len(self.shape) == 3:
+            return self.shape
+        return (self.shape[0], 1, 1)
+
+    def info(self, stored: bool = False) -> TensorInfo:
+        """How the runtime finds this tensor; ``stored``: a flatten view as the 3-D tensor
+        whose bytes it reads (what a host operator needs to see PyTorch's order)."""
+        shape = self.chw if stored and self.chw is not None else self.shape
+        return TensorInfo(self.name, self.addr, shape, self.q.scale, self.q.zero_point,
+                          "nhwc" if len(shape) == 3 else "flat", self.pad_w)
+
+
+class Compiler(GemmSchedule, AluSchedule):
+    """One compilation: the instruction list, the DRAM image, the tensors so far.
+
+    The operators' ``lower`` methods emit through it (``emit``, ``check``, ``const``,
+    ``param_load`` and the schedules of :class:`GemmSchedule` and :class:`AluSchedule`).
+    """
+    # Field limits of the ISA that bound what one instruction can do.
+    MAX_PAD = isa.field_max(isa.Opcode.LOAD, "pad_top")           # padding vectors per side
+    MAX_Y_STRIDE = isa.field_max(isa.Opcode.LOAD, "y_stride")
+    MAX_X_STRIDE = isa.field_max(isa.Opcode.LOAD, "x_stride")
+    MAX_VECTORS = isa.field_max(isa.Opcode.LOAD, "y_size")        # rows one LOAD brings in
+
+    def __init__(self, config: NPUConfig, model: QuantizedModel):
+        self.cfg = config
+        self.model = model
+        self.img = DramImage()
+        self.memory = Allocator(self.img)
+        self.insns: list[Instruction] = []
+        self.layers: list[dict] = []
+        self.segments: list[NpuSegment | HostSegment] = []
+        self.tensors: dict[str, Tensor] = {}
+        R, C = config.rows, config.cols
+        self.R, self.C = R, C
+        self.m_max = min(config.acc_depth // 2, (config.spad_depth - 2 * C) // 2, self.MAX_VECTORS)
+        if self.m_max < 1:
+            raise CompileError(f"configuration {config.describe()} has too little scratchpad")
+
+    # ------------------------------------------------------------------ helpers
+    def const(self, data: bytes) -> int:
+        """Place constant bytes in the image; returns their address."""
+        return self.memory.const(data)
+
+    def emit(self, *insns: Instruction) -> None:
+        self.insns.extend(insns)
+
+    def param_load(self, group: int, bias, mult, shift) -> Instruction:
+        """A LOAD of one parameter group (bias, multiplier, shift rows; scalars broadcast)."""
+        C = self.C
+        G = isa.PARAM_GROUP_ROWS
+        rows = np.zeros((G, C), "<i4")
+        for r, v in enumerate((bias, mult, shift)):
+            v = np.broadcast_to(np.asarray(v, dtype=np.int64), (C,)) if np.ndim(v) == 0 else np.asarray(v)
+            rows[r, :len(v)] = v
+        addr = self.const(rows.tobytes())
+        return isa.load(mem="param", sram=G * group, dram=addr, y_size=G, x_size=1,
+                        y_stride=isa.PARAM_ELEM_BYTES * C, length=C)
+
+    def check(self, cond: bool, node: QNode, message: str) -> None:
+        """Raise :class:`CompileError` naming ``node`` with ``message`` unless ``cond``."""
+        if not cond:
+            raise CompileError(f"layer {node.name} ({node.op} at {node.where}): {message}")
+
+    def tensor(self, node: QNode, addr: int | None = None, chw=None) -> Tensor:
+        """The tensor of ``node``'s output (at ``addr``, or unplaced)."""
+        return Tensor(node.name, node.shape, node.out, addr, chw)
+
+    # ------------------------------------------------------------------ the whole model
+    def run(self) -> Program:
+        nodes = self.model.nodes
+        last_use: dict[str, int] = {}
+        for i, node in enumerate(nodes):
+            for src in node.inputs:
+                last_use[src] = i
+        last_use[self.model.output] = len(nodes)
+        # Aliases (views) keep their base alive.
+        base_of: dict[str, str] = {}
+        for i, node in enumerate(nodes):
+            if ops.get(node.op).view:
+                base = base_of.get(node.inputs[0], node.inputs[0])
+                base_of[node.name] = base
+                last_use[base] = max(last_use.get(base, 0), last_use.get(node.name, i))
+
+        seg_start = 0
+        self.emit(isa.sync(queue="compute", push_prev=1))   # the first layer's barrier token
+        inp = nodes[0]
+        t = Tensor(inp.name, inp.shape, inp.out, pad_w=self.input_padding())
+        t.addr = self.memory.alloc(t.nbytes)
+        self.tensors[inp.name] = t
+        layer_id = 0
+        seg_layers = 0
+        for i, node in enumerate(nodes[1:], start=1):
+            op = ops.get(node.op)
+            args = [self.tensors[name] for name in node.inputs]
+            if op.view:
+                self.tensors[node.name] = op.lower_view(self, node, args)
+                continue
+            out = Tensor(node.name, node.shape, node.out)
+            out.addr = self.memory.alloc(out.nbytes)
+            self.tensors[node.name] = out
+            if op.host:
+                self.end_segment(seg_start, seg_layers)
+                self.segments.append(HostSegment(
+                    name=node.name, op=node.op, where=node.where, inputs=[a.info(stored=True) for a in args],
+                    in_shapes=[a.shape for a in args],
+                    output=out.info(), params=op.host_params(node)))
+                seg_start, seg_layers = len(self.insns), 0
+                self.emit(isa.sync(queue="compute", push_prev=1))
+            else:
+                layer_id += 1
+                seg_layers += 1
+                n_before = len(self.insns)
+                macs = op.lower(self, node, layer_id, args, out)
+                self.layers.append({"id": layer_id, "name": node.name, "op": node.op,
+                                    "where": node.where, "shape": list(node.shape),
+                                    "macs": macs, "instructions": len(self.insns) - n_before})
+            # Free buffers whose last reader was this layer.
+            for name in dict.fromkeys(node.inputs):   # in operand order: the same in every process
+                base = base_of.get(name, name)
+                if last_use.get(base, -1) <= i and base != self.model.output:
+                    bt = self.tensors[base]
+                    if bt.addr is not None and base != nodes[0].name:
+                        self.memory.release(bt.addr, bt.nbytes)
+        if self.segments:
+            self.end_segment(seg_start, seg_layers)
+        else:
+            self.emit(isa.finish())
+        blob = isa.words_to_bytes(ins.encode() for ins in self.insns)
+        insn_base = self.img.alloc(len(blob), blob)
+        out_t = self.tensors[self.model.output]
+        in_t = self.tensors[nodes[0].name]
+        dram, inp, outp = self.img.to_array(), in_t.info(), out_t.info()
+        # Regions: the data segments (weights, parameters, instructions) are constants.
+        regions = layout_regions(len(dram), [(a, len(d)) for a, d in self.img.segments], inp, outp)
+        return Program(config=self.cfg, dram=dram, insn_base=insn_base,
+                       insn_count=len(self.insns), input=inp, output=outp,
+                       layers=self.layers, host_ops=[s.name for s in self.segments
+                                                     if isinstance(s, HostSegment)],
+                       segments=self.segments, regions=regions)
+
+    def end_segment(self, start: int, n_layers: int) -> None:
+        """Close the NPU segment that began at instruction ``start`` before a host operator
+        (or the end): a FINISH after its layers, or nothing at all if it has none."""
+        if n_layers:
+            self.emit(isa.finish())
+            self.segments.append(NpuSegment(start, len(self.insns) - start))
+        else:
+            del self.insns[start:]
+
+    def input_padding(self) -> int:
+        """Columns of border to store the model input with (what its only user asks for)."""
+        nodes = self.model.nodes
+        users = [n for n in nodes if nodes[0].name in n.inputs]
+        if len(users) == 1:
+            return ops.get(users[0].op).input_pad_w(self, users[0], nodes[0].shape)
+        return 0
+
+
+def compile(model: QuantizedModel, config: NPUConfig) -> Program:  # noqa: A001 - the public name
+    """Lower a quantized model to a program for ``config``.
+
+    Raises ``TypeError`` for arguments of the wrong type and :class:`CompileError`
+    naming the layer when something does not fit.
+    """
+    if not isinstance(model, QuantizedModel):
+        raise TypeError(f"compile expects a QuantizedModel from sw.quantize, not {type(model).__name__}")
+    if not isinstance(config, NPUConfig):
+        raise TypeError(f"compile expects an NPUConfig, not {type(config).__name__}")
+    return Compiler(config, model).run()

@@ -1,0 +1,295 @@
+"""The implicit-GEMM schedule of convolutions and linear layers (docs/compiler.md).
+
+:class:`GemmSchedule` is a part of :class:`sw.compiler.Compiler`: ``gemm_layer``
+emits one conv or linear layer from weights arranged ``[Cout, KH, KW, Cin/groups]``
+(the operator files of :mod:`sw.ops` arrange them), with activation and weight
+slots and accumulator tiles double-buffered and ordered by tokens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Instruction
+
+from ..ir import QNode
+from . import CompileError
+
+__all__ = ["GemmSchedule"]
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class GemmSchedule:
+    """The GEMM schedule, mixed into the compiler (it uses ``cfg``, ``R``, ``C``,
+    ``m_max``, ``const``, ``emit``, ``check``, ``param_load`` and the ISA limits)."""
+
+    def gemm_layer(self, node: QNode, layer_id: int, src, out, wt: np.ndarray,
+                   geometry: tuple[int, int, int], stride: tuple[int, int],
+                   pad: tuple[int, int], groups: int, packed: bool) -> int:
+        """Emit one conv or linear layer; returns its MAC slots.
+
+        ``wt``: int8 weights [Cout, KH, KW, Cin/groups]; ``geometry``: (Cin, H, W) of the
+        operand as the layer reads it; ``packed``: reduce over (kw, channel) runs of a
+        row-padded operand (:meth:`sw.ops.conv.ConvOp.packed`). ``node.attrs`` holds the
+        per-channel ``bias_q``, ``mult`` and ``shift``.
+        """
+        cfg, R, C = self.cfg, self.R, self.C
+        a = node.attrs
+        cin, h, w = geometry
+        kh, kw = wt.shape[1], wt.shape[2]
+        cout = wt.shape[0]
+        oc, oh_n, ow_n = out.geometry
+        assert oc == cout
+        sh, sw = stride
+        ph, pw = pad
+        self.check(ph <= self.MAX_PAD and pw <= self.MAX_PAD, node,
+                   f"padding {pad} is over {self.MAX_PAD} (the LOAD padding fields)")
+        self.check(ow_n <= self.m_max, node, f"output width {ow_n} is over {self.m_max} rows of the "
+                                             f"accumulator slot")
+        self.check(sh * (w + 2 * pw) * cin <= self.MAX_Y_STRIDE, node,
+                   "row stride too large for LOAD.y_stride")
+        self.check(sw * cin <= self.MAX_X_STRIDE, node, "pixel stride too large for LOAD.x_stride")
+        cin_g, cout_g = cin // groups, cout // groups
+        nt = _ceil(cout, C)
+
+        # Weight tiles: for each n-tile the structurally non-zero (kh, kw, chunk) blocks.
+        chunks = list(range(0, cin, R))
+        tiles: list[list[tuple[int, int, int, int]]] = []   # (kh, kw, c0, dram addr)
+        if packed:
+            # Reduction over f = kw * cin + c for each kernel row; dx is -1 in the tile list.
+            run = kw * cin
+            for j in range(nt):
+                n0, n1 = j * C, min(cout, (j + 1) * C)
+                tl = []
+                for dy in range(kh):
+                    flat = wt[n0:n1, dy].reshape(n1 - n0, run)       # [n, kw*cin], kw major
+                    for f0 in range(0, run, R):
+                        blk = np.zeros((C, R), np.int8)
+                        blk[:n1 - n0, :min(R, run - f0)] = flat[:, f0:f0 + R]
+                        tl.append((dy, -1, f0, self.const(blk.tobytes())))
+                tiles.append(tl)
+        for j in range(nt if not packed else 0):
+            n0, n1 = j * C, min(cout, (j + 1) * C)
+            groups_here = set(range(n0 // cout_g, (n1 - 1) // cout_g + 1))
+            tl = []
+            for dy in range(kh):
+                for dx in range(kw):
+                    for c0 in chunks:
+                        c1 = min(cin, c0 + R)
+                        if not any(c0 // cin_g <= g <= (c1 - 1) // cin_g for g in groups_here):
+                            continue
+                        blk = np.zeros((C, R), np.int8)
+                        for o in range(n0, n1):
+                            g = o // cout_g
+                            lo, hi = max(c0, g * cin_g), min(c1, (g + 1) * cin_g)
+                            if lo < hi:
+                                blk[o - n0, lo - c0:hi - c0] = wt[o, dy, dx, lo - g * cin_g:hi - g * cin_g]
+                        tl.append((dy, dx, c0, self.const(blk.tobytes())))
+            tiles.append(tl)
+        zp_in = src.q.zero_point
+        # A vector of zero points, read with zero strides when a block is all border.
+        zp_row = self.const(np.full(R, zp_in, np.int8).tobytes())
+
+        # Reduction chunks: a key per (kh, kw or -1 for packed runs, channel offset).
+        chunk_keys = sorted({(dy, dx, c0) for tl in tiles for dy, dx, c0, _ in tl})
+        chunk_pos = {k: i for i, k in enumerate(chunk_keys)}
+        plan = self.plan_gemm(oh_n, ow_n, nt, len(chunk_keys), [len(tl) for tl in tiles])
+        rows_per_block, ng, kg = plan
+        lo, hi = node.clamp
+        # Scratchpad: two activation groups of kg chunks x M rows, then two weight slots.
+        m_blk = rows_per_block * ow_n
+        a_group = [0, kg * m_blk]
+        w_slot = [2 * kg * m_blk, 2 * kg * m_blk + C]
+        # Accumulator: two slots of ng tiles x M rows.
+        acc_group = [0, ng * m_blk]
+
+        def a_load(key, oh0, nrows, sram, **pop):
+            dy, dx, c0 = key
+            if dx < 0:
+                return self.packed_a_load(src.addr, cin, h, w + 2 * pw, kw, ow_n, oh0, nrows, dy,
+                                          c0, sh, sw, ph, zp_in, zp_row, sram, **pop)
+            return self.conv_a_load(src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw,
+                                    ph, pw, zp_in, zp_row, sram, **pop)
+
+        # Output tiles whose parameters fit the parameter memory at once form a pass; passes
+        # are separated by the same barrier as layers, so parameters are never overwritten
+        # while a store still needs them.
+        per_pass = cfg.param_groups
+        for j0 in range(0, nt, per_pass):
+            j1 = min(nt, j0 + per_pass)
+            loads = [isa.sync(queue="load", pop_next=1)]
+            for j in range(j0, j1):
+                sl = slice(j * C, min(cout, (j + 1) * C))
+                loads.append(self.param_load(j - j0, a.bias_q.numpy()[sl],
+                                             a.mult.numpy()[sl], a.shift.numpy()[sl]))
+            self.emit(*loads)
+            if j0 == 0:
+                self.emit(isa.config(key="layer", value=layer_id))
+            # First plan the activation groups ("k-groups") of the pass, then emit them, so
+            # that each group's activation loads can be spread over the previous group's
+            # weight loads: the next group streams in while this one computes.
+            kgroups = []
+            group_sizes: list[int] = []
+            grp_idx = 0
+            for oh0 in range(0, oh_n, rows_per_block):
+                nrows = min(rows_per_block, oh_n - oh0)
+                m = nrows * ow_n
+                for n_lo in range(j0, j1, ng):
+                    group = list(range(n_lo, min(j1, n_lo + ng)))
+                    acc_base = acc_group[grp_idx % 2]
+                    # The accumulator slot was last used two groups ago: wait for its stores
+                    # (stores finish in order, so popping that many S2C tokens is enough).
+                    pops = group_sizes[grp_idx - 2] if grp_idx >= 2 else 0
+                    group_sizes.append(len(group))
+                    grp_idx += 1
+                    needed = sorted({chunk_pos[(dy, dx, c0)] for j in group
+                                     for dy, dx, c0, _ in tiles[j]})
+                    k_groups = [needed[i:i + kg] for i in range(0, len(needed), kg)]
+                    later = [set() for _ in k_groups]
+                    for q in range(len(k_groups) - 2, -1, -1):
+                        later[q] = later[q + 1] | set(k_groups[q + 1])
+                    seen: set[int] = set()
+                    for q, kgrp in enumerate(k_groups):
+                        slot = a_group[len(kgroups) % 2]
+                        where = {ci: slot + p * m_blk for p, ci in enumerate(kgrp)}
+                        gemms = []
+                        for jj, j in enumerate(group):
+                            mine = [(ci, waddr) for dy, dx, c0, waddr in tiles[j]
+                                    for ci in [chunk_pos[(dy, dx, c0)]] if ci in where]
+                            rest = any(chunk_pos[(dy, dx, c0)] in later[q] for dy, dx, c0, _ in tiles[j])
+                            for pos, (ci, waddr) in enumerate(mine):
+                                first = j not in seen
+                                seen.add(j)
+                                gemms.append(dict(j=j, acc=acc_base + jj * m_blk, inp=where[ci],
+                                                  waddr=waddr, first=first,
+                                                  last=pos == len(mine) - 1 and not rest))
+                        stores = []
+                        if q == len(k_groups) - 1:
+                            for jj, j in enumerate(group):
+                                n0 = j * C
+                                stores.append(isa.store(
+                                    acc=acc_base + jj * m_blk, dram=out.addr + oh0 * ow_n * cout + n0,
+                                    rows=m, stride=cout, length=min(C, cout - n0), param=j - j0,
+                                    out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
+                                    pop_prev=1, push_prev=1))
+                        kgroups.append(dict(
+                            m=m, gemms=gemms, stores=stores, pops=pops if q == 0 else 0,
+                            a_loads=[a_load(chunk_keys[ci], oh0, nrows, where[ci]) for ci in kgrp]))
+
+            g_idx = 0          # GEMMs so far: weight slot g % 2, C2L tokens
+            t_idx = 0          # output tiles stored (one S2C token each)
+            popped = 0
+            carry: list[Instruction] = list(kgroups[0]["a_loads"]) if kgroups else []
+            for k, K in enumerate(kgroups):
+                nxt = list(kgroups[k + 1]["a_loads"]) if k + 1 < len(kgroups) else []
+                spread = len(K["gemms"]) - 1        # weight loads after which they may go
+                for _ in range(K["pops"]):
+                    self.emit(isa.sync(queue="compute", pop_next=1))
+                popped += K["pops"]
+                for i, gm in enumerate(K["gemms"]):
+                    g = g_idx % 2
+                    unit = carry + [isa.load(mem="spad", sram=w_slot[g], dram=gm["waddr"], y_size=C,
+                                             x_size=1, y_stride=R, length=R, push_next=1)]
+                    carry = []
+                    if g_idx >= 2:
+                        unit[0] = unit[0].replace(pop_next=1)
+                    self.emit(*unit)
+                    # The next group's activations reuse the slot of the group before this one:
+                    # safe once this group's second GEMM has its weights (GEMM g-2 has read).
+                    if i >= 1 and nxt:
+                        share = -(-len(nxt) // (spread - i + 1))
+                        self.emit(*nxt[:share])
+                        nxt = nxt[share:]
+                    deps = dict(pop_prev=1, push_prev=1)
+                    if gm["first"]:
+                        t_idx += 1
+                    if gm["last"]:
+                        deps["push_next"] = 1
+                    self.emit(isa.gemm(wgt=w_slot[g], inp=gm["inp"], acc=gm["acc"], m=K["m"],
+                                       accumulate=0 if gm["first"] else 1, **deps))
+                    g_idx += 1
+                carry = nxt          # not placed (a group of one GEMM): before the next unit
+                self.emit(*K["stores"])
+            # Drain the leftover tokens and hand the barrier on: the S2C tokens of the stores
+            # no later GEMM waited for, and the C2L tokens of the last two GEMMs.
+            k = t_idx - popped
+            for i in range(k):
+                self.emit(isa.sync(queue="compute", pop_next=1, push_prev=1 if i == k - 1 else 0))
+            for _ in range(min(g_idx, 2)):
+                self.emit(isa.sync(queue="load", pop_next=1))
+        return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
+
+    def plan_gemm(self, oh_n: int, ow_n: int, nt: int, n_chunks: int,
+                  chunks_per_tile: list[int]) -> tuple[int, int, int]:
+        """Pick (output rows per block, output tiles per group, chunks per activation group).
+
+        A bigger block amortizes each GEMM's fixed cost; a bigger group reuses each loaded
+        activation chunk for more output tiles. A rough cost model (cycles of compute and
+        of DMA vectors, which overlap) chooses among the block sizes that fit.
+        """
+        cfg, C = self.cfg, self.C
+        ng_cap = max(1, cfg.token_queue_depth // 2)   # stores in flight stay within a token queue
+        best = None
+        per_gemm = 8                                  # fixed cycles of a GEMM and its loads
+        for rows in range(1, oh_n + 1):
+            m = rows * ow_n
+            if m > self.m_max:
+                break
+            ng = max(1, min(nt, ng_cap, (cfg.acc_depth // 2) // m))
+            kg = max(1, min(n_chunks, (cfg.spad_depth - 2 * C) // (2 * m)))
+            if 2 * kg * m + 2 * C > cfg.spad_depth or 2 * ng * m > cfg.acc_depth:
+                continue
+            blocks = -(-oh_n // rows)
+            gemms = sum(chunks_per_tile)
+            compute = gemms * (m + per_gemm)
+            groups = -(-nt // ng)
+            a_vectors = groups * min(n_chunks, max(chunks_per_tile) * ng) * m
+            loads = a_vectors + gemms * (C + per_gemm)
+            cost = blocks * max(compute, loads)
+            if best is None or cost < best[0]:
+                best = (cost, rows, ng, kg)
+        if best is None:
+            raise CompileError(f"output width {ow_n} does not fit the accumulator")
+        return best[1], best[2], best[3]
+
+    def packed_a_load(self, base, cin, h, wp, kw, ow_n, oh0, nrows, dy, f0, sh, sw, ph, zp,
+                      zp_row, sram, **deps) -> Instruction:
+        """Rows of (kw, channel) runs from a row-padded input: kernel row dy, offset f0."""
+        R = self.R
+        ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
+        top = sum(1 for v in ih if v < 0)
+        bottom = sum(1 for v in ih if v >= h)
+        vy = nrows - top - bottom
+        if vy <= 0:
+            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
+                            y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
+        return isa.load(mem="spad", sram=sram, dram=base + ih[top] * wp * cin + f0, y_size=vy,
+                        x_size=ow_n, y_stride=sh * wp * cin, x_stride=sw * cin,
+                        length=min(R, kw * cin - f0), pad_top=top, pad_bottom=bottom,
+                        pad_value=zp, **deps)
+
+    def conv_a_load(self, base, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp,
+                    zp_row, sram, **deps) -> Instruction:
+        """One activation row per output pixel of rows [oh0, oh0+nrows), kernel tap (dy, dx)."""
+        R = self.R
+        ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
+        iw = [ow * sw + dx - pw for ow in range(ow_n)]
+        top = sum(1 for v in ih if v < 0)
+        bottom = sum(1 for v in ih if v >= h)
+        left = sum(1 for v in iw if v < 0)
+        right = sum(1 for v in iw if v >= w)
+        vy, vx = nrows - top - bottom, ow_n - left - right
+        length = min(R, cin - c0)
+        if vy <= 0 or vx <= 0:
+            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
+                            y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
+        first = base + (ih[top] * w + iw[left]) * cin + c0
+        return isa.load(mem="spad", sram=sram, dram=first, y_size=vy, x_size=vx,
+                        y_stride=sh * w * cin, x_stride=sw * cin, length=length,
+                        pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
+                        pad_value=zp, **deps)
+

@@ -1,0 +1,126 @@
+"""The torch.fx front end: ``trace(model)`` to a :class:`sw.ir.Graph`.
+
+``torch.fx.symbolic_trace`` gives a graph of placeholders, module calls, function
+and method calls and one output. Each call is matched against the pattern tables
+:data:`MODULES` (by module class) and :data:`FUNCTIONS` (by function or method name),
+which the operator files of :mod:`sw.ops` fill with the :func:`module` and
+:func:`function` decorators; a pattern adds IR nodes, aliases its output to an
+operand, or rewrites an earlier node (BatchNorm folds into its convolution). After the
+walk, ReLU/ReLU6 fuse into the node that produces their operand
+(:func:`sw.ops.activation.fuse_activations`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+from ..ir import Graph, Node
+from . import GraphBuilder, UnsupportedOpError
+
+__all__ = ["trace", "Tracer", "module", "function", "MODULES", "FUNCTIONS", "pair"]
+
+#: module class -> pattern(tracer, fx_node, module, operand name, where)
+MODULES: dict[type, Callable[..., None]] = {}
+#: function, or method name -> pattern(tracer, fx_node)
+FUNCTIONS: dict[Any, Callable[..., None]] = {}
+#: how the patterns of MODULES are named in messages, in order of registration
+_MODULE_LABELS: list[str] = []
+
+
+def module(*classes: type, label: str | None = None):
+    """Decorator: the pattern for calls of modules of ``classes`` (and their subclasses).
+
+    ``label`` names the classes in the list of supported modules (default: their names).
+    """
+    def deco(fn):
+        for cls in classes:
+            if cls in MODULES:
+                raise ValueError(f"fx: a pattern for {cls.__name__} is already registered")
+            MODULES[cls] = fn
+        _MODULE_LABELS.append(label or ", ".join(cls.__name__ for cls in classes))
+        return fn
+    return deco
+
+
+def function(*targets):
+    """Decorator: the pattern for calls of ``targets`` (functions, or method names as str)."""
+    def deco(fn):
+        for t in targets:
+            if t in FUNCTIONS:
+                raise ValueError(f"fx: a pattern for {t!r} is already registered")
+            FUNCTIONS[t] = fn
+        return fn
+    return deco
+
+
+def pair(v) -> tuple[int, int]:
+    """An int or a pair of ints as a pair."""
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class Tracer(GraphBuilder):
+    """The state of one trace, handed to the patterns."""
+
+    def src(self, arg) -> str:
+        """The IR name of an fx operand; constants are not supported."""
+        if not isinstance(arg, torch.fx.Node):
+            raise UnsupportedOpError(f"constant operand {arg!r} is not supported")
+        return self.resolve(arg.name)
+
+
+def trace(model: nn.Module) -> Graph:
+    """Trace ``model`` (put in eval mode) into a :class:`sw.ir.Graph`.
+
+    Raises ``TypeError`` for something that is not an ``nn.Module`` and
+    :class:`sw.UnsupportedOpError` for the first operation no pattern supports.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"trace expects a torch.nn.Module, not {type(model).__name__}")
+    model = model.eval()
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises many types for data-dependent control flow
+        raise UnsupportedOpError(f"torch.fx could not trace the model: {exc}") from None
+    modules = dict(gm.named_modules())
+    # The operator files fill the pattern tables when the op table is imported; they import
+    # this module for its decorators, so the import is here rather than at the top.
+    from ..ops.activation import fuse_activations
+    t = Tracer()
+    out_name = None
+    for fx_node in gm.graph.nodes:
+        name = fx_node.name
+        if fx_node.op == "placeholder":
+            if any(n.op == "input" for n in t.nodes):
+                raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")
+            t.add(Node(name, "input", [], where=name))
+        elif fx_node.op == "output":
+            out_name = t.src(fx_node.args[0])
+        elif fx_node.op == "call_module":
+            mod = modules[fx_node.target]
+            inp = t.src(fx_node.args[0])
+            pattern = next((MODULES[c] for c in type(mod).__mro__ if c in MODULES), None)
+            if pattern is None:
+                raise UnsupportedOpError(
+                    f"unsupported module {type(mod).__name__} at {fx_node.target!r}; supported: "
+                    f"{', '.join(_MODULE_LABELS)}")
+            pattern(t, fx_node, mod, inp, str(fx_node.target))
+        elif fx_node.op in ("call_function", "call_method"):
+            target = fx_node.target
+            if target in ("size", getattr):
+                raise UnsupportedOpError(f"{target} at {name}: shape arithmetic is not supported")
+            pattern = FUNCTIONS.get(target)
+            if pattern is None:
+                tname = getattr(target, "__name__", str(target))
+                raise UnsupportedOpError(f"unsupported operation {tname!r} at {name}")
+            pattern(t, fx_node)
+        else:
+            raise UnsupportedOpError(f"unsupported node {fx_node.op} {fx_node.target} at {name}")
+    if out_name is None:
+        raise UnsupportedOpError("the model has no output")
+    graph = Graph(t.nodes, [out_name])
+    fuse_activations(graph)
+    return graph

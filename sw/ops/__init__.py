@@ -1,0 +1,27 @@
+"""The op table: one file per operator, each registering an :class:`Op` and its
+front-end patterns.
+
+================  ====================================================================
+``input``         the model input (:mod:`sw.ops.input`)
+``conv``          Conv2d, BatchNorm2d folded in (:mod:`sw.ops.conv`)
+``linear``        Linear (:mod:`sw.ops.linear`)
+``relu/relu6``    ReLU, ReLU6, fused into their producer where possible (:mod:`sw.ops.activation`)
+``maxpool``       MaxPool2d (:mod:`sw.ops.pool`)
+``avgpool``       AvgPool2d (:mod:`sw.ops.pool`)
+``gap``           AdaptiveAvgPool2d(1) (:mod:`sw.ops.gap`)
+``add``           residual add (:mod:`sw.ops.add`)
+``flatten``       Flatten, flatten, view/reshape(batch, -1) (:mod:`sw.ops.flatten`)
+================  ====================================================================
+
+Dropout and Identity disappear in the front end (:mod:`sw.ops.identity`). Adding an
+operator: a file here with its attribute dataclasses, an ``Op`` subclass decorated
+with :func:`register` and its front-end patterns, imported below; and its tests
+(tests/sw/ops/).
+"""
+
+from .base import REGISTRY, Op, QuantContext, act_clamp, get, qparams, register
+
+# Registration order is the order of the supported-module list in messages.
+from . import input, conv, linear, activation, pool, gap, add, flatten, identity  # noqa: E402, F401, A004
+
+__all__ = ["Op", "QuantContext", "REGISTRY", "register", "get", "qparams", "act_clamp"]

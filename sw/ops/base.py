@@ -1,0 +1,149 @@
+"""The operator interface and the op table.
+
+An operator is one subclass of :class:`Op` in one file of ``sw/ops/``, registered with
+:func:`register`; its front-end patterns sit in the same file (for torch.fx:
+``@sw.frontend.fx.module(...)`` and ``@sw.frontend.fx.function(...)``). The flow
+asks the op table, never an if-chain:
+
+* the float reference (:meth:`Op.forward`), run to calibrate and to infer shapes;
+* the quantization (:meth:`Op.quantize`): a :class:`sw.ir.QNode` with integer attributes;
+* the integer golden (:meth:`Op.golden`) over the primitives of :mod:`sw.golden`;
+* the lowering (:meth:`Op.lower`) to NPU instructions, or, for an operator with
+  ``host = True``, the host implementation (:meth:`Op.run_host`) that the device runs
+  between NPU segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from ..ir import Node, QNode, QParams
+
+if TYPE_CHECKING:  # the compiler imports the op table, not the other way round
+    from ..compiler import Compiler, Tensor
+
+__all__ = ["Op", "QuantContext", "REGISTRY", "register", "get", "qparams", "act_clamp"]
+
+
+def qparams(lo: float, hi: float) -> QParams:
+    """Asymmetric int8 quantization of a calibrated range (widened to include 0)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < 1e-8:
+        return QParams(1.0, 0)
+    scale = (hi - lo) / 255.0
+    zp = int(round(-128 - lo / scale))
+    return QParams(scale, max(-128, min(127, zp)))
+
+
+@dataclass
+class QuantContext:
+    """What an operator's quantization reads: the calibration and its operands' quantization."""
+    ranges: dict[str, tuple[float, float]]     #: calibrated (min, max) of each node's output
+    qparams: dict[str, QParams]                #: quantization of the nodes quantized so far
+    shapes: dict[str, tuple[int, ...]]         #: output shape of one sample per node
+
+    def out(self, node: Node) -> QParams:
+        """Quantization of ``node``'s output from its calibrated range."""
+        return qparams(*self.ranges[node.name])
+
+    def q(self, name: str) -> QParams:
+        """Quantization of the output of node ``name`` (an operand)."""
+        return self.qparams[name]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """Output shape of one sample of node ``name``."""
+        return self.shapes[name]
+
+
+class Op:
+    """One operator: its float reference, quantization, integer golden and lowering.
+
+    Class attributes:
+
+    * ``name``: the key in the op table and the ``op`` of its nodes;
+    * ``host``: runs on the host between NPU segments (``run_host``) instead of ``lower``;
+    * ``view``: lowers to no instructions, its output reinterprets its input's bytes
+      (``lower_view``);
+    * ``fuses_activation``: a following ReLU/ReLU6 folds into its output clamp.
+    """
+    name: ClassVar[str] = ""
+    host: ClassVar[bool] = False
+    view: ClassVar[bool] = False
+    fuses_activation: ClassVar[bool] = False
+
+    def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+        """Float reference on batched operands (the fused activation is applied by the caller)."""
+        raise NotImplementedError(f"op {self.name}: no float reference")
+
+    def quantize(self, node: Node, ctx: QuantContext) -> QNode:
+        """The quantized node, from the calibration in ``ctx``."""
+        raise NotImplementedError(f"op {self.name}: no quantization")
+
+    def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
+        """Integer golden: int8 batched operands to the int8 output, as the NPU must compute it.
+
+        A host operator's golden is its host implementation.
+        """
+        if self.host:
+            return self.run_host(self.host_params(node), args)
+        raise NotImplementedError(f"op {self.name}: no golden")
+
+    def lower(self, c: Compiler, node: QNode, layer_id: int, args: list[Tensor], out: Tensor) -> int:
+        """Emit the instructions of one layer into compiler ``c``; returns the layer's MACs."""
+        raise NotImplementedError(f"op {self.name}: no lowering")
+
+    def lower_view(self, c: Compiler, node: QNode, args: list[Tensor]) -> Tensor:
+        """For a ``view`` operator: the output tensor, over its operand's bytes."""
+        raise NotImplementedError(f"op {self.name}: not a view")
+
+    def input_pad_w(self, c: Compiler, node: QNode, shape: tuple[int, ...]) -> int:
+        """Zero-point columns this node wants each side of the rows of the model input
+        (read when it is the input's only user); 0 for none."""
+        return 0
+
+    def host_params(self, node: QNode) -> dict[str, Any]:
+        """For a host operator: its parameters as JSON values (saved with the program)."""
+        return {}
+
+    def run_host(self, params: dict[str, Any], args: list[torch.Tensor]) -> torch.Tensor:
+        """For a host operator: int8 batched operands (PyTorch layout) to the int8 output."""
+        raise NotImplementedError(f"op {self.name}: no host implementation")
+
+
+#: op name -> the operator
+REGISTRY: dict[str, Op] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator: put an instance of ``cls`` in the op table under ``cls.name``.
+
+    Raises ``TypeError`` for a class that is not an :class:`Op` and ``ValueError`` for a
+    missing or already registered name.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Op)):
+        raise TypeError(f"register expects a subclass of sw.ops.Op, not {cls!r}")
+    if not cls.name:
+        raise ValueError(f"op class {cls.__name__} has no name")
+    if cls.name in REGISTRY:
+        raise ValueError(f"op {cls.name!r} is already registered ({type(REGISTRY[cls.name]).__name__})")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def act_clamp(act: str | None, q: QParams) -> tuple[int, int]:
+    """The int8 output range of a fused activation ``act`` (an op with a ``clamp(q)``
+    method, or None for none) at output quantization ``q``."""
+    if act is None:
+        return (-128, 127)
+    return get(act).clamp(q)
+
+
+def get(name: str) -> Op:
+    """The operator called ``name``; ``KeyError`` naming the known ones if there is none."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no operator {name!r} in the op table; it has: {', '.join(REGISTRY)}") from None

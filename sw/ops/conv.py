@@ -1,0 +1,119 @@
+"""2-D convolution (any kernel, stride, zero padding and groups), BatchNorm2d folded in.
+
+Quantized as a GEMM (:func:`sw.ops.gemm.quantize_gemm`); the golden is
+:func:`sw.golden.conv2d` with the input zero point as padding, then the per-channel
+store path. The lowering is the compiler's implicit GEMM: one activation row per
+output pixel gathered by strided LOADs, weight tiles per (kh, kw, channel chunk),
+block-diagonal tiles for groups (docs/compiler.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import golden
+from ..frontend import UnsupportedOpError, fx
+from ..ir import Node, QNode
+from .base import Op, QuantContext, register
+from .gemm import QLinear, quantize_gemm
+
+__all__ = ["Conv", "QConv", "ConvOp"]
+
+
+@dataclass(frozen=True)
+class Conv:
+    """Float attributes: ``weight`` [Cout, Cin/groups, KH, KW], ``bias`` [Cout]."""
+    weight: torch.Tensor
+    bias: torch.Tensor
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    groups: int
+
+
+@dataclass(frozen=True)
+class QConv(QLinear):
+    """Integer attributes: those of a GEMM plus the convolution's geometry."""
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    groups: int
+
+
+@register
+class ConvOp(Op):
+    name = "conv"
+    fuses_activation = True
+
+    def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+        a = node.attrs
+        return F.conv2d(args[0], a.weight, a.bias, a.stride, a.padding, 1, a.groups)
+
+    def quantize(self, node: Node, ctx: QuantContext) -> QNode:
+        qnode, fields = quantize_gemm(node, ctx)
+        a = node.attrs
+        qnode.attrs = QConv(**fields, stride=a.stride, padding=a.padding, groups=a.groups)
+        return qnode
+
+    def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
+        a = node.attrs
+        lo, hi = node.clamp
+        acc = golden.conv2d(args[0], a.w_q, stride=a.stride, padding=a.padding, groups=a.groups,
+                            pad_value=a.zp_in)
+        acc = acc.permute(0, 2, 3, 1)   # channels last for the per-channel store path
+        y = golden.requantize(acc, a.bias_q, a.mult, a.shift, node.out.zero_point, lo, hi)
+        return y.permute(0, 3, 1, 2).contiguous()
+
+    def packed(self, c, node: QNode, src_shape) -> bool:
+        """Whether the convolution reduces over (kw, channel) runs instead of channel chunks.
+
+        With few input channels (an image's 1 or 3), chunks of one pixel's channels
+        waste most of the array's rows; the taps of one kernel row are contiguous in
+        NHWC when the row is stored with its border, so they pack into full chunks.
+        """
+        if node.attrs.groups != 1 or len(src_shape) != 3:
+            return False
+        cin = src_shape[0]
+        kw = node.attrs.w_q.shape[3]
+        return kw > 1 and 2 * cin <= c.R and node.attrs.padding[1] <= c.MAX_PAD
+
+    def input_pad_w(self, c, node: QNode, shape) -> int:
+        return node.attrs.padding[1] if self.packed(c, node, shape) else 0
+
+    def lower(self, c, node, layer_id, args, out):
+        src = args[0]
+        a = node.attrs
+        wt = a.w_q.numpy().transpose(0, 2, 3, 1)          # [Cout, KH, KW, Cin_g]
+        pw = a.padding[1]
+        packed = src.pad_w == pw and pw > 0 and self.packed(c, node, src.shape)
+        return c.gemm_layer(node, layer_id, src, out, wt, src.geometry, a.stride, a.padding,
+                            a.groups, packed)
+
+
+@fx.module(nn.Conv2d)
+def _from_conv2d(t: fx.Tracer, fx_node, mod: nn.Conv2d, inp: str, where: str) -> None:
+    if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
+        raise UnsupportedOpError(
+            f"Conv2d at {where}: padding {mod.padding!r} mode {mod.padding_mode!r} is "
+            f"not supported (numeric zero padding only)")
+    if fx.pair(mod.dilation) != (1, 1):
+        raise UnsupportedOpError(f"Conv2d at {where}: dilation {mod.dilation} is not supported")
+    w = mod.weight.detach().clone()
+    b = mod.bias.detach().clone() if mod.bias is not None else torch.zeros(w.shape[0])
+    t.add(Node(fx_node.name, "conv", [inp], Conv(w, b, fx.pair(mod.stride), fx.pair(mod.padding),
+                                                 mod.groups), where=where))
+
+
+@fx.module(nn.BatchNorm2d, label="BatchNorm2d (after Conv2d)")
+def _from_batchnorm(t: fx.Tracer, fx_node, bn: nn.BatchNorm2d, inp: str, where: str) -> None:
+    prev = t.find(inp)
+    if prev.op != "conv" or len(fx_node.args[0].users) != 1 or prev.act:
+        raise UnsupportedOpError(
+            f"BatchNorm2d at {where} must directly follow a Conv2d (it is folded into it)")
+    w, b = prev.attrs.weight, prev.attrs.bias
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    prev.attrs = replace(prev.attrs, weight=w * scale[:, None, None, None],
+                         bias=(b - bn.running_mean) * scale + bn.bias.detach())
+    t.alias(fx_node.name, inp)

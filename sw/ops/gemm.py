@@ -1,0 +1,51 @@
+"""What convolutions and linear layers share: GEMM quantization and its integer attributes.
+
+Weights int8 per output channel, symmetric; bias int32 at ``s_in * s_w`` with the
+input zero point folded in; a requantization multiplier and shift per channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import golden
+from ..ir import Node, QNode
+from .base import QuantContext, act_clamp
+
+__all__ = ["QLinear", "quantize_gemm"]
+
+
+@dataclass(frozen=True)
+class QLinear:
+    """Integer attributes of a GEMM: int8 weights, folded int32 bias, per-channel
+    multiplier and shift, and the input zero point."""
+    w_q: torch.Tensor
+    bias_q: torch.Tensor
+    mult: torch.Tensor
+    shift: torch.Tensor
+    zp_in: int
+
+
+def quantize_gemm(node: Node, ctx: QuantContext) -> tuple[QNode, dict]:
+    """The quantized node of a conv or linear ``node`` (attributes ``weight`` and ``bias``)
+    and its :class:`QLinear` fields as a dict (the caller builds its own attribute class)."""
+    a = node.attrs
+    q_in = ctx.q(node.inputs[0])
+    out = ctx.out(node)
+    w = a.weight.to(torch.float64)
+    w_flat = w.reshape(w.shape[0], -1)
+    s_w = w_flat.abs().amax(dim=1) / 127.0
+    s_w = torch.where(s_w > 0, s_w, torch.ones_like(s_w))
+    w_q = torch.clamp(torch.round(w / s_w.reshape(-1, *[1] * (w.dim() - 1))), -127, 127).to(torch.int8)
+    bias_q = torch.round(a.bias.to(torch.float64) / (q_in.scale * s_w)).to(torch.int64)
+    # Fold the input zero point: sum_k (x - zx) w = sum_k x w - zx * sum_k w.
+    folded = bias_q - q_in.zero_point * w_q.to(torch.int64).reshape(w.shape[0], -1).sum(dim=1)
+    folded = torch.clamp(folded, golden.INT32_MIN, golden.INT32_MAX)
+    qm = [golden.quantize_multiplier(float(q_in.scale * sw / out.scale)) for sw in s_w]
+    fields = dict(w_q=w_q, bias_q=folded.to(torch.int32), mult=torch.tensor([m for m, _ in qm]),
+                  shift=torch.tensor([s for _, s in qm]), zp_in=q_in.zero_point)
+    qnode = QNode(node.name, node.op, node.inputs, out, ctx.shape(node.name), None, node.act,
+                  node.where, act_clamp(node.act, out))
+    return qnode, fields

@@ -1,0 +1,68 @@
+"""Linear (fully connected) layers, quantized as a GEMM (:mod:`sw.ops.gemm`).
+
+The lowering is the compiler's implicit GEMM on a 1x1 image; after a flatten of a 3-D
+tensor the weight columns are permuted from PyTorch's CHW order to the NHWC bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import golden
+from ..frontend import fx
+from ..ir import Node, QNode
+from .base import Op, QuantContext, register
+from .gemm import QLinear, quantize_gemm
+
+__all__ = ["Linear", "LinearOp"]
+
+
+@dataclass(frozen=True)
+class Linear:
+    """Float attributes: ``weight`` [N, K], ``bias`` [N]."""
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+
+@register
+class LinearOp(Op):
+    name = "linear"
+    fuses_activation = True
+
+    def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+        return F.linear(args[0], node.attrs.weight, node.attrs.bias)
+
+    def quantize(self, node: Node, ctx: QuantContext) -> QNode:
+        qnode, fields = quantize_gemm(node, ctx)
+        qnode.attrs = QLinear(**fields)
+        return qnode
+
+    def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
+        a = node.attrs
+        lo, hi = node.clamp
+        acc = golden.gemm(args[0], a.w_q)
+        return golden.requantize(acc, a.bias_q, a.mult, a.shift, node.out.zero_point, lo, hi)
+
+    def lower(self, c, node, layer_id, args, out):
+        src = args[0]
+        w_q = node.attrs.w_q.numpy()
+        if src.chw is not None:
+            # PyTorch flattened C,H,W; the bytes in DRAM are H,W,C.
+            c0, h0, w0 = src.chw
+            perm = np.arange(c0 * h0 * w0).reshape(c0, h0, w0).transpose(1, 2, 0).reshape(-1)
+            w_q = w_q[:, perm]
+        cin = w_q.shape[1]
+        wt = w_q.reshape(w_q.shape[0], 1, 1, cin)          # [Cout, KH, KW, Cin_g]
+        return c.gemm_layer(node, layer_id, src, out, wt, (cin, 1, 1), (1, 1), (0, 0), 1, False)
+
+
+@fx.module(nn.Linear)
+def _from_module(t: fx.Tracer, fx_node, mod: nn.Linear, inp: str, where: str) -> None:
+    w = mod.weight.detach().clone()
+    b = mod.bias.detach().clone() if mod.bias is not None else torch.zeros(w.shape[0])
+    t.add(Node(fx_node.name, "linear", [inp], Linear(w, b), where=where))
