@@ -10,7 +10,7 @@ from __future__ import annotations
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXI4Signature", "AXI4LiteSignature", "BURST_INCR", "RESP_OKAY", "RESP_SLVERR"]
+__all__ = ["AXI4Signature", "AXI4LiteSignature", "AXI4ReadSignature", "BURST_INCR", "RESP_OKAY", "RESP_SLVERR"]
 
 BURST_INCR = 0b01
 RESP_OKAY = 0b00
@@ -37,6 +37,21 @@ class AXI4Signature(wiring.Signature):
             "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
             "rvalid": In(1), "rready": Out(1),
         })
+
+
+class AXI4ReadSignature(wiring.Signature):
+    """The read channels (AR, R) of an AXI4 master, as a DMA reader uses them: INCR bursts
+    of the bus width (size and burst type are set where the port leaves the core), with
+    IDs only when ``id_width`` is not 0 (the arbiter adds them)."""
+
+    def __init__(self, *, addr_width: int = 32, data_width: int = 128, id_width: int = 0):
+        members = {
+            "araddr": Out(addr_width), "arlen": Out(8), "arvalid": Out(1), "arready": In(1),
+            "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+        }
+        if id_width:
+            members.update({"arid": Out(id_width), "rid": In(id_width)})
+        super().__init__(members)
 
 
 class AXI4LiteSignature(wiring.Signature):

@@ -129,23 +129,18 @@ class Core(wiring.Component):
         # AXI wiring: fetch is ID 0, load is ID 1; writes use ID 0.
         axi = self.m_axi
         for i, rd in enumerate((fdma, ldma)):
-            m.d.comb += [
-                getattr(arb, f"s{i}_araddr").eq(rd.araddr),
-                getattr(arb, f"s{i}_arlen").eq(rd.arlen),
-                getattr(arb, f"s{i}_arvalid").eq(rd.arvalid),
-                rd.arready.eq(getattr(arb, f"s{i}_arready")),
-                rd.rdata.eq(getattr(arb, f"s{i}_rdata")),
-                rd.rresp.eq(getattr(arb, f"s{i}_rresp")),
-                rd.rvalid.eq(getattr(arb, f"s{i}_rvalid")),
-                getattr(arb, f"s{i}_rready").eq(rd.rready),
-                rd.lo.eq(self.win_lo), rd.hi.eq(self.win_hi),
-            ]
+            wiring.connect(m, rd.axi, arb.s[i])
+            m.d.comb += [rd.lo.eq(self.win_lo), rd.hi.eq(self.win_hi)]
+        # The shared read port to the AXI4 master: every member of the arbiter's port, then
+        # the size and burst type, which are fixed.
+        for name, member in arb.m.signature.members.items():
+            ours, theirs = getattr(axi, name), getattr(arb.m, name)
+            if member.flow == Out:
+                m.d.comb += ours.eq(theirs)
+            else:
+                m.d.comb += theirs.eq(ours)
         m.d.comb += [
-            axi.arid.eq(arb.arid), axi.araddr.eq(arb.araddr), axi.arlen.eq(arb.arlen),
             axi.arsize.eq(exact_log2(B)), axi.arburst.eq(BURST_INCR),
-            axi.arvalid.eq(arb.arvalid), arb.arready.eq(axi.arready),
-            arb.rid.eq(axi.rid), arb.rdata.eq(axi.rdata), arb.rresp.eq(axi.rresp),
-            arb.rvalid.eq(axi.rvalid), axi.rready.eq(arb.rready),
             axi.awid.eq(0), axi.awaddr.eq(sdma.awaddr), axi.awlen.eq(sdma.awlen),
             axi.awsize.eq(exact_log2(B)), axi.awburst.eq(BURST_INCR),
             axi.awvalid.eq(sdma.awvalid), sdma.awready.eq(axi.awready),
@@ -161,8 +156,8 @@ class Core(wiring.Component):
             ar_out.eq(ar_out + (axi.arvalid & axi.arready) - (axi.rvalid & axi.rready & axi.rlast)),
             aw_out.eq(aw_out + (axi.awvalid & axi.awready) - (axi.bvalid & axi.bready)),
         ]
-        m.d.comb += self.quiesced.eq((ar_out == 0) & (aw_out == 0) & (fdma.arvalid == 0)
-                                     & (ldma.arvalid == 0) & sdma.idle)
+        m.d.comb += self.quiesced.eq((ar_out == 0) & (aw_out == 0) & (fdma.axi.arvalid == 0)
+                                     & (ldma.axi.arvalid == 0) & sdma.idle)
 
         # ---------------------------------------------------------------- errors
         halt = Signal()
