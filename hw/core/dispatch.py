@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import NPUConfig
 from ..isa import (DEP_FLAGS, INSTRUCTION, ErrorCode, Mem, Opcode, Queue, allowed_deps,
-                   fields_of, queue_of)
+                   fields_of, queue_of, row_elements)
 from .fetch import FETCH_ENTRY
 from .tokens import QUEUE_ENTRY
 
@@ -116,7 +116,8 @@ class Dispatcher(wiring.Component):
                         m.d.comb += bad_deps.eq(_stray_flags(hdr, q))
 
         # Range checks against the configuration.
-        ld_width = Mux(ld.mem == Mem.SPAD, R, C)
+        ld_width = Mux(ld.mem == Mem.SPAD, row_elements(Mem.SPAD, R, C),
+                       row_elements(Mem.ACC, R, C))
         ld_depth = Mux(ld.mem == Mem.SPAD, cfg.spad_depth,
                        Mux(ld.mem == Mem.ACC, cfg.acc_depth, cfg.param_depth))
         ld_ny = Signal(12)

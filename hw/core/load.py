@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..config import NPUConfig
-from ..isa import INSTRUCTION, Mem, Queue
+from ..isa import DRAM_ELEM_BYTES, INSTRUCTION, PARAM_ELEM_BYTES, Mem, Queue, row_elements
 from ..sram import WriteClient
 from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, give_pushes, queue_head
 
@@ -31,7 +31,7 @@ TAG_BITS = 14
 
 def load_max_bytes(config: NPUConfig) -> int:
     """The longest vector a LOAD reads: a scratchpad row or a row of int32 parameters."""
-    return max(config.rows, 4 * config.cols)
+    return max(row_elements(mem, config.rows, config.cols) * DRAM_ELEM_BYTES[mem] for mem in Mem)
 
 
 class LoadUnit(wiring.Component):
@@ -104,7 +104,10 @@ class LoadUnit(wiring.Component):
         x_addr = Signal(32)
         outstanding = Signal(8)
         nbytes = Signal(range(load_max_bytes(self.config) + 1))
-        m.d.comb += nbytes.eq(Mux(lu.mem == Mem.PARAM, lu.length << 2, lu.length))
+        with m.Switch(lu.mem):
+            for mem in Mem:
+                with m.Case(mem):
+                    m.d.comb += nbytes.eq(lu.length * DRAM_ELEM_BYTES[mem])
         data_row = (yy >= lu.pad_top) & (yy < lu.pad_top + lu.y_size)
         data_vec = data_row & (xx >= lu.pad_left) & (xx < lu.pad_left + lu.x_size)
         walk_done = yy == ny
@@ -122,8 +125,8 @@ class LoadUnit(wiring.Component):
         rb = resp.payload.data
         spad_row = Cat(*[Mux(j < lu.length, rb[j], pad8) for j in range(R)])
         acc_row = Cat(*[Mux(j < lu.length, sext32(rb[j]), pad32) for j in range(C)])
-        par_row = Cat(*[Mux(j < lu.length,
-                            Cat(rb[4 * j], rb[4 * j + 1], rb[4 * j + 2], rb[4 * j + 3]), pad32)
+        E = PARAM_ELEM_BYTES
+        par_row = Cat(*[Mux(j < lu.length, Cat(*[rb[E * j + k] for k in range(E)]), pad32)
                         for j in range(C)])
         spad_pad = Cat(*[pad8 for _ in range(R)])
         acc_pad = Cat(*[pad32 for _ in range(C)])
