@@ -6,7 +6,7 @@ decoupled:
 
 * the **load unit** (:mod:`.load`) walks a LOAD's 2D pattern, sends one DMA read
   per vector and writes padding rows itself, formatting each row for its memory;
-* the **compute unit** has a front stage that takes tokens and preloads a GEMM's
+* the **compute unit** (:mod:`.compute`) has a front stage that takes tokens and preloads a GEMM's
   weights into the idle weight buffer, and a streamer that feeds activation
   rows to the array, so the next tile's weights load while this tile computes;
   results are accumulated on write at the array's output; ALU, CONFIG and SYNC
@@ -30,25 +30,24 @@ START); memory contents persist.
 from __future__ import annotations
 
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from ..array import SystolicArray
 from ..axi import AXI4Signature, BURST_INCR
 from ..config import NPUConfig
 from ..csr import COUNTERS
 from ..dma import DMAReader, DMAWriter, ReadArbiter
-from ..isa import INSN_BYTES, INSTRUCTION, ErrorCode, Opcode, Queue
+from ..isa import INSN_BYTES, ErrorCode, Opcode, Queue
 from ..sram import BankedMemory
+from .compute import ComputeUnit
 from .dispatch import Dispatcher
 from .fetch import FetchUnit
 from .load import LoadUnit, load_max_bytes
 from .store import StoreUnit
-from .tokens import QUEUE_ENTRY, Tokens, connect_flags, queue_head
-from .vector import VectorALU
+from .tokens import QUEUE_ENTRY, Tokens
 
 __all__ = ["Core"]
 
@@ -112,8 +111,6 @@ class Core(wiring.Component):
         sp_stream, sp_wload = spad.read
         acc_rd, acc_src, acc_store = acc.read
         acc_wr, acc_load = acc.write
-        m.submodules.array = array = SystolicArray(rows=R, cols=C)
-        L = array.latency
 
         m.submodules.fetch_dma = fdma = DMAReader(
             data_width=cfg.dma_data_width, max_bytes=16, burst_len=cfg.dma_burst_len,
@@ -244,224 +241,25 @@ class Core(wiring.Component):
 
         # ---------------------------------------------------------------- compute unit
         cq = queues[Queue.COMPUTE.value]
-        cu_entry = Signal(QUEUE_ENTRY)
-        cu_word = cu_entry.word
-        cu_index = cu_entry.index
-        cu_stalled = Signal()
-        with m.If(cu_stalled):
-            m.d.sync += cnt["STALL_COMPUTE"].eq(cnt["STALL_COMPUTE"] + 1)
-        cv = data.View(INSTRUCTION, cu_word)
-        cu_hdr = cv.gemm.hdr
-        cu_op = cu_hdr.opcode.as_value()
-        cg, ca, cc = cv.gemm, cv.alu, cv.config
-        connect_flags(m, cu_tok, cu_hdr)
-
-        # Streamer state (one GEMM at a time) and the array's input stage.
-        s_busy = Signal()
-        s_i = Signal(14)
-        s_inp = Signal(14)
-        s_acc = Signal(14)
-        s_m = Signal(14)
-        s_accum = Signal()
-        s_buf = Signal()
-        s_pp = Signal()
-        s_pn = Signal()
-        meta_layout = data.StructLayout({
-            "valid": 1, "acc": 14, "accum": 1, "last": 1, "push_prev": 1, "push_next": 1})
-        p_valid = Signal()
-        p_buf = Signal()
-        p_meta = Signal(meta_layout)
-        meta = [p_meta]
-        for k in range(1, L + 1):
-            reg = Signal(meta_layout, name=f"meta_{k}")
-            m.d.sync += reg.eq(meta[-1])
-            meta.append(reg)
-        pipe_busy = Signal()
-        m.d.comb += pipe_busy.eq(Cat(*[mm.valid for mm in meta]).any() | s_busy)
-
-        # A weight buffer may be rewritten once its last user has passed every row: column c
-        # is written c cycles after column 0, and the last activation reaches PE (r, c)
-        # r + c cycles after it entered, so R + 1 cycles of margin are enough.
-        busy_cnt = [Signal(range(R + 3), name=f"wbuf{b}_busy") for b in range(2)]
-        for b in range(2):
-            with m.If(p_valid & (p_buf == b)):
-                m.d.sync += busy_cnt[b].eq(R + 1)
-            with m.Elif(busy_cnt[b] != 0):
-                m.d.sync += busy_cnt[b].eq(busy_cnt[b] - 1)
-
-        m.d.comb += [sp_stream.en.eq(s_busy), sp_stream.addr.eq(s_inp + s_i)]
-        with m.If(s_busy):
-            m.d.sync += [
-                p_valid.eq(1), p_buf.eq(s_buf),
-                p_meta.valid.eq(1), p_meta.acc.eq(s_acc + s_i), p_meta.accum.eq(s_accum),
-                p_meta.last.eq(s_i + 1 == s_m),
-                p_meta.push_prev.eq(s_pp & (s_i + 1 == s_m)),
-                p_meta.push_next.eq(s_pn & (s_i + 1 == s_m)),
-                s_i.eq(s_i + 1),
-            ]
-            with m.If(s_i + 1 == s_m):
-                m.d.sync += s_busy.eq(0)
-        with m.Else():
-            m.d.sync += [p_valid.eq(0), p_meta.eq(0)]
+        m.submodules.compute_unit = cu = ComputeUnit(cfg)
         m.d.comb += [
-            array.a_valid.eq(p_valid),
-            array.a_sel.eq(p_buf),
-            array.a.eq(sp_stream.data),
+            cu.insn.valid.eq(cq.r_rdy), cu.insn.payload.eq(cq.r_data), cq.r_en.eq(cu.insn.ready),
+            cu.halt.eq(halt),
+            self.compute_layer.eq(cu.layer),
         ]
-        with m.If(p_valid):
+        wiring.connect(m, cu.tokens, cu_tok)
+        wiring.connect(m, cu.spad_stream, sp_stream)
+        wiring.connect(m, cu.spad_wload, sp_wload)
+        wiring.connect(m, cu.acc_rd, acc_rd)
+        wiring.connect(m, cu.acc_src, acc_src)
+        wiring.connect(m, cu.acc_wr, acc_wr)
+        with m.If(cu.stalled):
+            m.d.sync += cnt["STALL_COMPUTE"].eq(cnt["STALL_COMPUTE"] + 1)
+        with m.If(cu.array_busy):
             m.d.sync += [
                 cnt["ARRAY_BUSY"].eq(cnt["ARRAY_BUSY"] + 1),
                 cnt["MACS"].eq(cnt["MACS"] + R * C),
             ]
-
-        # Writeback: read the old row one stage early (only to accumulate), add at the output.
-        # The ALU, which runs only while the pipeline is empty, takes the same ports.
-        wb = meta[L]
-        alu_active = Signal()
-        alu_rd_dst = Signal(14)
-        alu_rd_src = Signal(14)
-        alu_need_d = Signal()
-        alu_need_s = Signal()
-        alu_wr_en = Signal()
-        alu_wr_addr = Signal(14)
-        alu_wr_data = Signal(32 * C)
-        alu_issue = Signal()
-        alu_live_d = Signal()
-        alu_live_s = Signal()
-        alu_wr_pend = Signal()
-        alu_d_lat = Signal(32 * C)
-        alu_s_lat = Signal(32 * C)
-        m.d.comb += acc_src.addr.eq(alu_rd_src)
-        with m.If(alu_active):
-            m.d.comb += [acc_rd.en.eq(alu_issue & alu_need_d), acc_rd.addr.eq(alu_rd_dst),
-                         acc_src.en.eq(alu_issue & alu_need_s)]
-        with m.Else():
-            m.d.comb += [acc_rd.en.eq(meta[L - 1].valid & meta[L - 1].accum),
-                         acc_rd.addr.eq(meta[L - 1].acc)]
-        old = data.View(data.ArrayLayout(signed(32), C), acc_rd.data)
-        gemm_row = Cat(*[(array.out[c] + Mux(wb.accum, old[c], 0))[:32] for c in range(C)])
-        with m.If(alu_wr_en):
-            m.d.comb += [acc_wr.en.eq(1), acc_wr.addr.eq(alu_wr_addr), acc_wr.data.eq(alu_wr_data)]
-        with m.Else():
-            m.d.comb += [acc_wr.en.eq(wb.valid), acc_wr.addr.eq(wb.acc), acc_wr.data.eq(gemm_row)]
-        # A GEMM gives its push_prev token (to the load queue) once it has read its last
-        # scratchpad row, so the next load can reuse the slot while the array drains; its
-        # push_next token (to the store queue) once its last accumulator row is written.
-        gemm_done_pp = s_busy & (s_i + 1 == s_m) & s_pp
-        gemm_done_pn = wb.valid & wb.push_next
-
-        # Front stage.
-        nb = Signal()          # buffer the weights go to
-        last_buf = Signal()    # buffer of the most recently loaded tile
-        wi = Signal(range(C + 2))
-        alu_i = Signal(15)
-        nongemm_done = Signal()
-        # The preload reads weight column wi when the streamer leaves its bank free; the
-        # column is written to the array the cycle after.
-        wl_valid = Signal()
-        wl_col = Signal(range(C))
-        wl_free = ((busy_cnt[0] == 0) | nb) & ((busy_cnt[1] == 0) | ~nb)
-        m.d.comb += sp_wload.addr.eq(cg.wgt + wi)
-        m.d.sync += [wl_valid.eq(sp_wload.en & sp_wload.grant), wl_col.eq(wi)]
-        m.d.comb += [
-            array.w_en.eq(wl_valid),
-            array.w_buf.eq(nb),
-            array.w_col.eq(wl_col),
-            array.w_data.eq(sp_wload.data),
-        ]
-        with m.FSM(name="compute_unit") as cu_fsm:
-            with queue_head(m, cq.r_stream, cu_entry, cu_tok, halt, cu_stalled):
-                with m.If(cu_op == Opcode.GEMM.value):
-                    with m.If(cg.keep_wgt):
-                        m.d.sync += nb.eq(last_buf)
-                        m.next = "HANDOFF"
-                    with m.Else():
-                        m.d.sync += [nb.eq(~last_buf), wi.eq(0)]
-                        m.next = "WLOAD"
-                with m.Else():
-                    m.next = "DRAIN"
-            with m.State("WLOAD"):
-                # Wait until nothing in the array still uses buffer nb, then C reads.
-                with m.If(wi != C):
-                    m.d.comb += sp_wload.en.eq(wl_free)
-                    with m.If(wl_free & sp_wload.grant):
-                        m.d.sync += wi.eq(wi + 1)
-                with m.Else():
-                    m.d.sync += last_buf.eq(nb)
-                    m.next = "HANDOFF"
-            with m.State("HANDOFF"):
-                # The streamer takes the next GEMM in the cycle it issues its last row.
-                with m.If(~s_busy | (s_i + 1 == s_m)):
-                    m.d.sync += [
-                        s_busy.eq(1), s_i.eq(0), s_inp.eq(cg.inp), s_acc.eq(cg.acc),
-                        s_m.eq(cg.m), s_accum.eq(cg.accumulate), s_buf.eq(nb),
-                        s_pp.eq(cu_hdr.push_prev), s_pn.eq(cu_hdr.push_next),
-                    ]
-                    m.next = "IDLE"
-            with m.State("DRAIN"):
-                with m.If(~pipe_busy):
-                    with m.If(cu_op == Opcode.ALU.value):
-                        m.d.sync += [alu_i.eq(0), alu_rd_dst.eq(ca.dst), alu_rd_src.eq(ca.src),
-                                     alu_need_d.eq(1), alu_need_s.eq(~ca.use_imm)]
-                        m.next = "ALU"
-                    with m.Else():
-                        m.d.comb += nongemm_done.eq(1)
-                        with m.If(cu_op == Opcode.CONFIG.value):
-                            m.d.sync += self.compute_layer.eq(cc.value)
-                        m.next = "IDLE"
-            with m.State("ALU"):
-                # Row alu_i's destination and source are read (both in one cycle when they
-                # are in different banks, else the destination first); the cycle after its
-                # last read, the row is written while the next row is read.
-                m.d.comb += alu_active.eq(1)
-                got_d = ~alu_need_d | acc_rd.grant
-                got_s = ~alu_need_s | acc_src.grant
-                m.d.sync += [alu_live_d.eq(alu_need_d & acc_rd.grant),
-                             alu_live_s.eq(alu_need_s & acc_src.grant)]
-                with m.If(alu_i != ca.count):
-                    m.d.comb += alu_issue.eq(1)
-                    with m.If(got_d & got_s):
-                        m.d.sync += [
-                            alu_i.eq(alu_i + 1),
-                            alu_rd_dst.eq(alu_rd_dst + ca.dst_stride),
-                            alu_rd_src.eq(alu_rd_src + ca.src_stride),
-                            alu_wr_addr.eq(alu_rd_dst),
-                            alu_wr_pend.eq(1),
-                            alu_need_d.eq(1),
-                            alu_need_s.eq(~ca.use_imm),
-                        ]
-                    with m.Else():
-                        m.d.sync += [alu_wr_pend.eq(0), alu_need_d.eq(~got_d),
-                                     alu_need_s.eq(~got_s)]
-                with m.Else():
-                    m.d.sync += alu_wr_pend.eq(0)
-                    m.d.comb += nongemm_done.eq(1)
-                    m.next = "IDLE"
-        # The ALU datapath: an operand read in an earlier cycle comes from its latch.
-        m.d.comb += alu_wr_en.eq(alu_active & alu_wr_pend)
-        with m.If(alu_live_d):
-            m.d.sync += alu_d_lat.eq(acc_rd.data)
-        with m.If(alu_live_s):
-            m.d.sync += alu_s_lat.eq(acc_src.data)
-        m.submodules.vector_alu = valu = VectorALU(lanes=C)
-        m.d.comb += [
-            valu.op.eq(ca.op),
-            valu.d.eq(Mux(alu_live_d, acc_rd.data, alu_d_lat)),
-            valu.s.eq(Mux(alu_live_s, acc_src.data, alu_s_lat)),
-            alu_wr_data.eq(valu.out),
-        ]
-        with m.If(ca.use_imm):
-            m.d.comb += [valu.s[c].eq(ca.imm) for c in range(C)]
-
-        # Compute's token completions.
-        cu_pp_done = Signal()
-        cu_pn_done = Signal()
-        m.d.comb += [
-            cu_pp_done.eq(gemm_done_pp | (nongemm_done & cu_hdr.push_prev)),
-            cu_pn_done.eq(gemm_done_pn | (nongemm_done & cu_hdr.push_next)),
-            cu_tok.done.push_prev.eq(cu_pp_done),
-            cu_tok.done.push_next.eq(cu_pn_done),
-        ]
 
         # ---------------------------------------------------------------- store unit
         sq = queues[Queue.STORE.value]
@@ -493,10 +291,10 @@ class Core(wiring.Component):
 
         # ---------------------------------------------------------------- done and deadlock
         lu_idle = lu.idle
-        cu_idle = cu_fsm.ongoing("IDLE") & ~cq.r_rdy & ~pipe_busy
+        cu_idle = cu.idle
         su_idle = su.idle
         lu_wait = lu.waiting
-        cu_wait = cu_fsm.ongoing("WAIT") & ~cu_tok.ready & ~pipe_busy
+        cu_wait = cu.waiting
         su_wait = su.waiting
         m.d.comb += self.done.eq(self.enable & ~self.error & all_dispatched & lu_idle & cu_idle
                                  & su_idle & sdma.idle & self.quiesced)
@@ -511,7 +309,7 @@ class Core(wiring.Component):
             m.d.sync += stuck_cnt.eq(0)
         big = (1 << 32) - 1
         i_l = Mux(lu_wait, lu_index, big)
-        i_c = Mux(cu_wait, cu_index, big)
+        i_c = Mux(cu_wait, cu.index, big)
         i_s = Mux(su_wait, su.index, big)
         i_lc = Mux(i_l < i_c, i_l, i_c)
         dl_index = Mux(i_lc < i_s, i_lc, i_s)
