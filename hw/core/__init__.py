@@ -1,7 +1,7 @@
 """The NPU core, built from components: the top in :mod:`.core`, the fetch unit in
-:mod:`.fetch`, the compute unit in :mod:`.compute`, the dispatcher in :mod:`.dispatch`, the load unit in :mod:`.load`, the store
-unit in :mod:`.store`, the dependency tokens in :mod:`.tokens`, the vector ALU datapath
-in :mod:`.vector`."""
+:mod:`.fetch`, the dispatcher in :mod:`.dispatch`, the load unit in :mod:`.load`, the
+compute unit (with the array) in :mod:`.compute`, the store unit in :mod:`.store`, the
+dependency tokens in :mod:`.tokens`, the vector ALU datapath in :mod:`.vector`."""
 
 from .compute import ComputeUnit
 from .core import Core
@@ -12,4 +12,5 @@ from .store import StoreUnit
 from .tokens import Tokens
 from .vector import VectorALU
 
-__all__ = ["ComputeUnit", "Core", "Dispatcher", "FetchUnit", "LoadUnit", "StoreUnit", "Tokens", "VectorALU"]
+__all__ = ["ComputeUnit", "Core", "Dispatcher", "FetchUnit", "LoadUnit", "StoreUnit", "Tokens",
+           "VectorALU"]
