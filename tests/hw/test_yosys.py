@@ -3,8 +3,8 @@ and one write port), the shape block RAMs (iCE40 EBR, ECP5 DP16KD) and SRAM macr
 
 Checked with Amaranth's built-in Yosys after ``memory_collect`` (about 15 s). The
 built-in Yosys has no ``synth_ice40``: with YoWASP's Yosys installed and ``NPU_SYNTH=1``,
-``synth_ice40`` of a 2x2 NPU also runs (about 70 s of CPU; ``tiny`` takes about 190 s and
-maps to 43 ``SB_RAM40_4K``) and every memory must become ``SB_RAM40_4K``.
+``synth_ice40`` of a 2x2 NPU also runs (about 70 s of CPU; ``tiny`` takes about 190 s)
+and every memory must become ``SB_RAM40_4K``.
 """
 import importlib.util
 import json
