@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 __all__ = ["AXI4Signature", "AXI4LiteSignature", "AXI4ReadSignature", "BURST_INCR", "RESP_OKAY", "RESP_SLVERR"]
 
@@ -52,6 +53,37 @@ class AXI4ReadSignature(wiring.Signature):
         if id_width:
             members.update({"arid": Out(id_width), "rid": In(id_width)})
         super().__init__(members)
+
+
+class AXI4WriteSignature(wiring.Signature):
+    """The write channels (AW, W, B) of an AXI4 master, as the DMA writer uses them: INCR
+    bursts of the bus width, no IDs (size, burst type and ID are set where the port
+    leaves the core)."""
+
+    def __init__(self, *, addr_width: int = 32, data_width: int = 128):
+        super().__init__({
+            "awaddr": Out(addr_width), "awlen": Out(8), "awvalid": Out(1), "awready": In(1),
+            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
+            "wvalid": Out(1), "wready": In(1),
+            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        })
+
+
+def join_channels(m, full, part, *, beat_bytes: int) -> None:
+    """Drive the channels of the AXI4 master port ``full`` (an :class:`AXI4Signature`
+    interface) from ``part``, an interface of a subset of its members (a read or write
+    signature above), in both directions; the members ``part`` lacks are fixed: size
+    ``beat_bytes``, INCR bursts, ID 0 where ``part`` has no ID."""
+    members = part.signature.members
+    for name, member in members.items():
+        ours, theirs = getattr(full, name), getattr(part, name)
+        m.d.comb += ours.eq(theirs) if member.flow == Out else theirs.eq(ours)
+    fixed = {"size": exact_log2(beat_bytes), "burst": BURST_INCR, "id": 0}
+    for channel in ("ar", "aw"):
+        if f"{channel}addr" in members:
+            for field, value in fixed.items():
+                if f"{channel}{field}" not in members:
+                    m.d.comb += getattr(full, f"{channel}{field}").eq(value)
 
 
 class AXI4LiteSignature(wiring.Signature):

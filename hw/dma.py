@@ -20,7 +20,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from .axi import AXI4ReadSignature
+from .axi import AXI4ReadSignature, AXI4WriteSignature
 
 __all__ = ["DMAReader", "DMAWriter", "ReadArbiter"]
 
@@ -206,7 +206,7 @@ class DMAWriter(wiring.Component):
     req_valid/ready, req_addr, req_nbytes, req_data (vector at byte 0), req_tag.
     lo, hi: the DMA window. error, error_tag: a request fell outside it (sticky).
     halt: stop starting bursts (a started burst finishes). idle: every write answered.
-    aw*, w*, b*: the AXI write channels.
+    axi: the AXI write channels (:class:`hw.axi.AXI4WriteSignature`).
     """
 
     def __init__(self, *, data_width: int, max_bytes: int, burst_len: int, tag_width: int) -> None:
@@ -218,10 +218,7 @@ class DMAWriter(wiring.Component):
             "lo": In(32), "hi": In(32),
             "error": Out(1), "error_tag": Out(tag_width), "bus_error": Out(1),
             "halt": In(1), "idle": Out(1),
-            "awaddr": Out(32), "awlen": Out(8), "awvalid": Out(1), "awready": In(1),
-            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
-            "wvalid": Out(1), "wready": In(1),
-            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "axi": Out(AXI4WriteSignature(addr_width=32, data_width=data_width)),
         })
 
     def elaborate(self, platform):
@@ -267,8 +264,8 @@ class DMAWriter(wiring.Component):
                         ]
                         m.next = "ADDR"
             with m.State("ADDR"):
-                m.d.comb += [self.awvalid.eq(1), self.awaddr.eq(cur), self.awlen.eq(blen - 1)]
-                with m.If(self.awready):
+                m.d.comb += [self.axi.awvalid.eq(1), self.axi.awaddr.eq(cur), self.axi.awlen.eq(blen - 1)]
+                with m.If(self.axi.awready):
                     m.d.comb += aw_fire.eq(1)
                     m.d.sync += [
                         in_burst.eq(blen),
@@ -282,12 +279,12 @@ class DMAWriter(wiring.Component):
                 m.d.comb += [
                     beat_data.eq(buf.word_select(beat, self.data_width)),
                     beat_strb.eq(strb.word_select(beat, B)),
-                    self.wvalid.eq(1),
-                    self.wdata.eq(beat_data),
-                    self.wstrb.eq(beat_strb),
-                    self.wlast.eq(in_burst == 1),
+                    self.axi.wvalid.eq(1),
+                    self.axi.wdata.eq(beat_data),
+                    self.axi.wstrb.eq(beat_strb),
+                    self.axi.wlast.eq(in_burst == 1),
                 ]
-                with m.If(self.wready):
+                with m.If(self.axi.wready):
                     m.d.sync += [beat.eq(beat + 1), in_burst.eq(in_burst - 1)]
                     with m.If(in_burst == 1):
                         with m.If(left == 0):
@@ -297,8 +294,8 @@ class DMAWriter(wiring.Component):
                         with m.Else():
                             m.next = "ADDR"
 
-        m.d.comb += [self.bready.eq(1), b_fire.eq(self.bvalid)]
-        with m.If(b_fire & self.bresp[1]):
+        m.d.comb += [self.axi.bready.eq(1), b_fire.eq(self.axi.bvalid)]
+        with m.If(b_fire & self.axi.bresp[1]):
             m.d.sync += self.bus_error.eq(1)
         m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
         m.d.comb += self.idle.eq((outstanding == 0) & fsm.ongoing("IDLE"))

@@ -34,9 +34,8 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
 
-from ..axi import AXI4Signature, BURST_INCR
+from ..axi import AXI4Signature, join_channels
 from ..config import NPUConfig
 from ..csr import COUNTERS
 from ..dma import DMAReader, DMAWriter, ReadArbiter
@@ -128,24 +127,10 @@ class Core(wiring.Component):
         for i, rd in enumerate((fdma, ldma)):
             wiring.connect(m, rd.axi, arb.s[i])
             m.d.comb += [rd.lo.eq(self.win_lo), rd.hi.eq(self.win_hi)]
-        # The shared read port to the AXI4 master: every member of the arbiter's port, then
-        # the size and burst type, which are fixed.
-        for name, member in arb.m.signature.members.items():
-            ours, theirs = getattr(axi, name), getattr(arb.m, name)
-            if member.flow == Out:
-                m.d.comb += ours.eq(theirs)
-            else:
-                m.d.comb += theirs.eq(ours)
-        m.d.comb += [
-            axi.arsize.eq(exact_log2(B)), axi.arburst.eq(BURST_INCR),
-            axi.awid.eq(0), axi.awaddr.eq(sdma.awaddr), axi.awlen.eq(sdma.awlen),
-            axi.awsize.eq(exact_log2(B)), axi.awburst.eq(BURST_INCR),
-            axi.awvalid.eq(sdma.awvalid), sdma.awready.eq(axi.awready),
-            axi.wdata.eq(sdma.wdata), axi.wstrb.eq(sdma.wstrb), axi.wlast.eq(sdma.wlast),
-            axi.wvalid.eq(sdma.wvalid), sdma.wready.eq(axi.wready),
-            sdma.bresp.eq(axi.bresp), sdma.bvalid.eq(axi.bvalid), axi.bready.eq(sdma.bready),
-            sdma.lo.eq(self.win_lo), sdma.hi.eq(self.win_hi),
-        ]
+        # The AXI4 master: the arbiter's shared read port and the writer's write port.
+        join_channels(m, axi, arb.m, beat_bytes=B)
+        join_channels(m, axi, sdma.axi, beat_bytes=B)
+        m.d.comb += [sdma.lo.eq(self.win_lo), sdma.hi.eq(self.win_hi)]
         # Outstanding bursts, to know when the bus is clean.
         ar_out = Signal(16)
         aw_out = Signal(16)
