@@ -20,6 +20,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
+from .axi import AXI4ReadSignature, AXI4WriteSignature
+
 __all__ = ["DMAReader", "DMAWriter", "ReadArbiter"]
 
 
@@ -67,7 +69,7 @@ class DMAReader(wiring.Component):
     resp_valid/ready, resp_data (``max_bytes`` bytes, vector at byte 0), resp_tag.
     lo, hi: the DMA window. error, error_tag: a request fell outside it (sticky).
     halt: stop issuing. idle: no request in flight.
-    ar*, r*: the AXI read channels (the ID is set by the arbiter).
+    axi: the AXI read channels (:class:`~hw.axi.AXI4ReadSignature`; the arbiter adds the ID).
     """
 
     def __init__(self, *, data_width: int, max_bytes: int, burst_len: int, tag_width: int,
@@ -83,8 +85,7 @@ class DMAReader(wiring.Component):
             "lo": In(32), "hi": In(32),
             "error": Out(1), "error_tag": Out(tag_width), "bus_error": Out(1),
             "halt": In(1), "idle": Out(1),
-            "araddr": Out(32), "arlen": Out(8), "arvalid": Out(1), "arready": In(1),
-            "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
+            "axi": Out(AXI4ReadSignature(addr_width=32, data_width=data_width)),
         })
 
     def elaborate(self, platform):
@@ -129,11 +130,11 @@ class DMAReader(wiring.Component):
                         m.d.sync += [self.error.eq(1), self.error_tag.eq(self.req_tag)]
                     with m.Elif(single):
                         m.d.comb += [
-                            self.arvalid.eq(1),
-                            self.araddr.eq(Cat(Const(0, lb), self.req_addr[lb:])),
-                            self.arlen.eq(total_beats - 1),
-                            self.req_ready.eq(self.arready),
-                            desc.w_en.eq(self.arready),
+                            self.axi.arvalid.eq(1),
+                            self.axi.araddr.eq(Cat(Const(0, lb), self.req_addr[lb:])),
+                            self.axi.arlen.eq(total_beats - 1),
+                            self.req_ready.eq(self.axi.arready),
+                            desc.w_en.eq(self.axi.arready),
                         ]
                     with m.Else():
                         m.d.comb += [self.req_ready.eq(1), desc.w_en.eq(1)]
@@ -144,11 +145,11 @@ class DMAReader(wiring.Component):
                         m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += [
-                    self.arvalid.eq(1),
-                    self.araddr.eq(cur),
-                    self.arlen.eq(blen - 1),
+                    self.axi.arvalid.eq(1),
+                    self.axi.araddr.eq(cur),
+                    self.axi.arlen.eq(blen - 1),
                 ]
-                with m.If(self.arready):
+                with m.If(self.axi.arready):
                     m.d.sync += [cur.eq(cur + (blen << lb)), left.eq(left - blen)]
                     with m.If(left == blen):
                         m.next = "IDLE"
@@ -170,19 +171,19 @@ class DMAReader(wiring.Component):
         out_free = ~out_valid | self.resp_ready
         last_beat = count + 1 == d_out.beats
         collecting = desc.r_rdy & (~last_beat | out_free)
-        m.d.comb += self.rready.eq(collecting | self.halt | self.error)
-        gathered = Cat(*[Mux(count == i, self.rdata, beats[i]) for i in range(self.max_beats)])
+        m.d.comb += self.axi.rready.eq(collecting | self.halt | self.error)
+        gathered = Cat(*[Mux(count == i, self.axi.rdata, beats[i]) for i in range(self.max_beats)])
         shifted = Signal(len(gathered))
         m.d.comb += shifted.eq(gathered >> (d_out.offset * 8))
         with m.If(self.resp_valid & self.resp_ready):
             m.d.sync += out_valid.eq(0)
-        with m.If(self.rvalid & self.rready):
-            with m.If(self.rresp[1]):
+        with m.If(self.axi.rvalid & self.axi.rready):
+            with m.If(self.axi.rresp[1]):
                 m.d.sync += self.bus_error.eq(1)
             with m.If(collecting):
                 for i in range(self.max_beats):
                     with m.If(count == i):
-                        m.d.sync += beats[i].eq(self.rdata)
+                        m.d.sync += beats[i].eq(self.axi.rdata)
                 with m.If(last_beat):
                     m.d.comb += desc.r_en.eq(1)
                     m.d.sync += [
@@ -205,7 +206,7 @@ class DMAWriter(wiring.Component):
     req_valid/ready, req_addr, req_nbytes, req_data (vector at byte 0), req_tag.
     lo, hi: the DMA window. error, error_tag: a request fell outside it (sticky).
     halt: stop starting bursts (a started burst finishes). idle: every write answered.
-    aw*, w*, b*: the AXI write channels.
+    axi: the AXI write channels (:class:`hw.axi.AXI4WriteSignature`).
     """
 
     def __init__(self, *, data_width: int, max_bytes: int, burst_len: int, tag_width: int) -> None:
@@ -217,10 +218,7 @@ class DMAWriter(wiring.Component):
             "lo": In(32), "hi": In(32),
             "error": Out(1), "error_tag": Out(tag_width), "bus_error": Out(1),
             "halt": In(1), "idle": Out(1),
-            "awaddr": Out(32), "awlen": Out(8), "awvalid": Out(1), "awready": In(1),
-            "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
-            "wvalid": Out(1), "wready": In(1),
-            "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+            "axi": Out(AXI4WriteSignature(addr_width=32, data_width=data_width)),
         })
 
     def elaborate(self, platform):
@@ -266,8 +264,8 @@ class DMAWriter(wiring.Component):
                         ]
                         m.next = "ADDR"
             with m.State("ADDR"):
-                m.d.comb += [self.awvalid.eq(1), self.awaddr.eq(cur), self.awlen.eq(blen - 1)]
-                with m.If(self.awready):
+                m.d.comb += [self.axi.awvalid.eq(1), self.axi.awaddr.eq(cur), self.axi.awlen.eq(blen - 1)]
+                with m.If(self.axi.awready):
                     m.d.comb += aw_fire.eq(1)
                     m.d.sync += [
                         in_burst.eq(blen),
@@ -281,12 +279,12 @@ class DMAWriter(wiring.Component):
                 m.d.comb += [
                     beat_data.eq(buf.word_select(beat, self.data_width)),
                     beat_strb.eq(strb.word_select(beat, B)),
-                    self.wvalid.eq(1),
-                    self.wdata.eq(beat_data),
-                    self.wstrb.eq(beat_strb),
-                    self.wlast.eq(in_burst == 1),
+                    self.axi.wvalid.eq(1),
+                    self.axi.wdata.eq(beat_data),
+                    self.axi.wstrb.eq(beat_strb),
+                    self.axi.wlast.eq(in_burst == 1),
                 ]
-                with m.If(self.wready):
+                with m.If(self.axi.wready):
                     m.d.sync += [beat.eq(beat + 1), in_burst.eq(in_burst - 1)]
                     with m.If(in_burst == 1):
                         with m.If(left == 0):
@@ -296,8 +294,8 @@ class DMAWriter(wiring.Component):
                         with m.Else():
                             m.next = "ADDR"
 
-        m.d.comb += [self.bready.eq(1), b_fire.eq(self.bvalid)]
-        with m.If(b_fire & self.bresp[1]):
+        m.d.comb += [self.axi.bready.eq(1), b_fire.eq(self.axi.bvalid)]
+        with m.If(b_fire & self.axi.bresp[1]):
             m.d.sync += self.bus_error.eq(1)
         m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
         m.d.comb += self.idle.eq((outstanding == 0) & fsm.ongoing("IDLE"))
@@ -307,9 +305,9 @@ class DMAWriter(wiring.Component):
 class ReadArbiter(wiring.Component):
     """Shares one AXI read port between ``n`` readers, each with its own ID.
 
-    Reader ``i`` uses ID ``i``; R beats are routed back by ID. A grant is held
-    from the cycle a reader raises ``arvalid`` until its handshake, so AR stays
-    stable as AXI requires.
+    Reader ``i`` (port ``s[i]``) uses ID ``i``; R beats are routed back by ID. A grant is
+    held from the cycle a reader raises ``arvalid`` until its handshake, so AR stays
+    stable as AXI requires. ``m`` is the shared port, with IDs.
     """
 
     def __init__(self, *, n: int, data_width: int, id_width: int = 2) -> None:
@@ -317,22 +315,14 @@ class ReadArbiter(wiring.Component):
         self.n = n
         self.data_width = data_width
         self.id_width = id_width
-        ports = {}
-        for i in range(n):
-            ports.update({
-                f"s{i}_araddr": In(32), f"s{i}_arlen": In(8), f"s{i}_arvalid": In(1),
-                f"s{i}_arready": Out(1), f"s{i}_rdata": Out(data_width), f"s{i}_rresp": Out(2),
-                f"s{i}_rvalid": Out(1), f"s{i}_rready": In(1),
-            })
-        ports.update({
-            "arid": Out(id_width), "araddr": Out(32), "arlen": Out(8), "arvalid": Out(1),
-            "arready": In(1), "rid": In(id_width), "rdata": In(data_width), "rresp": In(2),
-            "rvalid": In(1), "rready": Out(1),
+        super().__init__({
+            "s": In(AXI4ReadSignature(addr_width=32, data_width=data_width)).array(n),
+            "m": Out(AXI4ReadSignature(addr_width=32, data_width=data_width, id_width=id_width)),
         })
-        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
+        bus = self.m
         grant = Signal(range(self.n))
         locked = Signal()
         sel = Signal(range(self.n))
@@ -341,27 +331,26 @@ class ReadArbiter(wiring.Component):
             m.d.comb += sel.eq(grant)
         with m.Else():
             for i in reversed(range(self.n)):
-                with m.If(getattr(self, f"s{i}_arvalid")):
+                with m.If(self.s[i].arvalid):
                     m.d.comb += sel.eq(i)
-        for i in range(self.n):
+        for i, port in enumerate(self.s):
             with m.If(sel == i):
                 m.d.comb += [
-                    self.arid.eq(i),
-                    self.araddr.eq(getattr(self, f"s{i}_araddr")),
-                    self.arlen.eq(getattr(self, f"s{i}_arlen")),
-                    self.arvalid.eq(getattr(self, f"s{i}_arvalid")),
-                    getattr(self, f"s{i}_arready").eq(self.arready),
+                    bus.arid.eq(i),
+                    bus.araddr.eq(port.araddr),
+                    bus.arlen.eq(port.arlen),
+                    bus.arvalid.eq(port.arvalid),
+                    port.arready.eq(bus.arready),
                 ]
             m.d.comb += [
-                getattr(self, f"s{i}_rdata").eq(self.rdata),
-                getattr(self, f"s{i}_rresp").eq(self.rresp),
-                getattr(self, f"s{i}_rvalid").eq(self.rvalid & (self.rid == i)),
+                port.rdata.eq(bus.rdata),
+                port.rresp.eq(bus.rresp),
+                port.rvalid.eq(bus.rvalid & (bus.rid == i)),
             ]
-            with m.If(self.rid == i):
-                m.d.comb += self.rready.eq(getattr(self, f"s{i}_rready"))
-        with m.If(self.arvalid & ~self.arready):
+            with m.If(bus.rid == i):
+                m.d.comb += bus.rready.eq(port.rready)
+        with m.If(bus.arvalid & ~bus.arready):
             m.d.sync += [locked.eq(1), grant.eq(sel)]
-        with m.Elif(self.arvalid & self.arready):
+        with m.Elif(bus.arvalid & bus.arready):
             m.d.sync += locked.eq(0)
         return m
-

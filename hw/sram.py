@@ -1,10 +1,21 @@
-"""Banked on-chip SRAM built from ``amaranth.lib.memory.Memory``.
+"""Banked on-chip SRAM of simple dual-port banks, shared by fixed priority.
 
-The rows are split into ``banks`` memories by their high address bits. Every
-port reaches every bank, so the DMA writing one region and the array reading
-another never wait for each other, and each bank maps to its own block RAMs.
-Read ports are synchronous (data the cycle after the address); a read port may
-be transparent for one write port (it then sees a row written in the same cycle).
+Every bank is an ``amaranth.lib.memory.Memory`` with one synchronous read port and
+one write port, the shape of an iCE40 EBR (``SB_RAM40_4K``), an ECP5 ``DP16KD`` and
+a two-port ASIC SRAM macro, so synthesis maps each bank to block RAM.
+
+Rows are interleaved over the banks by their low address bits (row ``a`` lives in
+bank ``a % banks``). Several units (clients) share the banks: each read client
+and each write client presents a request (``en``, ``addr``); per bank, the
+lowest-numbered client requesting it is granted (``grant``, combinational, the
+same cycle) and the others wait. A granted read's data is on the client's
+``data`` the cycle after. The units stream consecutive rows, so interleaving
+makes two streams that collide once fall into step on alternate banks: a
+lower-priority stream loses one cycle, not the whole stream, wherever the
+compiler put its rows (see docs/architecture.md).
+
+A bank's read port may be transparent for its write port: a row read in the
+cycle it is written returns the new data.
 """
 
 from __future__ import annotations
@@ -15,83 +26,108 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["BankedMemory"]
+__all__ = ["BankedMemory", "ReadClient", "WriteClient"]
+
+
+class ReadClient(wiring.Signature):
+    """A read request as its unit drives it: ``en`` and ``addr`` out; ``grant`` (this
+    cycle) and ``data`` (the cycle after a granted read) in."""
+
+    def __init__(self, *, addr_width: int, width: int) -> None:
+        super().__init__({"en": Out(1), "addr": Out(addr_width), "grant": In(1),
+                          "data": In(width)})
+
+
+class WriteClient(wiring.Signature):
+    """A write request as its unit drives it: ``en``, ``addr``, ``data`` out; ``grant``
+    in (the row is written this cycle when granted)."""
+
+    def __init__(self, *, addr_width: int, width: int) -> None:
+        super().__init__({"en": Out(1), "addr": Out(addr_width), "data": Out(width),
+                          "grant": In(1)})
+
+
+def _check_int(name: str, value: int, lo: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise ValueError(f"BankedMemory {name} must be an int of at least {lo}, not {value!r}")
 
 
 class BankedMemory(wiring.Component):
-    """``depth`` rows of ``width`` bits in ``banks`` banks.
+    """``depth`` rows of ``width`` bits in ``banks`` simple dual-port banks.
 
     Parameters
     ----------
-    width, depth, banks: the geometry (``banks`` a power of two dividing ``depth``).
-    writes: number of write ports (``w{i}_en``, ``w{i}_addr``, ``w{i}_data``).
-    reads: one entry per read port (``r{j}_addr``, ``r{j}_data``): the index of the
-        write port it is transparent for, or ``None``.
+    width, depth: the geometry.
+    banks: a power of two dividing ``depth``.
+    reads, writes: the number of read and write clients, highest priority first.
+    transparent: each bank's read port returns the row written in the same cycle.
+
+    Ports
+    -----
+    read[j], write[i]: the clients (:class:`ReadClient`, :class:`WriteClient`, flipped).
+
+    Raises
+    ------
+    ValueError: a parameter out of range.
     """
 
-    def __init__(self, *, width: int, depth: int, banks: int, writes: int,
-                 reads: list[int | None]) -> None:
-        if banks < 1 or banks & (banks - 1) or depth % banks:
-            raise ValueError(f"BankedMemory banks={banks} must be a power of two dividing "
+    def __init__(self, *, width: int, depth: int, banks: int, reads: int, writes: int,
+                 transparent: bool = False) -> None:
+        _check_int("width", width, 1)
+        _check_int("depth", depth, 1)
+        _check_int("reads", reads, 1)
+        _check_int("writes", writes, 1)
+        if not isinstance(banks, int) or banks < 1 or banks & (banks - 1) or depth % banks:
+            raise ValueError(f"BankedMemory banks={banks!r} must be a power of two dividing "
                              f"depth={depth}")
-        for t in reads:
-            if t is not None and not 0 <= t < writes:
-                raise ValueError(f"BankedMemory read port transparent for write port {t}, "
-                                 f"but there are {writes}")
         self.width = width
         self.depth = depth
         self.banks = banks
-        self.n_writes = writes
-        self.reads = list(reads)
+        self.transparent = bool(transparent)
         aw = ceil_log2(depth)
-        ports = {}
-        for i in range(writes):
-            ports[f"w{i}_en"] = In(1)
-            ports[f"w{i}_addr"] = In(aw)
-            ports[f"w{i}_data"] = In(width)
-        for j in range(len(reads)):
-            ports[f"r{j}_addr"] = In(aw)
-            ports[f"r{j}_data"] = Out(width)
-        super().__init__(ports)
+        #: The banks: bank ``b`` holds rows ``b, b + banks, ...`` (tests read them directly).
+        self.memories = [Memory(shape=width, depth=depth // banks, init=[])
+                         for _ in range(banks)]
+        super().__init__({
+            "read": In(ReadClient(addr_width=aw, width=width)).array(reads),
+            "write": In(WriteClient(addr_width=aw, width=width)).array(writes),
+        })
+
+    def bank_of(self, addr: int) -> int:
+        """The bank that holds row ``addr``."""
+        return addr % self.banks
 
     def elaborate(self, platform):
         m = Module()
-        bank_rows = self.depth // self.banks
-        lb = exact_log2(bank_rows) if bank_rows & (bank_rows - 1) == 0 else None
-        aw = ceil_log2(self.depth)
+        lb = exact_log2(self.banks)
 
         def split(addr):
-            if self.banks == 1:
+            if lb == 0:
                 return 0, addr
-            if lb is not None:
-                return addr[lb:], addr[:lb]
-            return addr // bank_rows, addr % bank_rows
+            return addr[:lb], addr[lb:]
 
-        # Registered bank index of each read, to select the data a cycle later.
-        read_bank = [Signal(range(max(self.banks, 2)), name=f"r{j}_bank")
-                     for j in range(len(self.reads))]
-        for j in range(len(self.reads)):
-            bank, _ = split(getattr(self, f"r{j}_addr"))
-            m.d.sync += read_bank[j].eq(bank)
+        # Registered bank of each client's read, to select its data a cycle later.
+        read_bank = []
+        for j, rd in enumerate(self.read):
+            bank, _ = split(rd.addr)
+            reg = Signal(range(max(self.banks, 2)), name=f"r{j}_bank")
+            m.d.sync += reg.eq(bank)
+            read_bank.append(reg)
 
-        for b in range(self.banks):
-            mem = Memory(shape=self.width, depth=bank_rows, init=[])
+        for b, mem in enumerate(self.memories):
             m.submodules[f"bank{b}"] = mem
-            wports = []
-            for i in range(self.n_writes):
-                wp = mem.write_port()
-                bank, row = split(getattr(self, f"w{i}_addr"))
-                m.d.comb += [
-                    wp.en.eq(getattr(self, f"w{i}_en") & (bank == b)),
-                    wp.addr.eq(row),
-                    wp.data.eq(getattr(self, f"w{i}_data")),
-                ]
-                wports.append(wp)
-            for j, t in enumerate(self.reads):
-                rp = mem.read_port(transparent_for=() if t is None else (wports[t],))
-                _, row = split(getattr(self, f"r{j}_addr"))
-                m.d.comb += rp.addr.eq(row)
+            wp = mem.write_port()
+            rp = mem.read_port(transparent_for=(wp,) if self.transparent else ())
+            # Fixed priority: the first requesting client takes the port (If/Elif).
+            for ports, port in ((self.write, wp), (self.read, rp)):
+                for k, client in enumerate(ports):
+                    bank, row = split(client.addr)
+                    stmt = m.If if k == 0 else m.Elif
+                    with stmt(client.en & (bank == b)):
+                        m.d.comb += [port.addr.eq(row), client.grant.eq(1)]
+                        if port is wp:
+                            m.d.comb += [wp.en.eq(1), wp.data.eq(client.data)]
+            for j, rd in enumerate(self.read):
                 with m.If(read_bank[j] == b):
-                    m.d.comb += getattr(self, f"r{j}_data").eq(rp.data)
-        del aw
+                    m.d.comb += rd.data.eq(rp.data)
         return m

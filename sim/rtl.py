@@ -52,9 +52,9 @@ FAST_MAIN = _HERE / "hdl" / "fast_main.cpp"
 def source_digest() -> str:
     """A digest of everything the simulated design is generated from."""
     h = hashlib.sha256()
-    files = sorted((_REPO / "hw").glob("*.py")) + HARNESS_SOURCES + [_HERE / "rtl.py", FAST_MAIN]
+    files = sorted((_REPO / "hw").rglob("*.py")) + HARNESS_SOURCES + [_HERE / "rtl.py", FAST_MAIN]
     for path in files:
-        h.update(path.name.encode())
+        h.update(path.relative_to(_REPO).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 

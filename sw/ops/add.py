@@ -70,19 +70,23 @@ class Add(Op):
         ch, h, w = x1.geometry
         c.check(x1.geometry == x2.geometry, node, f"operand shapes {x1.shape} and {x2.shape} differ")
         n_pix = h * w
-        per = min(c.cfg.acc_depth // 2, c.MAX_VECTORS)
+        # The second operand sits in the rows after the first, at a distance that is not a
+        # multiple of acc_banks, so each row's two operands are in different banks and the
+        # ALU adds a row per cycle (hw/sram.py interleaves rows over banks by low bits).
+        per = min((c.cfg.acc_depth - 1) // 2, c.MAX_VECTORS)
         lo, hi = node.clamp
         # (x1 - z1) a1 + (x2 - z2) a2 = x1 a1 + x2 a2 - (z1 a1 + z2 a2): the constant goes
         # to the store path's bias, so the ALU makes three passes instead of five.
         bias = -(a.zp1 * a.a1 + a.zp2 * a.a2)
         params = [c.param_load(0, bias, a.mult, a.shift)]
         for first, c0, length, p0, n in c.blocks(ch, n_pix, per):
+            x2_row = n + (n % c.cfg.acc_banks == 0)
             loads = [c.acc_load(0, x1.addr + p0 * ch + c0, n, ch, 1, 0, length),
-                     c.acc_load(n, x2.addr + p0 * ch + c0, n, ch, 1, 0, length)]
+                     c.acc_load(x2_row, x2.addr + p0 * ch + c0, n, ch, 1, 0, length)]
             alus = [
                 isa.alu(op="mul", use_imm=1, imm=a.a1, dst=0, count=n, dst_stride=1),
-                isa.alu(op="mul", use_imm=1, imm=a.a2, dst=n, count=n, dst_stride=1),
-                isa.alu(op="add", dst=0, src=n, count=n, dst_stride=1, src_stride=1),
+                isa.alu(op="mul", use_imm=1, imm=a.a2, dst=x2_row, count=n, dst_stride=1),
+                isa.alu(op="add", dst=0, src=x2_row, count=n, dst_stride=1, src_stride=1),
             ]
             store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
                               length=length, param=0, out_zp=out.q.zero_point, clamp_lo=lo,

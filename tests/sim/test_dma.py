@@ -10,6 +10,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.axi import AXI4Signature
+from hw.axi import join_channels
 from hw.dma import DMAReader, DMAWriter
 from sim.rtl import SIM_ROOT
 from toolchain import setup_verilator
@@ -54,16 +55,9 @@ class DMABench(wiring.Component):
             wr.req_data.eq(self.wr_req_data), wr.req_tag.eq(self.wr_req_tag),
             self.wr_error.eq(wr.error), self.wr_error_tag.eq(wr.error_tag),
             self.wr_idle.eq(wr.idle),
-            axi.arid.eq(0), axi.araddr.eq(rd.araddr), axi.arlen.eq(rd.arlen), axi.arsize.eq(2),
-            axi.arburst.eq(1), axi.arvalid.eq(rd.arvalid), rd.arready.eq(axi.arready),
-            rd.rdata.eq(axi.rdata), rd.rresp.eq(axi.rresp), rd.rvalid.eq(axi.rvalid),
-            axi.rready.eq(rd.rready),
-            axi.awid.eq(0), axi.awaddr.eq(wr.awaddr), axi.awlen.eq(wr.awlen), axi.awsize.eq(2),
-            axi.awburst.eq(1), axi.awvalid.eq(wr.awvalid), wr.awready.eq(axi.awready),
-            axi.wdata.eq(wr.wdata), axi.wstrb.eq(wr.wstrb), axi.wlast.eq(wr.wlast),
-            axi.wvalid.eq(wr.wvalid), wr.wready.eq(axi.wready),
-            wr.bresp.eq(axi.bresp), wr.bvalid.eq(axi.bvalid), axi.bready.eq(wr.bready),
         ]
+        join_channels(m, axi, rd.axi, beat_bytes=4)
+        join_channels(m, axi, wr.axi, beat_bytes=4)
         return m
 
 

