@@ -111,9 +111,29 @@ def main(argv: list[str] | None = None) -> int:
         if rtl_layers:
             line += f" {rtl_layers[i]['cycles']:>8,.0f} {rtl_layers[i]['utilization']:>6.1%}"
         print(line)
+    _analysis(program, config)
     where = "functional model" + ("" if args.no_rtl else " and RTL")
     print(f"PASS: {where} outputs equal the PyTorch integer golden bit for bit")
     return 0
+
+
+def _analysis(program, config: NPUConfig, clock_mhz: float = 200.0) -> None:
+    """Energy and the roofline of one image, counted from the program's instructions (an
+    assumed clock of ``clock_mhz``)."""
+    from sw.analysis import energy, roofline, traffic
+    total, _ = traffic.count_traffic(program.words, config)
+    e = energy.estimate(total, config)
+    parts = {"MACs": e.mac, "SRAM": sum(e.sram.values()), "DRAM": e.dram,
+             "ALU and store path": e.alu + e.requant}
+    print(f"      energy per image ({energy.EnergyTable.load().name}): {e.total / 1e3:,.1f} nJ: "
+          + ", ".join(f"{k} {v / e.total:.0%}" for k, v in parts.items()))
+    roof = roofline.npu_roof(config, clock_mhz=clock_mhz)
+    real_ops = 2 * sum(layer["macs"] for layer in program.layers)
+    dram = total.dram_read_bytes + total.dram_write_bytes + total.insn_bytes
+    intensity = real_ops / dram
+    print(f"      arithmetic intensity {intensity:.1f} ops per DRAM byte against the ridge "
+          f"{roof.ridge:.0f} of the {roof.name} (one {config.dma_bytes}-byte bus beat a cycle): "
+          f"{roof.bound(intensity)}-bound")
 
 
 if __name__ == "__main__":

@@ -41,3 +41,12 @@ def test_errors_are_one_line():
 def test_demo_help():
     out = subprocess.run([sys.executable, "-m", "sw.demo", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--no-rtl" in out.stdout
+
+
+def test_demo_without_rtl_runs_and_shows_its_analysis():
+    out = subprocess.run([sys.executable, "-m", "sw.demo", "--no-rtl", "--rows", "4", "--cols", "4"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "PASS: functional model outputs equal the PyTorch integer golden" in out.stdout
+    assert "energy per image (Horowitz, ISSCC 2014, 45 nm" in out.stdout
+    assert "ops per DRAM byte against the ridge" in out.stdout
