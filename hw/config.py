@@ -17,7 +17,7 @@ from typing import Any
 
 from .isa import FIELD_MAX, PARAM_GROUP_ROWS, Opcode
 
-__all__ = ["NPUConfig", "ConfigError", "PRESETS"]
+__all__ = ["NPUConfig", "ConfigError", "PRESETS", "require_config"]
 
 
 class ConfigError(ValueError):
@@ -220,3 +220,11 @@ PRESETS: dict[str, NPUConfig] = {
     "large": NPUConfig(rows=32, cols=32, spad_depth=8192, acc_depth=2048, param_depth=384,
                        dma_data_width=256),
 }
+
+
+def require_config(config: object) -> NPUConfig:
+    """``config`` itself when it is an :class:`NPUConfig`; :class:`TypeError` otherwise (what
+    every generator, model and device that takes one says)."""
+    if not isinstance(config, NPUConfig):
+        raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
+    return config

@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .axi import AXI4LiteSignature, AXI4Signature
-from .config import NPUConfig
+from .config import NPUConfig, require_config
 from .core import Core
 from .isa import Opcode
 from .csr import COUNTERS, CSR_ADDR_WIDTH, CSRBank, NPU_ID, NPU_VERSION, STATUS_BITS
@@ -29,9 +29,7 @@ class NPU(wiring.Component):
     """
 
     def __init__(self, config: NPUConfig) -> None:
-        if not isinstance(config, NPUConfig):
-            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
-        self.config = config
+        self.config = require_config(config)
         super().__init__({
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=config.dma_data_width, id_width=2)),
             "s_axil": In(AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),

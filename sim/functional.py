@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from hw.config import NPUConfig
+from hw.config import NPUConfig, require_config
 from hw.isa import (DEP_FLAGS, DRAM_ELEM_BYTES, INSN_BYTES, PARAM_ELEM_BYTES, PARAM_GROUP_ROWS,
                     TOKEN_POPS, TOKEN_PUSHES, AluOp, CfgKey, ErrorCode, Instruction, ISAError, Mem,
                     Opcode, Queue, TokenQueue, allowed_deps, decode, load_extent, load_grid,
@@ -212,9 +212,7 @@ class FunctionalModel:
     """
 
     def __init__(self, config: NPUConfig) -> None:
-        if not isinstance(config, NPUConfig):
-            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
-        self.config = config
+        self.config = require_config(config)
         self._decoded: dict[int, tuple] = {}   # word -> (instruction, checks, queues, cost)
         self.reset()
 

@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..array import SystolicArray
-from ..config import NPUConfig
+from ..config import NPUConfig, require_config
 from ..isa import INSTRUCTION, Opcode
 from ..sram import ReadClient, WriteClient
 from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, queue_head
@@ -57,9 +57,7 @@ class ComputeUnit(wiring.Component):
     """
 
     def __init__(self, config: NPUConfig) -> None:
-        if not isinstance(config, NPUConfig):
-            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
-        self.config = config
+        self.config = require_config(config)
         R, C = config.rows, config.cols
         spad = ReadClient(addr_width=ceil_log2(config.spad_depth), width=8 * R)
         acc_aw = ceil_log2(config.acc_depth)

@@ -36,7 +36,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..axi import AXI4Signature, join_channels
-from ..config import NPUConfig
+from ..config import NPUConfig, require_config
 from ..csr import COUNTERS
 from ..dma import DMAReader, DMAWriter, ReadArbiter
 from ..isa import INSN_BYTES, ErrorCode, Opcode, Queue
@@ -69,9 +69,7 @@ class Core(wiring.Component):
     """
 
     def __init__(self, config: NPUConfig) -> None:
-        if not isinstance(config, NPUConfig):
-            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
-        self.config = config
+        self.config = require_config(config)
         ports = {
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=config.dma_data_width,
                                        id_width=2)),

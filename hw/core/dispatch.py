@@ -17,7 +17,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import NPUConfig
+from ..config import NPUConfig, require_config
 from ..isa import (DEP_FLAGS, INSTRUCTION, ErrorCode, Mem, Opcode, Queue, allowed_deps,
                    fields_of, queue_of, row_elements)
 from .fetch import FETCH_ENTRY
@@ -67,9 +67,7 @@ class Dispatcher(wiring.Component):
     """
 
     def __init__(self, config: NPUConfig) -> None:
-        if not isinstance(config, NPUConfig):
-            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
-        self.config = config
+        self.config = require_config(config)
         super().__init__({
             "insns": In(stream.Signature(FETCH_ENTRY)),
             "queue": Out(stream.Signature(QUEUE_ENTRY)).array(len(Queue)),

@@ -18,7 +18,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..config import NPUConfig
+from ..config import NPUConfig, require_config
 from ..isa import DRAM_ELEM_BYTES, INSTRUCTION, PARAM_ELEM_BYTES, Mem, Queue, row_elements
 from ..sram import WriteClient
 from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, give_pushes, queue_head
@@ -59,9 +59,7 @@ class LoadUnit(wiring.Component):
     """
 
     def __init__(self, config: NPUConfig) -> None:
-        if not isinstance(config, NPUConfig):
-            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
-        self.config = config
+        self.config = require_config(config)
         R, C = config.rows, config.cols
         nmax = load_max_bytes(config)
         super().__init__({

@@ -15,7 +15,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..config import NPUConfig
+from ..config import NPUConfig, require_config
 from ..isa import INSTRUCTION, PARAM_GROUP_ROWS, PARAM_ROWS, Queue
 from ..requant import Requantizer
 from ..sram import ReadClient
@@ -58,9 +58,7 @@ class StoreUnit(wiring.Component):
     """
 
     def __init__(self, config: NPUConfig) -> None:
-        if not isinstance(config, NPUConfig):
-            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
-        self.config = config
+        self.config = require_config(config)
         C = config.cols
         super().__init__({
             "insn": In(stream.Signature(QUEUE_ENTRY)),

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from typing import Iterable
 
 from hw import isa
-from hw.config import NPUConfig
+from hw.config import NPUConfig, require_config
 from hw.isa import CfgKey, Mem, Opcode
 
 __all__ = ["MemoryTraffic", "Traffic", "count_traffic", "MEMORIES"]
@@ -81,8 +81,7 @@ def count_traffic(words: Iterable[int], config: NPUConfig) -> tuple[Traffic, dic
     segments, each ending in FINISH, when it has host operators). Raises :class:`hw.isa.ISAError` for a word that
     does not decode.
     """
-    if not isinstance(config, NPUConfig):
-        raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
+    require_config(config)
     R, C = config.rows, config.cols
     row_bits = {"spad": 8 * R, "acc": 32 * C, "param": 32 * C}
     per_layer: dict[int, Traffic] = {}

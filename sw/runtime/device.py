@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from hw.config import NPUConfig
+from hw.config import NPUConfig, require_config
 from hw.isa import INSN_BYTES
 
 from ..program import HostSegment, Program
@@ -49,8 +49,7 @@ class Device:
     """
 
     def __init__(self, config: NPUConfig, backend: str = "func", *, progress: bool = False) -> None:
-        if not isinstance(config, NPUConfig):
-            raise TypeError(f"config must be an NPUConfig, not {type(config).__name__}")
+        require_config(config)
         cls = get_backend(backend)
         self.config = config
         self.backend = backend

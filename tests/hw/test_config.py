@@ -108,3 +108,11 @@ def test_json_errors():
         NPUConfig.from_json('{"rows": ')
     with pytest.raises(ConfigError, match="JSON object"):
         NPUConfig.from_json('[1, 2]')
+
+
+def test_require_config_names_what_was_given():
+    from hw.config import require_config
+    cfg = NPUConfig.preset("tiny")
+    assert require_config(cfg) is cfg
+    with pytest.raises(TypeError, match="config must be an NPUConfig, not dict"):
+        require_config({"rows": 4})
