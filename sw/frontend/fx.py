@@ -76,7 +76,8 @@ def trace(model: nn.Module) -> Graph:
     """Trace ``model`` (put in eval mode) into a :class:`sw.ir.Graph`.
 
     Raises ``TypeError`` for something that is not an ``nn.Module`` and
-    :class:`sw.UnsupportedOpError` for the first operation no pattern supports.
+    :class:`sw.UnsupportedOpError` naming every operation no pattern supports, each with
+    where it is in the model.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"trace expects a torch.nn.Module, not {type(model).__name__}")
@@ -91,36 +92,56 @@ def trace(model: nn.Module) -> Graph:
     from ..ops.activation import fuse_activations
     t = Tracer()
     out_name = None
+    problems: list[str] = []
     for fx_node in gm.graph.nodes:
-        name = fx_node.name
-        if fx_node.op == "placeholder":
-            if any(n.op == "input" for n in t.nodes):
-                raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")
-            t.add(Node(name, "input", [], where=name))
-        elif fx_node.op == "output":
-            out_name = t.src(fx_node.args[0])
-        elif fx_node.op == "call_module":
-            mod = modules[fx_node.target]
-            inp = t.src(fx_node.args[0])
-            pattern = next((MODULES[c] for c in type(mod).__mro__ if c in MODULES), None)
-            if pattern is None:
-                raise UnsupportedOpError(
-                    f"unsupported module {type(mod).__name__} at {fx_node.target!r}; supported: "
-                    f"{', '.join(_MODULE_LABELS)}")
-            pattern(t, fx_node, mod, inp, str(fx_node.target))
-        elif fx_node.op in ("call_function", "call_method"):
-            target = fx_node.target
-            if target in ("size", getattr):
-                raise UnsupportedOpError(f"{target} at {name}: shape arithmetic is not supported")
-            pattern = FUNCTIONS.get(target)
-            if pattern is None:
-                tname = getattr(target, "__name__", str(target))
-                raise UnsupportedOpError(f"unsupported operation {tname!r} at {name}")
-            pattern(t, fx_node)
-        else:
-            raise UnsupportedOpError(f"unsupported node {fx_node.op} {fx_node.target} at {name}")
+        try:
+            if fx_node.op == "output":
+                out_name = t.src(fx_node.args[0])
+            else:
+                _add_node(t, fx_node, modules)
+        except UnsupportedOpError as exc:
+            # Name every problem at once: the node stands in as a placeholder so that the
+            # nodes after it are still looked at.
+            problems.append(str(exc))
+            known = fx_node.name in t.aliases or any(n.name == fx_node.name for n in t.nodes)
+            if fx_node.op != "output" and not known:
+                t.add(Node(fx_node.name, "unsupported", [], where=str(fx_node.target)))
+    if len(problems) == 1:
+        raise UnsupportedOpError(problems[0])
+    if problems:
+        raise UnsupportedOpError(f"the model uses {len(problems)} unsupported operations:\n"
+                                 + "\n".join(f"  - {p}" for p in problems))
     if out_name is None:
         raise UnsupportedOpError("the model has no output")
     graph = Graph(t.nodes, [out_name])
     fuse_activations(graph)
     return graph
+
+
+def _add_node(t: Tracer, fx_node, modules: dict) -> None:
+    """Add one fx node to the graph through its pattern; UnsupportedOpError if none fits."""
+    name = fx_node.name
+    if fx_node.op == "placeholder":
+        if any(n.op == "input" for n in t.nodes):
+            raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")
+        t.add(Node(name, "input", [], where=name))
+    elif fx_node.op == "call_module":
+        mod = modules[fx_node.target]
+        inp = t.src(fx_node.args[0])
+        pattern = next((MODULES[c] for c in type(mod).__mro__ if c in MODULES), None)
+        if pattern is None:
+            raise UnsupportedOpError(
+                f"unsupported module {type(mod).__name__} at {fx_node.target!r}; supported: "
+                f"{', '.join(_MODULE_LABELS)}")
+        pattern(t, fx_node, mod, inp, str(fx_node.target))
+    elif fx_node.op in ("call_function", "call_method"):
+        target = fx_node.target
+        if target in ("size", getattr):
+            raise UnsupportedOpError(f"{target} at {name}: shape arithmetic is not supported")
+        pattern = FUNCTIONS.get(target)
+        if pattern is None:
+            tname = getattr(target, "__name__", str(target))
+            raise UnsupportedOpError(f"unsupported operation {tname!r} at {name}")
+        pattern(t, fx_node)
+    else:
+        raise UnsupportedOpError(f"unsupported node {fx_node.op} {fx_node.target} at {name}")

@@ -77,3 +77,25 @@ def test_import_paths_stay():
     assert (G, N) == (Graph, Node) and callable(trace)
     assert sw.UnsupportedOpError is UnsupportedOpError and UnsupportedOpError.__module__ == "sw.frontend"
     assert sw.compile is sw.compiler.compile and sw.CompileError.__module__ == "sw.compiler"
+
+
+def test_every_unsupported_operation_is_named_at_once():
+    import torch
+    import torch.nn as nn
+
+    import sw
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+            self.soft = nn.Softplus()
+
+        def forward(self, x):
+            return torch.cumsum(self.soft(self.fc(x)), 1)
+
+    with pytest.raises(sw.UnsupportedOpError) as info:
+        sw.quantize(Two(), [torch.randn(2, 8)])
+    text = str(info.value)
+    assert "the model uses 2 unsupported operations" in text
+    assert "Softplus at 'soft'" in text and "'cumsum' at cumsum" in text
