@@ -32,7 +32,7 @@ from hw.isa import (DEP_FLAGS, DRAM_ELEM_BYTES, INSN_BYTES, PARAM_ELEM_BYTES, PA
                     store_extent, words_to_bytes)
 
 __all__ = ["NPUError", "Counts", "FunctionalModel", "check_instruction", "requantize_np",
-           "alu_rows", "place_program"]
+           "alu_rows", "place_program", "instruction_cost"]
 
 _I32_MIN = -(1 << 31)
 _I32_MAX = (1 << 31) - 1
@@ -368,7 +368,7 @@ class FunctionalModel:
             pops = tuple(t.value for flag, t in TOKEN_POPS[queue].items() if insn.fields[flag])
             pushes = tuple(t.value for flag, t in TOKEN_PUSHES[queue].items()
                            if insn.fields[flag])
-            entry = (insn, problem, queue.value, pops, pushes, _cost(insn, self.config))
+            entry = (insn, problem, queue.value, pops, pushes, instruction_cost(insn, self.config))
         if len(self._decoded) < 1 << 20:
             self._decoded[word] = entry
         return entry
@@ -483,8 +483,9 @@ def alu_rows(insn: Instruction) -> tuple[np.ndarray, np.ndarray | None, bool]:
     return dst, src, sequential
 
 
-def _cost(insn: Instruction, config: NPUConfig) -> tuple[int, int, int]:
-    """(MAC slots, DRAM bytes read, DRAM bytes written) of one instruction."""
+def instruction_cost(insn: Instruction, config: NPUConfig) -> tuple[int, int, int]:
+    """(MAC slots, DRAM data bytes read, DRAM bytes written) of one instruction: what the
+    hardware's MACS, DMA_RD_BYTES and DMA_WR_BYTES counters add for it."""
     op = insn.opcode
     if op is Opcode.LOAD:
         return 0, insn.y_size * insn.x_size * insn.length * DRAM_ELEM_BYTES[insn.mem], 0

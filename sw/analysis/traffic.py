@@ -8,7 +8,9 @@ scratchpad, the accumulator and the parameter memory, the DRAM bytes of LOADs
 and STOREs, the array's MAC slots, and the vector and requantization lane
 operations. The energy model (:mod:`sw.analysis.energy`) prices them.
 
-Per instruction (``R``, ``C``: the array's rows and columns):
+MAC slots and DRAM bytes are the functional model's own
+(:func:`sim.functional.instruction_cost`, what the hardware counters add). Per
+instruction (``R``, ``C``: the array's rows and columns):
 
 * LOAD into memory M: ``(pad_top + y_size + pad_bottom) * (pad_left + x_size +
   pad_right)`` rows of M written (padding rows too); ``y_size * x_size * length``
@@ -30,6 +32,7 @@ from typing import Iterable
 from hw import isa
 from hw.config import NPUConfig, require_config
 from hw.isa import CfgKey, Mem, Opcode
+from sim.functional import instruction_cost
 
 __all__ = ["MemoryTraffic", "Traffic", "count_traffic", "MEMORIES"]
 
@@ -105,22 +108,22 @@ def count_traffic(words: Iterable[int], config: NPUConfig) -> tuple[Traffic, dic
             t = per_layer[layer] = Traffic()
         t.instructions += 1
         t.insn_bytes += isa.INSN_BYTES
+        macs, dram_read, dram_write = instruction_cost(insn, config)
+        t.mac_slots += macs
+        t.dram_read_bytes += dram_read
+        t.dram_write_bytes += dram_write
         if op is Opcode.LOAD:
             ny, nx = isa.load_grid(insn)
             write(t, _MEM_NAME[insn.mem], ny * nx)
-            t.dram_read_bytes += (insn.y_size * insn.x_size * insn.length
-                                  * isa.DRAM_ELEM_BYTES[insn.mem])
         elif op is Opcode.GEMM:
             read(t, "spad", insn.m + (0 if insn.keep_wgt else C))
             if insn.accumulate:
                 read(t, "acc", insn.m)
             write(t, "acc", insn.m)
-            t.mac_slots += insn.m * R * C
         elif op is Opcode.STORE:
             read(t, "acc", insn.rows)
             read(t, "param", isa.PARAM_GROUP_ROWS)
             t.requant_lanes += insn.rows * C
-            t.dram_write_bytes += insn.rows * insn.length
         elif op is Opcode.ALU:
             read(t, "acc", insn.count * (1 if insn.use_imm else 2))
             write(t, "acc", insn.count)
