@@ -93,10 +93,6 @@ class BankedMemory(wiring.Component):
             "write": In(WriteClient(addr_width=aw, width=width)).array(writes),
         })
 
-    def bank_of(self, addr: int) -> int:
-        """The bank that holds row ``addr``."""
-        return addr % self.banks
-
     def elaborate(self, platform):
         m = Module()
         lb = exact_log2(self.banks)

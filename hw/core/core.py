@@ -53,6 +53,18 @@ __all__ = ["Core"]
 _DEADLOCK_CYCLES = 16
 
 
+def _join_reader(m, unit, dma) -> None:
+    """A unit's DMA request and response streams onto a DMA reader's ports."""
+    req, resp = unit.dma_req, unit.dma_resp
+    m.d.comb += [
+        dma.req_valid.eq(req.valid), dma.req_addr.eq(req.payload.addr),
+        dma.req_nbytes.eq(req.payload.nbytes), dma.req_tag.eq(req.payload.tag),
+        req.ready.eq(dma.req_ready),
+        resp.valid.eq(dma.resp_valid), resp.payload.data.eq(dma.resp_data),
+        resp.payload.tag.eq(dma.resp_tag), dma.resp_ready.eq(resp.ready),
+    ]
+
+
 class Core(wiring.Component):
     """The NPU without its CSR bank.
 
@@ -160,16 +172,8 @@ class Core(wiring.Component):
             fu.enable.eq(self.enable), fu.halt.eq(halt),
             fu.insn_base.eq(self.insn_base), fu.insn_count.eq(self.insn_count),
             fu.win_lo.eq(self.win_lo), fu.win_hi.eq(self.win_hi),
-            fdma.req_valid.eq(fu.dma_req.valid),
-            fdma.req_addr.eq(fu.dma_req.payload.addr),
-            fdma.req_nbytes.eq(fu.dma_req.payload.nbytes),
-            fdma.req_tag.eq(fu.dma_req.payload.tag),
-            fu.dma_req.ready.eq(fdma.req_ready),
-            fu.dma_resp.valid.eq(fdma.resp_valid),
-            fu.dma_resp.payload.data.eq(fdma.resp_data),
-            fu.dma_resp.payload.tag.eq(fdma.resp_tag),
-            fdma.resp_ready.eq(fu.dma_resp.ready),
         ]
+        _join_reader(m, fu, fdma)
         raises.append((self.enable & fu.misaligned, ErrorCode.FIELD_RANGE, 0))
 
         # ---------------------------------------------------------------- decode and dispatch
@@ -201,16 +205,8 @@ class Core(wiring.Component):
         m.d.comb += [
             lu.insn.valid.eq(lq.r_rdy), lu.insn.payload.eq(lq.r_data), lq.r_en.eq(lu.insn.ready),
             lu.halt.eq(halt),
-            ldma.req_valid.eq(lu.dma_req.valid),
-            ldma.req_addr.eq(lu.dma_req.payload.addr),
-            ldma.req_nbytes.eq(lu.dma_req.payload.nbytes),
-            ldma.req_tag.eq(lu.dma_req.payload.tag),
-            lu.dma_req.ready.eq(ldma.req_ready),
-            lu.dma_resp.valid.eq(ldma.resp_valid),
-            lu.dma_resp.payload.data.eq(ldma.resp_data),
-            lu.dma_resp.payload.tag.eq(ldma.resp_tag),
-            ldma.resp_ready.eq(lu.dma_resp.ready),
         ]
+        _join_reader(m, lu, ldma)
         wiring.connect(m, lu.tokens, lu_tok)
         wiring.connect(m, lu.spad, spad.write[0])
         wiring.connect(m, lu.acc, acc_load)
