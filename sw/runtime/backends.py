@@ -20,7 +20,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,6 +46,8 @@ class RunRecord:
     seconds: float                 #: wall time of the run on the backend
     layer_cycles: dict[int, int] | None = None    #: busy cycles per layer id (rtl)
     per_layer: dict[int, dict] | None = None      #: counts per layer id (func)
+    #: seconds of each host operator run between NPU segments, by its name
+    host_seconds: dict[str, float] = field(default_factory=dict)
 
 
 #: The registry: backend name -> class.

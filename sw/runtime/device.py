@@ -144,7 +144,6 @@ class Device:
                              f"{shape} (or [batch, *{shape}])")
         samples = program.input.quantize(x if batched else x.unsqueeze(0))
         written, read = self._impl.bytes_written, self._impl.bytes_read
-        self._host_seconds: dict[str, float] = {}
         self.load(program)      # the constants, when this call is the program's first
         t0 = time.perf_counter()
         outs, records = [], []
@@ -159,7 +158,7 @@ class Device:
         self.stats["host_read_bytes"] = self._impl.bytes_read - read
         self.stats["host_ops"] = [
             {"name": seg.name, "op": seg.op, "where": seg.where,
-             "seconds": self._host_seconds.get(seg.name, 0.0)}
+             "seconds": sum(r.host_seconds.get(seg.name, 0.0) for r in records)}
             for seg in program.segments if isinstance(seg, HostSegment)]
         return y if batched else y[0]
 
@@ -178,17 +177,16 @@ class Device:
         """A program with host operators: its NPU segments on the backend, each host
         operator between them on the host, reading its operands from device DRAM and
         writing its output back (those bytes count as host traffic)."""
-        records = []
+        records, host_seconds = [], {}
         for seg in program.segments:
             if isinstance(seg, HostSegment):
                 t0 = time.perf_counter()
                 seg.run(self._impl.read, self._impl.write)
-                self._host_seconds[seg.name] = (self._host_seconds.get(seg.name, 0.0)
-                                                + time.perf_counter() - t0)
+                host_seconds[seg.name] = time.perf_counter() - t0
             else:
                 records.append(self._run_npu(program, program.insn_base + INSN_BYTES * seg.start,
                                              seg.count, index, count))
-        return _join_records(records)
+        return _join_records(records, host_seconds)
 
     def _run_npu(self, program: Program, insn_base: int, insn_count: int, index: int,
                  count: int) -> RunRecord:
@@ -244,9 +242,9 @@ class Device:
 
 
 
-def _join_records(records: list[RunRecord]) -> RunRecord:
-    """The record of one sample run as several NPU segments: counters, cycles and
-    per-layer counts add up."""
+def _join_records(records: list[RunRecord], host_seconds: dict[str, float]) -> RunRecord:
+    """The record of one sample run as several NPU segments with host operators between
+    them: counters, cycles and per-layer counts add up."""
     first = records[0]
     counters = first.counters
     layer_cycles = dict(first.layer_cycles) if first.layer_cycles is not None else None
@@ -267,4 +265,4 @@ def _join_records(records: list[RunRecord]) -> RunRecord:
                         mine[key] = mine.get(key, 0) + v
     return RunRecord(status="done", error="", counters=counters,
                      seconds=sum(r.seconds for r in records), layer_cycles=layer_cycles,
-                     per_layer=per_layer)
+                     per_layer=per_layer, host_seconds=host_seconds)
