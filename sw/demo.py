@@ -122,10 +122,11 @@ def _analysis(program, config: NPUConfig, clock_mhz: float = 200.0) -> None:
     assumed clock of ``clock_mhz``)."""
     from sw.analysis import energy, roofline, traffic
     total, _ = traffic.count_traffic(program.words, config)
-    e = energy.estimate(total, config)
+    table = energy.EnergyTable.load()
+    e = energy.estimate(total, config, table)
     parts = {"MACs": e.mac, "SRAM": sum(e.sram.values()), "DRAM": e.dram,
              "ALU and store path": e.alu + e.requant}
-    print(f"      energy per image ({energy.EnergyTable.load().name}): {e.total / 1e3:,.1f} nJ: "
+    print(f"      energy per image ({table.name}): {e.total / 1e3:,.1f} nJ: "
           + ", ".join(f"{k} {v / e.total:.0%}" for k, v in parts.items()))
     roof = roofline.npu_roof(config, clock_mhz=clock_mhz)
     real_ops = 2 * sum(layer["macs"] for layer in program.layers)

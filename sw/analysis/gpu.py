@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=12, help="modules listed per run")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
+    from . import llm
     if not torch.cuda.is_available():
         print("no CUDA device is available: the GPU reference needs one", file=sys.stderr)
         return 2
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                                      layers=args.layers, image=args.image)
         except (KeyError, ValueError) as exc:
             parser.error(str(exc.args[0] if isinstance(exc, KeyError) else exc))
-        label = args.model if args.model not in _llm_names() else \
+        label = args.model if args.model not in llm.MODELS else \
             f"{args.model} {args.layers} layer(s) {args.phase} L={args.seq}"
         result = profile(model, inputs, name=label, dtype=args.dtype, iters=args.iters)
         _print(result, args.top)
@@ -362,11 +363,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
-
-
-def _llm_names() -> set[str]:
-    from . import llm
-    return set(llm.MODELS)
 
 
 if __name__ == "__main__":
