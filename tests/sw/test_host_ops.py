@@ -104,7 +104,7 @@ def test_host_ops_run_between_npu_segments(host_sigmoid, name, tmp_path):
     assert (y - ref).abs().max() <= 0.25 * ref.abs().max() + 0.05
     stats = device.stats
     assert [h["name"] for h in stats["host_ops"]] == hosts
-    assert all(h["op"] == HostSigmoid.name and h["seconds"] >= 0 for h in stats["host_ops"])
+    assert all(h["op"] == HostSigmoid.name and h["seconds"] > 0 for h in stats["host_ops"])
     assert stats["macs"] == 3 * sum(layer["macs"] for layer in program.layers)
     assert [layer["name"] for layer in stats["layers"]] == [x["name"] for x in program.layers]
 
