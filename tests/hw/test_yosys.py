@@ -2,8 +2,9 @@
 and one write port), the shape block RAMs (iCE40 EBR, ECP5 DP16KD) and SRAM macros have.
 
 Checked with Amaranth's built-in Yosys after ``memory_collect`` (about 15 s), and by
-``synth_ice40`` of a 2x2 NPU with a full Yosys (YoWASP's, from the test extra; about 40 s
-of CPU; ``tiny`` takes about 190 s): every memory must become ``SB_RAM40_4K``.
+``synth_ice40`` and ``synth_ecp5`` of a 2x2 NPU with a full Yosys (YoWASP's, from the test
+extra; about 40 s and 22 s of CPU): every memory must become a RAM primitive
+(``SB_RAM40_4K``; ECP5's distributed or block RAM), none flip-flops.
 """
 import json
 import subprocess
@@ -63,23 +64,36 @@ def test_every_memory_has_one_read_and_one_write_port(tiny_rtlil):
         assert p["RD_PORTS"] <= 1 and p["WR_PORTS"] <= 1, (name, p)
 
 
-def test_synth_ice40_maps_the_srams_to_block_ram(tmp_path):
+def _synth_cells(tmp_path, command: str) -> dict[str, int]:
+    """Cell counts of the 2x2 NPU after a full Yosys's ``command`` (synth_ice40, ...)."""
     (tmp_path / "npu.il").write_text(rtlil.convert(NPU(_MINI), name="top"))
-    cwd = tmp_path
-    script = "read_rtlil npu.il; synth_ice40 -top top; tee -q -o stat.txt stat"
-    run = subprocess.run([*find_yosys(), "-q", "-p", script], cwd=cwd, capture_output=True,
+    script = f"read_rtlil npu.il; {command} -top top; tee -q -o stat.txt stat"
+    run = subprocess.run([*find_yosys(), "-q", "-p", script], cwd=tmp_path, capture_output=True,
                          text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
-    stat = (cwd / "stat.txt").read_text()
     cells = {}
-    for line in stat.splitlines():
+    for line in (tmp_path / "stat.txt").read_text().splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0].isdigit():
             cells[parts[1]] = int(parts[0])
         elif len(parts) == 2 and parts[1].isdigit():
             cells[parts[0]] = int(parts[1])
     assert not any(name.startswith("$mem") for name in cells), cells
+    return cells
+
+
+def test_synth_ice40_maps_the_srams_to_block_ram(tmp_path):
+    cells = _synth_cells(tmp_path, "synth_ice40")
     # Every bank and FIFO is block RAM (28 measured), and the flip-flops stay bounded.
     assert cells.get("SB_RAM40_4K", 0) >= 2 * _MINI.spad_banks + _MINI.acc_banks + 1, cells
     flops = sum(n for name, n in cells.items() if name.startswith("SB_DFF"))
     assert flops < 8000, cells
+
+
+def test_synth_ecp5_maps_the_srams_to_ram_primitives(tmp_path):
+    # The 2x2 NPU's memories are small, so Yosys picks ECP5's distributed RAM
+    # (TRELLIS_DPR16X4, 139 measured) over DP16KD block RAM; either is a RAM, not flops.
+    cells = _synth_cells(tmp_path, "synth_ecp5")
+    rams = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0) + cells.get("TRELLIS_DPR16X4", 0)
+    assert rams >= 2 * _MINI.spad_banks + _MINI.acc_banks + 1, cells
+    assert cells.get("TRELLIS_FF", 0) < 8000, cells
