@@ -149,10 +149,11 @@ class ModelEstimate:
 class _Counter:
     """Instruction costs and traffic of one layer as it is counted."""
 
-    def __init__(self, config: NPUConfig, timing: Timing) -> None:
+    def __init__(self, config: NPUConfig, timing: Timing, beat_cycles: float) -> None:
         self.cfg, self.tm = config, timing
         self.traffic = Traffic()
         self.R, self.C, self.B = config.rows, config.cols, config.dma_bytes
+        self.beat = beat_cycles         # cycles per bus beat (above 1 when DRAM is slower)
 
     def insn(self, opcode: Opcode, n: int = 1) -> None:
         self.traffic.instructions += n
@@ -168,7 +169,7 @@ class _Counter:
         row_bits = 8 * self.R if mem == "spad" else 32 * self.C
         t.memories[mem].write_rows += rows
         t.memories[mem].write_bits += rows * row_bits
-        return (self.tm.load_latency + vectors * _beats(nbytes, self.B, offset, stride)
+        return (self.tm.load_latency + vectors * self.beat * _beats(nbytes, self.B, offset, stride)
                 + rows - vectors)
 
     def gemm(self, m: int, accumulate: bool) -> float:
@@ -195,7 +196,7 @@ class _Counter:
         t.memories["param"].read_rows += isa.PARAM_GROUP_ROWS
         t.memories["param"].read_bits += isa.PARAM_GROUP_ROWS * 32 * self.C
         t.requant_lanes += rows * self.C
-        return rows * (self.tm.store_row + _beats(length, self.B, offset, stride))
+        return rows * (self.tm.store_row + self.beat * _beats(length, self.B, offset, stride))
 
 
 def _border(o0: int, n: int, stride: int, d: int, pad: int, size: int) -> tuple[int, int]:
@@ -244,7 +245,7 @@ def _gemm_layer(c: Compiler, cnt: _Counter, node, geometry, cout, kh, kw, stride
         return cnt.load("spad", vy * vx, length, rows, c0, math.gcd(sw * cin, sh * row))
 
     w_load_bytes = R
-    fetch = tm.fetch_share * isa.INSN_BYTES / cnt.B
+    fetch = tm.fetch_share * cnt.beat * isa.INSN_BYTES / cnt.B
     compute = loads = stores = 0.0
     span = 0.0
     for j0 in range(0, nt, cfg.param_groups):
@@ -322,10 +323,10 @@ def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tup
             nbytes = insn.length * DRAM_ELEM_BYTES[insn.mem]
             stride = math.gcd(insn.x_stride if insn.x_size > 1 else 0,
                               insn.y_stride if insn.y_size > 1 else 0)
-            memory += (tm.load_latency + vectors * _beats(nbytes, cnt.B, insn.dram, stride)
+            memory += (tm.load_latency + vectors * cnt.beat * _beats(nbytes, cnt.B, insn.dram, stride)
                        + ny * nx - vectors)
         elif opc is Opcode.STORE:
-            memory += insn.rows * (tm.store_row + _beats(
+            memory += insn.rows * (tm.store_row + cnt.beat * _beats(
                 insn.length, cnt.B, insn.dram, insn.stride))
         elif opc is Opcode.ALU:
             rows = insn.count
@@ -358,7 +359,8 @@ def _real_macs(node, in_shape) -> int:
     return 0
 
 
-def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing) -> list[LayerEstimate]:
+def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
+            beat_cycles: float) -> list[LayerEstimate]:
     c = Compiler(config, qmodel)
     nodes = qmodel.nodes
     inp = nodes[0]
@@ -373,7 +375,7 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing) -> list[L
             continue
         dst = Tensor(node.name, node.shape, node.out, 0)
         tensors[node.name] = dst
-        cnt = _Counter(config, timing)
+        cnt = _Counter(config, timing, beat_cycles)
         if op.host:
             out.append(LayerEstimate(0, node.name, node.op, 0.0, 0, cnt.traffic, 0.0, 0.0, True))
             continue
@@ -397,12 +399,15 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing) -> list[L
 
 
 def estimate_layers(qmodel: QuantizedModel, config: NPUConfig, *, clock_mhz: float = 200.0,
-                    table: EnergyTable | None = None, timing: Timing = TIMING) -> ModelEstimate:
+                    dram_gbs: float | None = None, table: EnergyTable | None = None,
+                    timing: Timing = TIMING) -> ModelEstimate:
     """Estimate every layer of ``qmodel`` (from :func:`sw.quantize`) on ``config``.
 
-    ``clock_mhz`` converts cycles to seconds; ``table`` prices the traffic (default: the
-    Horowitz 45 nm table); ``timing`` the instruction costs. Host operators appear as
-    layers with ``host=True`` and no cycles.
+    ``clock_mhz`` converts cycles to seconds; ``dram_gbs``: the DRAM bandwidth in GB/s
+    when it is below the AXI port's (one beat per cycle, the default): every bus beat
+    then takes ``dma_bytes * clock / bandwidth`` cycles; ``table`` prices the traffic
+    (default: the Horowitz 45 nm table); ``timing`` the instruction costs. Host operators
+    appear as layers with ``host=True`` and no cycles.
 
     Raises ``TypeError`` for arguments of the wrong type, ``ValueError`` for a
     non-positive clock and :class:`sw.compiler.CompileError` naming the layer when the
@@ -414,7 +419,12 @@ def estimate_layers(qmodel: QuantizedModel, config: NPUConfig, *, clock_mhz: flo
     require_config(config)
     if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0):
         raise ValueError(f"clock_mhz must be a positive number, not {clock_mhz!r}")
-    layers = _layers(qmodel, config, timing)
+    beat_cycles = 1.0
+    if dram_gbs is not None:
+        if not (isinstance(dram_gbs, (int, float)) and dram_gbs > 0):
+            raise ValueError(f"dram_gbs must be a positive number, not {dram_gbs!r}")
+        beat_cycles = max(1.0, config.dma_bytes * clock_mhz * 1e6 / (dram_gbs * 1e9))
+    layers = _layers(qmodel, config, timing, beat_cycles)
     total = Traffic()
     for layer in layers:
         total.add(layer.traffic)
