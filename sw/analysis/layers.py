@@ -35,8 +35,10 @@ compiled program's.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
+import weakref
 from dataclasses import dataclass, field
 
 from hw import isa
@@ -160,32 +162,32 @@ class _Counter:
         self.traffic.insn_bytes += n * isa.INSN_BYTES
 
     def load(self, mem: str, vectors: int, nbytes: int, rows: int, offset: int = 0,
-             stride: int = 0) -> float:
-        """A LOAD of ``vectors`` data vectors of ``nbytes`` each (at ``offset`` plus multiples
-        of ``stride`` from an aligned address) writing ``rows`` rows; returns its cycles."""
+             stride: int = 0, n: int = 1) -> float:
+        """``n`` LOADs of ``vectors`` data vectors of ``nbytes`` each (at ``offset`` plus
+        multiples of ``stride`` from an aligned address) writing ``rows`` rows; returns
+        their cycles."""
         t = self.traffic
-        self.insn(Opcode.LOAD)
-        t.dram_read_bytes += vectors * nbytes
+        self.insn(Opcode.LOAD, n)
+        t.dram_read_bytes += n * vectors * nbytes
         row_bits = 8 * self.R if mem == "spad" else 32 * self.C
-        t.memories[mem].write_rows += rows
-        t.memories[mem].write_bits += rows * row_bits
-        return (self.tm.load_latency + vectors * self.beat * _beats(nbytes, self.B, offset, stride)
-                + rows - vectors)
+        t.memories[mem].write_rows += n * rows
+        t.memories[mem].write_bits += n * rows * row_bits
+        return n * (self.tm.load_latency + rows - vectors
+                    + vectors * self.beat * _beats(nbytes, self.B, offset, stride))
 
-    def gemm(self, m: int, accumulate: bool) -> float:
+    def gemms(self, m: int, n: int, n_first: int) -> float:
+        """``n`` GEMMs of ``m`` rows, the first ``n_first`` overwriting; returns their cycles."""
         t = self.traffic
-        self.insn(Opcode.GEMM)
-        t.mac_slots += m * self.R * self.C
-        t.memories["spad"].read_rows += m + self.C
-        t.memories["spad"].read_bits += (m + self.C) * 8 * self.R
+        self.insn(Opcode.GEMM, n)
+        t.mac_slots += n * m * self.R * self.C
+        t.memories["spad"].read_rows += n * (m + self.C)
+        t.memories["spad"].read_bits += n * (m + self.C) * 8 * self.R
         acc_bits = 32 * self.C
-        if accumulate:
-            t.memories["acc"].read_rows += m
-            t.memories["acc"].read_bits += m * acc_bits
-        t.memories["acc"].write_rows += m
-        t.memories["acc"].write_bits += m * acc_bits
-        tm = self.tm
-        return max(m, self.C) + tm.gemm_overhead
+        t.memories["acc"].read_rows += (n - n_first) * m
+        t.memories["acc"].read_bits += (n - n_first) * m * acc_bits
+        t.memories["acc"].write_rows += n * m
+        t.memories["acc"].write_bits += n * m * acc_bits
+        return n * (max(m, self.C) + self.tm.gemm_overhead)
 
     def store(self, rows: int, length: int, offset: int = 0, stride: int = 0) -> float:
         t = self.traffic
@@ -258,30 +260,37 @@ def _gemm_layer(c: Compiler, cnt: _Counter, node, geometry, cout, kh, kw, stride
             cnt.insn(Opcode.CONFIG)
         # The activation groups in order, each with its GEMM and activation-load cycles.
         plan = []
-        stored = gemms = gemms_before = 0
+        stored = gemms = 0
+        counts: dict[int, list[tuple[int, int]]] = {}   # per group: (GEMMs, first GEMMs) per k-group
         for oh0, nrows, group, k_groups in tile_groups(tile_chunks, j0, j1, oh_n,
                                                        rows_per_block, ng, kg):
             m = nrows * ow_n
-            seen: set[int] = set()
-            for q, kgrp in enumerate(k_groups):
-                in_group = set(kgrp)
-                g_cycles = w_cycles = 0.0
-                for j in group:
-                    for ci in tile_chunks[j]:
-                        if ci in in_group:
-                            g_cycles += cnt.gemm(m, j in seen)
+            per_k = counts.get(group[0])
+            if per_k is None:
+                per_k, seen = [], set()
+                for kgrp in k_groups:
+                    in_group = set(kgrp)
+                    n = n_first = 0
+                    for j in group:
+                        k = sum(1 for ci in tile_chunks[j] if ci in in_group)
+                        if k and j not in seen:
                             seen.add(j)
-                            w_cycles += cnt.load("spad", C, w_load_bytes, C)
-                            gemms += 1
+                            n_first += 1
+                        n += k
+                    per_k.append((n, n_first))
+                counts[group[0]] = per_k
+            for q, (kgrp, (n, n_first)) in enumerate(zip(k_groups, per_k)):
+                g_cycles = cnt.gemms(m, n, n_first)
+                w_cycles = cnt.load("spad", C, w_load_bytes, C, n=n)
+                gemms += n
                 a_cycles = sum(a_load(chunk_keys[ci], oh0, nrows) for ci in kgrp)
-                # The instruction fetch shares the DMA's read port with the loads.
-                n_insns = 2 * (gemms - gemms_before) + len(kgrp) + len(group)
-                w_cycles += fetch * n_insns
-                gemms_before = gemms
                 s_cycles = 0.0
-                if q == len(k_groups) - 1:
+                last = q == len(k_groups) - 1
+                if last:
                     s_cycles = sum(cnt.store(m, min(C, cout - j * C), j * C, cout) for j in group)
                     stored += len(group)
+                # The instruction fetch shares the DMA's read port with the loads.
+                w_cycles += fetch * (2 * n + len(kgrp) + (len(group) if last else 0))
                 plan.append((g_cycles, w_cycles, a_cycles, s_cycles))
         # SYNCs: the pops of accumulator slots and the drain (one per tile stored), the C2L
         # drain (up to two).
@@ -307,41 +316,76 @@ def _gemm_layer(c: Compiler, cnt: _Counter, node, geometry, cout, kh, kw, stride
     return span + tm.layer_overhead, compute, max(loads, stores)
 
 
-def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tuple[float, float, float]:
-    """Lower an ALU layer into the scratch compiler ``c`` and price its instructions (its
-    steps are serialized, so their cycles add)."""
-    tm, banks = cnt.tm, c.cfg.acc_banks
+@dataclass
+class _AluSummary:
+    """What prices an ALU layer's instructions: its traffic and, with their multiplicity,
+    its loads ``(vectors, bytes, padding rows, address mod 64, stride)``, its stores
+    ``(rows, bytes, address mod 64, stride)``, its ALU cycles before overheads, and the
+    counts of ALU and other compute instructions."""
+    traffic: Traffic
+    loads: collections.Counter
+    stores: collections.Counter
+    alu_rows: int
+    n_alu: int
+    n_other: int
+
+
+# Summaries of lowered ALU layers per model, by (node, cols, acc_depth, acc_banks,
+# param_depth): what their lowering reads of the configuration (not rows: they use no
+# scratchpad), so a sweep lowers each once per distinct value.
+_ALU_CACHE: "weakref.WeakKeyDictionary[QuantizedModel, dict]" = weakref.WeakKeyDictionary()
+
+
+def _alu_summary(c: Compiler, op, node, layer_id, args, out) -> _AluSummary:
+    cfg = c.cfg
+    key = (node.name, cfg.cols, cfg.acc_depth, cfg.acc_banks, cfg.param_depth)
+    per_model = _ALU_CACHE.setdefault(c.model, {})
+    if key in per_model:
+        return per_model[key]
+    banks = cfg.acc_banks
     start = len(c.insns)
     op.lower(c, node, layer_id, args, out)
-    compute = memory = 0.0
+    sm = _AluSummary(Traffic(), collections.Counter(), collections.Counter(), 0, 0, 0)
     for insn in c.insns[start:]:
-        count_instruction(cnt.traffic, insn, c.cfg)
+        count_instruction(sm.traffic, insn, cfg)
         opc = insn.opcode
         if opc is Opcode.LOAD:
             ny, nx = isa.load_grid(insn)
             vectors = insn.y_size * insn.x_size
-            nbytes = insn.length * DRAM_ELEM_BYTES[insn.mem]
             stride = math.gcd(insn.x_stride if insn.x_size > 1 else 0,
                               insn.y_stride if insn.y_size > 1 else 0)
-            memory += (tm.load_latency + vectors * cnt.beat * _beats(nbytes, cnt.B, insn.dram, stride)
-                       + ny * nx - vectors)
+            sm.loads[(vectors, insn.length * DRAM_ELEM_BYTES[insn.mem], ny * nx - vectors,
+                      insn.dram % 64, stride)] += 1
         elif opc is Opcode.STORE:
-            memory += insn.rows * (tm.store_row + cnt.beat * _beats(
-                insn.length, cnt.B, insn.dram, insn.stride))
+            sm.stores[(insn.rows, insn.length, insn.dram % 64, insn.stride)] += 1
         elif opc is Opcode.ALU:
             rows = insn.count
             if not insn.use_imm:
                 # Rows whose destination and source are in one bank take a second cycle.
                 step = insn.dst_stride - insn.src_stride
-                per_period = sum(1 for i in range(banks)
-                                 if (insn.dst - insn.src + i * step) % banks == 0)
+                meet = [(insn.dst - insn.src + i * step) % banks == 0 for i in range(banks)]
                 full, rest = divmod(rows, banks)
-                rows += full * per_period + sum(1 for i in range(rest)
-                                                if (insn.dst - insn.src + i * step) % banks == 0)
-            compute += tm.alu_overhead + rows
+                rows += full * sum(meet) + sum(meet[:rest])
+            sm.alu_rows += rows
+            sm.n_alu += 1
         else:
-            compute += tm.sync_cycles
+            sm.n_other += 1
     del c.insns[start:]
+    per_model[key] = sm
+    return sm
+
+
+def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tuple[float, float, float]:
+    """Lower an ALU layer (once per distinct configuration, :data:`_ALU_CACHE`) and price
+    its instructions (its steps are serialized, so their cycles add)."""
+    tm, B, beat = cnt.tm, cnt.B, cnt.beat
+    sm = _alu_summary(c, op, node, layer_id, args, out)
+    cnt.traffic.add(sm.traffic)
+    memory = sum(n * (tm.load_latency + pad + vectors * beat * _beats(nbytes, B, offset, stride))
+                 for (vectors, nbytes, pad, offset, stride), n in sm.loads.items())
+    memory += sum(n * rows * (tm.store_row + beat * _beats(nbytes, B, offset, stride))
+                  for (rows, nbytes, offset, stride), n in sm.stores.items())
+    compute = sm.alu_rows + sm.n_alu * tm.alu_overhead + sm.n_other * tm.sync_cycles
     return compute + memory + tm.layer_overhead, compute, memory
 
 

@@ -25,6 +25,7 @@ import csv
 import dataclasses
 import itertools
 import json
+import math
 import pathlib
 import subprocess
 from dataclasses import dataclass
@@ -290,6 +291,16 @@ def _area_key(results: Sequence[SweepResult]) -> str:
     return "yosys_cells" if valid and all(r.yosys_cells is not None for r in valid) else "area_mm2"
 
 
+def _tick(value: float, _pos) -> str:
+    """Log-axis labels at 1, 2 and 5 of each decade, in plain numbers."""
+    if value <= 0:
+        return ""
+    lead = round(value / 10 ** math.floor(math.log10(value)))
+    if lead not in (1, 2, 5):
+        return ""
+    return f"{value:,.0f}" if value >= 10 else f"{value:g}"
+
+
 def plot_pareto(results: Sequence[SweepResult], path: str | pathlib.Path, *,
                 title: str = "Design-space sweep") -> list[pathlib.Path]:
     """Latency against the area proxy and against energy, every valid point and the Pareto
@@ -309,7 +320,7 @@ def plot_pareto(results: Sequence[SweepResult], path: str | pathlib.Path, *,
     macs = sorted({r.point.rows * r.point.cols for r in valid})
     cmap = plt.get_cmap("viridis", max(2, len(macs)))
     colour = {m: cmap(i) for i, m in enumerate(macs)}
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
+    plain = matplotlib.ticker.FuncFormatter(_tick)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), dpi=120)
     for ax, x, xlabel in ((axes[0], area_key, area_label),
                           (axes[1], "energy_uj", "energy per inference (uJ)")):

@@ -40,6 +40,9 @@ def reduction_tiles(cin: int, cout: int, kh: int, kw: int, groups: int, packed: 
     if packed:
         return [[(dy, -1, f0) for dy in range(kh) for f0 in range(0, kw * cin, rows)]
                 for _ in range(nt)]
+    if groups == 1:
+        every = [(dy, dx, c0) for dy in range(kh) for dx in range(kw) for c0 in range(0, cin, rows)]
+        return [list(every) for _ in range(nt)]
     cin_g, cout_g = cin // groups, cout // groups
     tiles = []
     for j in range(nt):
@@ -59,12 +62,15 @@ def tile_groups(tile_chunks: list[list[int]], j0: int, j1: int, oh_n: int, rows_
     ``(oh0, nrows, group, k_groups)``, where ``k_groups`` splits the reduction chunks the
     group needs (``tile_chunks[j]``: chunk indices of tile ``j``) into activation groups
     of at most ``kg``."""
+    groups = []
+    for n_lo in range(j0, j1, ng):
+        group = list(range(n_lo, min(j1, n_lo + ng)))
+        needed = sorted({ci for j in group for ci in tile_chunks[j]})
+        groups.append((group, [needed[i:i + kg] for i in range(0, len(needed), kg)]))
     for oh0 in range(0, oh_n, rows_per_block):
         nrows = min(rows_per_block, oh_n - oh0)
-        for n_lo in range(j0, j1, ng):
-            group = list(range(n_lo, min(j1, n_lo + ng)))
-            needed = sorted({ci for j in group for ci in tile_chunks[j]})
-            yield oh0, nrows, group, [needed[i:i + kg] for i in range(0, len(needed), kg)]
+        for group, k_groups in groups:
+            yield oh0, nrows, group, k_groups
 
 
 class GemmSchedule:
