@@ -286,9 +286,9 @@ def model_timing(program: Program, *, clock_mhz: float = 200.0,
     """The performance model's cycles of ``program`` (:mod:`sw.analysis.perf`), with the
     DRAM at ``dram_gbs`` (default: the RTL harness's memory) at ``clock_mhz``."""
     from . import perf
-    est = perf.estimate(program, program.config, **perf.dram_args(clock_mhz=clock_mhz,
-                                                                    dram_gbs=dram_gbs))
-    return Timing("model", est.cycles, {k: v.cycles for k, v in est.layers.items()})
+    dram = None if dram_gbs is None else perf.DramTiming.from_bandwidth(dram_gbs, clock_mhz)
+    est = perf.estimate(program, program.config, dram=dram)
+    return Timing("model", est.cycles, {layer.id: layer.cycles for layer in est.layers})
 
 
 def analyze(model, config: NPUConfig, *, backend: str = "model", input_shape=None,
