@@ -17,7 +17,9 @@ layer:
 Every GEMM is costed as the compiler would tile it: as a 1x1 convolution over the
 tokens (``K`` channels, the tokens as pixels of rows of at most ``TOKEN_ROW`` pixels),
 through the layer-level model (:mod:`sw.analysis.layers`, the compiler's own tiling
-functions), int8 weights and KV cache. The NPU's time is the sum of its operators'
+functions), int8 weights and KV cache. Today's compiler has no token-batched linear
+layer and its LOADs address at most 4,095 channels per pixel (the ``x_stride`` field),
+less than Llama's 4,096: wider reductions are costed in chunks (:func:`_gemm_cost`). The NPU's time is the sum of its operators'
 (host operators not included: they are listed with their elements and bytes); tokens
 per second and MBU (compulsory int8 bytes per second over the peak DRAM bandwidth)
 follow. :func:`gpu_step` gives the same step on a reference GPU from its peaks
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hw import isa
 from hw.config import NPUConfig, require_config
 
 from . import llm
@@ -124,11 +127,26 @@ def _gemm_model(m: int, k: int, n: int):
 
 @functools.lru_cache(maxsize=256)
 def _gemm_cost(config: NPUConfig, m: int, k: int, n: int) -> tuple[float, int, int]:
-    """(cycles, MAC slots, DRAM bytes) of one token GEMM on ``config``."""
+    """(cycles, MAC slots, DRAM bytes) of one token GEMM on ``config``.
+
+    A reduction wider than a LOAD's pixel stride can address (``x_stride``, 4,095
+    channels) is split into the fewest equal chunks that fit, each costed as its own
+    GEMM and added: the cycles of the weight stream and the MAC slots scale with ``k``;
+    each chunk's output store is counted, a small overestimate.
+    """
     from .layers import estimate_layers
-    est = estimate_layers(_gemm_model(m, k, n), config)
-    layer = next(x for x in est.layers if not x.host)
-    return layer.cycles, layer.mac_slots, layer.dram_bytes
+    limit = isa.field_max(isa.Opcode.LOAD, "x_stride")
+    chunks = math.ceil(k / limit)
+    sizes = [k // chunks + (1 if i < k % chunks else 0) for i in range(chunks)]
+    cycles, slots, dram = 0.0, 0, 0
+    for size in set(sizes):
+        est = estimate_layers(_gemm_model(m, size, n), config)
+        layer = next(x for x in est.layers if not x.host)
+        times = sizes.count(size)
+        cycles += times * layer.cycles
+        slots += times * layer.mac_slots
+        dram += times * layer.dram_bytes
+    return cycles, slots, dram
 
 
 @functools.lru_cache(maxsize=64)
