@@ -46,6 +46,8 @@ def _profile_gpu(args, parser) -> int:
     from sw.analysis import gpu, llm
     if args.model not in llm.MODELS and ":" in args.model:
         parser.error("--profile-gpu takes a zoo name or an LLM proxy")
+    if args.input_shape:
+        parser.error("--profile-gpu runs a zoo model at its own input shape: drop --input-shape")
     phase = "decode" if args.phase == "both" else args.phase
     seq = args.seq or 2048
     profiles = []
