@@ -76,12 +76,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
     import sw
     from sw.analysis import sweep as sweeps
-    from sw.run import _load_model
+    from sw.zoo import load
 
-    ap = parser()
     if args.workers is not None and args.workers < 1:
         ap.error("--workers must be at least 1")
     if args.scheduler and args.executor != "dask":
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.calib < 1:
         ap.error("--calib must be at least 1")
     try:
-        model, shape = _load_model(args.model)
+        model, shape = load(args.model, args.seed)
     except ValueError as exc:
         ap.error(str(exc))
     if args.input_shape:
