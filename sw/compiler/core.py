@@ -8,6 +8,7 @@ import numpy as np
 from hw import isa
 from hw.config import NPUConfig
 from hw.isa import Instruction
+from sim.functional import instruction_cost
 
 from .. import ops
 from ..ir import QNode, QParams
@@ -156,9 +157,12 @@ class Compiler(GemmSchedule, AluSchedule):
                 seg_layers += 1
                 n_before = len(self.insns)
                 macs = op.lower(self, node, layer_id, args, out)
+                # Real MACs (the model's) and MAC slots (what its tiles occupy on the array).
+                slots = sum(instruction_cost(ins, self.cfg)[0] for ins in self.insns[n_before:])
                 self.layers.append({"id": layer_id, "name": node.name, "op": node.op,
                                     "where": node.where, "shape": list(node.shape),
-                                    "macs": macs, "instructions": len(self.insns) - n_before})
+                                    "macs": macs, "mac_slots": slots,
+                                    "instructions": len(self.insns) - n_before})
             # Free buffers whose last reader was this layer.
             for name in dict.fromkeys(node.inputs):   # in operand order: the same in every process
                 base = base_of.get(name, name)
