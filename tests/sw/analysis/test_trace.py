@@ -11,6 +11,8 @@ from hw import NPUConfig, isa
 from sw.analysis import trace
 from sw.analysis.trace import Span
 
+from ..test_host_ops import host_sigmoid  # noqa: F401  (the fixture)
+
 TINY = NPUConfig.preset("tiny")
 
 
@@ -247,3 +249,33 @@ def test_run_cli_writes_a_trace(tmp_path, capsys):
         main(argv + ["--clock-mhz", "100"])
     assert "--clock-mhz goes with --trace" in capsys.readouterr().err
 
+
+
+@pytest.mark.usefixtures("host_sigmoid")
+def test_rtl_trace_of_npu_segments_and_a_batch():
+    """With a host operator between NPU segments and two samples, the runs follow one
+    another: each sample has every instruction of every segment once, in program order."""
+    from sw.program import NpuSegment
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 3)).eval()
+    qmodel = sw.quantize(model, [torch.randn(4, 6)])
+    program = sw.compile(qmodel, TINY)
+    segments = [s for s in program.segments if isinstance(s, NpuSegment)]
+    assert len(segments) == 2
+    with sw.Device(TINY, "rtl", trace=True) as device:
+        x = torch.randn(2, 6)
+        assert torch.equal(device.run(program, x), qmodel(x))
+        spans, stats = device.spans, device.stats
+    insns = program.instructions()
+    expected = {q: [] for q in ("load", "compute", "store")}
+    for _ in range(2):
+        for seg in segments:
+            for q, items in trace.program_queues(insns[seg.start:seg.start + seg.count]).items():
+                expected[q] += [(seg.start + i, insn.opcode.name) for i, insn, _ in items]
+    assert trace.queue_sequences(spans) == expected
+    for queue in expected:
+        mine = sorted((s for s in spans if s.queue == queue), key=lambda s: s.begin)
+        assert all(a.end <= b.begin for a, b in zip(mine, mine[1:]))
+    assert sum(s.end - s.begin for s in spans if s.opcode == "GEMM") == stats["array_busy_cycles"]
+    # Four runs, each stopping three cycles after its last instruction.
+    assert max(s.end for s in spans) + 3 == stats["cycles"]
