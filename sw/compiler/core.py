@@ -156,9 +156,14 @@ class Compiler(GemmSchedule, AluSchedule):
                 layer_id += 1
                 seg_layers += 1
                 n_before = len(self.insns)
-                macs = op.lower(self, node, layer_id, args, out)
+                lowered = op.lower(self, node, layer_id, args, out)
                 # Real MACs (the model's) and MAC slots (what its tiles occupy on the array).
+                macs = op.macs(node)
                 slots = sum(instruction_cost(ins, self.cfg)[0] for ins in self.insns[n_before:])
+                if lowered != slots or slots < macs:
+                    raise CompileError(f"layer {node.name} ({node.where}): the lowering of "
+                                       f"{node.op} reports {lowered:,} MAC slots, its instructions "
+                                       f"have {slots:,} for {macs:,} MACs")
                 self.layers.append({"id": layer_id, "name": node.name, "op": node.op,
                                     "where": node.where, "shape": list(node.shape),
                                     "macs": macs, "mac_slots": slots,

@@ -82,6 +82,11 @@ class Op:
         operands' shapes of one sample."""
         return 0
 
+    def macs(self, node: QNode) -> int:
+        """The model's real multiply-accumulates of one sample (what ``thop`` counts), not
+        the array's MAC slots; 0 for an operator without."""
+        return 0
+
     def param_bytes(self, node: QNode) -> int:
         """Bytes of the layer's constants as the NPU holds them (weights, per-channel
         parameters; the compiler's padding excluded); 0 for an operator without."""
@@ -105,7 +110,8 @@ class Op:
         raise NotImplementedError(f"op {self.name}: no golden")
 
     def lower(self, c: Compiler, node: QNode, layer_id: int, args: list[Tensor], out: Tensor) -> int:
-        """Emit the instructions of one layer into compiler ``c``; returns the layer's MACs."""
+        """Emit the instructions of one layer into compiler ``c``; returns the layer's MAC
+        slots (what its GEMM instructions occupy on the array; the compiler checks them)."""
         raise NotImplementedError(f"op {self.name}: no lowering")
 
     def lower_view(self, c: Compiler, node: QNode, args: list[Tensor]) -> Tensor:

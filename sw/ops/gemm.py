@@ -6,6 +6,7 @@ input zero point folded in; a requantization multiplier and shift per channel.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,10 @@ class GemmOp(Op):
     int8 weights and a parameter group (bias, multiplier, shift) per output channel."""
     op_class = "gemm"
     fuses_activation = True
+
+    def macs(self, node: QNode) -> int:
+        # Every output element reduces over one row of weights: Cin/groups * KH * KW, or In.
+        return math.prod(node.shape) * node.attrs.w_q[0].numel()
 
     def param_bytes(self, node: QNode) -> int:
         a = node.attrs
