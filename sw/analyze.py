@@ -1,7 +1,9 @@
 """Co-design analysis of a model on an NPU configuration: ``python -m sw.analyze MODEL``.
 
-MODEL is a zoo name (``lenet5``, ``resnet18``, ...) or ``module:attr`` naming an
-``nn.Module`` (give ``--input-shape``). Prints the per-layer table (real MACs and MAC
+MODEL is a zoo name (``lenet5``, ``resnet18``, ...), ``module:attr`` naming an
+``nn.Module`` (give ``--input-shape``), or an LLM proxy (``bert-base``, ``llama2-7b``,
+``opt-13b``: prefill and decode at ``--seq`` and ``--batch``, weights, KV cache,
+footprint, the NPU against a reference GPU). Prints the per-layer table (real MACs and MAC
 slots, bytes, arithmetic intensity, cycles, utilization, bandwidth and MBU, bound,
 energy), the totals, the hotspots and the share of time per operator class, and
 writes ``layers.csv``, ``analysis.json``, plots (PNG and SVG) and ``report.html`` into
@@ -40,28 +42,60 @@ def _config(args, parser) -> NPUConfig:
 
 
 def _profile_gpu(args, parser) -> int:
-    from sw import zoo
-    from sw.analysis import gpu
-    try:
-        model, shape = zoo.load(args.model)
-    except ValueError as exc:
-        parser.error(str(exc))
-    shape = _shape(args, parser) or shape
-    if shape is None:
-        parser.error("give --input-shape for a model outside the zoo")
-    import torch
-    try:
-        prof = gpu.profile(model, (torch.randn(args.batch, *shape),), name=args.model,
-                           dtype=args.gpu_dtype)
-    except gpu.NoGPUError as exc:
-        print(f"python -m sw.analyze: error: {exc}", file=sys.stderr)
-        return 2
-    gpu._print(prof, 10)
+    """The float model (a zoo model or an LLM proxy's layer) on a CUDA GPU, per module."""
+    from sw.analysis import gpu, llm
+    if args.model not in llm.MODELS and ":" in args.model:
+        parser.error("--profile-gpu takes a zoo name or an LLM proxy")
+    if args.input_shape:
+        parser.error("--profile-gpu runs a zoo model at its own input shape: drop --input-shape")
+    phase = "decode" if args.phase == "both" else args.phase
+    seq = args.seq or 2048
+    profiles = []
+    for batch in args.batches:
+        try:
+            model, inputs = gpu.workload(args.model, batch=batch, phase=phase, seq=seq)
+        except (KeyError, ValueError) as exc:
+            parser.error(str(exc).strip("'\""))
+        try:
+            profiles.append(gpu.profile(model, inputs, name=args.model, dtype=args.gpu_dtype))
+        except gpu.NoGPUError as exc:
+            print(f"python -m sw.analyze: error: {exc}", file=sys.stderr)
+            return 2
+        gpu.print_profile(profiles[-1], args.top)
     if args.out:
         out = pathlib.Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "gpu_profile.json").write_text(json.dumps(prof.to_dict(), indent=1))
+        (out / "gpu_profile.json").write_text(json.dumps([p.to_dict() for p in profiles], indent=1))
         print(f"wrote {out / 'gpu_profile.json'}")
+    return 0
+
+
+def _llm(args, parser) -> int:
+    from sw.analysis import llm, llm_report
+    config = _config(args, parser)
+    cfg = llm.get(args.model)
+    seq = args.seq or min(2048, cfg.positions or 2048)
+    phases = ("prefill", "decode") if args.phase == "both" else (args.phase,)
+    t0 = time.perf_counter()
+
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(f"[{time.perf_counter() - t0:6.1f} s] {line}", file=sys.stderr, flush=True)
+
+    import sw
+    try:
+        a = llm_report.analyze_llm(args.model, config, batches=args.batches, seq=seq,
+                                   phases=phases, clock_mhz=args.clock_mhz,
+                                   dram_gbs=args.dram_gbs, gpu=args.gpu,
+                                   device_gb=args.device_gb, progress=say)
+    except (ValueError, sw.CompileError) as exc:
+        print(f"python -m sw.analyze: error: {exc}", file=sys.stderr)
+        return 1
+    print(llm_report.format_llm(a))
+    if args.out:
+        files = llm_report.write_llm_report(a, args.out)
+        print(f"wrote {', '.join(sorted(p.name for v in files.values() for p in (v if isinstance(v, list) else [v])))} "
+              f"in {args.out}")
     return 0
 
 
@@ -102,21 +136,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--profile-gpu", action="store_true",
                         help="profile the float model on a CUDA GPU (torch profiler) instead")
-    parser.add_argument("--batch", type=int, default=1, help="batch for --profile-gpu (default 1)")
+    parser.add_argument("--batch", default="1",
+                        help="batch for --profile-gpu, batches (comma-separated) for an LLM proxy")
+    llmg = parser.add_argument_group("LLM proxies")
+    llmg.add_argument("--seq", type=int, default=None,
+                      help="prefill length / decode cache length (default 2048, BERT 512)")
+    llmg.add_argument("--phase", choices=("prefill", "decode", "both"), default="both")
+    llmg.add_argument("--device-gb", type=float, default=40.0,
+                      help="device memory to divide between weights and KV cache (default 40)")
+    llmg.add_argument("--gpu", default="H200", help="reference GPU (default H200)")
     parser.add_argument("--gpu-dtype", choices=("fp16", "bf16", "fp32"), default="fp16",
                         help="dtype for --profile-gpu (default fp16)")
     args = parser.parse_args(argv)
-    if args.top < 1 or args.batch < 1:
+    try:
+        args.batches = [int(v) for v in args.batch.split(",")]
+    except ValueError:
+        parser.error(f"--batch {args.batch!r} is not a comma-separated list of ints")
+    args.batch = args.batches[0]
+    if args.top < 1 or min(args.batches) < 1:
         parser.error("--top and --batch must be at least 1")
     if args.profile_gpu:
         return _profile_gpu(args, parser)
+    from sw.analysis import llm
+    if args.model in llm.MODELS:
+        return _llm(args, parser)
 
     from sw import zoo
     from sw.analysis import energy, metrics, report
     config = _config(args, parser)
     if args.model not in zoo.ZOO and ":" not in args.model:   # fail before any work
-        parser.error(f"model {args.model!r} is neither a zoo name ({', '.join(zoo.ZOO)}) "
-                     f"nor module:attr")
+        parser.error(f"model {args.model!r} is neither a zoo name ({', '.join(zoo.ZOO)}), "
+                     f"an LLM proxy ({', '.join(llm.MODELS)}) nor module:attr")
     table = None
     if args.energy_table:
         try:

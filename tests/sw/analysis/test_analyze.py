@@ -158,3 +158,12 @@ def test_cli_errors_after_parsing_are_one_line(argv, message, capsys):
     assert cli.main([*argv, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_profile_gpu_without_a_gpu_says_so(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the no-GPU path is not reachable")
+    assert cli.main(["resnet8", "--profile-gpu"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["resnet8", "--profile-gpu", "--input-shape", "3,32,32"])
