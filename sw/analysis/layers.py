@@ -389,20 +389,6 @@ def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tup
     return compute + memory + tm.layer_overhead, compute, memory
 
 
-def _real_macs(node, in_shape) -> int:
-    """The layer's multiply-accumulates as the model defines them (no padding, no zeros of
-    block-diagonal tiles): conv ``Cout*OH*OW * Cin/groups*KH*KW``, linear ``N*K``."""
-    if node.op == "conv":
-        w = node.attrs.w_q
-        out = 1
-        for v in node.shape:
-            out *= v
-        return out * w.shape[1] * w.shape[2] * w.shape[3]
-    if node.op == "linear":
-        return node.attrs.w_q.shape[0] * node.attrs.w_q.shape[1]
-    return 0
-
-
 def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
             beat_cycles: float) -> list[LayerEstimate]:
     c = Compiler(config, qmodel)
@@ -438,7 +424,7 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
         else:
             cycles, comp, mem = _alu_layer(c, cnt, op, node, layer_id, args, dst)
         out.append(LayerEstimate(layer_id, node.name, node.op, cycles,
-                                 _real_macs(node, src.shape), cnt.traffic, comp, mem))
+                                 op.macs(node), cnt.traffic, comp, mem))
     return out
 
 
