@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import sw
     from sw import digits
 
-    steps = 4 if args.no_rtl else 5
+    steps = 5 if args.no_rtl else 6
     step = 0
 
     def head(text):
@@ -111,30 +111,37 @@ def main(argv: list[str] | None = None) -> int:
         if rtl_layers:
             line += f" {rtl_layers[i]['cycles']:>8,.0f} {rtl_layers[i]['utilization']:>6.1%}"
         print(line)
-    _analysis(program, config)
+    head("co-design analysis: where the cycles, bytes and energy go")
+    _analysis(qmodel, program, config, None if args.no_rtl else st)
     where = "functional model" + ("" if args.no_rtl else " and RTL")
     print(f"PASS: {where} outputs equal the PyTorch integer golden bit for bit")
     return 0
 
 
-def _analysis(program, config: NPUConfig, clock_mhz: float = 200.0) -> None:
-    """Energy and the roofline of one image, counted from the program's instructions (an
-    assumed clock of ``clock_mhz``)."""
-    from sw.analysis import energy, roofline, traffic
-    total, _ = traffic.count_traffic(program.words, config)
-    table = energy.EnergyTable.load()
-    e = energy.estimate(total, config, table)
-    parts = {"MACs": e.mac, "SRAM": sum(e.sram.values()), "DRAM": e.dram,
-             "ALU and store path": e.alu + e.requant}
-    print(f"      energy per image ({table.name}): {e.total / 1e3:,.1f} nJ: "
-          + ", ".join(f"{k} {v / e.total:.0%}" for k, v in parts.items()))
-    roof = roofline.npu_roof(config, clock_mhz=clock_mhz)
-    real_ops = 2 * sum(layer["macs"] for layer in program.layers)
-    dram = total.dram_read_bytes + total.dram_write_bytes + total.insn_bytes
-    intensity = real_ops / dram
-    print(f"      arithmetic intensity {intensity:.1f} ops per DRAM byte against the ridge "
-          f"{roof.ridge:.0f} of the {roof.name} (one {config.dma_bytes}-byte bus beat a cycle): "
-          f"{roof.bound(intensity)}-bound")
+def _analysis(qmodel, program, config: NPUConfig, rtl_stats: dict | None,
+              clock_mhz: float = 200.0) -> None:
+    """The co-design analysis of one image (``sw.analysis.metrics``) at an assumed clock
+    of ``clock_mhz``: cycles measured on the RTL (or from the performance model without
+    it), the model against the RTL, and the report written under build/demo/analysis."""
+    import pathlib
+
+    from sw.analysis import metrics, report
+    model = metrics.model_timing(program, clock_mhz=clock_mhz)
+    timing = model
+    if rtl_stats is not None:
+        timing = metrics.Timing("rtl", rtl_stats["cycles_per_run"],
+                                {layer["id"]: layer["cycles"] for layer in rtl_stats["layers"]})
+    a = metrics.analyze_program(qmodel, program, timing, name="digits CNN", clock_mhz=clock_mhz)
+    for line in report.format_summary(a, top=3).splitlines():
+        print(f"      {line}")
+    if rtl_stats is not None:
+        worst = max(abs(model.layers[k] - c) / c for k, c in timing.layers.items() if c)
+        print(f"      performance model: {model.cycles:,} cycles against the RTL's "
+              f"{timing.cycles:,.0f} ({100 * (model.cycles - timing.cycles) / timing.cycles:+.2f} %; "
+              f"worst layer {100 * worst:.2f} %)")
+    out = pathlib.Path("build") / "demo" / "analysis"
+    report.write_report(a, out)
+    print(f"      tables and plots: {out / 'report.html'} (and CSV, JSON, PNG, SVG beside it)")
 
 
 if __name__ == "__main__":
