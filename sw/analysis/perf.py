@@ -267,16 +267,19 @@ class _Model:
         if k >= len(ql):
             return False
         j = ql[k]
-        t = max(self.ready[q], self.disp[j] + _FIFO_LATENCY)
+        taken = self.take[q]
+        if len(taken) == k:
+            # Taken into the unit (its WAIT state): a slot of the queue is free again.
+            taken.append(max(self.ready[q], self.disp[j] + _FIFO_LATENCY))
+            self._dispatch_all()
+        t = taken[k]
         w = self._wait(q, j, t)
         if w is None:
             return False
         self.ptr[q] = k + 1
-        self.take[q].append(t)
         self.stall[q] += w - t - 1
         insn = self.insns[j]
         if q is Queue.LOAD:
-            self._dispatch_all()             # the slot it frees lets fetch go on
             end = self._load(insn, w)
         elif q is Queue.COMPUTE:
             end = self._compute(j, insn, w)
@@ -359,8 +362,16 @@ class _Model:
             c = pads(c, f["pad_bottom"] * row_len)
         finish = max(c, last_resp + 1)
         # Instruction fetches on the shared read port take its cycles.
-        if self.fetch and total_vectors:
-            extra = self._fetch_delay(a_first, data_cycles)
+        if total_vectors:
+            # The other units' work while this LOAD runs frees queue slots: dispatch, and
+            # with it fetch, goes on, and the fetches take the read port first.
+            extra = 0
+            for _ in range(4):
+                self._advance_others(finish + extra)
+                new = self._fetch_delay(a_first, data_cycles)
+                if new == extra:
+                    break
+                extra = new
             finish += extra
             ram += extra
         self.ram_free = ram
@@ -368,6 +379,19 @@ class _Model:
         if f["push_next"]:
             self.pushes[TokenQueue.L2C].append(finish)
         return finish + 1
+
+    def _advance_others(self, until) -> None:
+        """Time the compute and store instructions taken before cycle ``until``."""
+        progress = True
+        while progress:
+            progress = False
+            for q in (Queue.COMPUTE, Queue.STORE):
+                k = self.ptr[q]
+                if k < len(self.qlist[q]):
+                    j = self.qlist[q][k]
+                    if max(self.ready[q], self.disp[j] + _FIFO_LATENCY) < until and self.step(q):
+                        progress = True
+                        self._dispatch_all()
 
     def _fetch_delay(self, start, cycles) -> int:
         """Cycles the fetch unit, first on the shared read port, adds to ``cycles`` of
