@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 
 from hw import isa
 from hw.config import NPUConfig, require_config
@@ -116,10 +116,24 @@ class PerfEstimate:
     stall_store_cycles: int
     layers: tuple[LayerEstimate, ...]     #: the program's layers, in its order
     other_cycles: int                     #: cycles of no listed layer (before the first CONFIG)
-    spans: tuple[Span, ...]               #: one per load, compute and store instruction
     npu_segments: int                     #: NPU instruction streams run
     host_segments: tuple[str, ...]        #: host operators: no NPU cycles counted for them
     dram: DramTiming
+    #: The timeline, compact: (queue, index, layer, begin, end) rows and every opcode.
+    _span_rows: tuple = field(default=((), ()), repr=False, compare=False)
+
+    @cached_property
+    def spans(self) -> tuple[Span, ...]:
+        """One :class:`~sw.analysis.trace.Span` per load, compute and store instruction,
+        in the order they start (made on first use: a sweep needs none)."""
+        rows, ops = self._span_rows
+        names = {q.value: QUEUE_NAMES[q] for q in Queue}
+        opnames = {op.value: op.name for op in Opcode}
+        spans = [Span(queue=names[q], index=j, opcode=opnames[ops[j]], layer=layer,
+                      begin=int(math.ceil(b)), end=int(math.ceil(e)))
+                 for q, j, layer, b, e in rows]
+        spans.sort(key=lambda s: (s.begin, s.index))
+        return tuple(spans)
 
     def utilization(self, config: NPUConfig) -> float:
         """MAC slots used over those available in ``cycles`` (0 for no cycles)."""
@@ -140,40 +154,110 @@ def _run_beats(offset: int, stride: int, nbytes: int, n: int, beat: int) -> tupl
     return total, last, prev
 
 
+def _pads(pend: list, c, k: int):
+    """The walk's cycle after ``k`` padding vectors from cycle ``c``: one per cycle in
+    which no DMA response (cycles ``pend``) is written."""
+    for p in pend:
+        if c <= p < c + k:
+            k += 1
+    return c + k
+
+
 def _beats(addr: int, nbytes: int, beat: int) -> int:
     return (addr % beat + nbytes + beat - 1) // beat
 
 
-class _Model:
-    """The simulation state of one NPU segment."""
+# Queues and token queues as list indices (hw.isa.Queue / TokenQueue values).
+_LQ, _CQ, _SQ = Queue.LOAD.value, Queue.COMPUTE.value, Queue.STORE.value
+_L2C, _C2L, _C2S, _S2C = (TokenQueue.L2C.value, TokenQueue.C2L.value, TokenQueue.C2S.value,
+                          TokenQueue.S2C.value)
+_FLAG_BIT = {flag: 1 << i for i, flag in enumerate(isa.DEP_FLAGS)}
+#: Per queue: the token queues popped and pushed, by the header bit that asks for each.
+_POPS = [[(_FLAG_BIT[flag], t.value) for flag, t in isa.TOKEN_POPS[q].items()] for q in Queue]
+_PUSHES = [[(_FLAG_BIT[flag], t.value) for flag, t in isa.TOKEN_PUSHES[q].items()] for q in Queue]
+_PP, _PN = _FLAG_BIT["push_prev"], _FLAG_BIT["push_next"]
+#: The fields the model reads, per opcode, in the order of its records.
+_RECORD_FIELDS = {
+    Opcode.LOAD: ("mem", "dram", "y_size", "x_size", "y_stride", "x_stride", "length",
+                  "pad_top", "pad_bottom", "pad_left", "pad_right"),
+    Opcode.GEMM: ("wgt", "inp", "m", "keep_wgt"),
+    Opcode.ALU: ("use_imm", "dst", "src", "count", "dst_stride", "src_stride"),
+    Opcode.STORE: ("dram", "rows", "stride", "length"),
+    Opcode.CONFIG: ("key", "value"),
+    Opcode.SYNC: ("queue",),
+}
+_ELEM_BYTES = {m.value: b for m, b in DRAM_ELEM_BYTES.items()}
 
-    def __init__(self, config: NPUConfig, dram: DramTiming, insns, layer0: int) -> None:
+
+def _decode(blob: bytes):
+    """Instruction words (little-endian bytes) as columns: opcodes, dependency flags and,
+    per opcode, the records of the fields the model reads (numpy, no per-word Python).
+
+    Raises :class:`hw.isa.ISAError` for an illegal opcode."""
+    import numpy as np
+    raw = np.frombuffer(blob, dtype="<u8").reshape(-1, 2)
+    lo, hi = raw[:, 0], raw[:, 1]
+
+    def field(offset: int, width: int):
+        mask = np.uint64((1 << width) - 1)
+        if offset >= 64:
+            return (hi >> np.uint64(offset - 64)) & mask
+        if offset + width <= 64:
+            return (lo >> np.uint64(offset)) & mask
+        low = 64 - offset
+        return ((lo >> np.uint64(offset)) | (hi << np.uint64(low))) & mask
+
+    layout = {name: (offset, width) for name, _, offset, width in isa.fields_of(Opcode.LOAD)}
+    ops = field(*layout["opcode"]).astype(np.int64)
+    legal = np.isin(ops, [op.value for op in Opcode])
+    if not legal.all():
+        bad = int(np.flatnonzero(~legal)[0])
+        raise isa.ISAError(f"illegal opcode {int(ops[bad])} in instruction {bad}")
+    flags = np.zeros(len(ops), dtype=np.int64)
+    for flag, bit in _FLAG_BIT.items():
+        flags |= field(*layout[flag]).astype(np.int64) * bit
+    records = [()] * len(ops)
+    for op, names in _RECORD_FIELDS.items():
+        where = np.flatnonzero(ops == op.value)
+        if not len(where):
+            continue
+        offsets = {name: (offset, width) for name, _, offset, width in isa.fields_of(op)}
+        cols = [field(*offsets[name])[where].tolist() for name in names]
+        for i, rec in zip(where.tolist(), zip(*cols)):
+            records[i] = rec
+    return ops.tolist(), flags.tolist(), records
+
+
+class _Model:
+    """The simulation state of one NPU segment (instructions as :func:`_decode` gives them)."""
+
+    def __init__(self, config: NPUConfig, dram: DramTiming, ops, flags, records) -> None:
         cfg = self.cfg = config
-        self.insns = insns
+        self.ops, self.flags, self.records = ops, flags, records
         self.B = cfg.dma_bytes
         bpc = dram.bytes_per_cycle
-        self.beat_cycles = 1.0 if bpc is None or bpc >= self.B else self.B / bpc
+        self.beat_cycles = 1 if bpc is None or bpc >= self.B else self.B / bpc
         self.lat = dram.latency - 1          # extra read latency over the harness RAM
         self.insn_beats = _beats(0, INSN_BYTES, self.B) * self.beat_cycles
         self.L = cfg.rows + cfg.cols - 1    # the array's latency
         self.depth = cfg.insn_queue_depth
         self.tok_depth = cfg.token_queue_depth
-        n = len(insns)
+        n = len(ops)
         self.n = n
         self.fetch = []                      # AR cycle of each word fetched
         self.disp = []                       # dispatch cycle of each word
-        self.queue_of = [None] * n
-        self.qlist = {q: [] for q in Queue}  # instruction indices per queue, in order
-        self.take = {q: [] for q in Queue}   # cycle each was taken from its queue
-        self.ptr = {q: 0 for q in Queue}
-        self.ready = {q: 0 for q in Queue}   # the unit's IDLE: the earliest take
-        self.pushes = {t: [] for t in TokenQueue}   # give cycle of each push
-        self.pushes_started = {t: 0 for t in TokenQueue}
-        self.pops = {t: [] for t in TokenQueue}     # start cycle of each pop
-        self.stall = {q: 0 for q in Queue}
-        self.spans = []
-        self.disp_layer = layer0
-        self.layer_of = [layer0] * n
+        self.qlist = [[], [], []]            # instruction indices per queue, in order
+        self.take = [[], [], []]             # cycle each was taken from its queue
+        self.ptr = [0, 0, 0]
+        self.ready = [0, 0, 0]               # the unit's IDLE: the earliest take
+        self.pushes = [[], [], [], []]       # give cycle of each push, per token queue
+        self.pushes_started = [0, 0, 0, 0]
+        self.pops = [[], [], [], []]         # start cycle of each pop
+        self.stall = [0, 0, 0]
+        self.blocked = None                  # (queue, take index) dispatch waits for
+        self.spans = []                      # (queue, index, begin, end)
+        self.disp_layer = 0
+        self.layer_of = [0] * n
         # compute unit
         self.last_buf = 0
         self.buf_free = [0, 0]               # first cycle the weight buffer may be written
@@ -183,7 +267,7 @@ class _Model:
         self.pipe_empty = 0
         self.array_busy = 0
         self.busy_by_layer = {}
-        self.cu_layer = layer0
+        self.cu_layer = 0
         self.layer_changes = []              # (cycle, layer) as the compute unit sees them
         # load bus
         self.ram_free = 0
@@ -191,76 +275,95 @@ class _Model:
 
     # ------------------------------------------------------------ fetch and dispatch
     def _dispatch_all(self) -> None:
-        insns, depth = self.insns, self.depth
-        fetch, disp = self.fetch, self.disp
-        while len(disp) < self.n:
+        blocked = self.blocked
+        if blocked is not None:
+            if len(self.take[blocked[0]]) <= blocked[1]:
+                return
+            self.blocked = None
+        ops, records, depth, n = self.ops, self.records, self.depth, self.n
+        fetch, disp, qlist, take = self.fetch, self.disp, self.qlist, self.take
+        arrive = self.lat + self.insn_beats + 1 + _FIFO_LATENCY
+        while len(disp) < n:
             j = len(disp)
-            self._fetch_ahead()
-            t = fetch[j] + self.lat + self.insn_beats + 1 + _FIFO_LATENCY
-            if j:
-                t = max(t, disp[-1] + 1)
-            insn = insns[j]
-            op = insn.opcode
-            q = None if op is Opcode.FINISH else isa.queue_of(op, insn.fields.get("queue"))
-            if q is not None:
-                k = len(self.qlist[q])
-                if k >= depth:
-                    taken = self.take[q]
-                    if k - depth >= len(taken):
-                        return                   # the queue is full until its unit takes one
-                    t = max(t, taken[k - depth] + 1)
-                self.qlist[q].append(j)
-            self.queue_of[j] = q
+            if j >= len(fetch):
+                self._fetch_ahead()
+            t = fetch[j] + arrive
+            if j and disp[-1] + 1 > t:
+                t = disp[-1] + 1
+            op = ops[j]
+            if op == _FINISH:
+                q = -1
+            elif op == _LOAD:
+                q = _LQ
+            elif op == _STORE:
+                q = _SQ
+            elif op == _SYNC:
+                q = records[j][0]
+            else:
+                q = _CQ
+            if q >= 0:
+                ql = qlist[q]
+                k = len(ql) - depth
+                if k >= 0:
+                    taken = take[q]
+                    if k >= len(taken):
+                        self.blocked = (q, k)    # the queue is full until its unit takes one
+                        return
+                    if taken[k] + 1 > t:
+                        t = taken[k] + 1
+                ql.append(j)
             disp.append(t)
             self._fetch_ahead()
             self.layer_of[j] = self.disp_layer
-            if op is Opcode.CONFIG and insn.fields["key"] is isa.CfgKey.LAYER:
-                self.disp_layer = insn.fields["value"]
+            if op == _CONFIG and records[j][0] == _LAYER_KEY:
+                self.disp_layer = records[j][1]
 
     def _fetch_ahead(self) -> None:
         """Time every fetch the dispatched words make room for (the fetch unit keeps up
         to ``FETCH_DEPTH`` words fetched and not dispatched)."""
         fetch, disp = self.fetch, self.disp
-        while len(fetch) < min(self.n, len(disp) + FETCH_DEPTH):
+        top = min(self.n, len(disp) + FETCH_DEPTH)
+        beats = self.insn_beats
+        while len(fetch) < top:
             j = len(fetch)
-            f = _START_DELAY if j == 0 else fetch[-1] + self.insn_beats
-            if j >= FETCH_DEPTH:
-                f = max(f, disp[j - FETCH_DEPTH] + 1)
+            f = _START_DELAY if j == 0 else fetch[-1] + beats
+            if j >= FETCH_DEPTH and disp[j - FETCH_DEPTH] + 1 > f:
+                f = disp[j - FETCH_DEPTH] + 1
             fetch.append(f)
 
     # ------------------------------------------------------------ tokens
-    def _wait(self, q: Queue, j: int, t: int):
+    def _wait(self, q: int, j: int, t):
         """The cycle ``j`` (taken in ``t``) takes its tokens, or None when a token it
         needs is not yet known."""
-        f = self.insns[j].fields
+        fl = self.flags[j]
         w = t + 1
-        for flag, tq in isa.TOKEN_POPS[q].items():
-            if f[flag]:
-                k = len(self.pops[tq])
-                if k >= len(self.pushes[tq]):
-                    return None
-                w = max(w, self.pushes[tq][k] + 1)
-        for flag, tq in isa.TOKEN_PUSHES[q].items():
-            if f[flag]:
-                k = self.pushes_started[tq] - self.tok_depth
-                if k >= 0:
-                    if k >= len(self.pops[tq]):
+        if fl:
+            pops, pushes = self.pops, self.pushes
+            for bit, tq in _POPS[q]:
+                if fl & bit:
+                    k = len(pops[tq])
+                    if k >= len(pushes[tq]):
                         return None
-                    w = max(w, self.pops[tq][k] + 1)
-        for flag, tq in isa.TOKEN_POPS[q].items():
-            if f[flag]:
-                self.pops[tq].append(w)
-        for flag, tq in isa.TOKEN_PUSHES[q].items():
-            if f[flag]:
-                self.pushes_started[tq] += 1
+                    if pushes[tq][k] + 1 > w:
+                        w = pushes[tq][k] + 1
+            for bit, tq in _PUSHES[q]:
+                if fl & bit:
+                    k = self.pushes_started[tq] - self.tok_depth
+                    if k >= 0:
+                        if k >= len(pops[tq]):
+                            return None
+                        if pops[tq][k] + 1 > w:
+                            w = pops[tq][k] + 1
+            for bit, tq in _POPS[q]:
+                if fl & bit:
+                    pops[tq].append(w)
+            for bit, tq in _PUSHES[q]:
+                if fl & bit:
+                    self.pushes_started[tq] += 1
         return w
 
-    def _give(self, q: Queue, j: int, flag: str, when) -> None:
-        if self.insns[j].fields[flag]:
-            self.pushes[isa.TOKEN_PUSHES[q][flag]].append(when)
-
     # ------------------------------------------------------------ the units
-    def step(self, q: Queue) -> bool:
+    def step(self, q: int) -> bool:
         """Run the next instruction of queue ``q`` if it can be timed now."""
         k = self.ptr[q]
         ql = self.qlist[q]
@@ -270,7 +373,8 @@ class _Model:
         taken = self.take[q]
         if len(taken) == k:
             # Taken into the unit (its WAIT state): a slot of the queue is free again.
-            taken.append(max(self.ready[q], self.disp[j] + _FIFO_LATENCY))
+            t = self.disp[j] + _FIFO_LATENCY
+            taken.append(t if t > self.ready[q] else self.ready[q])
             self._dispatch_all()
         t = taken[k]
         w = self._wait(q, j, t)
@@ -278,52 +382,45 @@ class _Model:
             return False
         self.ptr[q] = k + 1
         self.stall[q] += w - t - 1
-        insn = self.insns[j]
-        if q is Queue.LOAD:
-            end = self._load(insn, w)
-        elif q is Queue.COMPUTE:
-            end = self._compute(j, insn, w)
+        if q == _LQ:
+            end = self._load(j, w)
+        elif q == _CQ:
+            end = self._compute(j, w)
         else:
-            end = self._store(j, insn, w)
-        self.spans.append(Span(queue=QUEUE_NAMES[q], index=j, opcode=insn.opcode.name,
-                               layer=self.layer_of[j], begin=int(t), end=int(end)))
-        self.end = max(self.end, end)
+            end = self._store(j, w)
+        self.spans.append((q, j, t, end))
+        if end > self.end:
+            self.end = end
         return True
 
-    def _load(self, insn, w):
-        f = insn.fields
-        if insn.opcode is not Opcode.LOAD:
+    def _load(self, j, w):
+        if self.ops[j] != _LOAD:
             # SYNC: viewed as a LOAD of no vectors, done in the first RUN cycle.
-            self.ready[Queue.LOAD] = w + 2
-            if f["push_next"]:
-                self.pushes[TokenQueue.L2C].append(w + 1)
+            self.ready[_LQ] = w + 2
+            if self.flags[j] & _PN:
+                self.pushes[_L2C].append(w + 1)
             return w + 2
+        mem, dram, y, xs, ys, nx, length, pt, pb, pl, pr = self.records[j]
         B = self.B
         bc = self.beat_cycles
-        nbytes = f["length"] * DRAM_ELEM_BYTES[f["mem"]]
-        pl, pr, xs, nx = f["pad_left"], f["pad_right"], f["x_size"], f["x_stride"]
+        lat = self.lat
+        nbytes = length * _ELEM_BYTES[mem]
         row_len = pl + xs + pr
         c = w + 1                            # the walk's next cycle
         pend = []                            # cycles a DMA response is written
         last_resp = -1
         row_data = 0
+        pads = _pads
 
-        def pads(c, k):
-            for p in pend:
-                if c <= p < c + k:
-                    k += 1
-            return c + k
-
-        total_vectors = f["y_size"] * xs
         a_first = None
         data_cycles = 0
-        if f["pad_top"]:
-            c += f["pad_top"] * row_len
+        if pt:
+            c += pt * row_len
         ram = max(self.ram_free, c)
         rows_done = 0
         period = None
-        y = f["y_size"]
-        addr = f["dram"]
+        addr = dram
+        same_rows = ys % B == 0
         while rows_done < y:
             if period is not None:
                 # Every further row repeats the row before it (same alignment).
@@ -336,64 +433,66 @@ class _Model:
                 break
             c_row = c
             if pl:
-                c = pads(c, pl)
-            total, b_last, b_prev = _run_beats(addr % B, nx % B, nbytes, xs, B)
-            a1 = max(c, ram)
+                c = pads(pend, c, pl)
+            total, b_last, _ = _run_beats(addr % B, nx % B, nbytes, xs, B)
+            a1 = c if c > ram else ram
             if a_first is None:
                 a_first = a1
             row_data = total * bc
             data_cycles += row_data
             a_n = a1 + (total - b_last) * bc
             ram = a_n + b_last * bc
-            resp_last = ram + self.lat + 1
+            resp_last = ram + lat + 1
             pend = [p for p in pend if p > a_n]
             if xs >= 2:
-                pend.append(a_n + self.lat + 1)
+                pend.append(a_n + lat + 1)
             pend.append(resp_last)
             last_resp = resp_last
             c = a_n + 1
             if pr:
-                c = pads(c, pr)
+                c = pads(pend, c, pr)
             rows_done += 1
-            addr += f["y_stride"]
-            if rows_done == 2 and f["y_stride"] % B == 0:
+            addr += ys
+            if rows_done == 2 and same_rows:
                 period = c - c_row
-        if f["pad_bottom"]:
-            c = pads(c, f["pad_bottom"] * row_len)
-        finish = max(c, last_resp + 1)
-        # Instruction fetches on the shared read port take its cycles.
-        if total_vectors:
+        if pb:
+            c = pads(pend, c, pb * row_len)
+        finish = c if c > last_resp + 1 else last_resp + 1
+        if y * xs:
             # The other units' work while this LOAD runs frees queue slots: dispatch, and
             # with it fetch, goes on, and the fetches take the read port first.
             extra = 0
             for _ in range(4):
                 self._advance_others(finish + extra)
-                new = self._fetch_delay(a_first, data_cycles)
+                new = self._fetch_delay(a_first, data_cycles) if self.fetch[-1] + self.insn_beats > a_first else 0
                 if new == extra:
                     break
                 extra = new
             finish += extra
             ram += extra
         self.ram_free = ram
-        self.ready[Queue.LOAD] = finish + 1
-        if f["push_next"]:
-            self.pushes[TokenQueue.L2C].append(finish)
+        self.ready[_LQ] = finish + 1
+        if self.flags[j] & _PN:
+            self.pushes[_L2C].append(finish)
         return finish + 1
 
     def _advance_others(self, until) -> None:
         """Time the compute and store instructions taken before cycle ``until``."""
         progress = True
+        ptr, qlist, ready, disp = self.ptr, self.qlist, self.ready, self.disp
+        cl, sl = qlist[_CQ], qlist[_SQ]
         while progress:
             progress = False
-            for q in (Queue.COMPUTE, Queue.STORE):
-                k = self.ptr[q]
-                if k < len(self.qlist[q]):
-                    j = self.qlist[q][k]
-                    if max(self.ready[q], self.disp[j] + _FIFO_LATENCY) < until and self.step(q):
-                        progress = True
-                        self._dispatch_all()
+            k = ptr[_CQ]
+            if k < len(cl) and ready[_CQ] < until and disp[cl[k]] + _FIFO_LATENCY < until \
+                    and self.step(_CQ):
+                progress = True
+            k = ptr[_SQ]
+            if k < len(sl) and ready[_SQ] < until and disp[sl[k]] + _FIFO_LATENCY < until \
+                    and self.step(_SQ):
+                progress = True
 
-    def _fetch_delay(self, start, cycles) -> int:
+    def _fetch_delay(self, start, cycles):
         """Cycles the fetch unit, first on the shared read port, adds to ``cycles`` of
         load bursts from ``start``: a fetch burst under way holds the port to its end,
         and the fetch unit wins every cycle it asks."""
@@ -403,7 +502,8 @@ class _Model:
         n = len(fetch)
         while left > 0:
             if i < n and fetch[i] <= t:
-                t = max(t, fetch[i] + beats)
+                if fetch[i] + beats > t:
+                    t = fetch[i] + beats
                 i += 1
                 continue
             run = left if i >= n else min(left, fetch[i] - t)
@@ -411,13 +511,19 @@ class _Model:
             left -= run
         return t - start - cycles
 
-    def _compute(self, j, insn, w):
-        f = insn.fields
-        op = insn.opcode
+    def _give(self, j, pp, pn) -> None:
+        fl = self.flags[j]
+        if fl & _PP:
+            self.pushes[_C2L].append(pp)
+        if fl & _PN:
+            self.pushes[_C2S].append(pn)
+
+    def _compute(self, j, w):
+        op = self.ops[j]
         cfg = self.cfg
-        C, R, L = cfg.cols, cfg.rows, self.L
-        if op is Opcode.GEMM:
-            if f["keep_wgt"]:
+        if op == _GEMM:
+            wgt, inp, m, keep = self.records[j]
+            if keep:
                 nb = self.last_buf
                 hs = w + 1
             else:
@@ -426,86 +532,90 @@ class _Model:
                 s_end = self.s_h + self.s_m          # the streamer's last read cycle
                 banks = cfg.spad_banks
                 if r0 <= s_end:
+                    # The streamer reads first; both walk consecutive rows, so after one
+                    # collision they fall into step on alternate banks.
                     if banks == 1:
                         r0 = s_end + 1
-                    elif (f["wgt"] - (self.s_inp + r0 - self.s_h - 1)) % banks == 0:
+                    elif (wgt - (self.s_inp + r0 - self.s_h - 1)) % banks == 0:
                         r0 += 1
-                hs = r0 + C + 1
+                hs = r0 + cfg.cols + 1
                 self.last_buf = nb
             h = max(hs, self.s_h + self.s_m)
-            m = f["m"]
-            self.s_h, self.s_m, self.s_inp = h, m, f["inp"]
-            self.buf_free[nb] = h + m + R + 3
+            L = self.L
+            self.s_h, self.s_m, self.s_inp = h, m, inp
+            self.buf_free[nb] = h + m + cfg.rows + 3
             self.pipe_empty = h + m + L + 2
             self.array_busy += m
-            self.busy_by_layer[self.cu_layer] = self.busy_by_layer.get(self.cu_layer, 0) + m
-            self._give(Queue.COMPUTE, j, "push_prev", h + m)
-            self._give(Queue.COMPUTE, j, "push_next", h + m + 1 + L)
-            self.ready[Queue.COMPUTE] = h + 1
+            layer = self.cu_layer
+            self.busy_by_layer[layer] = self.busy_by_layer.get(layer, 0) + m
+            self._give(j, h + m, h + m + 1 + L)
+            self.ready[_CQ] = h + 1
             return h + m + 2 + L
         d = max(w + 1, self.pipe_empty)
-        if op is Opcode.ALU:
-            n = f["count"]
+        if op == _ALU:
+            use_imm, dst, src, count, ds, ss = self.records[j]
+            n = count
             banks = cfg.acc_banks
-            if not f["use_imm"]:
-                ds, ss = f["dst_stride"], f["src_stride"]
-                dst, src = f["dst"], f["src"]
+            if not use_imm:
+                # Destination and source in one bank: two reads.
                 if banks == 1:
-                    n += f["count"]
+                    n += count
                 elif (ds - ss) % banks == 0:
                     if (dst - src) % banks == 0:
-                        n += f["count"]
+                        n += count
                 else:
-                    n += sum(1 for i in range(f["count"]) if (dst - src + i * (ds - ss)) % banks == 0)
+                    n += sum(1 for i in range(count) if (dst - src + i * (ds - ss)) % banks == 0)
             done = d + 1 + n
         else:
             done = d
-            if op is Opcode.CONFIG and f["key"] is isa.CfgKey.LAYER:
-                self.cu_layer = f["value"]
-                self.layer_changes.append((d, f["value"]))
-        self._give(Queue.COMPUTE, j, "push_prev", done)
-        self._give(Queue.COMPUTE, j, "push_next", done)
-        self.ready[Queue.COMPUTE] = done + 1
+            if op == _CONFIG and self.records[j][0] == _LAYER_KEY:
+                self.cu_layer = self.records[j][1]
+                self.layer_changes.append((d, self.cu_layer))
+        self._give(j, done, done)
+        self.ready[_CQ] = done + 1
         return done + 1
 
-    def _store(self, j, insn, w):
-        f = insn.fields
-        if insn.opcode is not Opcode.STORE:
+    def _store(self, j, w):
+        if self.ops[j] != _STORE:
             # SYNC (the compiler emits none here): its tokens once the unit has it.
-            self.ready[Queue.STORE] = w + 2
-            self._give(Queue.STORE, j, "push_prev", w + 1)
+            self.ready[_SQ] = w + 2
+            if self.flags[j] & _PP:
+                self.pushes[_S2C].append(w + 1)
             return w + 2
-        B, bc = self.B, self.beat_cycles
+        dram, rows, stride, length = self.records[j]
+        B, bc, lat = self.B, self.beat_cycles, self.lat
         # PARAM (3 rows + 1), the first row's read, the requantizer, the output FIFO.
         a = w + 1 + PARAM_GROUP_ROWS + 1 + Requantizer.LATENCY + _FIFO_LATENCY
-        rows, length, stride = f["rows"], f["length"], f["stride"]
         if rows > 1:
             a += 1      # measured on the RTL: the second row reaches the writer a cycle late
-        total, b_last, _ = _run_beats(f["dram"] % B, stride % B, length, rows, B)
+        total, b_last, _ = _run_beats(dram % B, stride % B, length, rows, B)
         # Each row: the writer's IDLE and ADDR cycles, its beats, the response.
-        a_last = a + (2 * (rows - 1) + (total - b_last) * bc) + (rows - 1) * self.lat
-        finish = a_last + b_last * bc + 3 + self.lat
-        self.ready[Queue.STORE] = finish + 1
-        self._give(Queue.STORE, j, "push_prev", finish)
+        a_last = a + (2 * (rows - 1) + (total - b_last) * bc) + (rows - 1) * lat
+        finish = a_last + b_last * bc + 3 + lat
+        self.ready[_SQ] = finish + 1
+        if self.flags[j] & _PP:
+            self.pushes[_S2C].append(finish)
         return finish + 1
 
     def run(self) -> None:
         self._dispatch_all()
-        if self.disp:
-            self.end = self.disp[-1] + 1         # FINISH dispatched
         progress = True
         while progress:
             progress = False
-            for q in Queue:
+            for q in (_LQ, _CQ, _SQ):
                 while self.step(q):
                     progress = True
-                    self._dispatch_all()
-            self._dispatch_all()
-        self.end = max(self.end, self.disp[-1] + 1 if self.disp else 0)
-        stuck = [q.name for q in Queue if self.ptr[q] < len(self.qlist[q])]
+        self.end = max(self.end, self.disp[-1] + 1 if self.disp else 0)   # FINISH dispatched
+        stuck = [Queue(q).name for q in range(3) if self.ptr[q] < len(self.qlist[q])]
         if stuck or len(self.disp) < self.n:
             raise ValueError(f"the program deadlocks: the {', '.join(stuck) or 'dispatch'} queue "
                              f"waits for a token nothing gives")
+
+
+_LOAD, _STORE, _GEMM, _ALU, _CONFIG, _SYNC, _FINISH = (
+    Opcode.LOAD.value, Opcode.STORE.value, Opcode.GEMM.value, Opcode.ALU.value,
+    Opcode.CONFIG.value, Opcode.SYNC.value, Opcode.FINISH.value)
+_LAYER_KEY = isa.CfgKey.LAYER.value
 
 
 def _npu_streams(program) -> tuple[list[tuple[int, int]], tuple[str, ...]]:
@@ -543,17 +653,19 @@ def estimate(program, config: NPUConfig | None = None, *,
         dram = DramTiming()
     elif not isinstance(dram, DramTiming):
         raise TypeError(f"dram must be a DramTiming, not {type(dram).__name__}")
-    words = program.words
     streams, host = _npu_streams(program)
-    spans = []
+    blob = program.dram[program.insn_base:program.insn_base + INSN_BYTES * program.insn_count]
+    ops_all, flags_all, records_all = _decode(blob.tobytes())
+    rows = []
     layer_cycles: dict[int, int] = {}
     busy_by_layer: dict[int, int] = {}
     cycles = busy = 0
-    stall = {q: 0 for q in Queue}
+    stall = [0, 0, 0]
     offset = 0
     for start, count in streams:
-        insns = [isa.decode(w) for w in words[start:start + count]]
-        model = _Model(config, dram, insns, 0)
+        stop = start + count
+        model = _Model(config, dram, ops_all[start:stop], flags_all[start:stop],
+                       records_all[start:stop])
         model.run()
         total = int(math.ceil(model.end)) + _DONE_DELAY
         # Per-layer cycles: the compute unit's layer at each counted cycle.
@@ -565,23 +677,23 @@ def estimate(program, config: NPUConfig | None = None, *,
         layer_cycles[prev_layer] = layer_cycles.get(prev_layer, 0) + total - prev_t
         for k, v in model.busy_by_layer.items():
             busy_by_layer[k] = busy_by_layer.get(k, 0) + v
-        for s in model.spans:
-            spans.append(Span(queue=s.queue, index=s.index + start, opcode=s.opcode, layer=s.layer,
-                              begin=s.begin + offset, end=s.end + offset))
+        layer_of = model.layer_of
+        rows.extend((q, j + start, layer_of[j], b + offset, e + offset)
+                    for q, j, b, e in model.spans)
         offset += total
         cycles += total
         busy += model.array_busy
-        for q in Queue:
-            stall[q] += int(model.stall[q])
+        for q in range(3):
+            stall[q] += int(math.ceil(model.stall[q]))
     known = {layer["id"] for layer in program.layers}
     layers = tuple(LayerEstimate(id=layer["id"], name=layer["name"],
                                  cycles=layer_cycles.get(layer["id"], 0),
                                  array_busy_cycles=busy_by_layer.get(layer["id"], 0))
                    for layer in program.layers)
-    spans.sort(key=lambda s: (s.begin, s.index))
     return PerfEstimate(
         cycles=cycles, array_busy_cycles=busy, mac_slots=busy * config.macs,
-        stall_load_cycles=stall[Queue.LOAD], stall_compute_cycles=stall[Queue.COMPUTE],
-        stall_store_cycles=stall[Queue.STORE], layers=layers,
+        stall_load_cycles=stall[_LQ], stall_compute_cycles=stall[_CQ],
+        stall_store_cycles=stall[_SQ], layers=layers,
         other_cycles=sum(c for k, c in layer_cycles.items() if k not in known),
-        spans=tuple(spans), npu_segments=len(streams), host_segments=host, dram=dram)
+        npu_segments=len(streams), host_segments=host, dram=dram,
+        _span_rows=(tuple(rows), tuple(ops_all)))
