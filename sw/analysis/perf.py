@@ -272,6 +272,7 @@ class _Model:
         # load bus
         self.ram_free = 0
         self.end = 0
+        self._walks = {}                     # walk timings by pattern, from a free port
 
     # ------------------------------------------------------------ fetch and dispatch
     def _dispatch_all(self) -> None:
@@ -402,6 +403,42 @@ class _Model:
             return w + 2
         mem, dram, y, xs, ys, nx, length, pt, pb, pl, pr = self.records[j]
         B = self.B
+        if self.ram_free <= w + 1:
+            # The read port is free when the walk starts: the walk's timing relative to
+            # its start depends only on the pattern and its alignment.
+            key = (mem, dram % B, y, xs, ys % B, nx % B, length, pt, pb, pl, pr)
+            walk = self._walks.get(key)
+            if walk is None:
+                walk = self._walks[key] = self._walk(self.records[j], 0, -(1 << 40))
+            finish, ram, a_first, data_cycles = walk
+            finish += w
+            ram += w
+            a_first = None if a_first is None else a_first + w
+        else:
+            finish, ram, a_first, data_cycles = self._walk(self.records[j], w, self.ram_free)
+        if y * xs:
+            # The other units' work while this LOAD runs frees queue slots: dispatch, and
+            # with it fetch, goes on, and the fetches take the read port first.
+            extra = 0
+            for _ in range(4):
+                self._advance_others(finish + extra)
+                new = self._fetch_delay(a_first, data_cycles) if self.fetch[-1] + self.insn_beats > a_first else 0
+                if new == extra:
+                    break
+                extra = new
+            finish += extra
+            ram += extra
+        self.ram_free = ram
+        self.ready[_LQ] = finish + 1
+        if self.flags[j] & _PN:
+            self.pushes[_L2C].append(finish)
+        return finish + 1
+
+    def _walk(self, record, w, ram_free):
+        """A LOAD's 2D walk from its token cycle ``w`` with the read port free from
+        ``ram_free``: (finish cycle, port free, first read, read-port cycles)."""
+        mem, dram, y, xs, ys, nx, length, pt, pb, pl, pr = record
+        B = self.B
         bc = self.beat_cycles
         lat = self.lat
         nbytes = length * _ELEM_BYTES[mem]
@@ -416,7 +453,7 @@ class _Model:
         data_cycles = 0
         if pt:
             c += pt * row_len
-        ram = max(self.ram_free, c)
+        ram = max(ram_free, c)
         rows_done = 0
         period = None
         addr = dram
@@ -458,23 +495,7 @@ class _Model:
         if pb:
             c = pads(pend, c, pb * row_len)
         finish = c if c > last_resp + 1 else last_resp + 1
-        if y * xs:
-            # The other units' work while this LOAD runs frees queue slots: dispatch, and
-            # with it fetch, goes on, and the fetches take the read port first.
-            extra = 0
-            for _ in range(4):
-                self._advance_others(finish + extra)
-                new = self._fetch_delay(a_first, data_cycles) if self.fetch[-1] + self.insn_beats > a_first else 0
-                if new == extra:
-                    break
-                extra = new
-            finish += extra
-            ram += extra
-        self.ram_free = ram
-        self.ready[_LQ] = finish + 1
-        if self.flags[j] & _PN:
-            self.pushes[_L2C].append(finish)
-        return finish + 1
+        return finish, ram, a_first, data_cycles
 
     def _advance_others(self, until) -> None:
         """Time the compute and store instructions taken before cycle ``until``."""
