@@ -48,7 +48,7 @@ from hw.requant import Requantizer
 
 from .trace import QUEUE_NAMES, Span
 
-__all__ = ["DramTiming", "LayerEstimate", "PerfEstimate", "estimate"]
+__all__ = ["DramTiming", "LayerEstimate", "PerfEstimate", "estimate", "estimate_words"]
 
 # Fixed pipeline depths of the RTL, in cycles (see the module docs of hw/core/*).
 _FIFO_LATENCY = 2          # SyncFIFOBuffered: written in cycle t, readable in t + 2
@@ -683,7 +683,35 @@ def estimate(program, config: NPUConfig | None = None, *,
         raise TypeError(f"dram must be a DramTiming, not {type(dram).__name__}")
     streams, host = _npu_streams(program)
     blob = program.dram[program.insn_base:program.insn_base + INSN_BYTES * program.insn_count]
-    ops_all, flags_all, records_all = _decode(blob.tobytes())
+    return _estimate(blob.tobytes(), streams, host, config, dram,
+                     [(layer["id"], layer["name"]) for layer in program.layers])
+
+
+def estimate_words(words, config: NPUConfig, *, dram: DramTiming | None = None) -> PerfEstimate:
+    """Predict the cycles of one instruction stream (``words``: 128-bit ints, FINISH last
+    or not) started on the NPU as the driver starts a program.
+
+    Its layers are the CONFIG layer ids it sets, named ``layer <id>``.
+    Raises TypeError for a wrong argument type, ValueError when the stream deadlocks,
+    :class:`hw.isa.ISAError` for a word that does not decode.
+    """
+    require_config(config)
+    if dram is None:
+        dram = DramTiming()
+    elif not isinstance(dram, DramTiming):
+        raise TypeError(f"dram must be a DramTiming, not {type(dram).__name__}")
+    words = list(words)
+    blob = isa.words_to_bytes(words)
+    ops, _, records = _decode(blob)
+    ids = sorted({rec[1] for op, rec in zip(ops, records)
+                  if op == _CONFIG and rec[0] == _LAYER_KEY} - {0})
+    return _estimate(blob, [(0, len(words))], (), config, dram,
+                     [(i, f"layer {i}") for i in ids])
+
+
+def _estimate(blob: bytes, streams, host, config, dram, layer_meta) -> PerfEstimate:
+    """The model run on each NPU stream ``(start, count)`` of the words in ``blob``."""
+    ops_all, flags_all, records_all = _decode(blob)
     rows = []
     layer_cycles: dict[int, int] = {}
     busy_by_layer: dict[int, int] = {}
@@ -713,11 +741,10 @@ def estimate(program, config: NPUConfig | None = None, *,
         busy += model.array_busy
         for q in range(3):
             stall[q] += int(math.ceil(model.stall[q]))
-    known = {layer["id"] for layer in program.layers}
-    layers = tuple(LayerEstimate(id=layer["id"], name=layer["name"],
-                                 cycles=layer_cycles.get(layer["id"], 0),
-                                 array_busy_cycles=busy_by_layer.get(layer["id"], 0))
-                   for layer in program.layers)
+    known = {i for i, _ in layer_meta}
+    layers = tuple(LayerEstimate(id=i, name=name, cycles=layer_cycles.get(i, 0),
+                                 array_busy_cycles=busy_by_layer.get(i, 0))
+                   for i, name in layer_meta)
     return PerfEstimate(
         cycles=cycles, array_busy_cycles=busy, mac_slots=busy * config.macs,
         stall_load_cycles=stall[_LQ], stall_compute_cycles=stall[_CQ],
