@@ -32,7 +32,7 @@ def main():
     t0 = time.perf_counter()
     program = sw.compile(qmodel, cfg)
     t_compile = time.perf_counter() - t0
-    macs = sum(layer["macs"] for layer in program.layers)
+    macs = sum(layer["mac_slots"] for layer in program.layers)
     print(f"ResNet-18 {shape} on {cfg.describe()}")
     print(f"  quantize {t_quant:.2f} s, compile {t_compile:.2f} s: {program.insn_count:,} "
           f"instructions, DRAM image {len(program.dram) / 2**20:.1f} MiB, "

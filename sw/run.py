@@ -9,7 +9,6 @@ Calibration uses random inputs unless ``--digits`` picks scikit-learn's digits
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -18,29 +17,7 @@ import torch
 
 from hw import ConfigError, NPUConfig, PRESETS
 from sw.runtime import BACKENDS
-
-
-def _load_model(spec: str):
-    from sw import zoo
-    if spec in zoo.ZOO:
-        return zoo.build(spec)
-    if ":" not in spec:
-        raise ValueError(f"model {spec!r} is neither a zoo name ({', '.join(zoo.ZOO)}) "
-                         f"nor module:attr")
-    mod_name, attr = spec.split(":", 1)
-    try:
-        module = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {mod_name!r}: {exc}") from None
-    try:
-        obj = getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"module {mod_name!r} has no attribute {attr!r}") from None
-    if not isinstance(obj, torch.nn.Module) and callable(obj):
-        obj = obj()
-    if not isinstance(obj, torch.nn.Module):
-        raise ValueError(f"{spec} is not an nn.Module (or a function returning one)")
-    return obj.eval(), None
+from sw.zoo import load as _load_model    # MODEL as every CLI takes it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{cell(layer, 'dram_read_bytes', 11)} {cell(layer, 'dram_write_bytes', 11)} "
                   f"{cell(layer, 'cycles', 11, '{:,.0f}')} "
                   f"{cell(layer, 'utilization', 6, '{:.1%}')}")
-        print(f"total: {st['macs']:,} MACs, DRAM read {st['dram_read_bytes']:,} B, written "
+        print(f"total: {st['real_macs']:,} MACs ({st['mac_slots']:,} MAC slots), DRAM read {st['dram_read_bytes']:,} B, written "
               f"{st['dram_write_bytes']:,} B, {wall:.2f} s on {args.backend} for {args.batch} input(s)")
         print(f"host link: {st['host_write_bytes']:,} B to the device, "
               f"{st['host_read_bytes']:,} B back (constants once, then inputs and outputs)")

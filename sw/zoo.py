@@ -7,6 +7,7 @@ input shape (one sample, PyTorch layout).
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 import torch
@@ -246,3 +247,30 @@ def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
     torch.manual_seed(seed)
     factory, shape = ZOO[name]
     return randomize_bn(factory(), seed), shape
+
+
+def load(spec: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...] | None]:
+    """A model as the CLIs name it: a zoo name (with its input shape) or ``module:attr``
+    naming an ``nn.Module`` instance or a function returning one (shape ``None``).
+
+    Raises ValueError naming what is wrong (unknown name, import failure, not a module).
+    """
+    if spec in ZOO:
+        return build(spec, seed)
+    if ":" not in spec:
+        raise ValueError(f"model {spec!r} is neither a zoo name ({', '.join(ZOO)}) "
+                         f"nor module:attr")
+    mod_name, attr = spec.split(":", 1)
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {mod_name!r}: {exc}") from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module {mod_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, nn.Module) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, nn.Module):
+        raise ValueError(f"{spec} is not an nn.Module (or a function returning one)")
+    return obj.eval(), None

@@ -40,7 +40,7 @@ import torch.nn as nn
 
 from .workload import ModuleWork, count_modules, nbytes
 
-__all__ = ["GPUPeaks", "ModuleCost", "GPUProfile", "NoGPUError", "load_peaks", "find_peaks",
+__all__ = ["GPUPeaks", "ModuleCost", "GPUProfile", "NoGPUError", "load_peaks", "find_peaks", "print_profile",
            "profile", "workload", "main"]
 
 _DATA = pathlib.Path(__file__).resolve().parent / "data" / "gpus.json"
@@ -310,7 +310,8 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _print(p: GPUProfile, top: int) -> None:
+def print_profile(p: GPUProfile, top: int) -> None:
+    """Print a profile's totals and its ``top`` modules by time."""
     peak = p.peaks
     print(f"{p.model} batch {p.batch} {p.dtype} on {p.device}: {p.time_s * 1e3:.3f} ms per "
           f"forward (kernels {p.kernel_s * 1e3:.3f} ms), {p.flop_s / 1e12:.2f} TFLOP/s"
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         label = args.model if args.model not in llm.MODELS else \
             f"{args.model} {args.layers} layer(s) {args.phase} L={args.seq}"
         result = profile(model, inputs, name=label, dtype=args.dtype, iters=args.iters)
-        _print(result, args.top)
+        print_profile(result, args.top)
         results.append(result.to_dict())
         del model, inputs
         torch.cuda.empty_cache()

@@ -8,6 +8,7 @@ import numpy as np
 from hw import isa
 from hw.config import NPUConfig
 from hw.isa import Instruction
+from sim.functional import instruction_cost
 
 from .. import ops
 from ..ir import QNode, QParams
@@ -155,10 +156,18 @@ class Compiler(GemmSchedule, AluSchedule):
                 layer_id += 1
                 seg_layers += 1
                 n_before = len(self.insns)
-                macs = op.lower(self, node, layer_id, args, out)
+                lowered = op.lower(self, node, layer_id, args, out)
+                # Real MACs (the model's) and MAC slots (what its tiles occupy on the array).
+                macs = op.macs(node)
+                slots = sum(instruction_cost(ins, self.cfg)[0] for ins in self.insns[n_before:])
+                if lowered != slots or slots < macs:
+                    raise CompileError(f"layer {node.name} ({node.where}): the lowering of "
+                                       f"{node.op} reports {lowered:,} MAC slots, its instructions "
+                                       f"have {slots:,} for {macs:,} MACs")
                 self.layers.append({"id": layer_id, "name": node.name, "op": node.op,
                                     "where": node.where, "shape": list(node.shape),
-                                    "macs": macs, "instructions": len(self.insns) - n_before})
+                                    "macs": macs, "mac_slots": slots,
+                                    "instructions": len(self.insns) - n_before})
             # Free buffers whose last reader was this layer.
             for name in dict.fromkeys(node.inputs):   # in operand order: the same in every process
                 base = base_of.get(name, name)

@@ -7,6 +7,8 @@ load/store through the identity requantizer with the clamp.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,6 +25,10 @@ __all__ = ["Activation", "ReLU", "ReLU6", "fuse_activations"]
 class Activation(Op):
     """An element-wise clamp; ``fn`` is the float function."""
     fn = staticmethod(F.relu)
+    op_class = "elementwise"
+
+    def vector_ops(self, node, in_shapes):
+        return math.prod(node.shape)                  # one clamp per element
 
     def clamp(self, q: QParams) -> tuple[int, int]:
         """The int8 range of the activation's output at quantization ``q``."""

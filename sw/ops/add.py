@@ -7,6 +7,8 @@ calibrated quantization; a following ReLU fuses into the output clamp.
 
 from __future__ import annotations
 
+import math
+
 import operator
 from dataclasses import dataclass
 
@@ -40,6 +42,10 @@ class QAdd:
 @register
 class Add(Op):
     name = "add"
+    op_class = "elementwise"
+
+    def vector_ops(self, node, in_shapes):
+        return math.prod(node.shape)                  # one add per output element
     fuses_activation = True
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:

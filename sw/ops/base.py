@@ -25,7 +25,7 @@ from ..ir import Node, QNode, QParams
 if TYPE_CHECKING:  # the compiler imports the op table, not the other way round
     from ..compiler import Compiler, Tensor
 
-__all__ = ["Op", "QuantContext", "REGISTRY", "register", "get", "qparams", "act_clamp"]
+__all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp"]
 
 
 def qparams(lo: float, hi: float) -> QParams:
@@ -67,12 +67,30 @@ class Op:
     * ``host``: runs on the host between NPU segments (``run_host``) instead of ``lower``;
     * ``view``: lowers to no instructions, its output reinterprets its input's bytes
       (``lower_view``);
-    * ``fuses_activation``: a following ReLU/ReLU6 folds into its output clamp.
+    * ``fuses_activation``: a following ReLU/ReLU6 folds into its output clamp;
+    * ``op_class``: the group the analysis reports it in (:data:`OP_CLASSES`).
     """
     name: ClassVar[str] = ""
     host: ClassVar[bool] = False
     view: ClassVar[bool] = False
     fuses_activation: ClassVar[bool] = False
+    op_class: ClassVar[str] = "data"
+
+    def vector_ops(self, node: QNode, in_shapes: list[tuple[int, ...]]) -> int:
+        """Arithmetic operations of one sample besides MACs (one per comparison, add or
+        clamp of an element): what its FLOP count adds to two per MAC. ``in_shapes``: the
+        operands' shapes of one sample."""
+        return 0
+
+    def macs(self, node: QNode) -> int:
+        """The model's real multiply-accumulates of one sample (what ``thop`` counts), not
+        the array's MAC slots; 0 for an operator without."""
+        return 0
+
+    def param_bytes(self, node: QNode) -> int:
+        """Bytes of the layer's constants as the NPU holds them (weights, per-channel
+        parameters; the compiler's padding excluded); 0 for an operator without."""
+        return 0
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         """Float reference on batched operands (the fused activation is applied by the caller)."""
@@ -92,7 +110,8 @@ class Op:
         raise NotImplementedError(f"op {self.name}: no golden")
 
     def lower(self, c: Compiler, node: QNode, layer_id: int, args: list[Tensor], out: Tensor) -> int:
-        """Emit the instructions of one layer into compiler ``c``; returns the layer's MACs."""
+        """Emit the instructions of one layer into compiler ``c``; returns the layer's MAC
+        slots (what its GEMM instructions occupy on the array; the compiler checks them)."""
         raise NotImplementedError(f"op {self.name}: no lowering")
 
     def lower_view(self, c: Compiler, node: QNode, args: list[Tensor]) -> Tensor:
@@ -113,6 +132,11 @@ class Op:
         raise NotImplementedError(f"op {self.name}: no host implementation")
 
 
+#: The operator classes of :attr:`Op.op_class`, in report order: ``gemm`` (MACs on the
+#: array: convolution, linear), ``pooling``, ``elementwise`` (residual add, activations),
+#: ``normalization``, ``data`` (no arithmetic: input, reshapes).
+OP_CLASSES = ("gemm", "pooling", "elementwise", "normalization", "data")
+
 #: op name -> the operator
 REGISTRY: dict[str, Op] = {}
 
@@ -127,6 +151,8 @@ def register(cls: type[Op]) -> type[Op]:
         raise TypeError(f"register expects a subclass of sw.ops.Op, not {cls!r}")
     if not cls.name:
         raise ValueError(f"op class {cls.__name__} has no name")
+    if cls.op_class not in OP_CLASSES:
+        raise ValueError(f"op {cls.name!r}: op_class {cls.op_class!r} is not one of {', '.join(OP_CLASSES)}")
     if cls.name in REGISTRY:
         raise ValueError(f"op {cls.name!r} is already registered ({type(REGISTRY[cls.name]).__name__})")
     REGISTRY[cls.name] = cls()

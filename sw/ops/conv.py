@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from .. import golden
 from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
-from .base import Op, QuantContext, register
-from .gemm import QLinear, quantize_gemm
+from .base import QuantContext, register
+from .gemm import GemmOp, QLinear, quantize_gemm
 
 __all__ = ["Conv", "QConv", "ConvOp"]
 
@@ -43,9 +43,8 @@ class QConv(QLinear):
 
 
 @register
-class ConvOp(Op):
+class ConvOp(GemmOp):
     name = "conv"
-    fuses_activation = True
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         a = node.attrs

@@ -3,6 +3,8 @@ their count through the requantizer; it keeps its input's quantization."""
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +33,10 @@ class QGap:
 @register
 class GlobalAvgPool(Op):
     name = "gap"
+    op_class = "pooling"
+
+    def vector_ops(self, node, in_shapes):
+        return math.prod(in_shapes[0])                # one add per input element
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         return F.adaptive_avg_pool2d(args[0], 1)

@@ -6,15 +6,18 @@ input zero point folded in; a requantization multiplier and shift per channel.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from hw.isa import PARAM_ELEM_BYTES, PARAM_GROUP_ROWS
+
 from .. import golden
 from ..ir import Node, QNode
-from .base import QuantContext, act_clamp
+from .base import Op, QuantContext, act_clamp
 
-__all__ = ["QLinear", "quantize_gemm"]
+__all__ = ["QLinear", "GemmOp", "quantize_gemm"]
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,18 @@ def quantize_gemm(node: Node, ctx: QuantContext) -> tuple[QNode, dict]:
     qnode = QNode(node.name, node.op, node.inputs, out, ctx.shape(node.name), None, node.act,
                   node.where, act_clamp(node.act, out))
     return qnode, fields
+
+
+class GemmOp(Op):
+    """What convolution and linear operators share in the op table: MACs on the array,
+    int8 weights and a parameter group (bias, multiplier, shift) per output channel."""
+    op_class = "gemm"
+    fuses_activation = True
+
+    def macs(self, node: QNode) -> int:
+        # Every output element reduces over one row of weights: Cin/groups * KH * KW, or In.
+        return math.prod(node.shape) * node.attrs.w_q[0].numel()
+
+    def param_bytes(self, node: QNode) -> int:
+        a = node.attrs
+        return a.w_q.numel() + a.bias_q.numel() * PARAM_GROUP_ROWS * PARAM_ELEM_BYTES

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from .. import golden
 from ..frontend import fx
 from ..ir import Node, QNode
-from .base import Op, QuantContext, register
-from .gemm import QLinear, quantize_gemm
+from .base import QuantContext, register
+from .gemm import GemmOp, QLinear, quantize_gemm
 
 __all__ = ["Linear", "LinearOp"]
 
@@ -30,9 +30,8 @@ class Linear:
 
 
 @register
-class LinearOp(Op):
+class LinearOp(GemmOp):
     name = "linear"
-    fuses_activation = True
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         return F.linear(args[0], node.attrs.weight, node.attrs.bias)

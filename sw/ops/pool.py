@@ -9,6 +9,8 @@ kernel tap, and stores through the store path.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +47,11 @@ class QAvgPool(Pool):
 
 class _Pool(Op):
     is_max = True
+    op_class = "pooling"
+
+    def vector_ops(self, node, in_shapes):
+        k_h, k_w = node.attrs.kernel
+        return math.prod(node.shape) * k_h * k_w     # one max or add per window element
 
     def lower(self, c, node, layer_id, args, out):
         src = args[0]

@@ -216,13 +216,20 @@ class Device:
                  "sim_seconds": sum(r.seconds for r in records),
                  "instructions": program.insn_count, **total.as_dict()}
         cycles = stats["cycles"]
-        stats["utilization"] = stats["macs"] / (cycles * cfg.macs) if cycles else None
+        # Two MAC figures: the model's real MACs and the array's MAC slots (the MACS
+        # counter, what the tiles occupy); "utilization" is the slot one (as it always was).
+        stats["mac_slots"] = stats["macs"]
+        stats["real_macs"] = runs * sum(layer["macs"] for layer in program.layers)
+        stats["slot_utilization"] = stats["macs"] / (cycles * cfg.macs) if cycles else None
+        stats["real_utilization"] = stats["real_macs"] / (cycles * cfg.macs) if cycles else None
+        stats["utilization"] = stats["slot_utilization"]
         stats["cycles_per_run"] = cycles / runs if cycles is not None else None
         timed = all(r.layer_cycles is not None for r in records)
         layers = []
         for layer in program.layers:
             entry = dict.fromkeys(LAYER_KEYS)
-            entry.update(id=layer["id"], name=layer["name"], op=layer["op"], macs=layer["macs"])
+            entry.update(id=layer["id"], name=layer["name"], op=layer["op"], macs=layer["macs"],
+                         mac_slots=layer.get("mac_slots"))   # None in programs saved before it
             per_layer = records[0].per_layer
             if per_layer is not None and layer["id"] in per_layer:
                 d = per_layer[layer["id"]]
@@ -233,6 +240,8 @@ class Device:
                 c = sum(r.layer_cycles.get(layer["id"], 0) for r in records) / runs
                 entry["cycles"] = c
                 entry["utilization"] = layer["macs"] / (c * cfg.macs) if c else 0.0
+                if entry["mac_slots"] is not None:
+                    entry["slot_utilization"] = entry["mac_slots"] / (c * cfg.macs) if c else 0.0
             layers.append(entry)
         known = {layer["id"] for layer in program.layers}
         stats["other_cycles"] = sum(c for r in records for k, c in r.layer_cycles.items()

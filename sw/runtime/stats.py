@@ -36,9 +36,12 @@ def stat_key(counter: str) -> str:
 #: Statistics key of each counter, in the schema's order.
 COUNTER_KEYS: dict[str, str] = {name: stat_key(name) for name, _ in COUNTERS}
 
-#: The keys of each entry of ``stats["layers"]``, on every backend.
-LAYER_KEYS = ("id", "name", "op", "macs", "dram_read_bytes", "dram_write_bytes", "insns",
-              "cycles", "utilization")
+#: The keys of each entry of ``stats["layers"]``, on every backend. ``macs`` is the
+#: model's real MACs, ``mac_slots`` the array's (what the layer's tiles occupy, as the
+#: MACS counter adds them); ``utilization`` is real MACs per cycle over the array's,
+#: ``slot_utilization`` the same for MAC slots.
+LAYER_KEYS = ("id", "name", "op", "macs", "mac_slots", "dram_read_bytes", "dram_write_bytes",
+              "insns", "cycles", "utilization", "slot_utilization")
 
 
 def _from_registers(cls, registers: dict[str, int]) -> "Counters":

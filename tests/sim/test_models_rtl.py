@@ -24,7 +24,7 @@ def test_layer_bit_exact_on_rtl(layer):
     assert torch.equal(y, qmodel(x))
     stats = device.stats
     assert stats["cycles"] > 0
-    assert stats["macs"] == 2 * sum(layer["macs"] for layer in program.layers)
+    assert stats["macs"] == 2 * sum(layer["mac_slots"] for layer in program.layers)
 
 
 @pytest.mark.parametrize("name, cfg, batch", [("lenet5", TINY, 3), ("lenet5", NONSQUARE, 2),

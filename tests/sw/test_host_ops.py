@@ -105,7 +105,7 @@ def test_host_ops_run_between_npu_segments(host_sigmoid, name, tmp_path):
     stats = device.stats
     assert [h["name"] for h in stats["host_ops"]] == hosts
     assert all(h["op"] == HostSigmoid.name and h["seconds"] > 0 for h in stats["host_ops"])
-    assert stats["macs"] == 3 * sum(layer["macs"] for layer in program.layers)
+    assert stats["macs"] == 3 * sum(layer["mac_slots"] for layer in program.layers)
     assert [layer["name"] for layer in stats["layers"]] == [x["name"] for x in program.layers]
 
     path = tmp_path / "host.npuprog"

@@ -76,3 +76,28 @@ def test_resnet18_at_224_is_the_published_figure():
     model, shape = zoo.build("resnet18")
     ours, _, _ = count_modules(model, (torch.randn(1, *shape),))
     assert sum(w.macs for w in ours.values()) == 1_814_073_344     # 1.81 G MACs
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet8", "mobilenetv2_small"])
+def test_the_analysis_real_macs_agree_with_thop(name):
+    """What ``sw.analyze`` reports per layer (the compiler's real MACs, BatchNorm folded)
+    is thop's count of the same module; the MAC slots are at least as many."""
+    import sw
+    from hw import NPUConfig
+    from sw.analysis.metrics import analyze_program
+    model, shape = zoo.build(name)
+    if name in SIZES:
+        shape = (shape[0], SIZES[name], SIZES[name])
+    x = torch.randn(1, *shape)
+    theirs = {mod_name: ops for mod, ops in _thop_per_layer(model, x).items()
+              for mod_name, m in model.named_modules() if m is mod}
+    qmodel = sw.quantize(model, [torch.randn(2, *shape)])
+    program = sw.compile(qmodel, NPUConfig.preset("default"))
+    a = analyze_program(qmodel, program, None, name=name)
+    gemm = {m.name: m for m in a.layers if m.op_class == "gemm"}
+    where = {layer["name"]: layer["where"] for layer in program.layers}
+    assert len(gemm) == len(theirs)
+    for m in gemm.values():
+        assert m.macs == theirs[where[m.name].split("+")[0]], m.name   # "conv+bn"
+        assert m.mac_slots >= m.macs and m.flops == 2 * m.macs
+    assert a.total.macs == sum(theirs.values())

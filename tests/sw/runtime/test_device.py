@@ -127,6 +127,21 @@ def test_stats_keys_are_the_same_on_every_backend(stats_on_every_backend):
     assert [layer["dram_read_bytes"] is None for layer in func["layers"]] == [False] * 7
 
 
+def test_real_macs_and_mac_slots_are_named_apart(stats_on_every_backend, lenet):
+    qmodel, program, _ = lenet
+    func, rtl = stats_on_every_backend["func"], stats_on_every_backend["rtl"]
+    # The compiler's per-layer MAC slots add up to what the hardware's MACS counter counts.
+    for layer, f in zip(program.layers, func["layers"]):
+        assert f["mac_slots"] == layer["mac_slots"] >= f["macs"], layer["name"]
+    assert rtl["mac_slots"] == rtl["macs"] == 2 * sum(x["mac_slots"] for x in program.layers)
+    assert func["real_macs"] == 2 * sum(x["macs"] for x in program.layers) <= func["mac_slots"]
+    assert rtl["slot_utilization"] == rtl["utilization"] >= rtl["real_utilization"] > 0
+    for layer in rtl["layers"]:
+        assert layer["slot_utilization"] >= layer["utilization"] >= 0
+        assert layer["slot_utilization"] == pytest.approx(
+            layer["mac_slots"] / (layer["cycles"] * TINY.macs))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_npu_stopping_is_a_device_error(backend):
     program = state_program()
