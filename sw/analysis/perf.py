@@ -163,6 +163,26 @@ def _pads(pend: list, c, k: int):
     return c + k
 
 
+_PAGE = 4096   # AXI bursts do not cross 4 KiB
+
+
+def _crossings(base: int, stride: int, nbytes: int, n: int) -> tuple[int, int]:
+    """Of ``n`` vectors of ``nbytes`` at ``base + k * stride``, those that cross a 4 KiB
+    boundary, and whether the last one does."""
+    last = base + (n - 1) * stride
+    last_crosses = int(last % _PAGE + nbytes > _PAGE)
+    if stride == 0:
+        return (n if last_crosses else 0), last_crosses
+    count = 0
+    # Vector k crosses boundary X when X - nbytes < base + k * stride < X.
+    for x in range((base // _PAGE + 1) * _PAGE, last + nbytes, _PAGE):
+        lo = max(0, (x - nbytes - base) // stride + 1)
+        hi = min(n - 1, (x - 1 - base) // stride)
+        if hi >= lo:
+            count += hi - lo + 1
+    return count, last_crosses
+
+
 def _beats(addr: int, nbytes: int, beat: int) -> int:
     return (addr % beat + nbytes + beat - 1) // beat
 
@@ -403,19 +423,27 @@ class _Model:
             return w + 2
         mem, dram, y, xs, ys, nx, length, pt, pb, pl, pr = self.records[j]
         B = self.B
+        extent = (y - 1) * ys + (xs - 1) * nx + length * _ELEM_BYTES[mem]
+        # Vectors may cross a 4 KiB boundary: each one that does costs a cycle.
+        paged = dram % _PAGE + extent > _PAGE
         if self.ram_free <= w + 1:
             # The read port is free when the walk starts: the walk's timing relative to
-            # its start depends only on the pattern and its alignment.
-            key = (mem, dram % B, y, xs, ys % B, nx % B, length, pt, pb, pl, pr)
+            # its start depends only on the pattern and its alignment (to the beat, and to
+            # the 4 KiB page where a vector may cross one).
+            if paged:
+                key = (mem, dram % _PAGE, y, xs, ys % _PAGE, nx, length, pt, pb, pl, pr)
+            else:
+                key = (mem, dram % B, y, xs, ys % B, nx % B, length, pt, pb, pl, pr)
             walk = self._walks.get(key)
             if walk is None:
-                walk = self._walks[key] = self._walk(self.records[j], 0, -(1 << 40))
+                walk = self._walks[key] = self._walk(self.records[j], 0, -(1 << 40), paged)
             finish, ram, a_first, data_cycles = walk
             finish += w
             ram += w
             a_first = None if a_first is None else a_first + w
         else:
-            finish, ram, a_first, data_cycles = self._walk(self.records[j], w, self.ram_free)
+            finish, ram, a_first, data_cycles = self._walk(self.records[j], w, self.ram_free,
+                                                           paged)
         if y * xs:
             # The other units' work while this LOAD runs frees queue slots: dispatch, and
             # with it fetch, goes on, and the fetches take the read port first.
@@ -434,9 +462,11 @@ class _Model:
             self.pushes[_L2C].append(finish)
         return finish + 1
 
-    def _walk(self, record, w, ram_free):
+    def _walk(self, record, w, ram_free, paged=False):
         """A LOAD's 2D walk from its token cycle ``w`` with the read port free from
-        ``ram_free``: (finish cycle, port free, first read, read-port cycles)."""
+        ``ram_free``: (finish cycle, port free, first read, read-port cycles). ``paged``:
+        some vector may cross a 4 KiB boundary (the DMA reader then splits it into two
+        bursts, a cycle later than one)."""
         mem, dram, y, xs, ys, nx, length, pt, pb, pl, pr = record
         B = self.B
         bc = self.beat_cycles
@@ -457,7 +487,7 @@ class _Model:
         rows_done = 0
         period = None
         addr = dram
-        same_rows = ys % B == 0
+        same_rows = ys % B == 0 and not paged
         while rows_done < y:
             if period is not None:
                 # Every further row repeats the row before it (same alignment).
@@ -472,6 +502,10 @@ class _Model:
             if pl:
                 c = pads(pend, c, pl)
             total, b_last, _ = _run_beats(addr % B, nx % B, nbytes, xs, B)
+            if paged:
+                crossing, last_crosses = _crossings(addr, nx, nbytes, xs)
+                total += crossing
+                b_last += last_crosses
             a1 = c if c > ram else ram
             if a_first is None:
                 a_first = a1
