@@ -177,3 +177,23 @@ def test_resnet18_is_fast():
     seconds = time.process_time() - t0
     assert est.array_busy_cycles * cfg.macs == est.mac_slots
     assert seconds < 3.0      # about 1 s alone on this 2-core machine; headroom for load
+
+
+def test_host_segments_add_no_cycles(monkeypatch):
+    from sw import ops
+    from sw.frontend import fx
+    from sw.program import NpuSegment
+    from tests.sw.test_host_ops import HostSigmoid, _from_sigmoid
+    monkeypatch.setitem(ops.REGISTRY, HostSigmoid.name, HostSigmoid())
+    monkeypatch.setitem(fx.MODULES, nn.Sigmoid, _from_sigmoid)
+    cfg = NPUConfig.preset("tiny")
+    entry = (_seq(nn.Linear(6, 8), nn.Sigmoid(), nn.Linear(8, 3)), (6,))
+    program, shape = _compile(entry, cfg)
+    est = estimate(program)
+    assert est.npu_segments == 2 and len(est.host_segments) == 1
+    with sw.Device(cfg, "rtl") as device:
+        _check_against_rtl(device, program, shape)
+    # The NPU segments' cycles are the sum of each stream run alone.
+    alone = sum(estimate_words(program.words[seg.start:seg.start + seg.count], cfg).cycles
+                for seg in program.segments if isinstance(seg, NpuSegment))
+    assert est.cycles == alone
