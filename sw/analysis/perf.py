@@ -303,7 +303,8 @@ class _Model:
             self.blocked = None
         ops, records, depth, n = self.ops, self.records, self.depth, self.n
         fetch, disp, qlist, take = self.fetch, self.disp, self.qlist, self.take
-        arrive = self.lat + self.insn_beats + 1 + _FIFO_LATENCY
+        beats = self.insn_beats
+        arrive = self.lat + beats + 1 + _FIFO_LATENCY
         while len(disp) < n:
             j = len(disp)
             if j >= len(fetch):
@@ -334,7 +335,10 @@ class _Model:
                         t = taken[k] + 1
                 ql.append(j)
             disp.append(t)
-            self._fetch_ahead()
+            # The word leaving the fetch FIFO lets word j + FETCH_DEPTH be fetched.
+            if len(fetch) < n:
+                f = fetch[-1] + beats
+                fetch.append(t + 1 if t + 1 > f else f)
             self.layer_of[j] = self.disp_layer
             if op == _CONFIG and records[j][0] == _LAYER_KEY:
                 self.disp_layer = records[j][1]
@@ -396,7 +400,8 @@ class _Model:
             # Taken into the unit (its WAIT state): a slot of the queue is free again.
             t = self.disp[j] + _FIFO_LATENCY
             taken.append(t if t > self.ready[q] else self.ready[q])
-            self._dispatch_all()
+            if self.blocked is None or self.blocked[0] == q:
+                self._dispatch_all()
         t = taken[k]
         w = self._wait(q, j, t)
         if w is None:
