@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from .axi import AXI4LiteSignature, AXI4Signature
 from .config import NPUConfig, require_config
 from .core import Core
-from .isa import Opcode
+from .isa import Opcode, Queue
 from .csr import COUNTERS, CSR_ADDR_WIDTH, CSRBank, NPU_ID, NPU_VERSION, STATUS_BITS
 
 __all__ = ["NPU"]
@@ -26,6 +26,9 @@ class NPU(wiring.Component):
     done, error, busy: the STATUS bits, for harnesses that wait on a pin.
     layer: the layer the compute unit is in (its last CONFIG layer id), for harnesses
     that attribute cycles to layers (a cycle counts in CYCLES when busy is high).
+    trace_begin, trace_end, trace_stall: the core's trace port (one bit per queue: an
+    instruction starts, completes; the queue waits for tokens), for simulation harnesses
+    that record instruction timelines; a board may leave them unconnected.
     """
 
     def __init__(self, config: NPUConfig) -> None:
@@ -38,6 +41,8 @@ class NPU(wiring.Component):
             "error": Out(1),
             "busy": Out(1),
             "layer": Out(32),
+            "trace_begin": Out(len(Queue)), "trace_end": Out(len(Queue)),
+            "trace_stall": Out(len(Queue)),
         })
 
     def elaborate(self, platform):
@@ -75,6 +80,9 @@ class NPU(wiring.Component):
             self.error.eq(error),
             self.busy.eq(running),
             self.layer.eq(core.compute_layer),
+            self.trace_begin.eq(core.trace_begin),
+            self.trace_end.eq(core.trace_end),
+            self.trace_stall.eq(core.trace_stall),
             self.irq.eq((done | error) & csr.reg_ctrl[2]),
             csr.val_id.eq(NPU_ID),
             csr.val_version.eq(NPU_VERSION),

@@ -371,7 +371,8 @@ class HarnessSession:
 
     A register bus for :mod:`hw.driver` (``read32``, ``write32``, ``wait``) plus what
     only a simulation has: ``reset``, ``load``/``dump`` of RAM bytes, ``clear``, and
-    the busy cycles per layer (``layer_cycles``). The RAM keeps its contents between
+    the busy cycles per layer (``layer_cycles``) and the instruction trace
+    (``trace_start``, ``trace_events``). The RAM keeps its contents between
     programs run in one session. The harness ends with :meth:`close` (or when this
     process ends: it stops at the end of its input).
     """
@@ -437,6 +438,27 @@ class HarnessSession:
     def layer_cycles(self) -> dict[int, int]:
         """Busy cycles per layer id since the last call (or reset)."""
         return {int(k): int(v) for k, v in (p.split("=") for p in self._call("layers").split()[1:])}
+
+    def trace_start(self) -> None:
+        """Record the trace port's events from now on (forgetting any recorded before)."""
+        self._call("trace on")
+
+    def trace_stop(self) -> None:
+        """Stop recording (forgetting what was recorded); untraced runs are as fast as ever."""
+        self._call("trace off")
+
+    def trace_events(self) -> np.ndarray:
+        """The events recorded since :meth:`trace_start` or the last call, then forgotten.
+
+        One row per event, ``(cycle, queue, kind, stall)``, in time order: ``cycle``
+        counts from 0 at the run's first busy cycle (as the CYCLES counter), ``queue``
+        is a :class:`~hw.isa.Queue` value, ``kind`` 0 when an instruction starts in its
+        unit and 1 when it completes, ``stall`` (on starts) the cycles the queue waited
+        for tokens since its last start (``fast_main.cpp`` says which cycles count).
+        """
+        path = self.dir / "trace.bin"
+        self._call(f"trace dump {path}")
+        return np.fromfile(path, dtype="<u8").astype(np.int64).reshape(-1, 4)
 
     def close(self) -> None:
         """End the harness and remove its folder (kept with ``NPU_KEEP_RUNS=1``); also

@@ -4,6 +4,8 @@ MODEL is a zoo name (``lenet5``, ``resnet8``, ...) or ``module:attr`` naming an
 ``nn.Module`` instance or a function returning one (give ``--input-shape`` for those).
 Calibration uses random inputs unless ``--digits`` picks scikit-learn's digits
 (then the model must take 1x8x8 images). Prints per-layer and total statistics.
+With ``--backend rtl --trace FILE`` it also writes the instruction timeline as Chrome
+trace-event JSON (open it in https://ui.perfetto.dev; see docs/analysis.md, "Traces").
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", metavar="FILE", help="also save the program (.npuprog)")
     parser.add_argument("--disassemble", action="store_true", help="print the program")
     parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write the instruction timeline as Chrome trace JSON (Perfetto); "
+                             "rtl backend only")
+    parser.add_argument("--clock-mhz", type=float,
+                        help="with --trace: timestamps in microseconds at this clock "
+                             "(default: one cycle per microsecond)")
     args = parser.parse_args(argv)
 
     import sw
@@ -45,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.batch < 1 or args.calib < 1:
         parser.error("--batch and --calib must be at least 1")
+    if args.trace and args.backend != "rtl":
+        parser.error(f"--trace needs --backend rtl (the {args.backend} backend has no timing)")
+    if args.clock_mhz is not None and not (args.trace and args.clock_mhz > 0):
+        parser.error("--clock-mhz goes with --trace and must be positive")
     try:
         model, shape = _load_model(args.model)
     except ValueError as exc:
@@ -77,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.disassemble:
         print(program.disassemble(), end="")
     x = torch.randn(args.batch, *shape, generator=gen)
-    device = sw.Device(config, backend=args.backend, progress=True)
+    device = sw.Device(config, backend=args.backend, progress=True, trace=bool(args.trace))
     t0 = time.perf_counter()
     try:
         y = device.run(program, x)
@@ -87,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     exact = torch.equal(y, qmodel(x))
     st = device.stats
+    if args.trace:
+        from sw.analysis.trace import write_chrome_trace
+        write_chrome_trace(args.trace, device.spans, layers=program.layers,
+                           clock_mhz=args.clock_mhz)
+        print(f"trace of {len(device.spans):,} instructions written to {args.trace} "
+              "(open it in https://ui.perfetto.dev)", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps({**st, "bit_exact": exact}, indent=1))
     else:

@@ -48,6 +48,11 @@ class ComputeUnit(wiring.Component):
     halt: stop (an error): start nothing new.
     array_busy: an activation row enters the array this cycle.
     layer: the value of the last CONFIG executed.
+    begin, end: an instruction starts, completes in this cycle (a pulse each, for traces;
+        both in one cycle for a one-cycle instruction): a GEMM from its first activation
+        row entering the array to its last (its weight preload overlaps the GEMM before;
+        its last rows are written back while the next instruction runs), an ALU from the
+        cycle the array is drained to its last write, CONFIG and SYNC in that cycle.
     idle, waiting, stalled, index: as the other queue units (``idle`` and ``waiting``
         also need the array drained).
 
@@ -69,7 +74,7 @@ class ComputeUnit(wiring.Component):
             "acc_src": Out(ReadClient(addr_width=acc_aw, width=32 * C)),
             "acc_wr": Out(WriteClient(addr_width=acc_aw, width=32 * C)),
             "halt": In(1),
-            "array_busy": Out(1), "layer": Out(32),
+            "array_busy": Out(1), "layer": Out(32), "begin": Out(1), "end": Out(1),
             "idle": Out(1), "waiting": Out(1), "stalled": Out(1), "index": Out(32),
         })
 
@@ -100,6 +105,7 @@ class ComputeUnit(wiring.Component):
         meta_layout = data.StructLayout({
             "valid": 1, "acc": 14, "accum": 1, "last": 1, "push_prev": 1, "push_next": 1})
         p_valid = Signal()
+        p_first = Signal()      # the row in the input stage is its GEMM's first (for traces)
         p_buf = Signal()
         p_meta = Signal(meta_layout)
         meta = [p_meta]
@@ -123,7 +129,7 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [self.spad_stream.en.eq(s_busy), self.spad_stream.addr.eq(s_inp + s_i)]
         with m.If(s_busy):
             m.d.sync += [
-                p_valid.eq(1), p_buf.eq(s_buf),
+                p_valid.eq(1), p_first.eq(s_i == 0), p_buf.eq(s_buf),
                 p_meta.valid.eq(1), p_meta.acc.eq(s_acc + s_i), p_meta.accum.eq(s_accum),
                 p_meta.last.eq(s_i + 1 == s_m),
                 p_meta.push_prev.eq(s_pp & (s_i + 1 == s_m)),
@@ -133,7 +139,7 @@ class ComputeUnit(wiring.Component):
             with m.If(s_i + 1 == s_m):
                 m.d.sync += s_busy.eq(0)
         with m.Else():
-            m.d.sync += [p_valid.eq(0), p_meta.eq(0)]
+            m.d.sync += [p_valid.eq(0), p_first.eq(0), p_meta.eq(0)]
         m.d.comb += [
             array.a_valid.eq(p_valid),
             array.a_sel.eq(p_buf),
@@ -182,6 +188,7 @@ class ComputeUnit(wiring.Component):
         last_buf = Signal()    # buffer of the most recently loaded tile
         wi = Signal(range(C + 2))
         alu_i = Signal(15)
+        nongemm_begin = Signal()
         nongemm_done = Signal()
         # The preload reads weight column wi when the streamer leaves its bank free; the
         # column is written to the array the cycle after.
@@ -227,6 +234,7 @@ class ComputeUnit(wiring.Component):
                     m.next = "IDLE"
             with m.State("DRAIN"):
                 with m.If(~pipe_busy):
+                    m.d.comb += nongemm_begin.eq(1)
                     with m.If(cu_op == Opcode.ALU.value):
                         m.d.sync += [alu_i.eq(0), alu_rd_dst.eq(ca.dst), alu_rd_src.eq(ca.src),
                                      alu_need_d.eq(1), alu_need_s.eq(~ca.use_imm)]
@@ -288,6 +296,8 @@ class ComputeUnit(wiring.Component):
             cu_pn_done.eq(gemm_done_pn | (nongemm_done & cu_hdr.push_next)),
             self.tokens.done.push_prev.eq(cu_pp_done),
             self.tokens.done.push_next.eq(cu_pn_done),
+            self.begin.eq((p_valid & p_first) | nongemm_begin),
+            self.end.eq((p_valid & p_meta.last) | nongemm_done),
             self.idle.eq(cu_fsm.ongoing("IDLE") & ~self.insn.valid & ~pipe_busy),
             self.waiting.eq(cu_fsm.ongoing("WAIT") & ~self.tokens.ready & ~pipe_busy),
         ]

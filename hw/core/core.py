@@ -78,6 +78,11 @@ class Core(wiring.Component):
     compute_layer: the layer id of the last CONFIG the compute unit executed (0 after
     START): the layer whose GEMMs and ALU operations run now, for attributing cycles.
     layer: the last CONFIG layer id. counters: the performance counters.
+    trace_begin, trace_end, trace_stall: one bit per :class:`~hw.isa.Queue` (bit
+    ``q.value``): an instruction of the queue starts in its unit, completes (pulses, both
+    in one cycle for a one-cycle instruction); the queue's head waits for tokens (counted
+    in ``STALL_<QUEUE>``). Outputs only, for simulation traces; see each unit for when its
+    instructions start and complete.
     """
 
     def __init__(self, config: NPUConfig) -> None:
@@ -89,6 +94,8 @@ class Core(wiring.Component):
             "insn_base": In(32), "insn_count": In(32), "win_lo": In(32), "win_hi": In(32),
             "done": Out(1), "error": Out(1), "error_code": Out(4), "error_index": Out(32),
             "quiesced": Out(1), "layer": Out(32), "compute_layer": Out(32),
+            "trace_begin": Out(len(Queue)), "trace_end": Out(len(Queue)),
+            "trace_stall": Out(len(Queue)),
         }
         for name, _ in COUNTERS:
             if name != "CYCLES":
@@ -267,6 +274,12 @@ class Core(wiring.Component):
         with m.If(sdma.req_valid & sdma.req_ready):
             m.d.sync += cnt["DMA_WR_BYTES"].eq(cnt["DMA_WR_BYTES"] + sdma.req_nbytes)
         raises.insert(0, (sdma.error, ErrorCode.DMA_WINDOW, sdma.error_tag))
+
+        # ---------------------------------------------------------------- trace port
+        for q, unit in ((Queue.LOAD, lu), (Queue.COMPUTE, cu), (Queue.STORE, su)):
+            m.d.comb += [self.trace_begin[q.value].eq(unit.begin),
+                         self.trace_end[q.value].eq(unit.end),
+                         self.trace_stall[q.value].eq(unit.stalled)]
 
         # ---------------------------------------------------------------- done and deadlock
         lu_idle = lu.idle

@@ -52,6 +52,8 @@ class LoadUnit(wiring.Component):
     idle: nothing queued or running. waiting: the head waits for tokens; stalled: the
         same, counted (not while halted). in_flight: DMA reads not yet answered.
     index: the index of the current instruction.
+    begin, end: an instruction takes its tokens, completes in this cycle (a pulse each,
+        for traces).
 
     Raises
     ------
@@ -74,7 +76,7 @@ class LoadUnit(wiring.Component):
             "param": Out(WriteClient(addr_width=ceil_log2(config.param_depth), width=32 * C)),
             "halt": In(1),
             "idle": Out(1), "waiting": Out(1), "stalled": Out(1), "in_flight": Out(1),
-            "index": Out(32),
+            "index": Out(32), "begin": Out(1), "end": Out(1),
         })
 
     def elaborate(self, platform):
@@ -88,6 +90,7 @@ class LoadUnit(wiring.Component):
         connect_flags(m, self.tokens, lu.hdr)
         finished = Signal()
         give_pushes(m, self.tokens, Queue.LOAD, lu.hdr, finished)
+        m.d.comb += [self.begin.eq(self.tokens.start), self.end.eq(finished)]
 
         ny = Signal(12)
         nx = Signal(12)

@@ -51,6 +51,8 @@ class StoreUnit(wiring.Component):
     halt: stop (an error): start nothing new.
     idle: nothing queued or running. waiting: the head waits for tokens; stalled: the
         same, counted (not while halted). index: the index of the current instruction.
+    begin, end: an instruction takes its tokens, completes in this cycle (a pulse each,
+        for traces).
 
     Raises
     ------
@@ -69,6 +71,7 @@ class StoreUnit(wiring.Component):
             "dma_idle": In(1),
             "halt": In(1),
             "idle": Out(1), "waiting": Out(1), "stalled": Out(1), "index": Out(32),
+            "begin": Out(1), "end": Out(1),
         })
 
     def elaborate(self, platform):
@@ -81,6 +84,7 @@ class StoreUnit(wiring.Component):
         connect_flags(m, self.tokens, su.hdr)
         finished = Signal()
         give_pushes(m, self.tokens, Queue.STORE, su.hdr, finished)
+        m.d.comb += [self.begin.eq(self.tokens.start), self.end.eq(finished)]
 
         m.submodules.requant = rq = Requantizer(lanes=C, tag_width=32)
         # Each row carries its own length and instruction index through the FIFO: the unit

@@ -13,9 +13,17 @@
 //   clear                       zero the whole RAM                         -> ok
 //   layers                      busy cycles per layer since the last call  -> ok L=C ...
 //   size                        bytes of RAM                               -> ok BYTES
+//   trace on | off              record the trace port's events or stop     -> ok
+//   trace dump FILE             the events recorded, into FILE; forgotten  -> ok EVENTS
 // A bad command answers "error MESSAGE". End of input ends the harness.
 // Cycles per layer: a cycle counts (as in the CYCLES counter) when busy is high before
 // the clock edge, for the layer the compute unit is in.
+// Trace events: while tracing, in each counted cycle, for each queue q (0 load, 1 compute,
+// 2 store) whose trace_begin bit is high an event (cycle, q, 0, stall) and whose trace_end
+// bit is high an event (cycle, q, 1, 0), begin before end; cycle counts from 0 at the run's
+// first busy cycle (the CYCLES counter's value then), stall is the cycles the queue waited
+// for tokens (trace_stall) since its last begin. FILE holds 4 little-endian uint64 per event.
+// Untraced runs only test one flag per busy cycle.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +31,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "Vtop.h"
 #include "Vtop___024root.h"
@@ -32,6 +41,30 @@ static Vtop* top;
 static std::map<uint32_t, uint64_t> layer_cycles;
 static uint32_t cur_layer = 0;   // counted in cur_count, flushed into layer_cycles on a change
 static uint64_t cur_count = 0;
+
+static bool tracing = false;
+static bool was_busy = false;
+static uint64_t run_cycle = 0;              // cycles since the run's first busy cycle
+static uint64_t stall_count[3] = {0, 0, 0}; // stall cycles per queue since its last begin
+static std::vector<uint64_t> events;        // 4 words per event
+
+static void trace_cycle() {
+    if (!was_busy) {   // a new run: CYCLES restarts from 0 on START
+        run_cycle = 0;
+        for (auto& c : stall_count) c = 0;
+    }
+    const uint8_t begin = top->trace_begin, end = top->trace_end, stall = top->trace_stall;
+    for (int q = 0; q < 3; q++) {
+        if (begin >> q & 1) {
+            events.insert(events.end(), {run_cycle, (uint64_t)q, 0, stall_count[q]});
+            stall_count[q] = 0;
+        }
+        if (end >> q & 1) events.insert(events.end(), {run_cycle, (uint64_t)q, 1, 0});
+        if (stall >> q & 1) stall_count[q]++;
+    }
+    run_cycle++;
+    was_busy = true;
+}
 
 static void flush_layer() {
     if (cur_count) layer_cycles[cur_layer] += cur_count;
@@ -45,6 +78,9 @@ static void tick() {
             cur_layer = top->layer;
         }
         cur_count++;
+        if (tracing) trace_cycle();
+    } else {
+        was_busy = false;
     }
     top->clk = 0;
     top->eval();
@@ -162,6 +198,23 @@ int main(int argc, char** argv) {
             reply << "ok";
             for (const auto& kv : layer_cycles) reply << " " << kv.first << "=" << kv.second;
             layer_cycles.clear();
+        } else if (cmd == "trace") {
+            std::string what, path;
+            in >> what;
+            if (what == "on" || what == "off") {
+                tracing = what == "on";
+                events.clear();
+                reply << "ok";
+            } else if (what == "dump" && (in >> path)) {
+                FILE* f = std::fopen(path.c_str(), "wb");
+                if (!f || std::fwrite(events.data(), sizeof(uint64_t), events.size(), f) != events.size())
+                    reply << "error cannot write " << path;
+                else reply << "ok " << events.size() / 4;
+                if (f) std::fclose(f);
+                events.clear();
+            } else {
+                reply << "error trace takes on, off or dump FILE, not '" << line << "'";
+            }
         } else if (cmd == "size") {
             reply << "ok " << ram_bytes;
         } else {

@@ -40,6 +40,11 @@ module npu_harness #(
     output logic error,
     output logic busy,
     output logic [31:0] layer,
+    // Trace port: one bit per queue (load, compute, store): an instruction starts,
+    // completes; the queue waits for tokens
+    output logic [2:0] trace_begin,
+    output logic [2:0] trace_end,
+    output logic [2:0] trace_stall,
     output logic irq
 );
     logic [1:0] awid, arid, bid, rid, bresp, rresp, awburst, arburst;
@@ -71,7 +76,8 @@ module npu_harness #(
         .s_axil__arvalid(s_axil_arvalid), .s_axil__arready(s_axil_arready),
         .s_axil__rdata(s_axil_rdata), .s_axil__rresp(s_axil_rresp),
         .s_axil__rvalid(s_axil_rvalid), .s_axil__rready(s_axil_rready),
-        .irq(irq), .done(done), .error(error), .busy(busy), .layer(layer)
+        .irq(irq), .done(done), .error(error), .busy(busy), .layer(layer),
+        .trace_begin(trace_begin), .trace_end(trace_end), .trace_stall(trace_stall)
     );
 
     // Internal RAM

@@ -48,6 +48,9 @@ class RunRecord:
     per_layer: dict[int, dict] | None = None      #: counts per layer id (func)
     #: seconds of each host operator run between NPU segments, by its name
     host_seconds: dict[str, float] = field(default_factory=dict)
+    #: the instruction timeline (sw.analysis.trace.Span, indices from the stream's first
+    #: word), when the backend traces (rtl, Backend.set_trace)
+    spans: list | None = None
 
 
 #: The registry: backend name -> class.
@@ -113,6 +116,15 @@ class Backend(ABC):
         """Run the instruction stream in device DRAM; ``progress(cycles, seconds)`` may be
         called while it runs."""
 
+    def set_trace(self, on: bool) -> None:
+        """Record each run's instruction timeline (``RunRecord.spans``) or stop.
+
+        Raises BackendError where the backend cannot (this one).
+        """
+        if on:
+            raise BackendError(f"the {self.name} backend records no instruction trace "
+                               "(the rtl backend does)")
+
     def close(self) -> None:
         """Release what the backend holds (a simulator process, a link)."""
 
@@ -161,6 +173,7 @@ class RTLBackend(Backend):
     def __init__(self, config: NPUConfig, *, progress: bool = False) -> None:
         super().__init__(config, progress=progress)
         self._bus = None       # the harness, started on first use: a Device is cheap to create
+        self._trace = False
 
     def _session(self):
         if self._bus is None:
@@ -176,7 +189,16 @@ class RTLBackend(Backend):
                 bus.close()
                 raise BackendError(str(exc)) from None
             self._bus = bus
+            if self._trace:
+                bus.trace_start()
         return self._bus
+
+    def set_trace(self, on: bool) -> None:
+        """Record each run's instruction timeline from the trace port (the harness's
+        ``trace`` command; untraced runs pay nothing for it)."""
+        self._trace = bool(on)
+        if self._bus is not None:
+            self._bus.trace_start() if self._trace else self._bus.trace_stop()
 
     def allocate(self, nbytes: int) -> None:
         bus = self._session()
@@ -204,8 +226,22 @@ class RTLBackend(Backend):
         seconds = time.perf_counter() - t0
         stopped = r.error.name if r.error is not ErrorCode.NONE else r.status
         why = "" if r.status == "done" else f"{stopped} at instruction {r.error_index}"
+        events = bus.trace_events() if self._trace else None
+        # The timeline of a run that stopped early is not kept (the device raises).
+        spans = self._spans(bus, events, insn_base, insn_count) \
+            if events is not None and r.status == "done" else None
         return RunRecord(r.status, why, Counters.from_registers(r.registers), seconds,
-                         layer_cycles=bus.layer_cycles())
+                         layer_cycles=bus.layer_cycles(), spans=spans)
+
+    @staticmethod
+    def _spans(bus, events, insn_base: int, insn_count: int) -> list:
+        """A finished run's spans: the recorded events matched with the instruction words,
+        read from the simulated RAM (not over the host link) and decoded up to FINISH."""
+        from hw.isa import INSN_BYTES, bytes_to_words, decode
+        from sw.analysis.trace import spans_from_events
+
+        words = bytes_to_words(bus.dump(insn_base, INSN_BYTES * insn_count).tobytes())
+        return spans_from_events(events, (decode(w) for w in words))
 
     def close(self) -> None:
         if self._bus is not None:

@@ -43,20 +43,37 @@ class Device:
     """An NPU behind one of the backends in :data:`BACKENDS`.
 
     Parameters: ``config`` (the :class:`hw.NPUConfig` of the NPU), ``backend`` (a
-    name in :data:`BACKENDS`), ``progress`` (print what a slow backend is doing).
-    Raises TypeError for a config that is not an NPUConfig, ValueError for an
-    unknown backend (naming the known ones).
+    name in :data:`BACKENDS`), ``progress`` (print what a slow backend is doing),
+    ``trace`` (record the instruction timeline of every run in :attr:`spans`; the
+    ``rtl`` backend does).
+    Raises TypeError for a config that is not an NPUConfig or a trace that is not a
+    bool, ValueError for an unknown backend (naming the known ones) or a backend that
+    cannot trace.
     """
 
-    def __init__(self, config: NPUConfig, backend: str = "func", *, progress: bool = False) -> None:
+    def __init__(self, config: NPUConfig, backend: str = "func", *, progress: bool = False,
+                 trace: bool = False) -> None:
         require_config(config)
         cls = get_backend(backend)
+        if not isinstance(trace, bool):
+            raise TypeError(f"trace must be a bool, not {type(trace).__name__}")
         self.config = config
         self.backend = backend
         self.progress = progress
         self._impl = cls(config, progress=progress)
+        if trace:
+            try:
+                self._impl.set_trace(True)
+            except BackendError as exc:
+                self._impl.close()
+                raise ValueError(str(exc)) from None
         self._resident: Program | None = None
         self.stats: dict = {}
+        #: The instruction timeline of the last :meth:`run` (a list of
+        #: :class:`sw.analysis.trace.Span`, indices into the program, cycles from its
+        #: start; NPU segments and the samples of a batch one after another), or None
+        #: without ``trace``.
+        self.spans: list | None = None
 
     # ------------------------------------------------------------------ programs in DRAM
     def load(self, program: Program) -> None:
@@ -154,6 +171,8 @@ class Device:
         wall = time.perf_counter() - t0
         y = program.output.dequantize(np.stack(outs))
         self.stats = self._summarize(program, records, wall)
+        self.spans = _join_spans([(r.spans, 0, r.counters.cycles) for r in records]) \
+            if records[0].spans is not None else None
         self.stats["host_write_bytes"] = self._impl.bytes_written - written
         self.stats["host_read_bytes"] = self._impl.bytes_read - read
         self.stats["host_ops"] = [
@@ -177,7 +196,7 @@ class Device:
         """A program with host operators: its NPU segments on the backend, each host
         operator between them on the host, reading its operands from device DRAM and
         writing its output back (those bytes count as host traffic)."""
-        records, host_seconds = [], {}
+        records, starts, host_seconds = [], [], {}
         for seg in program.segments:
             if isinstance(seg, HostSegment):
                 t0 = time.perf_counter()
@@ -186,7 +205,12 @@ class Device:
             else:
                 records.append(self._run_npu(program, program.insn_base + INSN_BYTES * seg.start,
                                              seg.count, index, count))
-        return _join_records(records, host_seconds)
+                starts.append(seg.start)
+        record = _join_records(records, host_seconds)
+        if records[0].spans is not None:
+            record.spans = _join_spans([(r.spans, start, r.counters.cycles)
+                                        for r, start in zip(records, starts)])
+        return record
 
     def _run_npu(self, program: Program, insn_base: int, insn_count: int, index: int,
                  count: int) -> RunRecord:
@@ -275,3 +299,17 @@ def _join_records(records: list[RunRecord], host_seconds: dict[str, float]) -> R
     return RunRecord(status="done", error="", counters=counters,
                      seconds=sum(r.seconds for r in records), layer_cycles=layer_cycles,
                      per_layer=per_layer, host_seconds=host_seconds)
+
+
+def _join_spans(parts) -> list:
+    """Timelines of runs one after another: ``(spans, first_index, cycles)`` per run,
+    each run's spans moved by the cycles of the runs before and their indices by
+    ``first_index`` (where the run's stream starts in the program)."""
+    from dataclasses import replace
+
+    joined, offset = [], 0
+    for spans, first, cycles in parts:
+        joined += [replace(s, index=s.index + first, begin=s.begin + offset, end=s.end + offset)
+                   for s in spans]
+        offset += cycles
+    return joined

@@ -51,11 +51,14 @@ def _unpack(value, n, bits, dtype):
     return np.array(raw, np.uint8 if bits == 8 else np.uint32).view(dtype)
 
 
-def _run(insns, spad, acc, *, gaps=0.0, reader=0.0, seed=0, max_cycles=5000):
-    """Run compute instructions; returns the accumulator and the cycle each finished."""
+def _run(insns, spad, acc, *, gaps=0.0, reader=0.0, seed=0, max_cycles=5000, spans=None):
+    """Run compute instructions; returns the accumulator and the cycle each finished.
+    ``spans``, a list, receives ``[begin, end]`` cycles of each instruction from the trace
+    pulses."""
     dut = _Bench()
     rng = random.Random(seed)
     done = []
+    spans = [] if spans is None else spans
 
     async def bench(ctx):
         for a in range(CFG.spad_depth):
@@ -81,6 +84,10 @@ def _run(insns, spad, acc, *, gaps=0.0, reader=0.0, seed=0, max_cycles=5000):
                 pending.pop(0)
             if ctx.get(cu.tokens.done.push_next):
                 done.append(t)
+            if ctx.get(cu.begin):
+                spans.append([t, None])
+            if ctx.get(cu.end):
+                next(span for span in spans if span[1] is None)[1] = t
             if len(done) == len(insns) and ctx.get(cu.idle):
                 break
             await ctx.tick()
@@ -152,3 +159,32 @@ def test_exact_cycles_without_stalls():
     # A reader of lower priority on the accumulator every cycle delays nothing.
     _, done = _run(insns, spad, acc.copy(), reader=1.0)
     assert done == [31, 47, 57, 77]
+
+
+def test_trace_pulses():
+    """The trace port of the same program: a GEMM from its first row entering the array
+    to its last (16 cycles each, the second straight after the first: its weights were
+    preloaded); its push_next comes when its last row is written, the array's latency (7)
+    later. An ALU from the cycle the array has drained to its push_next. Spans [b, e] are
+    inclusive here: e - b + 1 cycles."""
+    spad = np.ones((CFG.spad_depth, R), np.int8)
+    acc = np.zeros((CFG.acc_depth, C), np.int32)
+    insns = [isa.gemm(wgt=0, inp=8, acc=0, m=16, push_next=1),
+             isa.gemm(wgt=4, inp=24, acc=16, m=16, push_next=1),
+             isa.alu(op="add", dst=0, src=33, count=8, dst_stride=1, src_stride=1, push_next=1),
+             isa.alu(op="add", dst=0, src=32, count=8, dst_stride=1, src_stride=1, push_next=1)]
+    spans = []
+    _, done = _run(insns, spad, acc.copy(), spans=spans)
+    (b0, e0), (b1, e1), (b2, e2), (b3, e3) = spans
+    assert (e0 - b0 + 1, e1 - b1 + 1) == (16, 16) and b1 == e0 + 1
+    assert (done[0], done[1]) == (e0 + 7, e1 + 7)
+    assert (e2, e3) == (done[2], done[3]) and b2 == done[1] + 1
+    # The second ALU is taken (IDLE), takes its tokens (WAIT) and finds the array drained.
+    assert b3 == e2 + 3
+    # One cycle a row with operands in different banks, two in one bank, plus two.
+    assert (e2 - b2 + 1, e3 - b3 + 1) == (10, 18)
+    # Random gaps and a reader: one start and one completion per instruction, in order.
+    spans = []
+    _run(insns, spad, acc.copy(), gaps=0.5, reader=0.5, seed=4, spans=spans)
+    assert len(spans) == 4 and all(b <= e for b, e in spans)
+    assert all(e < b for (_, e), (b, _) in zip(spans, spans[1:]))

@@ -37,7 +37,7 @@ def _run(insns, dram, *, stall_req=0.0, stall_resp=0.0, stall_wr=0.0, seed=0,
     mems = {"spad": np.zeros((CFG.spad_depth, R), np.int8),
             "acc": np.zeros((CFG.acc_depth, C), np.int32),
             "param": np.zeros((CFG.param_depth, C), np.int32)}
-    finished = []
+    finished, begins, ends = [], [], []
 
     async def bench(ctx):
         pending = list(enumerate(insns))
@@ -83,6 +83,10 @@ def _run(insns, dram, *, stall_req=0.0, stall_resp=0.0, stall_wr=0.0, seed=0,
                     mems[name][ctx.get(port.addr)] = np.array(vals, dtype).view(mems[name].dtype)
             if ctx.get(dut.tokens.done.push_next):
                 finished.append(t)
+            if ctx.get(dut.begin):
+                begins.append(t)
+            if ctx.get(dut.end):
+                ends.append(t)
             if len(finished) == len(insns) and ctx.get(dut.idle) and not inflight:
                 break
             await ctx.tick()
@@ -92,6 +96,11 @@ def _run(insns, dram, *, stall_req=0.0, stall_resp=0.0, stall_wr=0.0, seed=0,
     sim.add_testbench(bench)
     sim.run()
     assert len(finished) == len(insns), "the load unit did not finish"
+    # The trace port: each instruction starts (takes its tokens) and completes (gives
+    # them) once, in order, one after the other.
+    assert ends == finished and len(begins) == len(insns)
+    assert all(b <= e for b, e in zip(begins, ends))
+    assert all(e < b for e, b in zip(ends, begins[1:]))
     return mems, finished
 
 

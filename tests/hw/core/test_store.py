@@ -47,7 +47,7 @@ def _run(insns, acc, param, *, stall_acc=0.0, stall_dma=0.0, seed=0, max_cycles=
     """Run STOREs; returns the DMA requests and the cycle each instruction finished."""
     dut = StoreUnit(CFG)
     rng = random.Random(seed)
-    reqs, finished, tags, idle_at = [], [], [], []
+    reqs, finished, tags, idle_at, begins, ends = [], [], [], [], [], []
 
     async def bench(ctx):
         pending = list(enumerate(insns))
@@ -85,6 +85,10 @@ def _run(insns, acc, param, *, stall_acc=0.0, stall_dma=0.0, seed=0, max_cycles=
                 tags.append(ctx.get(p.tag))
             if ctx.get(dut.tokens.done.push_prev):
                 finished.append(t)
+            if ctx.get(dut.begin):
+                begins.append(t)
+            if ctx.get(dut.end):
+                ends.append(t)
             if len(finished) == len(insns) and ctx.get(dut.idle):
                 idle_at.append(t)
                 break
@@ -95,6 +99,11 @@ def _run(insns, acc, param, *, stall_acc=0.0, stall_dma=0.0, seed=0, max_cycles=
     sim.add_testbench(bench)
     sim.run()
     assert len(finished) == len(insns) and idle_at, "the store unit did not finish"
+    # The trace port: each instruction starts (takes its tokens) and completes (gives
+    # them) once, in order, one after the other.
+    assert ends == finished and len(begins) == len(insns)
+    assert all(b <= e for b, e in zip(begins, ends))
+    assert all(e < b for e, b in zip(ends, begins[1:]))
     # Rows leave in program order, each tagged with its instruction's index, and the
     # unit is idle only once the last one has gone to the DMA writer.
     assert tags == [i for i, insn in enumerate(insns) for _ in range(insn.rows)]

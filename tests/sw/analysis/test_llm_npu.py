@@ -3,8 +3,7 @@ host operators listed, and the steps' figures."""
 
 import pytest
 
-from hw import NPUConfig
-from sw.analysis import llm, llm_npu, llm_report
+from sw.analysis import llm, llm_npu
 
 
 @pytest.mark.parametrize("name", list(llm.MODELS))
