@@ -54,6 +54,7 @@ __all__ = ["DramTiming", "LayerEstimate", "PerfEstimate", "estimate", "estimate_
 _FIFO_LATENCY = 2          # SyncFIFOBuffered: written in cycle t, readable in t + 2
 _STORE_FIFO_DEPTH = 16     # hw/core/store.py _FIFO_DEPTH
 _START_DELAY = 1           # START to the first instruction fetch
+_TRACE_ORIGIN = 1          # the RTL trace's cycle 0 is the model's cycle 1 (measured)
 _DONE_DELAY = 0            # the last unit idle to DONE
 
 
@@ -119,7 +120,7 @@ class PerfEstimate:
     npu_segments: int                     #: NPU instruction streams run
     host_segments: tuple[str, ...]        #: host operators: no NPU cycles counted for them
     dram: DramTiming
-    #: The timeline, compact: (queue, index, layer, begin, end) rows and every opcode.
+    #: The timeline, compact: (queue, index, layer, begin, end, stall) rows and every opcode.
     _span_rows: tuple = field(default=((), ()), repr=False, compare=False)
 
     @cached_property
@@ -129,11 +130,10 @@ class PerfEstimate:
         rows, ops = self._span_rows
         names = {q.value: QUEUE_NAMES[q] for q in Queue}
         opnames = {op.value: op.name for op in Opcode}
-        spans = [Span(queue=names[q], index=j, opcode=opnames[ops[j]], layer=layer,
-                      begin=int(math.ceil(b)), end=int(math.ceil(e)))
-                 for q, j, layer, b, e in rows]
-        spans.sort(key=lambda s: (s.begin, s.index))
-        return tuple(spans)
+        # In the order of sw.analysis.trace.spans_from_events: by start, then queue.
+        return tuple(Span(queue=names[q], index=j, opcode=opnames[ops[j]], layer=layer,
+                          begin=int(math.ceil(b)), end=int(math.ceil(e)), stall=int(math.ceil(st)))
+                     for q, j, layer, b, e, st in sorted(rows, key=lambda r: (r[3], r[0])))
 
     def utilization(self, config: NPUConfig) -> float:
         """MAC slots used over those available in ``cycles`` (0 for no cycles)."""
@@ -275,7 +275,8 @@ class _Model:
         self.pops = [[], [], [], []]         # start cycle of each pop
         self.stall = [0, 0, 0]
         self.blocked = None                  # (queue, take index) dispatch waits for
-        self.spans = []                      # (queue, index, begin, end)
+        self.spans = []                      # (queue, index, begin, end, stall)
+        self.span = (0, 0)                   # the last instruction's span
         self.disp_layer = 0
         self.layer_of = [0] * n
         # compute unit
@@ -339,9 +340,9 @@ class _Model:
             if len(fetch) < n:
                 f = fetch[-1] + beats
                 fetch.append(t + 1 if t + 1 > f else f)
-            self.layer_of[j] = self.disp_layer
             if op == _CONFIG and records[j][0] == _LAYER_KEY:
-                self.disp_layer = records[j][1]
+                self.disp_layer = records[j][1]   # a CONFIG belongs to the layer it starts
+            self.layer_of[j] = self.disp_layer
 
     def _fetch_ahead(self) -> None:
         """Time every fetch the dispatched words make room for (the fetch unit keeps up
@@ -414,7 +415,7 @@ class _Model:
             end = self._compute(j, w)
         else:
             end = self._store(j, w)
-        self.spans.append((q, j, t, end))
+        self.spans.append((q, j, self.span[0], self.span[1], w - t - 1))
         if end > self.end:
             self.end = end
         return True
@@ -425,6 +426,7 @@ class _Model:
             self.ready[_LQ] = w + 2
             if self.flags[j] & _PN:
                 self.pushes[_L2C].append(w + 1)
+            self.span = (w, w + 2)
             return w + 2
         mem, dram, y, xs, ys, nx, length, pt, pb, pl, pr = self.records[j]
         B = self.B
@@ -465,6 +467,7 @@ class _Model:
         self.ready[_LQ] = finish + 1
         if self.flags[j] & _PN:
             self.pushes[_L2C].append(finish)
+        self.span = (w, finish + 1)
         return finish + 1
 
     def _walk(self, record, w, ram_free, paged=False):
@@ -610,6 +613,7 @@ class _Model:
             self.busy_by_layer[layer] = self.busy_by_layer.get(layer, 0) + m
             self._give(j, h + m, h + m + 1 + L)
             self.ready[_CQ] = h + 1
+            self.span = (h + 2, h + m + 2)    # its rows entering the array
             return h + m + 2 + L
         d = max(w + 1, self.pipe_empty)
         if op == _ALU:
@@ -633,6 +637,7 @@ class _Model:
                 self.layer_changes.append((d, self.cu_layer))
         self._give(j, done, done)
         self.ready[_CQ] = done + 1
+        self.span = (d, done + 1)          # from the array drained
         return done + 1
 
     def _store(self, j, w):
@@ -641,6 +646,7 @@ class _Model:
             self.ready[_SQ] = w + 2
             if self.flags[j] & _PP:
                 self.pushes[_S2C].append(w + 1)
+            self.span = (w, w + 2)
             return w + 2
         dram, rows, stride, length = self.records[j]
         B, bc, lat = self.B, self.beat_cycles, self.lat
@@ -662,6 +668,7 @@ class _Model:
         self.ready[_SQ] = finish + 1
         if self.flags[j] & _PP:
             self.pushes[_S2C].append(finish)
+        self.span = (w, finish + 1)
         return finish + 1
 
     def run(self) -> None:
@@ -773,8 +780,9 @@ def _estimate(blob: bytes, streams, host, config, dram, layer_meta) -> PerfEstim
         for k, v in model.busy_by_layer.items():
             busy_by_layer[k] = busy_by_layer.get(k, 0) + v
         layer_of = model.layer_of
-        rows.extend((q, j + start, layer_of[j], b + offset, e + offset)
-                    for q, j, b, e in model.spans)
+        base = offset - _TRACE_ORIGIN
+        rows.extend((q, j + start, layer_of[j], b + base, e + base, stall)
+                    for q, j, b, e, stall in model.spans)
         offset += total
         cycles += total
         busy += model.array_busy

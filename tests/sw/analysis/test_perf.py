@@ -40,8 +40,12 @@ def test_hand_computed_cycles():
     assert e.cycles == 158
     assert e.array_busy_cycles == 16 and e.mac_slots == 16 * 256
     assert (e.stall_load_cycles, e.stall_compute_cycles, e.stall_store_cycles) == (0, 19, 85)
-    assert [(s.queue, s.opcode, s.begin, s.end) for s in e.spans] == [
-        ("load", "LOAD", 7, 28), ("compute", "GEMM", 8, 95), ("store", "STORE", 9, 158)]
+    # Spans as the RTL traces them, its cycle 0 being the model's cycle 1: the LOAD from its
+    # tokens (8) to done (27), the GEMM while its rows enter the array (48..63), the
+    # STORE from its tokens (95) to done (157); the cycles each waited for tokens.
+    assert [(s.queue, s.opcode, s.begin, s.end, s.stall) for s in e.spans] == [
+        ("load", "LOAD", 7, 27, 0), ("compute", "GEMM", 47, 63, 19),
+        ("store", "STORE", 94, 157, 85)]
     assert e.npu_segments == 1 and e.host_segments == ()
 
 
@@ -165,6 +169,18 @@ def test_spans_cover_every_queued_instruction():
     assert max(s.end for s in est.spans) <= est.cycles
     layers = {layer["id"] for layer in program.layers}
     assert {s.layer for s in est.spans if s.opcode == "GEMM"} <= layers
+
+
+@pytest.mark.parametrize("model", ["residual_add", "global_pool", "conv3x3_s2"])
+def test_spans_equal_the_rtl_trace(model):
+    cfg = NPUConfig.preset("tiny")
+    program, shape = _compile(_MODELS[model], cfg)
+    est = estimate(program)
+    with sw.Device(cfg, "rtl", trace=True) as device:
+        device.run(program, torch.randn(*shape))
+        rtl = list(device.spans)
+    assert list(est.spans) == rtl
+    assert sum(s.stall for s in est.spans if s.queue == "load") == est.stall_load_cycles
 
 
 def test_resnet18_is_fast():
