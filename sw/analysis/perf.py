@@ -277,8 +277,25 @@ class _Model:
         self.blocked = None                  # (queue, take index) dispatch waits for
         self.spans = []                      # (queue, index, begin, end, stall)
         self.span = (0, 0)                   # the last instruction's span
-        self.disp_layer = 0
-        self.layer_of = [0] * n
+        # Each word's queue (-1: FINISH) and the layer the dispatcher holds for it (a
+        # CONFIG belongs to the layer it starts).
+        self.qof = qof = []
+        self.layer_of = layer_of = []
+        layer = 0
+        for op, rec in zip(ops, records):
+            if op == _LOAD:
+                qof.append(_LQ)
+            elif op == _STORE:
+                qof.append(_SQ)
+            elif op == _SYNC:
+                qof.append(rec[0])
+            elif op == _FINISH:
+                qof.append(-1)
+            else:
+                qof.append(_CQ)
+                if op == _CONFIG and rec[0] == _LAYER_KEY:
+                    layer = rec[1]
+            layer_of.append(layer)
         # compute unit
         self.last_buf = 0
         self.buf_free = [0, 0]               # first cycle the weight buffer may be written
@@ -302,7 +319,7 @@ class _Model:
             if len(self.take[blocked[0]]) <= blocked[1]:
                 return
             self.blocked = None
-        ops, records, depth, n = self.ops, self.records, self.depth, self.n
+        qof, depth, n = self.qof, self.depth, self.n
         fetch, disp, qlist, take = self.fetch, self.disp, self.qlist, self.take
         beats = self.insn_beats
         arrive = self.lat + beats + 1 + _FIFO_LATENCY
@@ -313,17 +330,7 @@ class _Model:
             t = fetch[j] + arrive
             if j and disp[-1] + 1 > t:
                 t = disp[-1] + 1
-            op = ops[j]
-            if op == _FINISH:
-                q = -1
-            elif op == _LOAD:
-                q = _LQ
-            elif op == _STORE:
-                q = _SQ
-            elif op == _SYNC:
-                q = records[j][0]
-            else:
-                q = _CQ
+            q = qof[j]
             if q >= 0:
                 ql = qlist[q]
                 k = len(ql) - depth
@@ -340,9 +347,6 @@ class _Model:
             if len(fetch) < n:
                 f = fetch[-1] + beats
                 fetch.append(t + 1 if t + 1 > f else f)
-            if op == _CONFIG and records[j][0] == _LAYER_KEY:
-                self.disp_layer = records[j][1]   # a CONFIG belongs to the layer it starts
-            self.layer_of[j] = self.disp_layer
 
     def _fetch_ahead(self) -> None:
         """Time every fetch the dispatched words make room for (the fetch unit keeps up
