@@ -18,6 +18,11 @@ Modules:
   clock and bus; a GPU's from its peaks) and plots of workloads on them.
 * :mod:`sw.analysis.gpu`: a GPU reference measured with the torch profiler:
   per-layer time, achieved FLOP/s and bandwidth, and MBU against the GPU's peaks.
+* :mod:`sw.analysis.layers`: the layer-level performance model (no program): per-layer
+  cycles, MAC slots and real MACs, DRAM bytes and SRAM traffic, from the compiler's own
+  tiling functions; what sweeps use.
+* :mod:`sw.analysis.sweep`: design-space sweeps on a process pool or Dask distributed,
+  with an area proxy, CSV and Pareto plots (``python -m sw.sweep``).
 * :mod:`sw.analysis.scalesim`: the SCALE-Sim v3 baseline, its cached per-layer
   estimates (made by ``bench/scalesim_ref.py`` in SCALE-Sim's own environment).
 """

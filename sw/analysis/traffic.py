@@ -31,10 +31,10 @@ from typing import Iterable
 
 from hw import isa
 from hw.config import NPUConfig, require_config
-from hw.isa import CfgKey, Mem, Opcode
+from hw.isa import CfgKey, Instruction, Mem, Opcode
 from sim.functional import instruction_cost
 
-__all__ = ["MemoryTraffic", "Traffic", "count_traffic", "MEMORIES"]
+__all__ = ["MemoryTraffic", "Traffic", "count_traffic", "count_instruction", "MEMORIES"]
 
 #: The on-chip memories, by the names the counts use.
 MEMORIES = ("spad", "acc", "param")
@@ -85,50 +85,55 @@ def count_traffic(words: Iterable[int], config: NPUConfig) -> tuple[Traffic, dic
     does not decode.
     """
     require_config(config)
-    R, C = config.rows, config.cols
-    row_bits = {"spad": 8 * R, "acc": 32 * C, "param": 32 * C}
     per_layer: dict[int, Traffic] = {}
     layer = 0
-
-    def read(t: Traffic, mem: str, rows: int) -> None:
-        t.memories[mem].read_rows += rows
-        t.memories[mem].read_bits += rows * row_bits[mem]
-
-    def write(t: Traffic, mem: str, rows: int) -> None:
-        t.memories[mem].write_rows += rows
-        t.memories[mem].write_bits += rows * row_bits[mem]
-
     for word in words:
         insn = isa.decode(word)
-        op = insn.opcode
-        if op is Opcode.CONFIG and insn.key is CfgKey.LAYER:
+        if insn.opcode is Opcode.CONFIG and insn.key is CfgKey.LAYER:
             layer = insn.value
         t = per_layer.get(layer)
         if t is None:
             t = per_layer[layer] = Traffic()
-        t.instructions += 1
-        t.insn_bytes += isa.INSN_BYTES
-        macs, dram_read, dram_write = instruction_cost(insn, config)
-        t.mac_slots += macs
-        t.dram_read_bytes += dram_read
-        t.dram_write_bytes += dram_write
-        if op is Opcode.LOAD:
-            ny, nx = isa.load_grid(insn)
-            write(t, _MEM_NAME[insn.mem], ny * nx)
-        elif op is Opcode.GEMM:
-            read(t, "spad", insn.m + (0 if insn.keep_wgt else C))
-            if insn.accumulate:
-                read(t, "acc", insn.m)
-            write(t, "acc", insn.m)
-        elif op is Opcode.STORE:
-            read(t, "acc", insn.rows)
-            read(t, "param", isa.PARAM_GROUP_ROWS)
-            t.requant_lanes += insn.rows * C
-        elif op is Opcode.ALU:
-            read(t, "acc", insn.count * (1 if insn.use_imm else 2))
-            write(t, "acc", insn.count)
-            t.alu_lanes += insn.count * C
+        count_instruction(t, insn, config)
     total = Traffic()
     for t in per_layer.values():
         total.add(t)
     return total, per_layer
+
+
+def count_instruction(t: Traffic, insn: Instruction, config: NPUConfig) -> None:
+    """Add what one decoded instruction ``insn`` does (the rules above) to ``t``."""
+    C = config.cols
+    row_bits = {"spad": 8 * config.rows, "acc": 32 * C, "param": 32 * C}
+
+    def read(mem: str, rows: int) -> None:
+        t.memories[mem].read_rows += rows
+        t.memories[mem].read_bits += rows * row_bits[mem]
+
+    def write(mem: str, rows: int) -> None:
+        t.memories[mem].write_rows += rows
+        t.memories[mem].write_bits += rows * row_bits[mem]
+
+    op = insn.opcode
+    t.instructions += 1
+    t.insn_bytes += isa.INSN_BYTES
+    macs, dram_read, dram_write = instruction_cost(insn, config)
+    t.mac_slots += macs
+    t.dram_read_bytes += dram_read
+    t.dram_write_bytes += dram_write
+    if op is Opcode.LOAD:
+        ny, nx = isa.load_grid(insn)
+        write(_MEM_NAME[insn.mem], ny * nx)
+    elif op is Opcode.GEMM:
+        read("spad", insn.m + (0 if insn.keep_wgt else C))
+        if insn.accumulate:
+            read("acc", insn.m)
+        write("acc", insn.m)
+    elif op is Opcode.STORE:
+        read("acc", insn.rows)
+        read("param", isa.PARAM_GROUP_ROWS)
+        t.requant_lanes += insn.rows * C
+    elif op is Opcode.ALU:
+        read("acc", insn.count * (1 if insn.use_imm else 2))
+        write("acc", insn.count)
+        t.alu_lanes += insn.count * C

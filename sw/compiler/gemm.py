@@ -8,6 +8,8 @@ slots and accumulator tiles double-buffered and ordered by tokens.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 from hw import isa
@@ -16,11 +18,59 @@ from hw.isa import Instruction
 from ..ir import QNode
 from . import CompileError
 
-__all__ = ["GemmSchedule"]
+__all__ = ["GemmSchedule", "reduction_tiles", "tile_groups"]
 
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def reduction_tiles(cin: int, cout: int, kh: int, kw: int, groups: int, packed: bool,
+                    rows: int, cols: int) -> list[list[tuple[int, int, int]]]:
+    """The reduction chunks of each output tile of a conv or linear layer.
+
+    For output tile ``j`` (channels ``j * cols`` to ``(j + 1) * cols``), the ``(dy, dx, c0)``
+    keys of its structurally non-zero ``cols x rows`` weight blocks in emission order:
+    kernel row ``dy``, kernel column ``dx`` and ``rows`` input channels from ``c0``; for
+    a ``packed`` layer ``dx`` is -1 and ``c0`` an offset into the kernel row's
+    ``kw * cin`` (kernel column, channel) run. Grouped and depthwise layers skip the
+    chunks outside each tile's groups.
+    """
+    nt = _ceil(cout, cols)
+    if packed:
+        return [[(dy, -1, f0) for dy in range(kh) for f0 in range(0, kw * cin, rows)]
+                for _ in range(nt)]
+    if groups == 1:
+        every = [(dy, dx, c0) for dy in range(kh) for dx in range(kw) for c0 in range(0, cin, rows)]
+        return [list(every) for _ in range(nt)]
+    cin_g, cout_g = cin // groups, cout // groups
+    tiles = []
+    for j in range(nt):
+        n0, n1 = j * cols, min(cout, (j + 1) * cols)
+        groups_here = range(n0 // cout_g, (n1 - 1) // cout_g + 1)
+        tiles.append([(dy, dx, c0) for dy in range(kh) for dx in range(kw)
+                      for c0 in range(0, cin, rows)
+                      if any(c0 // cin_g <= g <= (min(cin, c0 + rows) - 1) // cin_g
+                             for g in groups_here)])
+    return tiles
+
+
+def tile_groups(tile_chunks: list[list[int]], j0: int, j1: int, oh_n: int, rows_per_block: int,
+                ng: int, kg: int) -> Iterator[tuple[int, int, list[int], list[list[int]]]]:
+    """The order a pass over output tiles ``[j0, j1)`` runs in: for each block of
+    ``rows_per_block`` output rows and each group of ``ng`` output tiles,
+    ``(oh0, nrows, group, k_groups)``, where ``k_groups`` splits the reduction chunks the
+    group needs (``tile_chunks[j]``: chunk indices of tile ``j``) into activation groups
+    of at most ``kg``."""
+    groups = []
+    for n_lo in range(j0, j1, ng):
+        group = list(range(n_lo, min(j1, n_lo + ng)))
+        needed = sorted({ci for j in group for ci in tile_chunks[j]})
+        groups.append((group, [needed[i:i + kg] for i in range(0, len(needed), kg)]))
+    for oh0 in range(0, oh_n, rows_per_block):
+        nrows = min(rows_per_block, oh_n - oh0)
+        for group, k_groups in groups:
+            yield oh0, nrows, group, k_groups
 
 
 class GemmSchedule:
@@ -46,49 +96,29 @@ class GemmSchedule:
         assert oc == cout
         sh, sw = stride
         ph, pw = pad
-        self.check(ph <= self.MAX_PAD and pw <= self.MAX_PAD, node,
-                   f"padding {pad} is over {self.MAX_PAD} (the LOAD padding fields)")
-        self.check(ow_n <= self.m_max, node, f"output width {ow_n} is over {self.m_max} rows of the "
-                                             f"accumulator slot")
-        self.check(sh * (w + 2 * pw) * cin <= self.MAX_Y_STRIDE, node,
-                   "row stride too large for LOAD.y_stride")
-        self.check(sw * cin <= self.MAX_X_STRIDE, node, "pixel stride too large for LOAD.x_stride")
+        self.check_gemm(node, geometry, ow_n, stride, pad)
         cin_g, cout_g = cin // groups, cout // groups
         nt = _ceil(cout, C)
 
         # Weight tiles: for each n-tile the structurally non-zero (kh, kw, chunk) blocks.
-        chunks = list(range(0, cin, R))
+        keys = reduction_tiles(cin, cout, kh, kw, groups, packed, R, C)
         tiles: list[list[tuple[int, int, int, int]]] = []   # (kh, kw, c0, dram addr)
-        if packed:
-            # Reduction over f = kw * cin + c for each kernel row; dx is -1 in the tile list.
-            run = kw * cin
-            for j in range(nt):
-                n0, n1 = j * C, min(cout, (j + 1) * C)
-                tl = []
-                for dy in range(kh):
-                    flat = wt[n0:n1, dy].reshape(n1 - n0, run)       # [n, kw*cin], kw major
-                    for f0 in range(0, run, R):
-                        blk = np.zeros((C, R), np.int8)
-                        blk[:n1 - n0, :min(R, run - f0)] = flat[:, f0:f0 + R]
-                        tl.append((dy, -1, f0, self.const(blk.tobytes())))
-                tiles.append(tl)
-        for j in range(nt if not packed else 0):
+        for j, tile_keys in enumerate(keys):
             n0, n1 = j * C, min(cout, (j + 1) * C)
-            groups_here = set(range(n0 // cout_g, (n1 - 1) // cout_g + 1))
             tl = []
-            for dy in range(kh):
-                for dx in range(kw):
-                    for c0 in chunks:
-                        c1 = min(cin, c0 + R)
-                        if not any(c0 // cin_g <= g <= (c1 - 1) // cin_g for g in groups_here):
-                            continue
-                        blk = np.zeros((C, R), np.int8)
-                        for o in range(n0, n1):
-                            g = o // cout_g
-                            lo, hi = max(c0, g * cin_g), min(c1, (g + 1) * cin_g)
-                            if lo < hi:
-                                blk[o - n0, lo - c0:hi - c0] = wt[o, dy, dx, lo - g * cin_g:hi - g * cin_g]
-                        tl.append((dy, dx, c0, self.const(blk.tobytes())))
+            for dy, dx, c0 in tile_keys:
+                blk = np.zeros((C, R), np.int8)
+                if packed:
+                    flat = wt[n0:n1, dy].reshape(n1 - n0, kw * cin)       # [n, kw*cin], kw major
+                    blk[:n1 - n0, :min(R, kw * cin - c0)] = flat[:, c0:c0 + R]
+                else:
+                    c1 = min(cin, c0 + R)
+                    for o in range(n0, n1):
+                        g = o // cout_g
+                        lo, hi = max(c0, g * cin_g), min(c1, (g + 1) * cin_g)
+                        if lo < hi:
+                            blk[o - n0, lo - c0:hi - c0] = wt[o, dy, dx, lo - g * cin_g:hi - g * cin_g]
+                tl.append((dy, dx, c0, self.const(blk.tobytes())))
             tiles.append(tl)
         zp_in = src.q.zero_point
         # A vector of zero points, read with zero strides when a block is all border.
@@ -97,6 +127,7 @@ class GemmSchedule:
         # Reduction chunks: a key per (kh, kw or -1 for packed runs, channel offset).
         chunk_keys = sorted({(dy, dx, c0) for tl in tiles for dy, dx, c0, _ in tl})
         chunk_pos = {k: i for i, k in enumerate(chunk_keys)}
+        tile_chunks = [[chunk_pos[k] for k in tk] for tk in keys]
         plan = self.plan_gemm(oh_n, ow_n, nt, len(chunk_keys), [len(tl) for tl in tiles])
         rows_per_block, ng, kg = plan
         lo, hi = node.clamp
@@ -135,50 +166,45 @@ class GemmSchedule:
             kgroups = []
             group_sizes: list[int] = []
             grp_idx = 0
-            for oh0 in range(0, oh_n, rows_per_block):
-                nrows = min(rows_per_block, oh_n - oh0)
+            for oh0, nrows, group, k_groups in tile_groups(tile_chunks, j0, j1, oh_n,
+                                                           rows_per_block, ng, kg):
                 m = nrows * ow_n
-                for n_lo in range(j0, j1, ng):
-                    group = list(range(n_lo, min(j1, n_lo + ng)))
-                    acc_base = acc_group[grp_idx % 2]
-                    # The accumulator slot was last used two groups ago: wait for its stores
-                    # (stores finish in order, so popping that many S2C tokens is enough).
-                    pops = group_sizes[grp_idx - 2] if grp_idx >= 2 else 0
-                    group_sizes.append(len(group))
-                    grp_idx += 1
-                    needed = sorted({chunk_pos[(dy, dx, c0)] for j in group
-                                     for dy, dx, c0, _ in tiles[j]})
-                    k_groups = [needed[i:i + kg] for i in range(0, len(needed), kg)]
-                    later = [set() for _ in k_groups]
-                    for q in range(len(k_groups) - 2, -1, -1):
-                        later[q] = later[q + 1] | set(k_groups[q + 1])
-                    seen: set[int] = set()
-                    for q, kgrp in enumerate(k_groups):
-                        slot = a_group[len(kgroups) % 2]
-                        where = {ci: slot + p * m_blk for p, ci in enumerate(kgrp)}
-                        gemms = []
+                acc_base = acc_group[grp_idx % 2]
+                # The accumulator slot was last used two groups ago: wait for its stores
+                # (stores finish in order, so popping that many S2C tokens is enough).
+                pops = group_sizes[grp_idx - 2] if grp_idx >= 2 else 0
+                group_sizes.append(len(group))
+                grp_idx += 1
+                later = [set() for _ in k_groups]
+                for q in range(len(k_groups) - 2, -1, -1):
+                    later[q] = later[q + 1] | set(k_groups[q + 1])
+                seen: set[int] = set()
+                for q, kgrp in enumerate(k_groups):
+                    slot = a_group[len(kgroups) % 2]
+                    where = {ci: slot + p * m_blk for p, ci in enumerate(kgrp)}
+                    gemms = []
+                    for jj, j in enumerate(group):
+                        mine = [(ci, waddr) for dy, dx, c0, waddr in tiles[j]
+                                for ci in [chunk_pos[(dy, dx, c0)]] if ci in where]
+                        rest = any(chunk_pos[(dy, dx, c0)] in later[q] for dy, dx, c0, _ in tiles[j])
+                        for pos, (ci, waddr) in enumerate(mine):
+                            first = j not in seen
+                            seen.add(j)
+                            gemms.append(dict(j=j, acc=acc_base + jj * m_blk, inp=where[ci],
+                                              waddr=waddr, first=first,
+                                              last=pos == len(mine) - 1 and not rest))
+                    stores = []
+                    if q == len(k_groups) - 1:
                         for jj, j in enumerate(group):
-                            mine = [(ci, waddr) for dy, dx, c0, waddr in tiles[j]
-                                    for ci in [chunk_pos[(dy, dx, c0)]] if ci in where]
-                            rest = any(chunk_pos[(dy, dx, c0)] in later[q] for dy, dx, c0, _ in tiles[j])
-                            for pos, (ci, waddr) in enumerate(mine):
-                                first = j not in seen
-                                seen.add(j)
-                                gemms.append(dict(j=j, acc=acc_base + jj * m_blk, inp=where[ci],
-                                                  waddr=waddr, first=first,
-                                                  last=pos == len(mine) - 1 and not rest))
-                        stores = []
-                        if q == len(k_groups) - 1:
-                            for jj, j in enumerate(group):
-                                n0 = j * C
-                                stores.append(isa.store(
-                                    acc=acc_base + jj * m_blk, dram=out.addr + oh0 * ow_n * cout + n0,
-                                    rows=m, stride=cout, length=min(C, cout - n0), param=j - j0,
-                                    out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
-                                    pop_prev=1, push_prev=1))
-                        kgroups.append(dict(
-                            m=m, gemms=gemms, stores=stores, pops=pops if q == 0 else 0,
-                            a_loads=[a_load(chunk_keys[ci], oh0, nrows, where[ci]) for ci in kgrp]))
+                            n0 = j * C
+                            stores.append(isa.store(
+                                acc=acc_base + jj * m_blk, dram=out.addr + oh0 * ow_n * cout + n0,
+                                rows=m, stride=cout, length=min(C, cout - n0), param=j - j0,
+                                out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
+                                pop_prev=1, push_prev=1))
+                    kgroups.append(dict(
+                        m=m, gemms=gemms, stores=stores, pops=pops if q == 0 else 0,
+                        a_loads=[a_load(chunk_keys[ci], oh0, nrows, where[ci]) for ci in kgrp]))
 
             g_idx = 0          # GEMMs so far: weight slot g % 2, C2L tokens
             t_idx = 0          # output tiles stored (one S2C token each)
@@ -222,6 +248,21 @@ class GemmSchedule:
             for _ in range(min(g_idx, 2)):
                 self.emit(isa.sync(queue="load", pop_next=1))
         return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
+
+    def check_gemm(self, node: QNode, geometry: tuple[int, int, int], ow_n: int,
+                   stride: tuple[int, int], pad: tuple[int, int]) -> None:
+        """Raise :class:`CompileError` naming ``node`` if a conv or linear layer of input
+        ``geometry`` (Cin, H, W), output width ``ow_n``, ``stride`` and ``pad`` exceeds the
+        ISA's LOAD fields or the accumulator slot."""
+        cin, h, w = geometry
+        (sh, sw), (ph, pw) = stride, pad
+        self.check(ph <= self.MAX_PAD and pw <= self.MAX_PAD, node,
+                   f"padding {pad} is over {self.MAX_PAD} (the LOAD padding fields)")
+        self.check(ow_n <= self.m_max, node, f"output width {ow_n} is over {self.m_max} rows of the "
+                                             f"accumulator slot")
+        self.check(sh * (w + 2 * pw) * cin <= self.MAX_Y_STRIDE, node,
+                   "row stride too large for LOAD.y_stride")
+        self.check(sw * cin <= self.MAX_X_STRIDE, node, "pixel stride too large for LOAD.x_stride")
 
     def plan_gemm(self, oh_n: int, ow_n: int, nt: int, n_chunks: int,
                   chunks_per_tile: list[int]) -> tuple[int, int, int]:

@@ -3,6 +3,7 @@ host operators listed, and the steps' figures."""
 
 import pytest
 
+from hw import NPUConfig
 from sw.analysis import llm, llm_npu
 
 
@@ -28,3 +29,56 @@ def test_layer_ops_do_the_phase_cost_work(name, phase, batch, seq):
     assert ("silu" in host) == (cfg.ffn == "swiglu")
     assert "relu" not in host                  # OPT's ReLU folds into up_proj
     assert sum(op.kind == "add" for op in ops) == 2
+
+
+DEFAULT = NPUConfig.preset("default")
+
+
+def test_decode_is_bandwidth_bound_and_prefill_compute_bound_on_the_npu():
+    decode = llm_npu.npu_step("llama2-7b", DEFAULT, phase="decode", batch=1, seq=2048, layers=1)
+    prefill = llm_npu.npu_step("llama2-7b", DEFAULT, phase="prefill", batch=1, seq=256, layers=1)
+    # Decode streams every int8 weight once per token: its time is at least that at peak
+    # bandwidth, and MBU is what is left of it; the array is nearly idle.
+    weights = llm.get("llama2-7b").params_per_layer()
+    peak = DEFAULT.dma_bytes * 200e6
+    assert decode.seconds >= weights / peak
+    assert 0.3 < decode.mbu <= 1.0 and decode.utilization < 0.1
+    assert decode.dram_bytes >= weights
+    # Prefill reuses each weight over 256 tokens: the array is busy, bandwidth is not.
+    assert prefill.utilization > 0.5 and prefill.mbu < 0.2
+    assert prefill.cost.intensity > 50 * decode.cost.intensity
+    assert decode.tokens_per_s == pytest.approx(1 / decode.seconds)
+    assert prefill.tokens_per_s == pytest.approx(256 / prefill.seconds)
+    # Every layer is alike: all layers take layers x one layer.
+    full = llm_npu.npu_step("llama2-7b", DEFAULT, phase="decode", batch=1, seq=2048)
+    assert full.cycles == pytest.approx(32 * decode.cycles)
+    assert [op.name for op in full.host_ops] == [op.name for op in decode.host_ops]
+    # Batching decode amortizes the weights: more tokens per second.
+    b8 = llm_npu.npu_step("llama2-7b", DEFAULT, phase="decode", batch=8, seq=2048, layers=1)
+    assert b8.tokens_per_s > 2 * decode.tokens_per_s
+
+
+def test_gpu_reference_step_is_the_roofline():
+    g = llm_npu.gpu_step("opt-13b", "A100", phase="decode", batch=1, seq=2048)
+    cost = llm.phase_cost(llm.get("opt-13b"), "decode", batch=1, seq=2048)
+    assert g.bound == "memory" and g.seconds == pytest.approx(cost.dram_bytes / 1.555e12)
+    assert g.mbu == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no reference GPU"):
+        llm_npu.gpu_step("opt-13b", "Voodoo2", phase="decode", batch=1, seq=8)
+
+
+def test_llm_cli_writes_its_report(tmp_path, capsys):
+    from sw import analyze as cli
+    code = cli.main(["opt-13b", "--seq", "64", "--batch", "1,2",
+                     "--out", str(tmp_path), "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "KV cache 819 KB per token" in text           # PagedAttention's 800 KB (decimal)
+    assert "softmax" in text and "host operators" in text
+    for name in ("llm.json", "llm_steps.csv", "report.html", "footprint.png", "footprint.svg",
+                 "roofline.png", "roofline.svg", "llm_ops.png", "llm_ops.svg"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = (tmp_path / "llm_steps.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4                             # prefill and decode, two batches
+    assert cli.main(["bert-base", "--seq", "1000", "--quiet"]) == 1   # over its 512 positions
+    assert "512 positions" in capsys.readouterr().err
