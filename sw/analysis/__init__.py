@@ -9,6 +9,9 @@ Modules:
 * :mod:`sw.analysis.traffic`: what a compiled program does to each memory
   (rows and bits per SRAM, DRAM bytes, MAC slots, lane operations), per layer,
   counted from its instruction words.
+* :mod:`sw.analysis.perf`: the performance model: a compiled program's cycles, stalls,
+  per-layer cycles and instruction timeline, simulated per instruction as the RTL
+  times them (checked against the RTL's counters).
 * :mod:`sw.analysis.energy`: those counts priced with a cited per-operation
   table (default: Horowitz, ISSCC 2014, 45 nm) or the user's own.
 * :mod:`sw.analysis.roofline`: device roofs (an NPU config's from its array,
