@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the cycles come from (default: the performance model)")
     parser.add_argument("--input-shape", help="one sample's shape, e.g. 3,32,32")
     parser.add_argument("--out", metavar="DIR", help="write CSV, JSON, plots and report.html here")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write the instruction timeline (the model's, or the RTL's with "
+                             "--backend rtl) as Chrome trace JSON for Perfetto")
     parser.add_argument("--top", type=int, default=5, help="hotspots to list (default 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         a = metrics.analyze(args.model, config, backend=args.backend,
                             input_shape=_shape(args, parser), clock_mhz=args.clock_mhz,
                             dram_gbs=args.dram_gbs, energy_table=table, seed=args.seed,
-                            progress=say)
+                            progress=say, trace=bool(args.trace))
     except (ValueError, sw.UnsupportedOpError, sw.CompileError, sw.DeviceError,
             RuntimeError) as exc:
         print(f"python -m sw.analyze: error: {exc}", file=sys.stderr)
@@ -192,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     print(report.format_table(a))
     print()
     print(report.format_summary(a, args.top))
+    if args.trace:
+        from sw.analysis import trace
+        trace.write_chrome_trace(args.trace, a.spans, layers=a.program_layers,
+                                 clock_mhz=args.clock_mhz)
+        print(f"wrote the {a.timing_source} timeline ({len(a.spans):,} instructions) to "
+              f"{args.trace}: open it in https://ui.perfetto.dev")
     if args.out:
         say(f"writing {args.out}")
         files = report.write_report(a, args.out)

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print("FAIL: the functional model differs from the golden")
         return 1
     per = device.stats
-    print(f"      per image: {per['macs'] // per['runs']:,} MACs, DRAM read "
+    print(f"      per image: {per['macs'] // per['runs']:,} MAC slots, DRAM read "
           f"{per['dram_read_bytes'] // per['runs']:,} B, written {per['dram_write_bytes'] // per['runs']:,} B")
 
     if not args.no_rtl:

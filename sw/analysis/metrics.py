@@ -53,6 +53,8 @@ class Timing:
     layers: Mapping[int, int | float]   #: per layer id, as the RTL attributes them
     #: wall seconds of each host operator, when the model was run (func or rtl)
     host_seconds: Mapping[str, float] = field(default_factory=dict)
+    #: the instruction timeline (:class:`sw.analysis.trace.Span`), when asked for
+    spans: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class Analysis:
     layers: list[LayerMetrics]
     total: LayerMetrics
     host_ops: list[str]
+    program_layers: list[dict] = field(default_factory=list)   #: Program.layers
+    spans: tuple = ()              #: the timeline, when the timing carried one
 
     @property
     def latency_s(self) -> float | None:
@@ -275,26 +279,30 @@ def analyze_program(qmodel: QuantizedModel, program: Program, timing: Timing | N
         **timed(timing.cycles if timing else None, macs, total_traffic.mac_slots, dram))
     return Analysis(model=name, config=config, clock_mhz=clock_mhz, roof=roof,
                     timing_source=timing.source if timing else "none", energy_table=table.name,
-                    layers=rows, total=total, host_ops=list(program.host_ops))
+                    layers=rows, total=total, host_ops=list(program.host_ops),
+                    program_layers=list(program.layers),
+                    spans=tuple(timing.spans) if timing else ())
 
 
 BACKENDS = ("model", "func", "rtl")
 
 
 def model_timing(program: Program, *, clock_mhz: float = 200.0,
-                 dram_gbs: float | None = None) -> Timing:
+                 dram_gbs: float | None = None, trace: bool = False) -> Timing:
     """The performance model's cycles of ``program`` (:mod:`sw.analysis.perf`), with the
-    DRAM at ``dram_gbs`` (default: the RTL harness's memory) at ``clock_mhz``."""
+    DRAM at ``dram_gbs`` (default: the RTL harness's memory) at ``clock_mhz``; with
+    ``trace``, its instruction timeline too."""
     from . import perf
     dram = None if dram_gbs is None else perf.DramTiming.from_bandwidth(dram_gbs, clock_mhz)
     est = perf.estimate(program, program.config, dram=dram)
-    return Timing("model", est.cycles, {layer.id: layer.cycles for layer in est.layers})
+    return Timing("model", est.cycles, {layer.id: layer.cycles for layer in est.layers},
+                  spans=tuple(est.spans) if trace else ())
 
 
 def analyze(model, config: NPUConfig, *, backend: str = "model", input_shape=None,
             clock_mhz: float = 200.0, dram_gbs: float | None = None,
             energy_table: energy_mod.EnergyTable | None = None, calib: int = 4, seed: int = 0,
-            name: str | None = None, progress=None) -> Analysis:
+            name: str | None = None, progress=None, trace: bool = False) -> Analysis:
     """Quantize, compile and analyse ``model`` on ``config``: the Python API of
     ``python -m sw.analyze``.
 
@@ -304,6 +312,7 @@ def analyze(model, config: NPUConfig, *, backend: str = "model", input_shape=Non
     the functional model on a random sample and checks it bit-exact against the integer
     golden) or ``"rtl"`` (cycles measured in Verilator; ``dram_gbs`` must then be left at
     the harness's). ``progress``: a callable taking one line of text, or None.
+    ``trace``: keep the instruction timeline (the model's, or the RTL's) in ``spans``.
     Raises ValueError naming a bad argument and ``RuntimeError`` when a run is not
     bit-exact.
     """
@@ -342,19 +351,22 @@ def analyze(model, config: NPUConfig, *, backend: str = "model", input_shape=Non
     if backend in ("func", "rtl"):
         x = torch.randn(1, *qmodel.input_shape, generator=torch.Generator().manual_seed(seed + 1))
         say(f"running on the {backend} backend")
-        with sw.Device(config, backend, progress=progress is not None) as device:
+        with sw.Device(config, backend, progress=progress is not None,
+                       trace=trace and backend == "rtl") as device:
             y = device.run(program, x)
             st = device.stats
+            spans = tuple(device.spans or ()) if backend == "rtl" and trace else ()
         if not torch.equal(y, qmodel(x)):
             raise RuntimeError(f"{name}: the {backend} backend's output differs from the "
                                f"integer golden")
         host = {h["name"]: h["seconds"] for h in st.get("host_ops", [])}
         if backend == "rtl":
             timing = Timing("rtl", st["cycles_per_run"],
-                            {layer["id"]: layer["cycles"] for layer in st["layers"]}, host)
+                            {layer["id"]: layer["cycles"] for layer in st["layers"]}, host,
+                            spans)
     if timing is None:
         say("estimating cycles with the performance model")
-        t = model_timing(program, clock_mhz=clock_mhz, dram_gbs=dram_gbs)
-        timing = Timing(t.source, t.cycles, t.layers, host)
+        t = model_timing(program, clock_mhz=clock_mhz, dram_gbs=dram_gbs, trace=trace)
+        timing = Timing(t.source, t.cycles, t.layers, host, t.spans)
     return analyze_program(qmodel, program, timing, name=name, clock_mhz=clock_mhz,
                            dram_gbs=dram_gbs, energy_table=energy_table)

@@ -167,3 +167,30 @@ def test_profile_gpu_without_a_gpu_says_so(capsys):
     assert "no CUDA device" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["resnet8", "--profile-gpu", "--input-shape", "3,32,32"])
+
+
+def test_cli_traces_of_the_model_and_the_rtl_agree(tmp_path, capsys):
+    """Both timelines of one program: valid trace JSON, the same instructions in the same
+    order on each queue, and the RTL's spans adding up to its counters."""
+    from sw.analysis import trace
+    docs = {}
+    for backend in ("model", "rtl"):
+        path = tmp_path / f"{backend}.json"
+        assert cli.main(["resnet8", "--preset", "tiny", "--backend", backend, "--trace",
+                         str(path), "--clock-mhz", "100", "--quiet"]) == 0
+        docs[backend] = trace.load_chrome_trace(path)
+    assert "open it in https://ui.perfetto.dev" in capsys.readouterr().out
+
+    def sequences(doc):
+        out = {}
+        for e in doc["traceEvents"]:
+            if e["ph"] == "X" and "index" in e.get("args", {}):
+                out.setdefault(e["tid"], []).append((e["ts"], e["args"]["index"], e["name"]))
+        return {tid: [(i, n) for _, i, n in sorted(v)] for tid, v in out.items()}
+    model, rtl = sequences(docs["model"]), sequences(docs["rtl"])
+    assert model == rtl and len(model) == 3 and all(model.values())
+    a = metrics.analyze("resnet8", TINY, backend="rtl", trace=True)
+    seq = trace.queue_sequences(a.spans)
+    busy = sum(s.end - s.begin for s in a.spans if s.opcode == "GEMM")
+    assert busy * TINY.macs == a.total.mac_slots
+    assert sum(len(v) for v in seq.values()) == len(a.spans)
