@@ -129,11 +129,13 @@ def _plots(a: Analysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     plots = {}
 
     # Roofline: each layer at its achieved op/s (or its bound when untimed).
-    points = [(a.roof, Point(m.name, m.intensity,
-                             m.flops / m.seconds if m.seconds else None))
-              for m in npu if m.dram_bytes and m.flops]
-    plots["roofline"] = plot_roofline([a.roof], points, out / "roofline",
-                                      title=f"{a.model}: layers on the roofline of {a.roof.name}")
+    placed = [m for m in npu if m.dram_bytes and m.flops]
+    points = [(a.roof, Point(m.name, m.intensity, m.flops / m.seconds if m.seconds else None))
+              for m in placed]
+    plots["roofline"] = plot_roofline(
+        [a.roof], points, out / "roofline",
+        title=f"{a.model}: layers on the roofline of {a.roof.name}",
+        groups=[m.op_class for m in placed] if len(placed) > 10 else None)
 
     if any(m.cycles is not None for m in npu):
         fig, ax = plt.subplots(figsize=(width, 4.5), dpi=120)
@@ -151,8 +153,8 @@ def _plots(a: Analysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
         fig.tight_layout()
         plots["utilization"] = _save(fig, out / "utilization")
 
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(width + 5, 4.5), dpi=120,
-                                       gridspec_kw={"width_ratios": [max(len(npu), 4), 4]})
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(width + 5.5, 4.5), dpi=120,
+                                       gridspec_kw={"width_ratios": [width, 4.5]})
         total = sum(m.cycles or 0 for m in npu) or 1
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         classes = list(a.class_shares())
@@ -181,12 +183,12 @@ def _plots(a: Analysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     fig, ax = plt.subplots(figsize=(width, 4.5), dpi=120)
     bottom = [0.0] * len(npu)
     for part in _ENERGY_PARTS:
-        vals = [m.energy_pj.get(part, 0.0) / 1e3 for m in npu]
+        vals = [m.energy_pj.get(part, 0.0) / 1e6 for m in npu]
         if any(vals):
             ax.bar(list(x), vals, bottom=bottom, label=part.replace("_", " "))
             bottom = [b + v for b, v in zip(bottom, vals)]
     ax.set_xticks(list(x), names, rotation=75, fontsize=7)
-    ax.set_ylabel("energy per sample (nJ)")
+    ax.set_ylabel("energy per sample (µJ)")
     ax.set_title(f"{a.model}: energy per layer ({a.energy_table})")
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)

@@ -73,9 +73,14 @@ def npu_roof(config: NPUConfig, *, clock_mhz: float, dram_gbs: float | None = No
 
 
 def plot_roofline(roofs: Sequence[Roof], points: Sequence[tuple[Roof, Point]],
-                  path: str | pathlib.Path, *, title: str = "Roofline") -> list[pathlib.Path]:
+                  path: str | pathlib.Path, *, title: str = "Roofline",
+                  groups: Sequence[str] | None = None) -> list[pathlib.Path]:
     """Plot ``roofs`` (log-log) with each ``(roof, point)`` placed on its roof: at its
     achieved ops/s when measured (filled marker), else at the attainable bound (hollow).
+
+    ``groups``: one name per point (e.g. its operator class): points are then coloured
+    by group, one legend entry per group, and the labelled legend is left out (for
+    plots of many points).
 
     Writes ``path`` with a ``.png`` and a ``.svg`` suffix; returns both paths.
     """
@@ -98,6 +103,18 @@ def plot_roofline(roofs: Sequence[Roof], points: Sequence[tuple[Roof, Point]],
         ax.plot(xs, [roof.attainable(x) for x in xs], color=colour, lw=2,
                 label=f"{roof.name}: {roof.ops_s / 1e12:.3g} TOP/s, {roof.bytes_s / 1e9:.3g} GB/s, "
                       f"ridge {roof.ridge:.3g} op/B")
+    if groups is not None:
+        if len(groups) != len(points):
+            raise ValueError(f"{len(groups)} groups for {len(points)} points")
+        names = list(dict.fromkeys(groups))
+        for g_i, name in enumerate(names):
+            colour = colours[(len(roofs) + g_i) % len(colours)]
+            mine = [(r, p) for (r, p), g in zip(points, groups) if g == name]
+            ax.scatter([p.intensity for _, p in mine],
+                       [p.ops_s if p.ops_s is not None else r.attainable(p.intensity)
+                        for r, p in mine], s=40, color=colour, zorder=3, alpha=0.85,
+                       label=f"{name} ({len(mine)})")
+        points = []
     markers = "os^Dv<>p*h"
     for k, (roof, p) in enumerate(points):
         y = p.ops_s if p.ops_s is not None else roof.attainable(p.intensity)
