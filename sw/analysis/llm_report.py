@@ -151,6 +151,7 @@ def _plots(a: LLMAnalysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
                  marker="o", label=f"batch {b}")
     ax1.axhline(cfg.weight_bytes(2) / 1e9, color="k", ls="--", lw=1, label="weights alone")
     ax1.set_xscale("log", base=2)
+    ax1.set_yscale("log")
     ax1.set_xlabel("sequence length (tokens)")
     ax1.set_ylabel("footprint, fp16 (GB)")
     ax1.set_title("against sequence length")

@@ -116,3 +116,22 @@ def test_errors(models):
     with pytest.raises(CompileError) as estimated:
         layers.estimate_layers(q, small)
     assert str(estimated.value) == str(compiled.value)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet8"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "default"])
+def test_layer_model_against_the_program_level_model(name, preset):
+    """The layer-level model (no program) against the program-level performance model
+    (which equals the RTL's counters within 0.01 %): the error docs/analysis.md states."""
+    import sw
+    from sw.analysis import perf
+    model, shape = zoo.build(name)
+    qmodel = sw.quantize(model, [torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))])
+    config = NPUConfig.preset(preset)
+    est = perf.estimate(sw.compile(qmodel, config))
+    mine = layers.layer_cycles(qmodel, config)
+    assert set(mine) == {layer.id for layer in est.layers}
+    for layer in est.layers:
+        assert abs(mine[layer.id] - layer.cycles) <= 0.25 * layer.cycles, layer.name
+    total = sum(layer.cycles for layer in est.layers)
+    assert abs(sum(mine.values()) - total) <= 0.06 * total
