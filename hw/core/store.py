@@ -140,7 +140,10 @@ class StoreUnit(wiring.Component):
                     with m.If(ri + 1 == su.rows):
                         m.next = "FLUSH"
             with m.State("FLUSH"):
-                with m.If(~halt & (rq_inflight == 0) & ~issue & ~rd_valid & ~ofifo.r_rdy
+                # Finished (and its token given) only once every row is in DRAM: the
+                # output FIFO empty (its level counts a row still moving in, which r_rdy
+                # does not show yet) and the writer idle after its last response.
+                with m.If(~halt & (rq_inflight == 0) & ~issue & ~rd_valid & (ofifo.level == 0)
                           & self.dma_idle & ~self.dma.valid):
                     m.d.comb += finished.eq(1)
                     m.next = "IDLE"
@@ -148,8 +151,6 @@ class StoreUnit(wiring.Component):
             self.dma.valid.eq(ofifo.r_rdy & ~halt),
             self.dma.payload.eq(ofifo.r_data),
             ofifo.r_en.eq(self.dma.valid & self.dma.ready),
-            # Idle once the last row has left the FIFO too (FLUSH may end the cycle before
-            # the FIFO shows it), so the NPU is not done with a row unwritten.
             self.idle.eq(fsm.ongoing("IDLE") & ~self.insn.valid & (ofifo.level == 0)),
             self.waiting.eq(fsm.ongoing("WAIT") & ~self.tokens.ready),
         ]

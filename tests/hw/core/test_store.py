@@ -140,7 +140,7 @@ def test_exact_cycles_without_stalls():
     """Cycles from the instruction offered to the finish (tokens given) and to idle (the
     last row gone to the DMA writer), without stalls: IDLE, WAIT, four cycles of
     parameters, a row per cycle, then the read, the requantizer's 5 stages and the FIFO
-    behind the last row: 14 + n (one row stores finish earlier)."""
+    behind the last row: 14 + n, one row as many (its token waits for the row too)."""
     acc, param = _memories(0)
     got = {}
     for n in (1, 2, 8, 30):
@@ -148,4 +148,4 @@ def test_exact_cycles_without_stalls():
                          clamp_hi=127, push_prev=1)
         _, finished, idle_at = _run([insn], acc, param)
         got[n] = (finished[0], idle_at)
-    assert got == {1: (13, 15), 2: (16, 17), 8: (22, 23), 30: (44, 45)}
+    assert got == {1: (15, 16), 2: (16, 17), 8: (22, 23), 30: (44, 45)}
