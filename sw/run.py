@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="zoo name or module:attr")
     parser.add_argument("--backend", choices=list(BACKENDS), default="func",
                         help="where to run (default func)")
+    parser.add_argument("--port", help="with --backend board: the board's serial port")
+    parser.add_argument("--baud", type=int, default=115200,
+                        help="with --backend board: the link's baud rate (default 115200)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--rows", type=int, help="override the preset's rows")
     parser.add_argument("--cols", type=int, help="override the preset's cols")
@@ -89,7 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.disassemble:
         print(program.disassemble(), end="")
     x = torch.randn(args.batch, *shape, generator=gen)
-    device = sw.Device(config, backend=args.backend, progress=True, trace=bool(args.trace))
+    if args.port and args.backend != "board":
+        parser.error("--port goes with --backend board")
+    options = {"port": args.port, "baud": args.baud} if args.backend == "board" else {}
+    try:
+        device = sw.Device(config, backend=args.backend, progress=True, trace=bool(args.trace),
+                           **options)
+    except sw.runtime.BackendError as exc:
+        print(f"python -m sw.run: error: {exc}", file=sys.stderr)
+        return 1
     t0 = time.perf_counter()
     try:
         y = device.run(program, x)

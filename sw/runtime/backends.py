@@ -10,8 +10,10 @@ constants once, the input and output per run); a backend moves the bytes and run
   in-design RAM, no Python per cycle), driven through :mod:`hw.driver` like a board;
   its RAM is kept between runs, the statistics are read from the CSRs.
 
-A board backend (the FPGA's UART bridge) registers itself the same way
-(:func:`register_backend`).
+* ``"board"``: an NPU on an FPGA board over the host link's framed protocol
+  (:mod:`fpga.protocol`), through the same driver.
+
+Other backends register themselves the same way (:func:`register_backend`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from hw.isa import ErrorCode
 from .stats import Counters
 
 __all__ = ["Backend", "BACKENDS", "RunRecord", "register_backend", "get_backend", "FuncBackend",
-           "RTLBackend", "BackendError"]
+           "RTLBackend", "BoardBackend", "BackendError"]
 
 
 class BackendError(RuntimeError):
@@ -247,3 +249,101 @@ class RTLBackend(Backend):
         if self._bus is not None:
             self._bus.close()
             self._bus = None
+
+
+@register_backend
+class BoardBackend(Backend):
+    """An NPU on an FPGA board, over the host link's framed protocol
+    (:mod:`fpga.protocol`), driven through :mod:`hw.driver` as the rtl backend is.
+
+    Options: ``port`` (the serial port, e.g. ``/dev/ttyUSB0``) and ``baud``; or
+    ``transport`` (any object with ``write(bytes)`` and ``read(n, timeout)``, e.g. a
+    simulated UART) with ``wait`` (how the driver's polls pass NPU cycles there);
+    ``timeout`` (seconds per reply), ``clock_hz`` (the board's NPU clock),
+    ``mem_bytes`` (the board's DRAM, to refuse a program that does not fit).
+    On opening it checks that an NPU answers and that its CONFIG_HASH is ``config``'s.
+    Raises BackendError naming what is wrong (no port given, a port that does not open,
+    no answer, another configuration).
+    """
+    name = "board"
+
+    def __init__(self, config: NPUConfig, *, progress: bool = False, port: str | None = None,
+                 baud: int = 115200, transport=None, wait=None, timeout: float = 1.0,
+                 clock_hz: float = 25e6, mem_bytes: int | None = None) -> None:
+        from fpga.protocol import Link, LinkError
+        from hw import driver
+        super().__init__(config, progress=progress)
+        self.mem_bytes = mem_bytes
+        self._serial = None
+        if transport is None:
+            if port is None:
+                raise BackendError("the board backend needs port= (the board's serial "
+                                   "port, e.g. /dev/ttyUSB0) or transport=")
+            try:
+                import serial
+            except ImportError:
+                raise BackendError("the board backend needs pyserial (pip install "
+                                   "pyserial)") from None
+            try:
+                self._serial = serial.Serial(port, baud, timeout=timeout)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                raise BackendError(f"cannot open the board's serial port {port}: {exc}") from None
+            transport = _SerialTransport(self._serial)
+        self.link = Link(transport, timeout=timeout, clock_hz=clock_hz, wait=wait)
+        try:
+            self.link.ping()
+            driver.execute(driver.check_instance(config.hash), self.link)
+        except (LinkError, driver.DriverError) as exc:
+            self.close()
+            raise BackendError(f"board{f' on {port}' if port else ''}: {exc}") from None
+
+    def allocate(self, nbytes: int) -> None:
+        if self.mem_bytes is not None and nbytes > self.mem_bytes:
+            raise BackendError(f"the program's DRAM image of {nbytes} bytes exceeds the "
+                               f"board's {self.mem_bytes} bytes")
+
+    def _write(self, addr: int, data: np.ndarray) -> None:
+        self._link_call(self.link.load, addr, data)
+
+    def _read(self, addr: int, nbytes: int) -> np.ndarray:
+        return self._link_call(self.link.dump, addr, nbytes)
+
+    def _link_call(self, fn, *args):
+        from fpga.protocol import LinkError
+        try:
+            return fn(*args)
+        except LinkError as exc:
+            raise BackendError(f"board link: {exc}") from None
+
+    def run(self, insn_base, insn_count, window, *, max_cycles, progress=None) -> RunRecord:
+        from hw import driver
+        t0 = time.perf_counter()
+
+        def report(cycles):
+            progress(cycles, time.perf_counter() - t0)
+        r = self._link_call(driver.execute, driver.run(
+            insn_base, insn_count, window, max_cycles=max_cycles,
+            progress=report if progress else None), self.link)
+        stopped = r.error.name if r.error is not ErrorCode.NONE else r.status
+        why = "" if r.status == "done" else f"{stopped} at instruction {r.error_index}"
+        return RunRecord(r.status, why, Counters.from_registers(r.registers),
+                         time.perf_counter() - t0)
+
+    def close(self) -> None:
+        if self._serial is not None:
+            self._serial.close()
+            self._serial = None
+
+
+class _SerialTransport:
+    """pyserial's port as a :class:`fpga.protocol.Transport`."""
+
+    def __init__(self, port) -> None:
+        self.port = port
+
+    def write(self, data: bytes) -> None:
+        self.port.write(data)
+
+    def read(self, n: int, timeout: float) -> bytes:
+        self.port.timeout = timeout
+        return self.port.read(max(1, min(n, self.port.in_waiting or 1)))

@@ -45,14 +45,15 @@ class Device:
     Parameters: ``config`` (the :class:`hw.NPUConfig` of the NPU), ``backend`` (a
     name in :data:`BACKENDS`), ``progress`` (print what a slow backend is doing),
     ``trace`` (record the instruction timeline of every run in :attr:`spans`; the
-    ``rtl`` backend does).
+    ``rtl`` backend does); other keyword options go to the backend (the board's
+    ``port``, ``baud``, ...).
     Raises TypeError for a config that is not an NPUConfig or a trace that is not a
     bool, ValueError for an unknown backend (naming the known ones) or a backend that
     cannot trace.
     """
 
     def __init__(self, config: NPUConfig, backend: str = "func", *, progress: bool = False,
-                 trace: bool = False) -> None:
+                 trace: bool = False, **options) -> None:
         require_config(config)
         cls = get_backend(backend)
         if not isinstance(trace, bool):
@@ -60,7 +61,13 @@ class Device:
         self.config = config
         self.backend = backend
         self.progress = progress
-        self._impl = cls(config, progress=progress)
+        try:
+            self._impl = cls(config, progress=progress, **options)
+        except TypeError as exc:
+            if options and "unexpected keyword" in str(exc):
+                raise TypeError(f"the {backend} backend takes no option "
+                                f"{', '.join(sorted(options))}") from None
+            raise
         if trace:
             try:
                 self._impl.set_trace(True)

@@ -13,16 +13,16 @@ from sw.runtime import BACKENDS, Backend, Counters, get_backend, register_backen
 TINY = NPUConfig.preset("tiny")
 
 
-def test_registry_names_func_and_rtl():
-    assert list(BACKENDS) == ["func", "rtl"] and sw.BACKENDS is BACKENDS
+def test_registry_names_func_rtl_and_board():
+    assert list(BACKENDS) == ["func", "rtl", "board"] and sw.BACKENDS is BACKENDS
     assert all(issubclass(cls, Backend) and cls.name == name for name, cls in BACKENDS.items())
     from sw.device import Device
     assert Device is sw.Device
 
 
 def test_unknown_backend_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown backend 'board'; backends: func, rtl"):
-        sw.Device(TINY, backend="board")
+    with pytest.raises(ValueError, match="unknown backend 'fpga'; backends: func, rtl, board"):
+        sw.Device(TINY, backend="fpga")
     with pytest.raises(ValueError, match="unknown backend 3"):
         get_backend(3)
 
@@ -37,7 +37,7 @@ def test_a_registered_backend_is_usable_by_name(capsys):
         assert isinstance(sw.Device(TINY, "echo-test")._impl, Echo)
         with pytest.raises(SystemExit):
             run.main(["--help"])
-        assert "--backend {func,rtl,echo-test}" in capsys.readouterr().out
+        assert "--backend {func,rtl,board,echo-test}" in capsys.readouterr().out
         with pytest.raises(ValueError, match="backend 'func' is already registered"):
             register_backend(type("Other", (Echo,), {"name": "func"}))
         with pytest.raises(TypeError, match="needs a class attribute 'name'"):
@@ -50,7 +50,7 @@ def test_run_cli_reads_the_registry():
     out = subprocess.run([sys.executable, "-m", "sw.run", "lenet5", "--backend", "gpu"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "invalid choice: 'gpu'" in out.stderr
-    assert "--backend {func,rtl}" in out.stderr
+    assert "--backend {func,rtl,board}" in out.stderr
 
 
 def test_counters_are_the_counter_schema():
