@@ -22,7 +22,7 @@ from hw.config import NPUConfig
 
 from . import llm
 from .llm_npu import GPUStep, NPUStep, gpu_step, npu_step
-from .roofline import Point, Roof, npu_roof, plot_roofline
+from .roofline import Point, Roof, npu_roof, plot_roofline, save_figure
 
 __all__ = ["LLMAnalysis", "analyze_llm", "format_llm", "write_llm_report"]
 
@@ -172,7 +172,7 @@ def _plots(a: LLMAnalysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     ax2.grid(True, axis="y", alpha=0.3)
     fig.suptitle(f"{cfg.name}: weights, KV cache and activations in device memory")
     fig.tight_layout()
-    plots["footprint"] = _save(fig, out / "footprint")
+    plots["footprint"] = save_figure(fig, out / "footprint")
 
     points = []
     for n, g in a.steps:
@@ -193,17 +193,8 @@ def _plots(a: LLMAnalysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     ax.tick_params(axis="x", rotation=45)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    plots["llm_ops"] = _save(fig, out / "llm_ops")
+    plots["llm_ops"] = save_figure(fig, out / "llm_ops")
     return plots
-
-
-def _save(fig, base: pathlib.Path) -> list[pathlib.Path]:
-    import matplotlib.pyplot as plt
-    paths = [base.with_suffix(".png"), base.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p)
-    plt.close(fig)
-    return paths
 
 
 def write_llm_report(a: LLMAnalysis, out: str | pathlib.Path) -> dict:

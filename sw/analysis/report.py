@@ -22,7 +22,7 @@ import math
 import pathlib
 
 from .metrics import Analysis, LayerMetrics
-from .roofline import Point, plot_roofline
+from .roofline import Point, plot_roofline, save_figure
 
 __all__ = ["format_table", "format_summary", "write_report", "CSV_COLUMNS"]
 
@@ -108,15 +108,6 @@ def _json_safe(obj):
     return obj
 
 
-def _save(fig, base: pathlib.Path) -> list[pathlib.Path]:
-    import matplotlib.pyplot as plt
-    out = [base.with_suffix(".png"), base.with_suffix(".svg")]
-    for p in out:
-        fig.savefig(p)
-    plt.close(fig)
-    return out
-
-
 def _plots(a: Analysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     import matplotlib
     matplotlib.use("Agg")
@@ -151,7 +142,7 @@ def _plots(a: Analysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
         ax.legend()
         ax.grid(True, axis="y", alpha=0.3)
         fig.tight_layout()
-        plots["utilization"] = _save(fig, out / "utilization")
+        plots["utilization"] = save_figure(fig, out / "utilization")
 
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(width + 5.5, 4.5), dpi=120,
                                        gridspec_kw={"width_ratios": [width, 4.5]})
@@ -178,7 +169,7 @@ def _plots(a: Analysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
         ax2.legend(fontsize=8)
         fig.suptitle(f"{a.model}: where the time goes")
         fig.tight_layout()
-        plots["time_share"] = _save(fig, out / "time_share")
+        plots["time_share"] = save_figure(fig, out / "time_share")
 
     fig, ax = plt.subplots(figsize=(width, 4.5), dpi=120)
     bottom = [0.0] * len(npu)
@@ -193,7 +184,7 @@ def _plots(a: Analysis, out: pathlib.Path) -> dict[str, list[pathlib.Path]]:
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    plots["energy"] = _save(fig, out / "energy")
+    plots["energy"] = save_figure(fig, out / "energy")
     return plots
 
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from hw.config import NPUConfig
 
-__all__ = ["Roof", "Point", "npu_roof", "plot_roofline"]
+__all__ = ["Roof", "Point", "npu_roof", "plot_roofline", "save_figure"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,13 @@ def plot_roofline(roofs: Sequence[Roof], points: Sequence[tuple[Roof, Point]],
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | pathlib.Path) -> list[pathlib.Path]:
+    """Write matplotlib figure ``fig`` as ``path`` with a ``.png`` and a ``.svg`` suffix,
+    close it, and return both paths (every plot of the analysis is saved this way)."""
+    import matplotlib.pyplot as plt
     base = pathlib.Path(path).with_suffix("")
     out = [base.with_suffix(".png"), base.with_suffix(".svg")]
     for p in out:

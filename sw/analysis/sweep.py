@@ -36,6 +36,7 @@ from hw.config import ConfigError, NPUConfig
 from ..compiler import CompileError
 from ..quant import QuantizedModel
 from .layers import estimate_layers
+from .roofline import save_figure
 
 __all__ = ["SweepPoint", "SweepResult", "grid", "point_config", "area_mm2", "yosys_cells",
            "evaluate", "sweep", "pareto_front", "write_csv", "plot_pareto", "EXECUTORS",
@@ -343,9 +344,4 @@ def plot_pareto(results: Sequence[SweepResult], path: str | pathlib.Path, *,
     invalid = len(results) - len(valid)
     fig.suptitle(f"{title}: {len(valid)} valid points" + (f", {invalid} invalid" if invalid else ""))
     fig.tight_layout()
-    base = pathlib.Path(path).with_suffix("")
-    out = [base.with_suffix(".png"), base.with_suffix(".svg")]
-    for p in out:
-        fig.savefig(p)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
