@@ -65,6 +65,26 @@ def pair(v) -> tuple[int, int]:
 class Tracer(GraphBuilder):
     """The state of one trace, handed to the patterns."""
 
+    def where(self, fx_node) -> str:
+        """Where ``fx_node`` is in the model, as nodes record it: a module call's path
+        (``layer1.0.conv1``); for a function or method call, the path of the module whose
+        ``forward`` makes it (fx's ``nn_module_stack``) and the call's name
+        (``features.denseblock1.cat_1``; ``cat_1`` at the top level)."""
+        if fx_node.op == "call_module":
+            return str(fx_node.target)
+        stack = fx_node.meta.get("nn_module_stack") or {}
+        return f"{list(stack)[-1]}.{fx_node.name}" if stack else fx_node.name
+
+    def place(self, fx_node) -> str:
+        """:meth:`where`, for messages: a function or method call also names the class
+        whose ``forward`` makes it (``features.denseblock1.cat_1 (in _DenseBlock)``)."""
+        if fx_node.op == "call_module":
+            return repr(str(fx_node.target))
+        stack = fx_node.meta.get("nn_module_stack") or {}
+        cls = list(stack.values())[-1][1] if stack else None
+        owner = getattr(cls, "__name__", "the model") if cls else "the model's forward"
+        return f"{self.where(fx_node)} (in {owner})"
+
     def src(self, arg) -> str:
         """The IR name of an fx operand; constants are not supported."""
         if not isinstance(arg, torch.fx.Node):
@@ -82,6 +102,10 @@ def trace(model: nn.Module) -> Graph:
     if not isinstance(model, nn.Module):
         raise TypeError(f"trace expects a torch.nn.Module, not {type(model).__name__}")
     model = model.eval()
+    if type(model) in MODULES:
+        # A lone layer given as the model: trace it as the one call of a container, as fx
+        # would otherwise trace into its forward (its parameters as get_attr nodes).
+        model = _Whole(model)
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types for data-dependent control flow
@@ -136,12 +160,26 @@ def _add_node(t: Tracer, fx_node, modules: dict) -> None:
         pattern(t, fx_node, mod, inp, str(fx_node.target))
     elif fx_node.op in ("call_function", "call_method"):
         target = fx_node.target
+        tname = getattr(target, "__name__", str(target))
         if target in ("size", getattr):
-            raise UnsupportedOpError(f"{target} at {name}: shape arithmetic is not supported")
+            raise UnsupportedOpError(
+                f"{tname} at {t.place(fx_node)}: shape arithmetic is not supported")
         pattern = FUNCTIONS.get(target)
         if pattern is None:
-            tname = getattr(target, "__name__", str(target))
-            raise UnsupportedOpError(f"unsupported operation {tname!r} at {name}")
+            raise UnsupportedOpError(f"unsupported operation {tname!r} at {t.place(fx_node)}")
         pattern(t, fx_node)
     else:
-        raise UnsupportedOpError(f"unsupported node {fx_node.op} {fx_node.target} at {name}")
+        raise UnsupportedOpError(
+            f"unsupported node {fx_node.op} {fx_node.target} at {t.place(fx_node)}")
+
+
+class _Whole(nn.Module):
+    """A lone layer (``nn.Conv2d(...)`` as the whole model) as a container's one call."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.add_module(type(layer).__name__.lower(), layer)
+        self.name = type(layer).__name__.lower()
+
+    def forward(self, x):
+        return getattr(self, self.name)(x)

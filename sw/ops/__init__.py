@@ -8,7 +8,8 @@ front-end patterns.
 ``relu/relu6``    ReLU, ReLU6, fused into their producer where possible (:mod:`sw.ops.activation`)
 ``maxpool``       MaxPool2d (:mod:`sw.ops.pool`)
 ``avgpool``       AvgPool2d (:mod:`sw.ops.pool`)
-``gap``           AdaptiveAvgPool2d(1) (:mod:`sw.ops.gap`)
+``gap``           AdaptiveAvgPool2d(1), ``x.mean([2, 3])`` (:mod:`sw.ops.gap`)
+``adaptive_*``    AdaptiveAvgPool2d, AdaptiveMaxPool2d to any size (:mod:`sw.ops.adaptive`)
 ``add``           residual add (:mod:`sw.ops.add`)
 ``flatten``       Flatten, flatten, view/reshape(batch, -1) (:mod:`sw.ops.flatten`)
 ================  ====================================================================
@@ -22,6 +23,6 @@ with :func:`register` and its front-end patterns, imported below; and its tests
 from .base import OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register
 
 # Registration order is the order of the supported-module list in messages.
-from . import input, conv, linear, activation, pool, gap, add, flatten, identity  # noqa: E402, F401, A004
+from . import input, conv, linear, activation, pool, gap, adaptive, add, flatten, identity  # noqa: E402, F401, A004
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp"]

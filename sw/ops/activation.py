@@ -87,12 +87,12 @@ def _from_module(t: fx.Tracer, fx_node, mod, inp: str, where: str) -> None:
 
 @fx.function(F.relu, torch.relu, "relu")
 def _from_relu(t: fx.Tracer, fx_node) -> None:
-    t.add(Node(fx_node.name, "relu", [t.src(fx_node.args[0])], where=fx_node.name))
+    t.add(Node(fx_node.name, "relu", [t.src(fx_node.args[0])], where=t.where(fx_node)))
 
 
 @fx.function(F.relu6)
 def _from_relu6(t: fx.Tracer, fx_node) -> None:
-    t.add(Node(fx_node.name, "relu6", [t.src(fx_node.args[0])], where=fx_node.name))
+    t.add(Node(fx_node.name, "relu6", [t.src(fx_node.args[0])], where=t.where(fx_node)))
 
 
 def fuse_activations(graph: Graph) -> None:

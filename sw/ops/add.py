@@ -105,5 +105,5 @@ class Add(Op):
 def _from_add(t: fx.Tracer, fx_node) -> None:
     a, b = fx_node.args[:2]
     if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)):
-        raise UnsupportedOpError(f"add at {fx_node.name}: adding a constant is not supported")
-    t.add(Node(fx_node.name, "add", [t.src(a), t.src(b)], where=fx_node.name))
+        raise UnsupportedOpError(f"add at {t.place(fx_node)}: adding a constant is not supported")
+    t.add(Node(fx_node.name, "add", [t.src(a), t.src(b)], where=t.where(fx_node)))

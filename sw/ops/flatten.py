@@ -45,8 +45,8 @@ def _from_module(t: fx.Tracer, fx_node, mod: nn.Flatten, inp: str, where: str) -
 def _from_flatten(t: fx.Tracer, fx_node) -> None:
     start = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs.get("start_dim", 0)
     if start != 1:
-        raise UnsupportedOpError(f"flatten at {fx_node.name}: only start_dim=1 is supported")
-    t.add(Node(fx_node.name, "flatten", [t.src(fx_node.args[0])], where=fx_node.name))
+        raise UnsupportedOpError(f"flatten at {t.place(fx_node)}: only start_dim=1 is supported")
+    t.add(Node(fx_node.name, "flatten", [t.src(fx_node.args[0])], where=t.where(fx_node)))
 
 
 @fx.function("view", "reshape")
@@ -56,5 +56,5 @@ def _from_view(t: fx.Tracer, fx_node) -> None:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     if len(shape) != 2 or shape[1] != -1:
-        raise UnsupportedOpError(f"{target} at {name}: only x.{target}(batch, -1) (a flatten) is supported")
-    t.add(Node(name, "flatten", [t.src(fx_node.args[0])], where=name))
+        raise UnsupportedOpError(f"{target} at {t.place(fx_node)}: only x.{target}(batch, -1) (a flatten) is supported")
+    t.add(Node(name, "flatten", [t.src(fx_node.args[0])], where=t.where(fx_node)))

@@ -1,5 +1,6 @@
-"""Global average pooling (AdaptiveAvgPool2d(1)): the sum over all pixels, divided by
-their count through the requantizer; it keeps its input's quantization."""
+"""Global average pooling (AdaptiveAvgPool2d(1), ``x.mean([2, 3])``): the sum over all
+pixels, divided by their count through the requantizer; it keeps its input's
+quantization. Its front-end patterns are those of adaptive pooling (:mod:`sw.ops.adaptive`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from hw import isa
 
 from .. import golden
-from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
 from .base import Op, QuantContext, register
 
@@ -78,18 +77,3 @@ class GlobalAvgPool(Op):
                                     param=0, out_zp=0, clamp_lo=-128, clamp_hi=127)]
             c.chunk(layer_id, first, [load], params, alus, stores)
         return 0
-
-
-@fx.module(nn.AdaptiveAvgPool2d, label="AdaptiveAvgPool2d(1)")
-def _from_module(t: fx.Tracer, fx_node, mod: nn.AdaptiveAvgPool2d, inp: str, where: str) -> None:
-    if fx.pair(mod.output_size) != (1, 1):
-        raise UnsupportedOpError(
-            f"AdaptiveAvgPool2d at {where}: only output size 1 (global pooling) is supported")
-    t.add(Node(fx_node.name, "gap", [inp], where=where))
-
-
-@fx.function(F.adaptive_avg_pool2d)
-def _from_function(t: fx.Tracer, fx_node) -> None:
-    if fx.pair(fx_node.args[1]) != (1, 1):
-        raise UnsupportedOpError(f"adaptive_avg_pool2d at {fx_node.name}: only output size 1")
-    t.add(Node(fx_node.name, "gap", [t.src(fx_node.args[0])], where=fx_node.name))

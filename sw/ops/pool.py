@@ -29,13 +29,16 @@ __all__ = ["Pool", "QAvgPool", "MaxPool", "AvgPool"]
 
 @dataclass(frozen=True)
 class Pool:
-    """Window geometry (also the integer attributes of max pooling)."""
+    """Window geometry (also the integer attributes of max pooling). With ``ceil_mode`` the
+    last window of a row or column may hang over the input's end (PyTorch's rule: it
+    starts inside the input or its left padding); max pooling pads it with -128."""
     kernel: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
+    ceil_mode: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QAvgPool(Pool):
     """Integer attributes of average pooling: the ``1 / count`` multiplier and shift and
     the input zero point (the padding value)."""
@@ -109,7 +112,7 @@ class MaxPool(_Pool):
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         a = node.attrs
-        return F.max_pool2d(args[0], a.kernel, a.stride, a.padding)
+        return F.max_pool2d(args[0], a.kernel, a.stride, a.padding, ceil_mode=a.ceil_mode)
 
     def quantize(self, node: Node, ctx: QuantContext) -> QNode:
         q_in = ctx.q(node.inputs[0])
@@ -119,7 +122,13 @@ class MaxPool(_Pool):
     def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
         a = node.attrs
         ph, pw = a.padding
-        xp = F.pad(args[0].to(torch.float64), (pw, pw, ph, ph), value=-128.0)
+        (k_h, k_w), (sh, sw) = a.kernel, a.stride
+        _, h, w = args[0].shape[1:]
+        _, oh, ow = node.shape
+        # The padding the output size asks for: ceil_mode's last windows reach further.
+        extra_h = max(0, (oh - 1) * sh + k_h - (h + 2 * ph))
+        extra_w = max(0, (ow - 1) * sw + k_w - (w + 2 * pw))
+        xp = F.pad(args[0].to(torch.float64), (pw, pw + extra_w, ph, ph + extra_h), value=-128.0)
         return F.max_pool2d(xp, a.kernel, a.stride).to(torch.int8)
 
 
@@ -137,7 +146,8 @@ class AvgPool(_Pool):
         a = node.attrs
         count = a.kernel[0] * a.kernel[1]
         m, s = golden.quantize_multiplier(1.0 / count)
-        attrs = QAvgPool(a.kernel, a.stride, a.padding, m, s, q_in.zero_point, count)
+        attrs = QAvgPool(a.kernel, a.stride, a.padding, mult=m, shift=s, zp_in=q_in.zero_point,
+                         count=count)
         return QNode(node.name, node.op, node.inputs, q_in, ctx.shape(node.name), attrs, None,
                      node.where)
 
@@ -153,38 +163,52 @@ class AvgPool(_Pool):
 
 @fx.module(nn.MaxPool2d)
 def _from_maxpool2d(t: fx.Tracer, fx_node, mod: nn.MaxPool2d, inp: str, where: str) -> None:
-    if fx.pair(mod.dilation) != (1, 1) or mod.ceil_mode:
-        raise UnsupportedOpError(f"MaxPool2d at {where}: dilation and ceil_mode are not supported")
+    _refuse(where, "MaxPool2d", dilation=(fx.pair(mod.dilation), (1, 1)),
+            return_indices=(mod.return_indices, False))
     t.add(Node(fx_node.name, "maxpool", [inp], Pool(
-        fx.pair(mod.kernel_size), fx.pair(mod.stride or mod.kernel_size), fx.pair(mod.padding)),
-        where=where))
+        fx.pair(mod.kernel_size), fx.pair(mod.stride or mod.kernel_size), fx.pair(mod.padding),
+        bool(mod.ceil_mode)), where=where))
 
 
 @fx.module(nn.AvgPool2d)
 def _from_avgpool2d(t: fx.Tracer, fx_node, mod: nn.AvgPool2d, inp: str, where: str) -> None:
-    if mod.ceil_mode or not mod.count_include_pad or mod.divisor_override:
-        raise UnsupportedOpError(
-            f"AvgPool2d at {where}: ceil_mode, count_include_pad=False and "
-            f"divisor_override are not supported")
+    _refuse(where, "AvgPool2d", ceil_mode=(mod.ceil_mode, False),
+            count_include_pad=(mod.count_include_pad, True),
+            divisor_override=(mod.divisor_override, None))
     t.add(Node(fx_node.name, "avgpool", [inp], Pool(
         fx.pair(mod.kernel_size), fx.pair(mod.stride or mod.kernel_size), fx.pair(mod.padding)),
         where=where))
 
 
+def _refuse(where: str, name: str, **options) -> None:
+    """UnsupportedOpError naming each option (``name=(value, supported)``) that is not at
+    its supported value."""
+    bad = [f"{k}={v!r}" for k, (v, ok) in options.items() if v != ok]
+    if bad:
+        raise UnsupportedOpError(f"{name} at {where}: {', '.join(bad)} "
+                                 f"{'is' if len(bad) == 1 else 'are'} not supported")
+
+
 @fx.function(F.max_pool2d, F.avg_pool2d)
 def _from_function(t: fx.Tracer, fx_node) -> None:
-    target, name = fx_node.target, fx_node.name
-    args = list(fx_node.args[1:])
-    kw = dict(fx_node.kwargs)
-    names = ["kernel_size", "stride", "padding"]
-    for k, v in zip(names, args):
-        kw[k] = v
+    target, name, where = fx_node.target, fx_node.name, t.place(fx_node)
+    is_max = target is F.max_pool2d
+    order = (["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
+             if is_max else
+             ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+              "divisor_override"])
+    kw = dict(zip(order, fx_node.args[1:]))
+    kw.update(fx_node.kwargs)
     kernel = fx.pair(kw["kernel_size"])
     stride = fx.pair(kw.get("stride") or kernel)
     padding = fx.pair(kw.get("padding", 0))
-    extra = {k for k in kw if k not in names and kw[k] not in (None, False, 1, True)}
-    if extra or kw.get("ceil_mode") or (target is F.avg_pool2d and kw.get("divisor_override")):
-        raise UnsupportedOpError(f"{target.__name__} at {name}: options {sorted(kw)} "
-                                 f"beyond kernel, stride, padding are not supported")
-    t.add(Node(name, "maxpool" if target is F.max_pool2d else "avgpool", [t.src(fx_node.args[0])],
-               Pool(kernel, stride, padding), where=name))
+    if is_max:
+        _refuse(where, target.__name__, dilation=(fx.pair(kw.get("dilation", 1)), (1, 1)),
+                return_indices=(bool(kw.get("return_indices", False)), False))
+    else:
+        _refuse(where, target.__name__, ceil_mode=(bool(kw.get("ceil_mode", False)), False),
+                count_include_pad=(bool(kw.get("count_include_pad", True)), True),
+                divisor_override=(kw.get("divisor_override"), None))
+    t.add(Node(name, "maxpool" if is_max else "avgpool", [t.src(fx_node.args[0])],
+               Pool(kernel, stride, padding, bool(kw.get("ceil_mode", False)) and is_max),
+               where=t.where(fx_node)))

@@ -110,7 +110,8 @@ class Mul(nn.Module):
     (Cat(), (4,), r"unsupported operation 'cat' at cat"),
     (Mul(), (2, 3, 3), r"unsupported operation 'mul' at mul"),
     (nn.Sequential(nn.Conv2d(2, 2, 3, dilation=2)), (2, 8, 8), "dilation"),
-    (nn.Sequential(nn.Conv2d(2, 2, 1), nn.AdaptiveAvgPool2d(2)), (2, 4, 4), "only output size 1"),
+    (nn.Sequential(nn.Conv2d(2, 2, 1), nn.MaxPool2d(2, return_indices=True)), (2, 4, 4),
+     r"MaxPool2d at '?1'?: return_indices=True is not supported"),
     (nn.Sequential(nn.BatchNorm2d(2)), (2, 4, 4), "must directly follow a Conv2d"),
 ])
 def test_unsupported_ops_are_named(model, shape, message):

@@ -99,3 +99,54 @@ def test_every_unsupported_operation_is_named_at_once():
     text = str(info.value)
     assert "the model uses 2 unsupported operations" in text
     assert "Softplus at 'soft'" in text and "'cumsum' at cumsum" in text
+
+
+def test_functional_operations_are_named_with_their_module_path():
+    import torch
+    import torch.nn as nn
+
+    import sw
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return torch.cumsum(self.fc(x), 1)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stage = nn.Sequential(Block())
+
+        def forward(self, x):
+            return torch.cummax(self.stage(x), 1)
+
+    with pytest.raises(sw.UnsupportedOpError) as info:
+        sw.quantize(Net(), [torch.randn(2, 8)])
+    text = str(info.value)
+    assert "'cumsum' at stage.0.cumsum (in Block)" in text
+    assert "'cummax' at cummax (in the model's forward)" in text
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda nn: nn.Conv2d(3, 4, 3, padding=1), (3, 6, 6)),
+    (lambda nn: nn.Linear(10, 3), (10,)),
+])
+def test_a_lone_layer_is_a_model(make, shape):
+    import torch
+    import torch.nn as nn
+
+    import sw
+    from hw import NPUConfig
+
+    torch.manual_seed(0)
+    layer = make(nn).eval()
+    x = torch.randn(2, *shape)
+    qmodel = sw.quantize(layer, [x])
+    cfg = NPUConfig.preset("tiny")
+    y = sw.Device(cfg).run(sw.compile(qmodel, cfg), x)
+    assert torch.equal(y, qmodel(x))
+    assert torch.nn.functional.cosine_similarity(
+        y.flatten(), layer(x).detach().flatten(), 0) > 0.99

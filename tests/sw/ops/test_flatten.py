@@ -53,6 +53,6 @@ def test_unsupported_flattens(model, message):
         class View3(nn.Module):
             def forward(self, x):
                 return x.view(2, 3, -1)
-        model, message = View3(), r"view at view: only x.view\(batch, -1\)"
+        model, message = View3(), r"view at view \(in the model's forward\): only x.view\(batch, -1\)"
     with pytest.raises(sw.UnsupportedOpError, match=message):
         sw.quantize(model, [torch.randn(2, 2, 4, 4)])

@@ -16,7 +16,24 @@ class FunctionalGap(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
+class Means(nn.Module):
+    """torchvision's forms: ``x.mean([2, 3])`` (MNASNet), ``torch.mean(..., keepdim=True)``."""
+
+    def __init__(self, keepdim):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 1)
+        self.keepdim = keepdim
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.keepdim:
+            return torch.flatten(torch.mean(x, dim=(-2, -1), keepdim=True), 1)
+        return x.mean([2, 3])
+
+
 CASES = {
+    "mean": (lambda: Means(False), (3, 5, 4)),
+    "mean_keepdim": (lambda: Means(True), (3, 3, 6)),
     "module": (lambda: Seq(nn.Conv2d(3, 6, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), (3, 7, 7)),
     "functional": (FunctionalGap, (5, 4, 6)),
 }
@@ -40,6 +57,10 @@ def test_quantized_attributes():
     assert isinstance(q.attrs, QGap) and q.attrs.count == 24 and q.out == qmodel.input_qparams
 
 
-def test_only_global_pooling():
-    with pytest.raises(sw.UnsupportedOpError, match="only output size 1"):
-        sw.quantize(Seq(nn.AdaptiveAvgPool2d(2)), [torch.randn(2, 2, 4, 4)])
+def test_mean_over_other_dimensions_is_named():
+    class M(nn.Module):
+        def forward(self, x):
+            return x.mean(1)
+    with pytest.raises(sw.UnsupportedOpError, match=r"mean at mean \(in the model's forward\): only "
+                                                     r"the mean over the spatial dimensions"):
+        sw.quantize(M(), [torch.randn(2, 2, 4, 4)])

@@ -20,9 +20,23 @@ class FunctionalPools(nn.Module):
         return F.avg_pool2d(F.max_pool2d(self.conv(x), 3, 1, 1), kernel_size=2)
 
 
+class CeilFunctional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return F.max_pool2d(self.conv(x), 3, 2, ceil_mode=True)
+
+
 MAX = {
     "k2": (lambda: Seq(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2)), (3, 6, 6)),
     "k3_s2_p1": (lambda: Seq(nn.Conv2d(3, 5, 1), nn.MaxPool2d(3, 2, 1)), (3, 7, 7)),
+    # ceil_mode (SqueezeNet, GoogLeNet): the last window hangs over the end of the input.
+    "k3_s2_ceil": (lambda: Seq(nn.Conv2d(3, 5, 1), nn.MaxPool2d(3, 2, ceil_mode=True)), (3, 8, 6)),
+    "k2_s2_p1_ceil": (lambda: Seq(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2, 2, 1, ceil_mode=True)),
+                      (3, 5, 7)),
+    "functional_ceil": (lambda: CeilFunctional(), (3, 7, 7)),
 }
 AVG = {
     "k2": (lambda: Seq(nn.Conv2d(3, 4, 1), nn.AvgPool2d(2)), (3, 6, 4)),
@@ -61,9 +75,20 @@ def test_typed_attributes():
     assert isinstance(q.attrs, QAvgPool) and q.attrs.count == 4
 
 
+def test_ceil_mode_shapes_follow_pytorch():
+    model = Seq(nn.Conv2d(3, 4, 1), nn.MaxPool2d(3, 2, ceil_mode=True)).eval()
+    x = torch.randn(2, 3, 8, 6)
+    q = sw.quantize(model, [x])
+    assert q(x).shape == model(x).shape == (2, 4, 4, 3)
+    assert sw.frontend.trace(model).nodes[2].attrs.ceil_mode
+
+
 @pytest.mark.parametrize("mod, message", [
-    (nn.MaxPool2d(2, ceil_mode=True), "MaxPool2d at body.0: dilation and ceil_mode"),
-    (nn.AvgPool2d(2, count_include_pad=False), "AvgPool2d at body.0: ceil_mode, count_include_pad"),
+    (nn.MaxPool2d(2, dilation=2), r"MaxPool2d at body.0: dilation=\(2, 2\) is not supported"),
+    (nn.AvgPool2d(2, count_include_pad=False),
+     "AvgPool2d at body.0: count_include_pad=False is not supported"),
+    (nn.AvgPool2d(2, ceil_mode=True, divisor_override=3),
+     "AvgPool2d at body.0: ceil_mode=True, divisor_override=3 are not supported"),
 ])
 def test_unsupported_options(mod, message):
     with pytest.raises(sw.UnsupportedOpError, match=message):
