@@ -220,7 +220,7 @@ def _gemm_layer(c: Compiler, cnt: _Counter, node, geometry, cout, kh, kw, stride
     _, oh_n, ow_n = out_geometry
     sh, sw = stride
     ph, pw = pad
-    c.check_gemm(node, geometry, ow_n, stride, pad)
+    c.check_gemm(node, geometry, ow_n, stride, pad, oh_n=oh_n)
     keys = reduction_tiles(cin, cout, kh, kw, groups, packed, R, C)
     nt = len(keys)
     chunk_keys = sorted({k for tk in keys for k in tk})

@@ -96,7 +96,7 @@ class GemmSchedule:
         assert oc == cout
         sh, sw = stride
         ph, pw = pad
-        self.check_gemm(node, geometry, ow_n, stride, pad)
+        self.check_gemm(node, geometry, ow_n, stride, pad, oh_n=oh_n)
         cin_g, cout_g = cin // groups, cout // groups
         nt = _ceil(cout, C)
 
@@ -250,19 +250,28 @@ class GemmSchedule:
         return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
 
     def check_gemm(self, node: QNode, geometry: tuple[int, int, int], ow_n: int,
-                   stride: tuple[int, int], pad: tuple[int, int]) -> None:
+                   stride: tuple[int, int], pad: tuple[int, int], oh_n: int | None = None) -> None:
         """Raise :class:`CompileError` naming ``node`` if a conv or linear layer of input
-        ``geometry`` (Cin, H, W), output width ``ow_n``, ``stride`` and ``pad`` exceeds the
-        ISA's LOAD fields or the accumulator slot."""
+        ``geometry`` (Cin, H, W), output width ``ow_n`` (and height ``oh_n``, when known),
+        ``stride`` and ``pad`` exceeds the ISA's LOAD fields or the accumulator slot.
+
+        A LOAD strides over pixels only when an output row has more than one pixel, and
+        over rows only when there is more than one output row: a linear layer (one pixel)
+        of any width fits."""
         cin, h, w = geometry
         (sh, sw), (ph, pw) = stride, pad
         self.check(ph <= self.MAX_PAD and pw <= self.MAX_PAD, node,
                    f"padding {pad} is over {self.MAX_PAD} (the LOAD padding fields)")
         self.check(ow_n <= self.m_max, node, f"output width {ow_n} is over {self.m_max} rows of the "
                                              f"accumulator slot")
-        self.check(sh * (w + 2 * pw) * cin <= self.MAX_Y_STRIDE, node,
-                   "row stride too large for LOAD.y_stride")
-        self.check(sw * cin <= self.MAX_X_STRIDE, node, "pixel stride too large for LOAD.x_stride")
+        if oh_n is None or oh_n > 1:
+            self.check(sh * (w + 2 * pw) * cin <= self.MAX_Y_STRIDE, node,
+                       f"input rows {sh} x {w + 2 * pw} pixels x {cin} channels apart are over "
+                       f"the {self.MAX_Y_STRIDE} bytes a LOAD can stride (LOAD.y_stride)")
+        if ow_n > 1:
+            self.check(sw * cin <= self.MAX_X_STRIDE, node,
+                       f"input pixels {sw} x {cin} channels apart are over the "
+                       f"{self.MAX_X_STRIDE} bytes a LOAD can stride (LOAD.x_stride)")
 
     def plan_gemm(self, oh_n: int, ow_n: int, nt: int, n_chunks: int,
                   chunks_per_tile: list[int]) -> tuple[int, int, int]:
@@ -309,7 +318,8 @@ class GemmSchedule:
             return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
                             y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
         return isa.load(mem="spad", sram=sram, dram=base + ih[top] * wp * cin + f0, y_size=vy,
-                        x_size=ow_n, y_stride=sh * wp * cin, x_stride=sw * cin,
+                        x_size=ow_n, y_stride=sh * wp * cin if vy > 1 else 0,
+                        x_stride=sw * cin if ow_n > 1 else 0,
                         length=min(R, kw * cin - f0), pad_top=top, pad_bottom=bottom,
                         pad_value=zp, **deps)
 
@@ -330,7 +340,8 @@ class GemmSchedule:
                             y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
         first = base + (ih[top] * w + iw[left]) * cin + c0
         return isa.load(mem="spad", sram=sram, dram=first, y_size=vy, x_size=vx,
-                        y_stride=sh * w * cin, x_stride=sw * cin, length=length,
+                        y_stride=sh * w * cin if vy > 1 else 0,
+                        x_stride=sw * cin if vx > 1 else 0, length=length,
                         pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
                         pad_value=zp, **deps)
 

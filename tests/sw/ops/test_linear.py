@@ -9,7 +9,7 @@ import sw
 from sw.ops.gemm import QLinear
 from sw.ops.linear import Linear
 
-from .common import Seq, bit_exact_on_func, golden_vs_float, output_step
+from .common import TINY, Seq, bit_exact_on_func, golden_vs_float, output_step
 
 
 def linear_tolerance(q, fargs, node, qins):
@@ -45,3 +45,11 @@ def test_typed_attributes():
     assert isinstance(node.attrs, Linear) and torch.equal(node.attrs.bias, torch.zeros(3))
     q = sw.quantize(model, [torch.randn(2, 4)]).node(node.name)
     assert isinstance(q.attrs, QLinear) and q.attrs.mult.shape == (3,)
+
+
+@pytest.mark.parametrize("k", [4095, 4096, 9216])
+def test_wide_linear_layers_compile(k):
+    """LLM hidden sizes (4096) and AlexNet's 9216-input classifier: one pixel, so its LOAD
+    needs no pixel stride whatever the width."""
+    bit_exact_on_func(lambda: nn.Sequential(nn.Linear(k, 12), nn.ReLU(), nn.Linear(12, 5)), (k,),
+                      configs=[TINY])
