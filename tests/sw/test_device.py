@@ -91,9 +91,9 @@ class Sigmoid(nn.Module):
         return self.act(self.fc(x))
 
 
-class Cat(nn.Module):
+class Stack(nn.Module):
     def forward(self, x):
-        return torch.cat([x, x], dim=1)
+        return torch.stack([x, x], dim=1)
 
 
 class Mul(nn.Module):
@@ -107,7 +107,7 @@ class Mul(nn.Module):
 
 @pytest.mark.parametrize("model, shape, message", [
     (Sigmoid(), (4,), r"unsupported module Sigmoid at 'act'"),
-    (Cat(), (4,), r"unsupported operation 'cat' at cat"),
+    (Stack(), (4,), r"unsupported operation 'stack' at stack"),
     (Mul(), (2, 3, 3), r"unsupported operation 'mul' at mul"),
     (nn.Sequential(nn.Conv2d(2, 2, 3, dilation=2)), (2, 8, 8), "dilation"),
     (nn.Sequential(nn.Conv2d(2, 2, 1), nn.MaxPool2d(2, return_indices=True)), (2, 4, 4),
