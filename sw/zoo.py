@@ -237,7 +237,19 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "resnet50": (lambda: ResNet50(), (3, 224, 224)),
     "mobilenetv2": (lambda: MobileNetV2(), (3, 224, 224)),
     "mobilenetv2_small": (lambda: MobileNetV2(classes=10, width=0.35, stages=4), (3, 32, 32)),
+    # torchvision's families (sw.zoo_vision), at their ImageNet input size.
+    "alexnet": (lambda: _vision().AlexNet(), (3, 224, 224)),
+    "vgg11": (lambda: _vision().VGG("A"), (3, 224, 224)),
+    "squeezenet1_1": (lambda: _vision().SqueezeNet(), (3, 224, 224)),
+    "googlenet": (lambda: _vision().GoogLeNet(), (3, 224, 224)),
+    "densenet121": (lambda: _vision().DenseNet(), (3, 224, 224)),
+    "mnasnet0_5": (lambda: _vision().MNASNet(0.5), (3, 224, 224)),
 }
+
+
+def _vision():
+    from . import zoo_vision
+    return zoo_vision
 
 
 def build(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:

@@ -1,4 +1,5 @@
-"""2-D convolution (any kernel, stride, zero padding and groups), BatchNorm2d folded in.
+"""2-D convolution (any kernel, stride, zero padding and groups), BatchNorm2d folded in
+(or, where it follows no convolution, as a depthwise 1x1 convolution).
 
 Quantized as a GEMM (:func:`sw.ops.gemm.quantize_gemm`); the golden is
 :func:`sw.golden.conv2d` with the input zero point as padding, then the per-channel
@@ -105,14 +106,24 @@ def _from_conv2d(t: fx.Tracer, fx_node, mod: nn.Conv2d, inp: str, where: str) ->
                                                  mod.groups), where=where))
 
 
-@fx.module(nn.BatchNorm2d, label="BatchNorm2d (after Conv2d)")
+@fx.module(nn.BatchNorm2d)
 def _from_batchnorm(t: fx.Tracer, fx_node, bn: nn.BatchNorm2d, inp: str, where: str) -> None:
+    """Folded into the convolution it follows; otherwise (pre-activation BatchNorm, as in
+    DenseNet) a per-channel affine map: a depthwise 1x1 convolution."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise UnsupportedOpError(f"BatchNorm2d at {where}: track_running_stats=False is not "
+                                 f"supported (inference needs the running statistics)")
+    gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(bn.running_var)
+    beta = bn.bias.detach() if bn.bias is not None else torch.zeros_like(bn.running_var)
+    scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+    shift = beta - bn.running_mean * scale
     prev = t.find(inp)
-    if prev.op != "conv" or len(fx_node.args[0].users) != 1 or prev.act:
-        raise UnsupportedOpError(
-            f"BatchNorm2d at {where} must directly follow a Conv2d (it is folded into it)")
-    w, b = prev.attrs.weight, prev.attrs.bias
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    prev.attrs = replace(prev.attrs, weight=w * scale[:, None, None, None],
-                         bias=(b - bn.running_mean) * scale + bn.bias.detach())
-    t.alias(fx_node.name, inp)
+    if prev.op == "conv" and len(fx_node.args[0].users) == 1 and not prev.act:
+        w, b = prev.attrs.weight, prev.attrs.bias
+        prev.attrs = replace(prev.attrs, weight=w * scale[:, None, None, None],
+                             bias=b * scale + shift)
+        t.alias(fx_node.name, inp)
+        return
+    n = scale.numel()
+    t.add(Node(fx_node.name, "conv", [inp], Conv(scale.view(n, 1, 1, 1).clone(), shift.clone(),
+                                                 (1, 1), (0, 0), n), where=where))

@@ -33,4 +33,39 @@ def test_zoo_model_bit_exact_on_func(name, shape, cfg):
 
 def test_unknown_zoo_model():
     with pytest.raises(KeyError, match="the zoo has: mlp"):
-        zoo.build("alexnet")
+        zoo.build("inception_v9")
+
+
+# torchvision's families as torchvision writes them (sw.zoo_vision), at 64x64; the wide
+# ones with a narrower classifier or fewer channels so that the suite stays fast (their
+# full sizes: bench/zoo_vision.py).
+VISION = {
+    "alexnet": lambda v: v.AlexNet(hidden=64),
+    "vgg11": lambda v: v.VGG("A", width=0.25, hidden=64),
+    "squeezenet1_1": lambda v: v.SqueezeNet(),
+    "googlenet": lambda v: v.GoogLeNet(width=0.25),
+    "densenet121": lambda v: v.DenseNet(growth_rate=8, block_config=(2, 3, 4, 3), num_init_features=16),
+    "mnasnet0_5": lambda v: v.MNASNet(0.5),
+}
+
+
+@pytest.mark.parametrize("name", list(VISION))
+def test_torchvision_family_bit_exact_on_func(name):
+    from sw import zoo_vision
+    torch.manual_seed(0)
+    model = zoo.randomize_bn(VISION[name](zoo_vision))
+    gen = torch.Generator().manual_seed(1)
+    shape = (3, 64, 64)
+    qmodel = sw.quantize(model, [torch.randn(4, *shape, generator=gen)])
+    cfg = NPUConfig()
+    x = torch.randn(2, *shape, generator=gen)
+    y = sw.Device(cfg).run(sw.compile(qmodel, cfg), x)
+    assert torch.equal(y, qmodel(x))
+    # What the float model computes, within quantization loss (a loose bound: the figure
+    # itself is in bench/zoo_vision.py).
+    assert torch.nn.functional.cosine_similarity(y.flatten(1), model(x).flatten(1), 1).min() > 0.9
+
+
+def test_vision_families_are_in_the_zoo():
+    for name in VISION:
+        assert name in zoo.ZOO

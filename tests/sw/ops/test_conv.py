@@ -72,6 +72,41 @@ def test_unsupported_options(mod, message):
         sw.quantize(Seq(mod), [torch.randn(2, 2, 8, 8)])
 
 
-def test_batchnorm_needs_a_conv():
-    with pytest.raises(sw.UnsupportedOpError, match="BatchNorm2d at body.2 must directly follow"):
-        sw.quantize(Seq(nn.Conv2d(2, 2, 1), nn.ReLU(), nn.BatchNorm2d(2)), [torch.randn(2, 2, 4, 4)])
+def _bn(n, seed=0):
+    from sw.zoo import randomize_bn
+    return randomize_bn(nn.BatchNorm2d(n), seed)
+
+
+class PreActivation(nn.Module):
+    """DenseNet's order: BatchNorm -> ReLU -> convolution, the BatchNorm after an activation."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2d(3, 6, 3, padding=1)
+        self.norm = _bn(6)
+        self.conv1 = nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        return self.conv1(torch.relu(self.norm(torch.relu(self.conv0(x)))))
+
+
+def test_standalone_batchnorm_is_a_depthwise_1x1_conv():
+    graph = sw.frontend.trace(PreActivation())
+    (bn,) = [n for n in graph.nodes if n.name == "norm"]
+    assert bn.op == "conv" and bn.attrs.groups == 6 and bn.attrs.weight.shape == (6, 1, 1, 1)
+    y = torch.randn(4, 6, 5, 5)
+    assert torch.allclose(sw.ops.get("conv").forward(bn, [y]), _bn(6).eval()(y), atol=1e-5)
+
+
+@pytest.mark.parametrize("factory, shape", [
+    (PreActivation, (3, 5, 5)),
+    (lambda: Seq(_bn(3)), (3, 4, 4)),                       # a BatchNorm on the input itself
+])
+def test_standalone_batchnorm_bit_exact(factory, shape):
+    bit_exact_on_func(factory, shape)
+
+
+def test_batchnorm_without_running_statistics_is_refused():
+    with pytest.raises(sw.UnsupportedOpError, match="track_running_stats=False"):
+        sw.quantize(Seq(nn.Conv2d(2, 2, 1), nn.ReLU(), nn.BatchNorm2d(2, track_running_stats=False)),
+                    [torch.randn(2, 2, 4, 4)])

@@ -1,0 +1,364 @@
+"""torchvision's classification CNN families, written as torchvision writes them.
+
+torchvision cannot be a dependency (its PyPI wheel for torch 2.13.0 links CUDA libraries
+and fails to import on the CPU build), so the families are defined here from their
+published architectures with torchvision's module names and its code forms: functional
+``torch.cat``, ``x.mean([2, 3])``, ``ceil_mode`` pooling, pre-activation BatchNorm
+(DenseNet), dropout (identity in eval). Constructors take torchvision's arguments; some
+take a ``width`` (channel multiplier) or ``hidden`` (classifier width) so that the tests
+can build the same structure smaller. :mod:`sw.zoo` registers them by name.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["AlexNet", "VGG", "SqueezeNet", "GoogLeNet", "DenseNet", "MNASNet"]
+
+
+class AlexNet(nn.Module):
+    """AlexNet as torchvision defines it (``hidden``: the classifier width, 4096)."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5, hidden: int = 4096) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout), nn.Linear(256 * 6 * 6, hidden), nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+#: VGG configurations ("A" is VGG-11); "M" is a max pooling.
+VGG_CFGS: dict[str, list] = {
+    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    """VGG (``cfg="A"``: VGG-11), with ``batch_norm`` as vgg11_bn; ``width`` scales the
+    convolution channels, ``hidden`` is the classifier width (4096)."""
+
+    def __init__(self, cfg: str = "A", batch_norm: bool = False, num_classes: int = 1000,
+                 dropout: float = 0.5, width: float = 1.0, hidden: int = 4096) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for v in VGG_CFGS[cfg]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                continue
+            v = max(8, int(v * width))
+            layers.append(nn.Conv2d(cin, v, kernel_size=3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(v))
+            layers.append(nn.ReLU(inplace=True))
+            cin = v
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(cin * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+class Fire(nn.Module):
+    def __init__(self, inplanes: int, squeeze_planes: int, expand1x1_planes: int,
+                 expand3x3_planes: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(inplanes, squeeze_planes, kernel_size=1)
+        self.squeeze_activation = nn.ReLU(inplace=True)
+        self.expand1x1 = nn.Conv2d(squeeze_planes, expand1x1_planes, kernel_size=1)
+        self.expand1x1_activation = nn.ReLU(inplace=True)
+        self.expand3x3 = nn.Conv2d(squeeze_planes, expand3x3_planes, kernel_size=3, padding=1)
+        self.expand3x3_activation = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze_activation(self.squeeze(x))
+        return torch.cat(
+            [self.expand1x1_activation(self.expand1x1(x)),
+             self.expand3x3_activation(self.expand3x3(x))], 1)
+
+
+class SqueezeNet(nn.Module):
+    """SqueezeNet 1.1 (fire modules: ``torch.cat`` of two expands; ``ceil_mode`` pooling)."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=3, stride=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+            Fire(64, 16, 64, 64), Fire(128, 16, 64, 64),
+            nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+            Fire(128, 32, 128, 128), Fire(256, 32, 128, 128),
+            nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+            Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256),
+            Fire(512, 64, 256, 256),
+        )
+        final_conv = nn.Conv2d(512, self.num_classes, kernel_size=1)
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.classifier(x)
+        return torch.flatten(x, 1)
+
+
+class BasicConv2d(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, **kwargs) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class Inception(nn.Module):
+    def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
+                 ch5x5: int, pool_proj: int) -> None:
+        super().__init__()
+        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, kernel_size=1),
+                                     BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
+        # torchvision's known quirk: a 3x3 convolution where the paper has 5x5.
+        self.branch3 = nn.Sequential(BasicConv2d(in_channels, ch5x5red, kernel_size=1),
+                                     BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1))
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(in_channels, pool_proj, kernel_size=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
+        return torch.cat(outputs, 1)
+
+
+class GoogLeNet(nn.Module):
+    """GoogLeNet (Inception v1) as torchvision defines it, in eval (the auxiliary
+    classifiers run only in training and are left out); ``width`` scales the channels."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2, width: float = 1.0) -> None:
+        super().__init__()
+
+        def w(c):
+            return max(4, int(c * width))
+
+        def inc(cin, *chs):
+            return Inception(cin, *[w(c) for c in chs])
+
+        def out(*chs):                      # the concatenation's channels: 1x1, 3x3, 5x5, pool
+            return w(chs[0]) + w(chs[2]) + w(chs[4]) + w(chs[5])
+        i3a, i3b = (64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64)
+        i4a, i4b = (192, 96, 208, 16, 48, 64), (160, 112, 224, 24, 64, 64)
+        i4c, i4d = (128, 128, 256, 24, 64, 64), (112, 144, 288, 32, 64, 64)
+        i4e, i5a = (256, 160, 320, 32, 128, 128), (256, 160, 320, 32, 128, 128)
+        i5b = (384, 192, 384, 48, 128, 128)
+        self.conv1 = BasicConv2d(3, w(64), kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(w(64), w(64), kernel_size=1)
+        self.conv3 = BasicConv2d(w(64), w(192), kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception3a = inc(w(192), *i3a)
+        self.inception3b = inc(out(*i3a), *i3b)
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = inc(out(*i3b), *i4a)
+        self.inception4b = inc(out(*i4a), *i4b)
+        self.inception4c = inc(out(*i4b), *i4c)
+        self.inception4d = inc(out(*i4c), *i4d)
+        self.inception4e = inc(out(*i4d), *i4e)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.inception5a = inc(out(*i4e), *i5a)
+        self.inception5b = inc(out(*i5a), *i5b)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(out(*i5b), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        x = self.inception3b(self.inception3a(x))
+        x = self.maxpool3(x)
+        x = self.inception4a(x)
+        x = self.inception4b(x)
+        x = self.inception4c(x)
+        x = self.inception4d(x)
+        x = self.inception4e(x)
+        x = self.maxpool4(x)
+        x = self.inception5b(self.inception5a(x))
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(self.dropout(x))
+
+
+class _DenseLayer(nn.Module):
+    def __init__(self, num_input_features: int, growth_rate: int, bn_size: int) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(num_input_features)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(num_input_features, bn_size * growth_rate, kernel_size=1,
+                               stride=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(bn_size * growth_rate)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, stride=1,
+                               padding=1, bias=False)
+
+    def forward(self, input):
+        prev_features = [input] if isinstance(input, torch.Tensor) else input
+        concated_features = torch.cat(prev_features, 1)
+        bottleneck_output = self.conv1(self.relu1(self.norm1(concated_features)))
+        return self.conv2(self.relu2(self.norm2(bottleneck_output)))
+
+
+class _DenseBlock(nn.ModuleDict):
+    def __init__(self, num_layers: int, num_input_features: int, bn_size: int,
+                 growth_rate: int) -> None:
+        super().__init__()
+        for i in range(num_layers):
+            self.add_module(f"denselayer{i + 1}",
+                            _DenseLayer(num_input_features + i * growth_rate, growth_rate,
+                                        bn_size))
+
+    def forward(self, init_features):
+        features = [init_features]
+        for _, layer in self.items():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class _Transition(nn.Sequential):
+    def __init__(self, num_input_features: int, num_output_features: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(num_input_features)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv = nn.Conv2d(num_input_features, num_output_features, kernel_size=1, stride=1,
+                              bias=False)
+        self.pool = nn.AvgPool2d(kernel_size=2, stride=2)
+
+
+class DenseNet(nn.Module):
+    """DenseNet-BC (DenseNet-121: growth 32, blocks (6, 12, 24, 16), 64 initial
+    features): pre-activation BatchNorm -> ReLU -> convolution, each layer reading the
+    concatenation of all earlier features of its block."""
+
+    def __init__(self, growth_rate: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16),
+                 num_init_features: int = 64, bn_size: int = 4, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.features = nn.Sequential()
+        self.features.add_module("conv0", nn.Conv2d(3, num_init_features, kernel_size=7,
+                                                    stride=2, padding=3, bias=False))
+        self.features.add_module("norm0", nn.BatchNorm2d(num_init_features))
+        self.features.add_module("relu0", nn.ReLU(inplace=True))
+        self.features.add_module("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+        num_features = num_init_features
+        for i, num_layers in enumerate(block_config):
+            block = _DenseBlock(num_layers, num_features, bn_size, growth_rate)
+            self.features.add_module(f"denseblock{i + 1}", block)
+            num_features = num_features + num_layers * growth_rate
+            if i != len(block_config) - 1:
+                self.features.add_module(f"transition{i + 1}",
+                                         _Transition(num_features, num_features // 2))
+                num_features = num_features // 2
+        self.features.add_module("norm5", nn.BatchNorm2d(num_features))
+        self.classifier = nn.Linear(num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        out = F.relu(features, inplace=True)
+        out = F.adaptive_avg_pool2d(out, (1, 1))
+        out = torch.flatten(out, 1)
+        return self.classifier(out)
+
+
+def _round_to_multiple_of(val: float, divisor: int, round_up_bias: float = 0.9) -> int:
+    new_val = max(divisor, int(val + divisor / 2) // divisor * divisor)
+    return new_val if new_val >= round_up_bias * val else new_val + divisor
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int,
+                 expansion_factor: int, bn_momentum: float = 0.1) -> None:
+        super().__init__()
+        mid_ch = in_ch * expansion_factor
+        self.apply_residual = in_ch == out_ch and stride == 1
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_ch, mid_ch, 1, bias=False), nn.BatchNorm2d(mid_ch, momentum=bn_momentum),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid_ch, mid_ch, kernel_size, padding=kernel_size // 2, stride=stride,
+                      groups=mid_ch, bias=False),
+            nn.BatchNorm2d(mid_ch, momentum=bn_momentum), nn.ReLU(inplace=True),
+            nn.Conv2d(mid_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch, momentum=bn_momentum),
+        )
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.apply_residual:
+            return self.layers(input) + input
+        return self.layers(input)
+
+
+def _stack(in_ch, out_ch, kernel_size, stride, exp_factor, repeats, bn_momentum):
+    first = _InvertedResidual(in_ch, out_ch, kernel_size, stride, exp_factor, bn_momentum)
+    remaining = [_InvertedResidual(out_ch, out_ch, kernel_size, 1, exp_factor, bn_momentum)
+                 for _ in range(1, repeats)]
+    return nn.Sequential(first, *remaining)
+
+
+class MNASNet(nn.Module):
+    """MNASNet (``alpha`` 0.5, 0.75, 1.0, 1.3): inverted residuals with 3x3 and 5x5
+    depthwise convolutions and ``x.mean([2, 3])`` before the classifier."""
+
+    def __init__(self, alpha: float = 0.5, num_classes: int = 1000, dropout: float = 0.2) -> None:
+        super().__init__()
+        momentum = 1 - 0.9997
+        depths = [_round_to_multiple_of(d * alpha, 8) for d in [32, 16, 24, 40, 80, 96, 192, 320]]
+        layers = [
+            nn.Conv2d(3, depths[0], 3, padding=1, stride=2, bias=False),
+            nn.BatchNorm2d(depths[0], momentum=momentum), nn.ReLU(inplace=True),
+            nn.Conv2d(depths[0], depths[0], 3, padding=1, stride=1, groups=depths[0], bias=False),
+            nn.BatchNorm2d(depths[0], momentum=momentum), nn.ReLU(inplace=True),
+            nn.Conv2d(depths[0], depths[1], 1, padding=0, stride=1, bias=False),
+            nn.BatchNorm2d(depths[1], momentum=momentum),
+            _stack(depths[1], depths[2], 3, 2, 3, 3, momentum),
+            _stack(depths[2], depths[3], 5, 2, 3, 3, momentum),
+            _stack(depths[3], depths[4], 5, 2, 6, 3, momentum),
+            _stack(depths[4], depths[5], 3, 1, 6, 2, momentum),
+            _stack(depths[5], depths[6], 5, 2, 6, 4, momentum),
+            _stack(depths[6], depths[7], 3, 1, 6, 1, momentum),
+            nn.Conv2d(depths[7], 1280, 1, padding=0, stride=1, bias=False),
+            nn.BatchNorm2d(1280, momentum=momentum), nn.ReLU(inplace=True),
+        ]
+        self.layers = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True),
+                                        nn.Linear(1280, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(x)
+        x = x.mean([2, 3])
+        return self.classifier(x)
