@@ -244,6 +244,7 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "googlenet": (lambda: _vision().GoogLeNet(), (3, 224, 224)),
     "densenet121": (lambda: _vision().DenseNet(), (3, 224, 224)),
     "mnasnet0_5": (lambda: _vision().MNASNet(0.5), (3, 224, 224)),
+    "regnet_x_400mf": (lambda: _vision().RegNet(), (3, 224, 224)),
 }
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["AlexNet", "VGG", "SqueezeNet", "GoogLeNet", "DenseNet", "MNASNet"]
+__all__ = ["AlexNet", "VGG", "SqueezeNet", "GoogLeNet", "DenseNet", "MNASNet", "RegNet"]
 
 
 class AlexNet(nn.Module):
@@ -362,3 +362,77 @@ class MNASNet(nn.Module):
         x = self.layers(x)
         x = x.mean([2, 3])
         return self.classifier(x)
+
+
+class _ConvNormAct(nn.Sequential):
+    """torchvision's Conv2dNormActivation: conv (no bias), BatchNorm, optional ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1,
+                 groups: int = 1, activation: bool = True) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups,
+                      bias=False), nn.BatchNorm2d(cout)]
+        if activation:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class _BottleneckTransform(nn.Sequential):
+    def __init__(self, width_in: int, width_out: int, stride: int, group_width: int,
+                 bottleneck_multiplier: float = 1.0) -> None:
+        w_b = int(round(width_out * bottleneck_multiplier))
+        g = w_b // group_width
+        super().__init__()
+        self.a = _ConvNormAct(width_in, w_b, 1)
+        self.b = _ConvNormAct(w_b, w_b, 3, stride, groups=g)
+        self.c = _ConvNormAct(w_b, width_out, 1, activation=False)
+
+
+class _ResBottleneckBlock(nn.Module):
+    def __init__(self, width_in: int, width_out: int, stride: int, group_width: int) -> None:
+        super().__init__()
+        self.proj = None
+        if width_in != width_out or stride != 1:
+            self.proj = _ConvNormAct(width_in, width_out, 1, stride, activation=False)
+        self.f = _BottleneckTransform(width_in, width_out, stride, group_width)
+        self.activation = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj is not None:
+            x = self.proj(x) + self.f(x)
+        else:
+            x = x + self.f(x)
+        return self.activation(x)
+
+
+class RegNet(nn.Module):
+    """RegNetX (torchvision's block: 1x1, grouped 3x3, 1x1, residual). The default is
+    RegNetX-400MF: stage widths (32, 64, 160, 400), depths (1, 2, 7, 12), group width 16,
+    as torchvision derives them from depth 22, w_0 24, w_a 24.48, w_m 2.54."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 160, 400),
+                 depths: tuple[int, ...] = (1, 2, 7, 12), group_width: int = 16,
+                 stem_width: int = 32, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = _ConvNormAct(3, stem_width, 3, 2)
+        stages = []
+        cin = stem_width
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            blocks = nn.Sequential()
+            for j in range(d):
+                blocks.add_module(f"block{i + 1}-{j}", _ResBottleneckBlock(
+                    cin if j == 0 else w, w, 2 if j == 0 else 1, min(group_width, w)))
+            stages.append((f"block{i + 1}", blocks))
+            cin = w
+        self.trunk_output = nn.Sequential()
+        for name, blocks in stages:
+            self.trunk_output.add_module(name, blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.trunk_output(x)
+        x = self.avgpool(x)
+        x = x.flatten(start_dim=1)
+        return self.fc(x)

@@ -46,6 +46,7 @@ VISION = {
     "googlenet": lambda v: v.GoogLeNet(width=0.25),
     "densenet121": lambda v: v.DenseNet(growth_rate=8, block_config=(2, 3, 4, 3), num_init_features=16),
     "mnasnet0_5": lambda v: v.MNASNet(0.5),
+    "regnet_x_400mf": lambda v: v.RegNet(depths=(1, 1, 2, 2)),
 }
 
 
