@@ -128,6 +128,11 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
             raise ValueError("calibration is empty: give at least one input batch")
         float_forward(graph, {graph.inputs[0]: torch.zeros((1,) + input_shape)}, shapes=shapes)
 
+    # An operand that its producer stores straight into a concatenation takes the
+    # concatenation's quantization (sw.ops.cat: the range of all its operands).
+    from .ops.cat import folded_operands
+    for operand, cat in folded_operands(graph.nodes, graph.output).items():
+        record[operand] = record[cat]
     ctx = ops.QuantContext(record, {}, shapes)
     qnodes: list[QNode] = []
     for node in graph.nodes:

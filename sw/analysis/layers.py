@@ -397,13 +397,21 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
     tensors = {inp.name: Tensor(inp.name, inp.shape, inp.out, 0, pad_w=c.input_padding())}
     out: list[LayerEstimate] = []
     layer_id = 0
+    # Operands stored in their slice of a concatenation, as the compiler decides it.
+    from ..ops.cat import folded_operands
+    folded = {x: cat for x, cat in folded_operands(nodes, qmodel.output).items()
+              if qmodel.node(x).out == qmodel.node(cat).out}
     for node in nodes[1:]:
         op = ops.get(node.op)
         args = [tensors[name] for name in node.inputs]
         if op.view:
             tensors[node.name] = op.lower_view(c, node, args)
             continue
+        if node.op == "cat" and all(a.in_place for a in args):
+            tensors[node.name] = Tensor(node.name, node.shape, node.out, 0)
+            continue
         dst = Tensor(node.name, node.shape, node.out, 0)
+        dst.in_place = node.name in folded
         tensors[node.name] = dst
         cnt = _Counter(config, timing, beat_cycles)
         if op.host:

@@ -25,13 +25,21 @@ __all__ = ["Compiler", "Tensor", "compile"]
 class Tensor:
     """An activation tensor in DRAM as the compiler sees it."""
 
-    def __init__(self, name, shape, q: QParams, addr=None, chw=None, pad_w=0):
+    def __init__(self, name, shape, q: QParams, addr=None, chw=None, pad_w=0, pstride=None):
         self.name = name
         self.shape = tuple(shape)      # PyTorch layout per sample
         self.q = q
         self.addr = addr
         self.chw = chw                 # (C, H, W) when this is a flatten of a 3-D tensor
         self.pad_w = pad_w             # zero-point columns each side of a row (the input only)
+        self.pstride = pstride         # bytes between pixels, when not the channels (a slice)
+        self.in_place = False          # stored into its slice of a concatenation
+
+    @property
+    def pixel_stride(self) -> int:
+        """Bytes between the pixels of this tensor in DRAM: its channels, or the channels
+        of the concatenation whose slice it is stored in."""
+        return self.pstride if self.pstride is not None else self.geometry[0]
 
     @property
     def nbytes(self):
@@ -127,6 +135,15 @@ class Compiler(GemmSchedule, AluSchedule):
                 base_of[node.name] = base
                 last_use[base] = max(last_use.get(base, 0), last_use.get(node.name, i))
 
+        # Operands stored straight into their slice of a concatenation (sw.ops.cat): their
+        # buffer is the concatenation's, allocated when the first of them is made.
+        from ..ops.cat import folded_operands
+        folded = {x: cat for x, cat in folded_operands(nodes, self.model.output).items()
+                  if self.model.node(x).out == self.model.node(cat).out}
+        for x, cat in folded.items():
+            base_of[x] = cat
+        by_name = {n.name: n for n in nodes}
+
         seg_start = 0
         self.emit(isa.sync(queue="compute", push_prev=1))   # the first layer's barrier token
         inp = nodes[0]
@@ -141,8 +158,15 @@ class Compiler(GemmSchedule, AluSchedule):
             if op.view:
                 self.tensors[node.name] = op.lower_view(self, node, args)
                 continue
-            out = Tensor(node.name, node.shape, node.out)
-            out.addr = self.memory.alloc(out.nbytes)
+            if node.name in folded:
+                out = self.slice_of(by_name[folded[node.name]], node)
+            elif node.op == "cat" and node.name in self.tensors:
+                out = self.tensors[node.name]          # allocated by an operand stored in it
+                if all(a.in_place for a in args):
+                    continue                           # nothing to copy: no instructions
+            else:
+                out = Tensor(node.name, node.shape, node.out)
+                out.addr = self.memory.alloc(out.nbytes)
             self.tensors[node.name] = out
             if op.host:
                 self.end_segment(seg_start, seg_layers)
@@ -191,6 +215,20 @@ class Compiler(GemmSchedule, AluSchedule):
                        layers=self.layers, host_ops=[s.name for s in self.segments
                                                      if isinstance(s, HostSegment)],
                        segments=self.segments, regions=regions)
+
+    def slice_of(self, cat: QNode, node: QNode) -> Tensor:
+        """The tensor of ``node``, an operand of concatenation ``cat`` stored in its slice;
+        allocates the concatenation's buffer when it is the first."""
+        if cat.name not in self.tensors:
+            t = Tensor(cat.name, cat.shape, cat.out)
+            t.addr = self.memory.alloc(t.nbytes)
+            self.tensors[cat.name] = t
+        whole = self.tensors[cat.name]
+        offset = sum(self.model.node(i).shape[0] for i in cat.inputs[:cat.inputs.index(node.name)])
+        t = Tensor(node.name, node.shape, node.out, whole.addr + offset,
+                   pstride=whole.geometry[0] if len(node.shape) == 3 else None)
+        t.in_place = True
+        return t
 
     def end_segment(self, start: int, n_layers: int) -> None:
         """Close the NPU segment that began at instruction ``start`` before a host operator

@@ -198,8 +198,10 @@ class GemmSchedule:
                         for jj, j in enumerate(group):
                             n0 = j * C
                             stores.append(isa.store(
-                                acc=acc_base + jj * m_blk, dram=out.addr + oh0 * ow_n * cout + n0,
-                                rows=m, stride=cout, length=min(C, cout - n0), param=j - j0,
+                                acc=acc_base + jj * m_blk,
+                                dram=out.addr + oh0 * ow_n * out.pixel_stride + n0,
+                                rows=m, stride=out.pixel_stride, length=min(C, cout - n0),
+                                param=j - j0,
                                 out_zp=out.q.zero_point, clamp_lo=lo, clamp_hi=hi,
                                 pop_prev=1, push_prev=1))
                     kgroups.append(dict(

@@ -55,7 +55,8 @@ class Activation(Op):
         params = [c.identity_params(0)]
         for first, c0, length, p0, n in c.blocks(ch, n_pix, per):
             load = c.acc_load(0, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
-            store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
+            store = isa.store(acc=0, dram=out.addr + p0 * out.pixel_stride + c0, rows=n,
+                              stride=out.pixel_stride,
                               length=length, param=0, out_zp=0, clamp_lo=lo, clamp_hi=hi)
             c.chunk(layer_id, first, [load], params, [], [store])
         return 0

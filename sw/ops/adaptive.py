@@ -110,8 +110,9 @@ class _Adaptive(Op):
             for j in range(1, ow_n + 1):
                 if j == ow_n or groups[j] != groups[start]:
                     stores.append(isa.store(acc=out_base + start,
-                                            dram=out.addr + (oh * ow_n + start) * ch + c0,
-                                            rows=j - start, stride=ch, length=length,
+                                            dram=out.addr + (oh * ow_n + start) * out.pixel_stride
+                                            + c0, rows=j - start, stride=out.pixel_stride,
+                                            length=length,
                                             param=groups[start], out_zp=0, clamp_lo=-128,
                                             clamp_hi=127))
                     start = j

@@ -94,7 +94,8 @@ class Add(Op):
                 isa.alu(op="mul", use_imm=1, imm=a.a2, dst=x2_row, count=n, dst_stride=1),
                 isa.alu(op="add", dst=0, src=x2_row, count=n, dst_stride=1, src_stride=1),
             ]
-            store = isa.store(acc=0, dram=out.addr + p0 * ch + c0, rows=n, stride=ch,
+            store = isa.store(acc=0, dram=out.addr + p0 * out.pixel_stride + c0, rows=n,
+                              stride=out.pixel_stride,
                               length=length, param=0, out_zp=out.q.zero_point, clamp_lo=lo,
                               clamp_hi=hi)
             c.chunk(layer_id, first, loads, params, alus, [store])

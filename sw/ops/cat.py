@@ -1,15 +1,21 @@
 """Concatenation along channels (``torch.cat(xs, 1)``: DenseNet, GoogLeNet, ShuffleNet,
 SqueezeNet's fire modules).
 
-The output has its calibrated quantization; each operand is requantized to it on the
-store path (``clamp(MBQM(x - zp_i, s_i / s_out) + zp_out)``, exact when the scales and
-zero points agree). The lowering copies each operand into its channel slice of the
-output in DRAM: a LOAD of its pixels into the accumulator and a STORE at the slice's
-channel offset with the output's pixel stride.
+The output has its calibrated quantization. Where the layout allows, there is no copy:
+an operand that only the concatenation reads, made by a layer of the NPU (not the model
+input, a view, a host operator or another concatenation), is quantized as the
+concatenation's output (its range is the union of the operands') and its producer stores
+it straight into its channel slice of the output, with the output's pixel stride
+(:func:`folded_operands`; the quantizer and the compiler both ask it). The other operands
+are requantized on the store path (``clamp(MBQM(x - zp_i, s_i / s_out) + zp_out)``) and
+copied into their slices: a LOAD of their pixels into the accumulator and a STORE at the
+slice's channel offset. A concatenation all of whose operands are stored in place emits
+no instructions.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -19,9 +25,28 @@ from hw import isa
 from .. import golden
 from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
-from .base import Op, QuantContext, register
+from .base import Op, QuantContext, get, register
 
-__all__ = ["Cat", "QCat", "Concat"]
+__all__ = ["Cat", "QCat", "Concat", "folded_operands"]
+
+
+def folded_operands(nodes, output: str) -> dict[str, str]:
+    """The operands that their producers store straight into a concatenation: operand
+    name -> the concatenation's name. ``nodes``: a graph's nodes in order (float or
+    quantized), ``output``: the model output's name."""
+    users = Counter(i for n in nodes for i in n.inputs)
+    by_name = {n.name: n for n in nodes}
+    folded: dict[str, str] = {}
+    for n in nodes:
+        if n.op != "cat":
+            continue
+        for i in n.inputs:
+            p = by_name[i]
+            op = get(p.op)
+            if p.op in ("input", "cat") or op.view or op.host or users[i] != 1 or i == output:
+                continue
+            folded[i] = n.name
+    return folded
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,9 @@ class Concat(Op):
             ch, xh, xw = x.geometry
             c.check(xh * xw == n_pix and x.pad_w == 0, node,
                     f"operand {x.name} {x.shape} does not match the output's {h} x {w} pixels")
+            if x.in_place:                   # its producer stored it in its slice
+                offset += ch
+                continue
             params = c.param_load(0, -zp, m, s)
             for first, c0, length, p0, n in c.blocks(ch, n_pix, per):
                 loads = [c.acc_load(0, x.addr + p0 * ch + c0, n, ch, 1, 0, length)]

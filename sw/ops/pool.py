@@ -98,8 +98,8 @@ class _Pool(Op):
                                             dst=out_base + r * ow_n,
                                             src=(r * sh + dy) * wp + dx, count=ow_n,
                                             dst_stride=1, src_stride=sw))
-            store = isa.store(acc=out_base, dram=out.addr + oh0 * ow_n * ch + c0,
-                              rows=nout * ow_n, stride=ch, length=length, param=0,
+            store = isa.store(acc=out_base, dram=out.addr + oh0 * ow_n * out.pixel_stride + c0,
+                              rows=nout * ow_n, stride=out.pixel_stride, length=length, param=0,
                               out_zp=0, clamp_lo=-128, clamp_hi=127)
             c.chunk(layer_id, first, [load], params, alus, [store])
         return 0

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 import sw
 
-from .common import bit_exact_on_func, golden_vs_float, output_step
+from .common import TINY, bit_exact_on_func, golden_vs_float, output_step
 
 
 class Fire(nn.Module):
@@ -93,3 +93,33 @@ def test_other_dimensions_are_refused(dim):
             return torch.cat([self.conv(x), x], dim)
     with pytest.raises(sw.UnsupportedOpError, match=f"cat at .*not dim={dim}"):
         sw.quantize(M(), [torch.randn(2, 2, 4, 4)])
+
+
+def test_operands_made_for_the_concatenation_are_stored_in_place():
+    """SqueezeNet's fire module: both expands store into their slices; no copy, no layer."""
+    torch.manual_seed(0)
+    model = Fire().eval()
+    x = torch.randn(2, 3, 5, 6)
+    qmodel = sw.quantize(model, [x])
+    cat = next(n for n in qmodel.nodes if n.op == "cat")
+    assert all(qmodel.node(i).out == cat.out for i in cat.inputs)     # one quantization
+    cfg = TINY
+    program = sw.compile(qmodel, cfg)
+    assert "cat" not in [layer["op"] for layer in program.layers]
+    device = sw.Device(cfg)
+    assert torch.equal(device.run(program, x), qmodel(x))
+    # DRAM traffic: the expands' outputs are written once (no read back for a copy).
+    written = sum(layer["dram_write_bytes"] for layer in device.stats["layers"])
+    assert written == 5 * 6 * (5 + 7) + 5 * 6 * 4     # one sample: the expands, the squeeze
+
+
+def test_operands_read_elsewhere_are_copied():
+    """DenseNet's pattern: features read by later concatenations too (and the input) are
+    copied; the last layer's feature, read only by the final concatenation, is not."""
+    torch.manual_seed(0)
+    model = Dense().eval()
+    qmodel = sw.quantize(model, [torch.randn(2, 3, 4, 4)])
+    from sw.ops.cat import folded_operands
+    folded = folded_operands(qmodel.nodes, qmodel.output)
+    last_cat = qmodel.nodes[-1]
+    assert list(folded) == [last_cat.inputs[-1]]
