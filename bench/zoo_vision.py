@@ -24,7 +24,8 @@ from sw import zoo
 from sw.analysis.metrics import model_timing
 
 MODELS = ["alexnet", "vgg11", "resnet18", "resnet50", "squeezenet1_1", "densenet121",
-          "googlenet", "mobilenetv2", "mnasnet0_5", "regnet_x_400mf"]
+          "googlenet", "mobilenetv2", "mnasnet0_5", "regnet_x_400mf",
+          "shufflenet_v2_x0_5"]
 
 
 def run_one(name: str, cfg: NPUConfig, size: int, batch: int) -> dict:

@@ -17,6 +17,8 @@ both inputs to a common integer scale on the ALU before requantizing.
 
 from __future__ import annotations
 
+import itertools
+
 from typing import Iterable
 
 import torch
@@ -108,7 +110,13 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
     Raises :class:`sw.UnsupportedOpError` for operations the flow does not
     support, and ``ValueError`` for an empty or ill-shaped calibration set.
     """
-    graph = trace(model)
+    calibration = iter(calibration)
+    first = next(calibration, None)
+    if isinstance(first, torch.Tensor) and first.dtype.is_floating_point and first.dim() >= 2:
+        graph = trace(model, example=first[:1])
+    else:
+        graph = trace(model)
+    calibration = itertools.chain([] if first is None else [first], calibration)
     record: dict[str, tuple[float, float]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     input_shape = None

@@ -245,6 +245,7 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "densenet121": (lambda: _vision().DenseNet(), (3, 224, 224)),
     "mnasnet0_5": (lambda: _vision().MNASNet(0.5), (3, 224, 224)),
     "regnet_x_400mf": (lambda: _vision().RegNet(), (3, 224, 224)),
+    "shufflenet_v2_x0_5": (lambda: _vision().ShuffleNetV2(), (3, 224, 224)),
 }
 
 

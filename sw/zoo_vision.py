@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["AlexNet", "VGG", "SqueezeNet", "GoogLeNet", "DenseNet", "MNASNet", "RegNet"]
+__all__ = ["AlexNet", "VGG", "SqueezeNet", "GoogLeNet", "DenseNet", "MNASNet", "RegNet", "ShuffleNetV2",
+           "channel_shuffle"]
 
 
 class AlexNet(nn.Module):
@@ -435,4 +436,83 @@ class RegNet(nn.Module):
         x = self.trunk_output(x)
         x = self.avgpool(x)
         x = x.flatten(start_dim=1)
+        return self.fc(x)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    batchsize, num_channels, height, width = x.size()
+    channels_per_group = num_channels // groups
+    x = x.view(batchsize, groups, channels_per_group, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batchsize, -1, height, width)
+
+
+class _ShuffleUnit(nn.Module):
+    """torchvision's ShuffleNetV2 InvertedResidual."""
+
+    def __init__(self, inp: int, oup: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        branch_features = oup // 2
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(inp, inp, 3, stride, 1, bias=False, groups=inp), nn.BatchNorm2d(inp),
+                nn.Conv2d(inp, branch_features, 1, 1, 0, bias=False),
+                nn.BatchNorm2d(branch_features), nn.ReLU(inplace=True))
+        else:
+            self.branch1 = nn.Sequential()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(inp if stride > 1 else branch_features, branch_features, 1, 1, 0,
+                      bias=False),
+            nn.BatchNorm2d(branch_features), nn.ReLU(inplace=True),
+            nn.Conv2d(branch_features, branch_features, 3, stride, 1, bias=False,
+                      groups=branch_features),
+            nn.BatchNorm2d(branch_features),
+            nn.Conv2d(branch_features, branch_features, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(branch_features), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(nn.Module):
+    """ShuffleNetV2 (x0.5: stage channels 24, 48, 96, 192, 1024): channel split with
+    ``x.chunk``, ``torch.cat`` and ``channel_shuffle`` through view / transpose / view."""
+
+    def __init__(self, stages_repeats: tuple[int, ...] = (4, 8, 4),
+                 stages_out_channels: tuple[int, ...] = (24, 48, 96, 192, 1024),
+                 num_classes: int = 1000) -> None:
+        super().__init__()
+        input_channels = 3
+        output_channels = stages_out_channels[0]
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(input_channels, output_channels, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(output_channels), nn.ReLU(inplace=True))
+        input_channels = output_channels
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for name, repeats, output_channels in zip(["stage2", "stage3", "stage4"], stages_repeats,
+                                                  stages_out_channels[1:]):
+            seq = [_ShuffleUnit(input_channels, output_channels, 2)]
+            seq += [_ShuffleUnit(output_channels, output_channels, 1) for _ in range(repeats - 1)]
+            setattr(self, name, nn.Sequential(*seq))
+            input_channels = output_channels
+        output_channels = stages_out_channels[-1]
+        self.conv5 = nn.Sequential(
+            nn.Conv2d(input_channels, output_channels, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(output_channels), nn.ReLU(inplace=True))
+        self.fc = nn.Linear(output_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        x = self.maxpool(x)
+        x = self.stage2(x)
+        x = self.stage3(x)
+        x = self.stage4(x)
+        x = self.conv5(x)
+        x = x.mean([2, 3])
         return self.fc(x)

@@ -63,7 +63,27 @@ def pair(v) -> tuple[int, int]:
 
 
 class Tracer(GraphBuilder):
-    """The state of one trace, handed to the patterns."""
+    """The state of one trace, handed to the patterns.
+
+    ``values``: what each fx node computed on the example input (empty without one);
+    ``pending``: layout views in progress (a channel shuffle's grouped view, a chunk's
+    parts), which the patterns of :mod:`sw.ops.layout` turn into nodes.
+    """
+
+    def __init__(self, values: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.values = values or {}
+        self.pending: dict[str, tuple] = {}
+
+    def const(self, arg):
+        """``arg`` itself, or for an fx node that computed a shape or a number on the
+        example input (``x.size(1) // groups``), that value."""
+        if isinstance(arg, torch.fx.Node) and arg.name in self.values and \
+                _is_constant(self.values[arg.name]):
+            return self.values[arg.name]
+        if isinstance(arg, (tuple, list)):
+            return type(arg)(self.const(a) for a in arg)
+        return arg
 
     def where(self, fx_node) -> str:
         """Where ``fx_node`` is in the model, as nodes record it: a module call's path
@@ -92,9 +112,34 @@ class Tracer(GraphBuilder):
         return self.resolve(arg.name)
 
 
-def trace(model: nn.Module) -> Graph:
+def _is_constant(value) -> bool:
+    """Whether an fx node's value on the example input is a shape or a number (folded
+    into the patterns that read it) rather than a tensor."""
+    if isinstance(value, torch.Tensor):
+        return False
+    if isinstance(value, (tuple, list)):
+        return all(_is_constant(v) for v in value)
+    return isinstance(value, (int, float, bool, torch.Size)) or value is None
+
+
+class _Recorder(torch.fx.Interpreter):
+    """Runs the traced module on the example input, keeping every node's value."""
+
+    def __init__(self, gm) -> None:
+        super().__init__(gm)
+        self.values: dict[str, Any] = {}
+
+    def run_node(self, n):
+        value = super().run_node(n)
+        self.values[n.name] = value
+        return value
+
+
+def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
     """Trace ``model`` (put in eval mode) into a :class:`sw.ir.Graph`.
 
+    ``example``: an input batch; with it, shape arithmetic (``x.size()``, ``c // groups``)
+    is evaluated and the layout patterns that need shapes (channel shuffle, chunk) work.
     Raises ``TypeError`` for something that is not an ``nn.Module`` and
     :class:`sw.UnsupportedOpError` naming every operation no pattern supports, each with
     where it is in the model.
@@ -111,10 +156,20 @@ def trace(model: nn.Module) -> Graph:
     except Exception as exc:  # fx raises many types for data-dependent control flow
         raise UnsupportedOpError(f"torch.fx could not trace the model: {exc}") from None
     modules = dict(gm.named_modules())
+    values: dict[str, Any] = {}
+    if example is not None:
+        recorder = _Recorder(gm)
+        try:
+            with torch.no_grad():
+                recorder.run(example)
+        except Exception as exc:  # the model's own error on this input
+            raise ValueError(f"the model fails on the example input of shape "
+                             f"{tuple(example.shape)}: {exc}") from None
+        values = recorder.values
     # The operator files fill the pattern tables when the op table is imported; they import
     # this module for its decorators, so the import is here rather than at the top.
     from ..ops.activation import fuse_activations
-    t = Tracer()
+    t = Tracer(values)
     out_name = None
     problems: list[str] = []
     for fx_node in gm.graph.nodes:
@@ -161,9 +216,12 @@ def _add_node(t: Tracer, fx_node, modules: dict) -> None:
     elif fx_node.op in ("call_function", "call_method"):
         target = fx_node.target
         tname = getattr(target, "__name__", str(target))
+        if name in t.values and _is_constant(t.values[name]):
+            return                  # shape arithmetic, folded into the patterns that read it
         if target in ("size", getattr):
             raise UnsupportedOpError(
-                f"{tname} at {t.place(fx_node)}: shape arithmetic is not supported")
+                f"{tname} at {t.place(fx_node)}: shape arithmetic needs an example input "
+                f"(sw.quantize traces with one)")
         pattern = FUNCTIONS.get(target)
         if pattern is None:
             raise UnsupportedOpError(f"unsupported operation {tname!r} at {t.place(fx_node)}")

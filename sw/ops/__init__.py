@@ -12,6 +12,7 @@ front-end patterns.
 ``adaptive_*``    AdaptiveAvgPool2d, AdaptiveMaxPool2d to any size (:mod:`sw.ops.adaptive`)
 ``add``           residual add (:mod:`sw.ops.add`)
 ``cat``           torch.cat along channels (:mod:`sw.ops.cat`)
+``channels``      channel shuffle, chunk/split: 0/1 1x1 convolutions (:mod:`sw.ops.layout`)
 ``mul``           element-wise and per-channel (squeeze-and-excitation) multiply (:mod:`sw.ops.mul`)
 ``flatten``       Flatten, flatten, view/reshape(batch, -1) (:mod:`sw.ops.flatten`)
 ================  ====================================================================
@@ -25,6 +26,6 @@ with :func:`register` and its front-end patterns, imported below; and its tests
 from .base import OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register
 
 # Registration order is the order of the supported-module list in messages.
-from . import input, conv, linear, activation, pool, gap, adaptive, add, mul, cat, flatten, identity  # noqa: E402, F401, A004
+from . import input, conv, linear, activation, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp"]

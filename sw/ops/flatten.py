@@ -52,9 +52,12 @@ def _from_flatten(t: fx.Tracer, fx_node) -> None:
 @fx.function("view", "reshape")
 def _from_view(t: fx.Tracer, fx_node) -> None:
     target, name = fx_node.target, fx_node.name
-    shape = fx_node.args[1:]
+    shape = t.const(tuple(fx_node.args[1:]))
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    from .layout import view_pattern
+    if view_pattern(t, fx_node, tuple(shape)):
+        return
     if len(shape) != 2 or shape[1] != -1:
         raise UnsupportedOpError(f"{target} at {t.place(fx_node)}: only x.{target}(batch, -1) (a flatten) is supported")
     t.add(Node(name, "flatten", [t.src(fx_node.args[0])], where=t.where(fx_node)))

@@ -47,6 +47,7 @@ VISION = {
     "densenet121": lambda v: v.DenseNet(growth_rate=8, block_config=(2, 3, 4, 3), num_init_features=16),
     "mnasnet0_5": lambda v: v.MNASNet(0.5),
     "regnet_x_400mf": lambda v: v.RegNet(depths=(1, 1, 2, 2)),
+    "shufflenet_v2_x0_5": lambda v: v.ShuffleNetV2(stages_repeats=(2, 2, 2)),
 }
 
 

@@ -36,7 +36,7 @@ def test_peaks_table():
 
 def test_unknown_workload_and_bad_phase():
     with pytest.raises(KeyError, match="LLM proxies"):
-        gpu.workload("alexnet", batch=1)
+        gpu.workload("inception_v9", batch=1)
     with pytest.raises(ValueError, match="encoder"):
         gpu.workload("bert-base", batch=1, phase="decode")
 
