@@ -246,6 +246,8 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "mnasnet0_5": (lambda: _vision().MNASNet(0.5), (3, 224, 224)),
     "regnet_x_400mf": (lambda: _vision().RegNet(), (3, 224, 224)),
     "shufflenet_v2_x0_5": (lambda: _vision().ShuffleNetV2(), (3, 224, 224)),
+    "efficientnet_b0": (lambda: _vision().EfficientNet(), (3, 224, 224)),
+    "mobilenet_v3_small": (lambda: _vision().MobileNetV3(), (3, 224, 224)),
 }
 
 

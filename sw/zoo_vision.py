@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["AlexNet", "VGG", "SqueezeNet", "GoogLeNet", "DenseNet", "MNASNet", "RegNet", "ShuffleNetV2",
-           "channel_shuffle"]
+           "EfficientNet", "MobileNetV3", "SqueezeExcitation", "channel_shuffle"]
 
 
 class AlexNet(nn.Module):
@@ -516,3 +516,181 @@ class ShuffleNetV2(nn.Module):
         x = self.conv5(x)
         x = x.mean([2, 3])
         return self.fc(x)
+
+
+def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+class SqueezeExcitation(nn.Module):
+    """torchvision.ops.SqueezeExcitation: global mean, two 1x1 convolutions, a gate."""
+
+    def __init__(self, input_channels: int, squeeze_channels: int,
+                 activation=nn.ReLU, scale_activation=nn.Sigmoid) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(input_channels, squeeze_channels, 1)
+        self.fc2 = nn.Conv2d(squeeze_channels, input_channels, 1)
+        self.activation = activation()
+        self.scale_activation = scale_activation()
+
+    def _scale(self, input: torch.Tensor) -> torch.Tensor:
+        scale = self.avgpool(input)
+        scale = self.fc1(scale)
+        scale = self.activation(scale)
+        scale = self.fc2(scale)
+        return self.scale_activation(scale)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        scale = self._scale(input)
+        return scale * input
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: drops the residual branch in training only."""
+
+    def __init__(self, p: float, mode: str = "row") -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return input
+        keep = torch.empty([input.shape[0]] + [1] * (input.ndim - 1)).bernoulli_(1 - self.p)
+        return input * keep / (1 - self.p)
+
+
+class _CNA(nn.Sequential):
+    """Conv2dNormActivation with a given activation class (None for none)."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1,
+                 groups: int = 1, activation=nn.ReLU, eps: float = 1e-5) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups,
+                      bias=False), nn.BatchNorm2d(cout, eps=eps)]
+        if activation is not None:
+            layers.append(activation(inplace=True) if activation in (nn.ReLU, nn.SiLU, nn.Hardswish)
+                          else activation())
+        super().__init__(*layers)
+
+
+class MBConv(nn.Module):
+    """EfficientNet's block: expand, depthwise, squeeze-and-excitation (SiLU, sigmoid),
+    project, stochastic depth and the residual ``result += input``."""
+
+    def __init__(self, expand_ratio: float, kernel: int, stride: int, input_channels: int,
+                 out_channels: int, sd_prob: float) -> None:
+        super().__init__()
+        self.use_res_connect = stride == 1 and input_channels == out_channels
+        layers: list[nn.Module] = []
+        expanded = _make_divisible(input_channels * expand_ratio, 8)
+        if expanded != input_channels:
+            layers.append(_CNA(input_channels, expanded, 1, activation=nn.SiLU))
+        layers.append(_CNA(expanded, expanded, kernel, stride, groups=expanded, activation=nn.SiLU))
+        squeeze = max(1, input_channels // 4)
+        layers.append(SqueezeExcitation(expanded, squeeze, activation=nn.SiLU))
+        layers.append(_CNA(expanded, out_channels, 1, activation=None))
+        self.block = nn.Sequential(*layers)
+        self.stochastic_depth = StochasticDepth(sd_prob, "row")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        result = self.block(input)
+        if self.use_res_connect:
+            result = self.stochastic_depth(result)
+            result += input
+        return result
+
+
+class EfficientNet(nn.Module):
+    """EfficientNet-B0 (MBConv stages as torchvision's ``_efficientnet_conf``)."""
+
+    SETTINGS = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
+                (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
+                (6, 3, 1, 192, 320, 1)]
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2,
+                 stochastic_depth_prob: float = 0.2, stages: int = 7) -> None:
+        super().__init__()
+        settings = self.SETTINGS[:stages]
+        layers: list[nn.Module] = [_CNA(3, settings[0][3], 3, 2, activation=nn.SiLU)]
+        total = sum(s[5] for s in settings)
+        block_id = 0
+        for expand, kernel, stride, cin, cout, n in settings:
+            stage = []
+            for i in range(n):
+                sd_prob = stochastic_depth_prob * float(block_id) / total
+                stage.append(MBConv(expand, kernel, stride if i == 0 else 1,
+                                    cin if i == 0 else cout, cout, sd_prob))
+                block_id += 1
+            layers.append(nn.Sequential(*stage))
+        last_in = settings[-1][4]
+        last_out = 4 * last_in if stages < 7 else 1280
+        layers.append(_CNA(last_in, last_out, 1, activation=nn.SiLU))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True),
+                                        nn.Linear(last_out, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+class _MV3Block(nn.Module):
+    def __init__(self, input_c: int, kernel: int, expanded_c: int, out_c: int, use_se: bool,
+                 activation: str, stride: int) -> None:
+        super().__init__()
+        self.use_res_connect = stride == 1 and input_c == out_c
+        act = nn.Hardswish if activation == "HS" else nn.ReLU
+        layers: list[nn.Module] = []
+        if expanded_c != input_c:
+            layers.append(_CNA(input_c, expanded_c, 1, activation=act, eps=0.001))
+        layers.append(_CNA(expanded_c, expanded_c, kernel, stride, groups=expanded_c,
+                           activation=act, eps=0.001))
+        if use_se:
+            layers.append(SqueezeExcitation(expanded_c, _make_divisible(expanded_c // 4, 8),
+                                            scale_activation=nn.Hardsigmoid))
+        layers.append(_CNA(expanded_c, out_c, 1, activation=None, eps=0.001))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        result = self.block(input)
+        if self.use_res_connect:
+            result += input
+        return result
+
+
+class MobileNetV3(nn.Module):
+    """MobileNetV3-Small (Hardswish, squeeze-and-excitation with Hardsigmoid)."""
+
+    SMALL = [(16, 3, 16, 16, True, "RE", 2), (16, 3, 72, 24, False, "RE", 2),
+             (24, 3, 88, 24, False, "RE", 1), (24, 5, 96, 40, True, "HS", 2),
+             (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
+             (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1),
+             (48, 5, 288, 96, True, "HS", 2), (96, 5, 576, 96, True, "HS", 1),
+             (96, 5, 576, 96, True, "HS", 1)]
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2, last_channel: int = 1024,
+                 blocks: int = 11) -> None:
+        super().__init__()
+        setting = self.SMALL[:blocks]
+        layers: list[nn.Module] = [_CNA(3, setting[0][0], 3, 2, activation=nn.Hardswish,
+                                        eps=0.001)]
+        layers += [_MV3Block(*s) for s in setting]
+        last_in = setting[-1][3]
+        layers.append(_CNA(last_in, 6 * last_in, 1, activation=nn.Hardswish, eps=0.001))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(
+            nn.Linear(6 * last_in, last_channel), nn.Hardswish(inplace=True),
+            nn.Dropout(p=dropout, inplace=True), nn.Linear(last_channel, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)

@@ -17,6 +17,9 @@ from sw import zoo
 from sw.analysis.workload import count_modules
 
 SIZES = {"resnet18": 112, "resnet50": 64, "mobilenetv2": 96}   # smaller images: faster
+SIZES.update({name: 64 for name in ("alexnet", "vgg11", "squeezenet1_1", "googlenet", "densenet121",
+                                    "mnasnet0_5", "regnet_x_400mf", "shufflenet_v2_x0_5",
+                                    "efficientnet_b0", "mobilenet_v3_small")})
 
 
 def _ptflops_per_layer(model, shape):
