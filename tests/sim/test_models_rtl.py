@@ -82,3 +82,50 @@ def test_host_ops_between_npu_segments_on_rtl(host_sigmoid):  # noqa: F811 - the
         assert device.stats[key] == func.stats[key], key
     assert [h["name"] for h in device.stats["host_ops"]] == program.host_ops
     assert device.stats["cycles"] > 0
+
+
+class _Coverage(torch.nn.Module):
+    """The operators of the torchvision families in one small model: ceil_mode pooling, a
+    fire module (cat), a channel shuffle and a chunk, squeeze-and-excitation (a per-channel
+    multiply), a standalone BatchNorm, adaptive pooling to 2 x 2, a mean, a wide linear."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        from sw.zoo_vision import Fire
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.fire = Fire(8, 4, 6, 6)
+        self.branch = nn.Conv2d(6, 6, 1)
+        self.se1, self.se2 = nn.Conv2d(12, 4, 1), nn.Conv2d(4, 12, 1)
+        self.norm = zoo.randomize_bn(nn.BatchNorm2d(12))
+        self.adapt = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Linear(12, 5)
+
+    def forward(self, x):
+        from sw.zoo_vision import channel_shuffle
+        x = self.fire(self.pool(self.stem(x)))
+        x = channel_shuffle(x, 2)
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat((a, self.branch(b)), 1)
+        s = torch.nn.functional.relu6(self.se2(torch.relu(self.se1(x.mean([2, 3], keepdim=True)))))
+        x = torch.relu(self.norm(torch.relu(s * x)))
+        return self.head(self.adapt(x).mean([2, 3]))
+
+
+def test_torchvision_operators_bit_exact_on_rtl():
+    torch.manual_seed(0)
+    model = _Coverage().eval()
+    shape = (3, 9, 9)
+    qmodel = sw.quantize(model, [torch.randn(4, *shape)])
+    ops = {n.op for n in qmodel.nodes}
+    assert {"cat", "channels", "mul", "adaptive_avgpool", "maxpool", "gap"} <= ops
+    program = sw.compile(qmodel, TINY)
+    x = torch.randn(2, *shape)
+    device = sw.Device(TINY, backend="rtl")
+    y = device.run(program, x)
+    assert torch.equal(y, qmodel(x))
+    func = sw.Device(TINY)
+    assert torch.equal(func.run(program, x), y)
+    for key in ("macs", "dram_read_bytes", "dram_write_bytes"):
+        assert device.stats[key] == func.stats[key], key
