@@ -113,7 +113,7 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
     calibration = iter(calibration)
     first = next(calibration, None)
     if isinstance(first, torch.Tensor) and first.dtype.is_floating_point and first.dim() >= 2:
-        graph = trace(model, example=first[:1])
+        graph = trace(model, example=first)
     else:
         graph = trace(model)
     calibration = itertools.chain([] if first is None else [first], calibration)

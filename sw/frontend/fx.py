@@ -162,10 +162,11 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
         try:
             with torch.no_grad():
                 recorder.run(example)
-        except Exception as exc:  # the model's own error on this input
-            raise ValueError(f"the model fails on the example input of shape "
-                             f"{tuple(example.shape)}: {exc}") from None
-        values = recorder.values
+            values = recorder.values
+        except Exception:  # noqa: BLE001 - the model's own error on this input
+            # The shapes stay unknown: the patterns that need them say so; the error
+            # itself shows when the quantizer runs the model.
+            values = {}
     # The operator files fill the pattern tables when the op table is imported; they import
     # this module for its decorators, so the import is here rather than at the top.
     from ..ops.activation import fuse_activations

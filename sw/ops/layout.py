@@ -80,6 +80,8 @@ def view_pattern(t: fx.Tracer, fx_node, shape: tuple[int, ...]) -> bool:
     ``shape``, batch first) is one of them (and handled)."""
     src = fx_node.args[0]
     pending = t.pending.get(src.name)
+    if pending is None and len(shape) != 5:
+        return False                       # not a layout view (a flatten, or unsupported)
     in_shape = _shape(t, fx_node, src) if pending is None else pending[3]
     if pending is None and len(in_shape) == 4 and len(shape) == 5 and \
             shape[0] == in_shape[0] and shape[3:] == in_shape[2:] and \
