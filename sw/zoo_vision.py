@@ -365,16 +365,17 @@ class MNASNet(nn.Module):
         return self.classifier(x)
 
 
-class _ConvNormAct(nn.Sequential):
-    """torchvision's Conv2dNormActivation: conv (no bias), BatchNorm, optional ReLU."""
+class _CNA(nn.Sequential):
+    """torchvision's Conv2dNormActivation: conv (no bias), BatchNorm, the activation class
+    ``activation`` (None for none)."""
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, activation: bool = True) -> None:
+                 groups: int = 1, activation=nn.ReLU, eps: float = 1e-5) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups,
-                      bias=False), nn.BatchNorm2d(cout)]
-        if activation:
-            layers.append(nn.ReLU(inplace=True))
+                      bias=False), nn.BatchNorm2d(cout, eps=eps)]
+        if activation is not None:
+            layers.append(activation(inplace=True))
         super().__init__(*layers)
 
 
@@ -384,9 +385,9 @@ class _BottleneckTransform(nn.Sequential):
         w_b = int(round(width_out * bottleneck_multiplier))
         g = w_b // group_width
         super().__init__()
-        self.a = _ConvNormAct(width_in, w_b, 1)
-        self.b = _ConvNormAct(w_b, w_b, 3, stride, groups=g)
-        self.c = _ConvNormAct(w_b, width_out, 1, activation=False)
+        self.a = _CNA(width_in, w_b, 1)
+        self.b = _CNA(w_b, w_b, 3, stride, groups=g)
+        self.c = _CNA(w_b, width_out, 1, activation=None)
 
 
 class _ResBottleneckBlock(nn.Module):
@@ -394,7 +395,7 @@ class _ResBottleneckBlock(nn.Module):
         super().__init__()
         self.proj = None
         if width_in != width_out or stride != 1:
-            self.proj = _ConvNormAct(width_in, width_out, 1, stride, activation=False)
+            self.proj = _CNA(width_in, width_out, 1, stride, activation=None)
         self.f = _BottleneckTransform(width_in, width_out, stride, group_width)
         self.activation = nn.ReLU(inplace=True)
 
@@ -415,7 +416,7 @@ class RegNet(nn.Module):
                  depths: tuple[int, ...] = (1, 2, 7, 12), group_width: int = 16,
                  stem_width: int = 32, num_classes: int = 1000) -> None:
         super().__init__()
-        self.stem = _ConvNormAct(3, stem_width, 3, 2)
+        self.stem = _CNA(3, stem_width, 3, 2)
         stages = []
         cin = stem_width
         for i, (w, d) in enumerate(zip(widths, depths)):
@@ -560,20 +561,6 @@ class StochasticDepth(nn.Module):
             return input
         keep = torch.empty([input.shape[0]] + [1] * (input.ndim - 1)).bernoulli_(1 - self.p)
         return input * keep / (1 - self.p)
-
-
-class _CNA(nn.Sequential):
-    """Conv2dNormActivation with a given activation class (None for none)."""
-
-    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, activation=nn.ReLU, eps: float = 1e-5) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups,
-                      bias=False), nn.BatchNorm2d(cout, eps=eps)]
-        if activation is not None:
-            layers.append(activation(inplace=True) if activation in (nn.ReLU, nn.SiLU, nn.Hardswish)
-                          else activation())
-        super().__init__(*layers)
 
 
 class MBConv(nn.Module):

@@ -398,21 +398,19 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
     out: list[LayerEstimate] = []
     layer_id = 0
     # Operands stored in their slice of a concatenation, as the compiler decides it.
-    from ..ops.cat import folded_operands
-    folded = {x: cat for x, cat in folded_operands(nodes, qmodel.output).items()
-              if qmodel.node(x).out == qmodel.node(cat).out}
+    from ..ops.cat import stored_in_place
+    folded = stored_in_place(qmodel)
     for node in nodes[1:]:
         op = ops.get(node.op)
         args = [tensors[name] for name in node.inputs]
         if op.view:
             tensors[node.name] = op.lower_view(c, node, args)
             continue
-        if node.op == "cat" and all(a.in_place for a in args):
-            tensors[node.name] = Tensor(node.name, node.shape, node.out, 0)
-            continue
         dst = Tensor(node.name, node.shape, node.out, 0)
         dst.in_place = node.name in folded
         tensors[node.name] = dst
+        if node.op == "cat" and all(a.in_place for a in args):
+            continue                            # nothing to copy: no instructions
         cnt = _Counter(config, timing, beat_cycles)
         if op.host:
             out.append(LayerEstimate(0, node.name, node.op, 0.0, 0, cnt.traffic, 0.0, 0.0, True))

@@ -137,9 +137,8 @@ class Compiler(GemmSchedule, AluSchedule):
 
         # Operands stored straight into their slice of a concatenation (sw.ops.cat): their
         # buffer is the concatenation's, allocated when the first of them is made.
-        from ..ops.cat import folded_operands
-        folded = {x: cat for x, cat in folded_operands(nodes, self.model.output).items()
-                  if self.model.node(x).out == self.model.node(cat).out}
+        from ..ops.cat import stored_in_place
+        folded = stored_in_place(self.model)
         for x, cat in folded.items():
             base_of[x] = cat
         by_name = {n.name: n for n in nodes}

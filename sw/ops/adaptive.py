@@ -49,6 +49,17 @@ def windows(size: int, out: int) -> list[tuple[int, int]]:
     return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
 
 
+def _per_window(x: torch.Tensor, size: tuple[int, int], fn) -> torch.Tensor:
+    """``fn(window)`` (int8 ``[N, C]``) for each output pixel of the adaptive pooling of
+    ``x`` (``[N, C, H, W]``) to ``size``."""
+    oh_n, ow_n = size
+    out = torch.empty(x.shape[0], x.shape[1], oh_n, ow_n, dtype=torch.int8)
+    for i, (h0, h1) in enumerate(windows(x.shape[2], oh_n)):
+        for j, (w0, w1) in enumerate(windows(x.shape[3], ow_n)):
+            out[:, :, i, j] = fn(x[:, :, h0:h1, w0:w1])
+    return out
+
+
 def _output_size(v, where: str, name: str) -> tuple[int, int]:
     size = fx.pair(v)
     if any(s is None for s in size):
@@ -133,13 +144,7 @@ class AdaptiveMaxPool(_Adaptive):
                      node.attrs, None, node.where)
 
     def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
-        x = args[0]
-        oh_n, ow_n = node.attrs.output_size
-        out = torch.empty(x.shape[0], x.shape[1], oh_n, ow_n, dtype=torch.int8)
-        for i, (h0, h1) in enumerate(windows(x.shape[2], oh_n)):
-            for j, (w0, w1) in enumerate(windows(x.shape[3], ow_n)):
-                out[:, :, i, j] = x[:, :, h0:h1, w0:w1].amax(dim=(2, 3))
-        return out
+        return _per_window(args[0], node.attrs.output_size, lambda win: win.amax(dim=(2, 3)))
 
 
 @register
@@ -162,18 +167,15 @@ class AdaptiveAvgPool(_Adaptive):
                      node.where)
 
     def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
-        x = args[0].to(torch.int64)
         a = node.attrs
         lo, hi = node.clamp
-        oh_n, ow_n = a.output_size
-        out = torch.empty(x.shape[0], x.shape[1], oh_n, ow_n, dtype=torch.int8)
-        for i, (h0, h1) in enumerate(windows(x.shape[2], oh_n)):
-            for j, (w0, w1) in enumerate(windows(x.shape[3], ow_n)):
-                g = a.counts.index((h1 - h0) * (w1 - w0))
-                s = x[:, :, h0:h1, w0:w1].sum(dim=(2, 3))
-                y = golden.multiply_by_quantized_multiplier(s, a.mults[g], a.shifts[g])
-                out[:, :, i, j] = torch.clamp(y, lo, hi).to(torch.int8)
-        return out
+
+        def mean(win):
+            g = a.counts.index(win.shape[2] * win.shape[3])
+            s = win.to(torch.int64).sum(dim=(2, 3))
+            y = golden.multiply_by_quantized_multiplier(s, a.mults[g], a.shifts[g])
+            return torch.clamp(y, lo, hi).to(torch.int8)
+        return _per_window(args[0], a.output_size, mean)
 
 
 def add_adaptive(t: fx.Tracer, fx_node, inp: str, size: tuple[int, int], is_max: bool,

@@ -27,7 +27,7 @@ from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
 from .base import Op, QuantContext, get, register
 
-__all__ = ["Cat", "QCat", "Concat", "folded_operands"]
+__all__ = ["Cat", "QCat", "Concat", "folded_operands", "stored_in_place"]
 
 
 def folded_operands(nodes, output: str) -> dict[str, str]:
@@ -47,6 +47,15 @@ def folded_operands(nodes, output: str) -> dict[str, str]:
                 continue
             folded[i] = n.name
     return folded
+
+
+def stored_in_place(qmodel) -> dict[str, str]:
+    """The operands of a quantized model that their producers store into their slice of
+    a concatenation (what the compiler and the layer model lay out): those of
+    :func:`folded_operands` whose quantization is the concatenation's (an operator that
+    keeps its input's quantization, as max pooling does, is copied instead)."""
+    return {x: cat for x, cat in folded_operands(qmodel.nodes, qmodel.output).items()
+            if qmodel.node(x).out == qmodel.node(cat).out}
 
 
 @dataclass(frozen=True)
