@@ -17,7 +17,7 @@ strobes on writes. CSR requests become AXI4-Lite accesses (``m_axil``). Requests
 with ``OUT_OF_RANGE`` (``BridgeModel(..., csr_bytes=...)`` refuses the same).
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -128,7 +128,7 @@ class Bridge(wiring.Component):
         wr, rd, tail = Signal(pw), Signal(pw), Signal(pw)
         full = Signal()
         m.d.comb += [
-            full.eq((wr - tail)[:pw] == BUFFER_BYTES),
+            full.eq((wr[:pw - 1] == tail[:pw - 1]) & (wr[pw - 1] != tail[pw - 1])),
             self.i.ready.eq(~full),
             wp.addr.eq(wr[:pw - 1]),
             wp.data.eq(self.i.payload),
@@ -143,23 +143,34 @@ class Bridge(wiring.Component):
         start = Signal(pw)                       # where its sync byte is
         frame_end = Signal(pw)
         cmd, seq = Signal(8), Signal(8)
-        length = Signal(16)
-        count = Signal(16)
+        length = Signal(range(MAX_PAYLOAD + 1))     # checked before it is kept
+        count = Signal(range(MAX_PAYLOAD + 1))
         p = [Signal(8, name=f"p{k}") for k in range(6)]     # the first payload bytes
         rx_crc = Signal(16)
         crc = Signal(16)
+        # One CRC step serves both directions: the received byte, or the byte being sent.
+        crc_in = Signal(8)
+        crc_next = Signal(16)
+        m.d.comb += [crc_in.eq(byte), crc_next.eq(_crc_step(crc, crc_in))]
         addr = Cat(p[0], p[1], p[2], p[3])
         nbytes = Cat(p[4], p[5])
         offset = Cat(p[0], p[1])
         value = Cat(p[2], p[3], p[4], p[5])
-        write_len = Signal(16)
+        write_len = Signal.like(length)
         m.d.comb += write_len.eq(length - 4)
+        # One range check serves READ_MEM and WRITE_MEM: an address with bits above those
+        # that reach mem_bytes is out of range whatever the count.
+        aw = max(lb + 1, (self.mem_bytes - 1).bit_length())
+        span = Signal(range(MAX_PAYLOAD + 1))
+        m.d.comb += span.eq(Mux(cmd == Command.READ_MEM, nbytes, write_len))
+        out_of_range = (addr[aw:] != 0) | (addr[:aw] + span > self.mem_bytes)
+        csr_out_of_range = offset[self.csr_addr_width:] != 0
 
         # The reply.
         KIND_NONE, KIND_ERROR, KIND_PING, KIND_CSR, KIND_MEM = range(5)
         kind = Signal(range(5))
         rcmd = Signal(8)
-        rlen = Signal(16)
+        rlen = Signal(range(_MAX_READ + 1))
         code = Signal(8)
         csr_value = Signal(32)
         resync = Signal()                        # after the reply: resume after the sync byte
@@ -167,12 +178,12 @@ class Bridge(wiring.Component):
         m.d.comb += self.o.payload.eq(tx_byte)
 
         # Memory access.
-        maddr = Signal(32)
-        left = Signal(16)
+        maddr = Signal(aw + 1)                    # checked in range before it is kept
+        left = Signal.like(length)
         beat = Signal(self.data_width)
         strb = Signal(B)
         beat_ok = Signal()
-        beat_addr = Signal(32)
+        beat_addr = Signal(aw)
         aw_done, w_done = Signal(), Signal()
         lane = maddr[:lb]
 
@@ -212,7 +223,8 @@ class Bridge(wiring.Component):
                 m.d.comb += [tx_byte.eq(value_), self.o.valid.eq(1)]
                 with m.If(self.o.ready):
                     if checked:
-                        m.d.sync += crc.eq(_crc_step(crc, tx_byte))
+                        m.d.comb += crc_in.eq(tx_byte)
+                        m.d.sync += crc.eq(crc_next)
                     then()
 
         m.d.sync += self.refused.eq(0)
@@ -229,7 +241,7 @@ class Bridge(wiring.Component):
 
             def take(target, nxt):
                 def then():
-                    m.d.sync += [target.eq(byte), crc.eq(_crc_step(crc, byte))]
+                    m.d.sync += [target.eq(byte), crc.eq(crc_next)]
                     m.next = nxt
                 return then
             get("CMD", take(cmd, "SEQ"))
@@ -238,7 +250,7 @@ class Bridge(wiring.Component):
 
             def len1():
                 total = Cat(length[:8], byte)
-                m.d.sync += [length[8:].eq(byte), crc.eq(_crc_step(crc, byte)), count.eq(0)]
+                m.d.sync += [length[8:].eq(byte), crc.eq(crc_next), count.eq(0)]
                 with m.If(total > MAX_PAYLOAD):
                     resume_after_sync(m)
                     m.d.sync += self.refused.eq(1)
@@ -250,7 +262,7 @@ class Bridge(wiring.Component):
             get("LEN1", len1)
 
             def pay():
-                m.d.sync += [crc.eq(_crc_step(crc, byte)), count.eq(count + 1)]
+                m.d.sync += [crc.eq(crc_next), count.eq(count + 1)]
                 for k in range(6):
                     with m.If(count == k):
                         m.d.sync += p[k].eq(byte)
@@ -289,7 +301,7 @@ class Bridge(wiring.Component):
                     with m.Case(Command.READ_MEM):
                         with m.If((length != 6) | (nbytes > _MAX_READ)):
                             reply(m, error=LinkErrorCode.BAD_LENGTH)
-                        with m.Elif(addr + nbytes > self.mem_bytes):
+                        with m.Elif(out_of_range):
                             reply(m, error=LinkErrorCode.OUT_OF_RANGE)
                         with m.Else():
                             m.d.sync += [maddr.eq(addr), beat_ok.eq(0)]
@@ -297,7 +309,7 @@ class Bridge(wiring.Component):
                     with m.Case(Command.WRITE_MEM):
                         with m.If(length < 4):
                             reply(m, error=LinkErrorCode.BAD_LENGTH)
-                        with m.Elif(addr + write_len > self.mem_bytes):
+                        with m.Elif(out_of_range):
                             reply(m, error=LinkErrorCode.OUT_OF_RANGE)
                         with m.Elif(write_len == 0):
                             reply(m)
@@ -308,14 +320,14 @@ class Bridge(wiring.Component):
                     with m.Case(Command.READ_CSR):
                         with m.If(length != 2):
                             reply(m, error=LinkErrorCode.BAD_LENGTH)
-                        with m.Elif(offset >= self.csr_bytes):
+                        with m.Elif(csr_out_of_range):
                             reply(m, error=LinkErrorCode.OUT_OF_RANGE)
                         with m.Else():
                             m.next = "CR_AR"
                     with m.Case(Command.WRITE_CSR):
                         with m.If(length != 6):
                             reply(m, error=LinkErrorCode.BAD_LENGTH)
-                        with m.Elif(offset >= self.csr_bytes):
+                        with m.Elif(csr_out_of_range):
                             reply(m, error=LinkErrorCode.OUT_OF_RANGE)
                         with m.Else():
                             m.d.sync += [aw_done.eq(0), w_done.eq(0)]
@@ -394,7 +406,7 @@ class Bridge(wiring.Component):
                 m.next = "R_PAY"
                 with m.If(rlen == 0):
                     m.next = "R_CRC0"
-            send("R_LEN1", rlen[8:], after_len)
+            send("R_LEN1", Cat(rlen[8:], Const(0, 7)), after_len)
 
             with m.State("R_PAY"):
                 ping = Const(int.from_bytes(PING_REPLY, "little"), 32)
@@ -413,7 +425,8 @@ class Bridge(wiring.Component):
                 with m.Else():
                     m.d.comb += self.o.valid.eq(1)
                     with m.If(self.o.ready):
-                        m.d.sync += [crc.eq(_crc_step(crc, tx_byte)), count.eq(count + 1)]
+                        m.d.comb += crc_in.eq(tx_byte)
+                        m.d.sync += [crc.eq(crc_next), count.eq(count + 1)]
                         with m.If(kind == KIND_MEM):
                             m.d.sync += maddr.eq(maddr + 1)
                             with m.If(lane == B - 1):
