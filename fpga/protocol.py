@@ -233,14 +233,19 @@ class BridgeModel:
     words; ``backend`` (an object with ``read32``, ``write32``, ``load``, ``dump``, as
     :class:`sim.rtl.HarnessSession`) puts a real NPU behind the bridge instead.
     ``on_frame``: called once per request (a simulation advances its clock there: on a
-    board, time passes while the frame crosses the UART).
+    board, time passes while the frame crosses the UART). ``csr_bytes``: when given, CSR
+    offsets from it on are refused with ``OUT_OF_RANGE`` (as the gateware bridge, whose
+    CSR bus has fewer address bits than the protocol's 16, refuses them).
     """
 
     def __init__(self, mem_bytes: int, *, backend=None,
-                 on_frame: Callable[[], None] | None = None) -> None:
+                 on_frame: Callable[[], None] | None = None, csr_bytes: int | None = None) -> None:
         if mem_bytes < 1:
             raise ValueError(f"mem_bytes must be positive, not {mem_bytes}")
+        if csr_bytes is not None and csr_bytes < 1:
+            raise ValueError(f"csr_bytes must be positive, not {csr_bytes}")
         self.size = mem_bytes
+        self.csr_bytes = csr_bytes
         self.backend = backend
         self.on_frame = on_frame
         self.mem = np.zeros(mem_bytes, dtype=np.uint8) if backend is None else None
@@ -311,11 +316,15 @@ class BridgeModel:
             if len(body) != 2:
                 return error(LinkErrorCode.BAD_LENGTH)
             (off,) = struct.unpack("<H", body)
+            if self.csr_bytes is not None and off >= self.csr_bytes:
+                return error(LinkErrorCode.OUT_OF_RANGE)
             return ok(struct.pack("<I", self._csr_read(off) & 0xFFFFFFFF))
         if cmd == Command.WRITE_CSR:
             if len(body) != 6:
                 return error(LinkErrorCode.BAD_LENGTH)
             off, value = struct.unpack("<HI", body)
+            if self.csr_bytes is not None and off >= self.csr_bytes:
+                return error(LinkErrorCode.OUT_OF_RANGE)
             self._csr_write(off, value)
             return ok()
         return error(LinkErrorCode.BAD_COMMAND)
