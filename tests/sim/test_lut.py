@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hw import NPUConfig, isa
-from sim.functional import FunctionalModel, NPUError
+from sim.functional import NPUError
 from sim.rtl import Job, RTLSimulator
 from sw.analysis import perf
 
