@@ -25,7 +25,7 @@ from sw.analysis.metrics import model_timing
 
 MODELS = ["alexnet", "vgg11", "resnet18", "resnet50", "squeezenet1_1", "densenet121",
           "googlenet", "mobilenetv2", "mnasnet0_5", "regnet_x_400mf",
-          "shufflenet_v2_x0_5"]
+          "shufflenet_v2_x0_5", "efficientnet_b0", "mobilenet_v3_small"]
 
 
 def run_one(name: str, cfg: NPUConfig, size: int, batch: int) -> dict:

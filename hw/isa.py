@@ -26,6 +26,7 @@ from amaranth.lib import data, enum
 __all__ = [
     "INSN_BITS", "INSN_BYTES", "DEP_FLAGS", "FIELD_MAX", "field_max", "field_bits",
     "PARAM_ROWS", "PARAM_GROUP_ROWS", "PARAM_ELEM_BYTES", "DRAM_ELEM_BYTES", "row_elements",
+    "LUT_ENTRIES", "table_rows",
     "load_grid", "load_extent", "store_extent", "words_to_bytes", "bytes_to_words",
     "Opcode", "Mem", "AluOp", "Queue", "CfgKey", "ErrorCode", "TokenQueue",
     "HEADER", "LAYOUTS", "INSTRUCTION", "FIELD_DOCS", "Instruction", "ISAError",
@@ -110,6 +111,17 @@ PARAM_ELEM_BYTES = 4
 DRAM_ELEM_BYTES: dict[Mem, int] = {Mem.SPAD: 1, Mem.ACC: 1, Mem.PARAM: PARAM_ELEM_BYTES}
 
 
+#: Entries of an activation table (one per int8 input value, -128 first).
+LUT_ENTRIES = 256
+
+
+def table_rows(cols: int) -> int:
+    """Parameter rows holding an activation table (four int8 entries per int32 element):
+    a STORE with ``lut=1`` and ``param=g`` reads them after its group, rows
+    ``PARAM_GROUP_ROWS*g + PARAM_GROUP_ROWS + i``."""
+    return -(-LUT_ENTRIES // (PARAM_ELEM_BYTES * cols))
+
+
 def row_elements(mem: Mem, rows: int, cols: int) -> int:
     """Elements in one row of memory ``mem`` of a ``rows`` x ``cols`` array."""
     return rows if mem is Mem.SPAD else cols
@@ -151,6 +163,7 @@ LAYOUTS: dict[Opcode, data.StructLayout] = {
         "out_zp": Shape(8, True),
         "clamp_lo": Shape(8, True),
         "clamp_hi": Shape(8, True),
+        "lut": 1,
     }),
     Opcode.GEMM: data.StructLayout({
         "hdr": HEADER,
@@ -235,6 +248,9 @@ FIELD_DOCS: dict[Opcode, dict[str, str]] = {
         "out_zp": "output zero point added after requantization",
         "clamp_lo": "lower clamp of the int8 output (fused ReLU: the zero point)",
         "clamp_hi": "upper clamp of the int8 output (fused ReLU6: quantized 6)",
+        "lut": "1: map each clamped int8 output v through the activation table, "
+               "table[v + 128]; the table is the `table_rows` parameter rows after the group "
+               "(their DRAM bytes in order: entry e is byte e % 4 of element e // 4)",
     },
     Opcode.GEMM: {
         "wgt": "first of `cols` scratchpad rows holding the weight tile transposed (row n = W[:, n])",

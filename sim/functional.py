@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from hw.config import NPUConfig, require_config
-from hw.isa import (DEP_FLAGS, DRAM_ELEM_BYTES, INSN_BYTES, PARAM_ELEM_BYTES, PARAM_GROUP_ROWS,
+from hw.isa import (table_rows, DEP_FLAGS, DRAM_ELEM_BYTES, INSN_BYTES, PARAM_ELEM_BYTES, PARAM_GROUP_ROWS,
                     TOKEN_POPS, TOKEN_PUSHES, AluOp, CfgKey, ErrorCode, Instruction, ISAError, Mem,
                     Opcode, Queue, TokenQueue, allowed_deps, decode, load_extent, load_grid,
                     store_extent, words_to_bytes)
@@ -171,6 +171,12 @@ def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
                     f"depth {config.acc_depth}")
         if insn.param >= config.param_groups:
             return f"param={insn.param} is past the {config.param_groups} parameter groups"
+        if insn.lut:
+            end = PARAM_GROUP_ROWS * (insn.param + 1) + table_rows(config.cols)
+            if end > config.param_depth:
+                return (f"the activation table of param={insn.param} (parameter rows "
+                        f"{PARAM_GROUP_ROWS * (insn.param + 1)}..{end - 1}) is past the "
+                        f"parameter depth {config.param_depth}")
         if insn.clamp_lo > insn.clamp_hi:
             return f"clamp_lo={insn.clamp_lo} is above clamp_hi={insn.clamp_hi}"
     elif op is Opcode.GEMM:
@@ -434,7 +440,12 @@ class FunctionalModel:
         g = PARAM_GROUP_ROWS * insn.param
         out = requantize_np(self.acc[insn.acc:insn.acc + insn.rows, :n], self.param[g, :n],
                             self.param[g + 1, :n], self.param[g + 2, :n],
-                            insn.out_zp, insn.clamp_lo, insn.clamp_hi).view(np.uint8)
+                            insn.out_zp, insn.clamp_lo, insn.clamp_hi)
+        if insn.lut:
+            t0 = g + PARAM_GROUP_ROWS
+            table = self.param[t0:t0 + table_rows(self.config.cols)].reshape(-1).view(np.int8)
+            out = table[out.astype(np.int64) + 128]
+        out = out.view(np.uint8)
         if insn.rows == 1 or insn.stride >= n:
             # Rows do not overlap: one strided write.
             view = np.lib.stride_tricks.as_strided(

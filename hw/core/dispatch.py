@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import NPUConfig, require_config
 from ..isa import (DEP_FLAGS, INSTRUCTION, ErrorCode, Mem, Opcode, Queue, allowed_deps,
-                   fields_of, queue_of, row_elements)
+                   fields_of, queue_of, row_elements, PARAM_GROUP_ROWS, table_rows)
 from .fetch import FETCH_ENTRY
 from .tokens import QUEUE_ENTRY
 
@@ -130,6 +130,8 @@ class Dispatcher(wiring.Component):
                   | (ld.sram + ld_total > ld_depth))
         st_bad = ((st.rows == 0) | (st.length == 0) | (st.length > C)
                   | (st.acc + st.rows > cfg.acc_depth) | (st.param >= cfg.param_groups)
+                  | (st.lut & (st.param * PARAM_GROUP_ROWS + PARAM_GROUP_ROWS + table_rows(C)
+                               > cfg.param_depth))
                   | (st.clamp_lo > st.clamp_hi))
         gm_bad = ((gm.m == 0) | (gm.inp + gm.m > cfg.spad_depth) | (gm.acc + gm.m > cfg.acc_depth)
                   | (~gm.keep_wgt & (gm.wgt + C > cfg.spad_depth)))

@@ -1,7 +1,7 @@
 """The store unit: STORE instructions, from accumulator rows to int8 rows in DRAM.
 
-For each STORE it reads the parameter group (bias, multiplier, shift rows), then
-streams ``rows`` accumulator rows through the requantizer into a small FIFO and on to
+For each STORE it reads the parameter group (bias, multiplier, shift rows) and, with
+``lut``, the activation table rows after it, then streams ``rows`` accumulator rows through the requantizer into a small FIFO and on to
 the DMA writer, one row per cycle while the FIFO has room and compute leaves the
 row's accumulator bank free; it finishes (gives its tokens) once every row is
 written to DRAM.
@@ -9,14 +9,14 @@ written to DRAM.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..config import NPUConfig, require_config
-from ..isa import INSTRUCTION, PARAM_GROUP_ROWS, PARAM_ROWS, Queue
+from ..isa import INSTRUCTION, PARAM_GROUP_ROWS, PARAM_ROWS, Queue, table_rows
 from ..requant import Requantizer
 from ..sram import ReadClient
 from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, give_pushes, queue_head
@@ -93,7 +93,9 @@ class StoreUnit(wiring.Component):
         m.submodules.fifo = ofifo = SyncFIFOBuffered(width=request.size, depth=_FIFO_DEPTH)
         row_out = Signal(request)
         params = {name: Signal(32 * C, name=name) for name in PARAM_ROWS}
-        pi = Signal(range(PARAM_GROUP_ROWS + 1))
+        T = table_rows(C)
+        table = [Signal(32 * C, name=f"table_{t}") for t in range(T)]
+        pi = Signal(range(PARAM_GROUP_ROWS + T + 1))
         ri = Signal(13)
         row_addr = Signal(32)
         rq_inflight = Signal(4)
@@ -107,9 +109,15 @@ class StoreUnit(wiring.Component):
             rq.out_zp.eq(su.out_zp), rq.clamp_lo.eq(su.clamp_lo), rq.clamp_hi.eq(su.clamp_hi),
             rq.i_valid.eq(rd_valid), rq.i_acc.eq(self.acc.data), rq.i_tag.eq(rd_addr),
             row_out.addr.eq(rq.o_tag), row_out.nbytes.eq(su.length),
-            row_out.data.eq(rq.o_data), row_out.tag.eq(entry.index),
+            row_out.tag.eq(entry.index),
             ofifo.w_en.eq(rq.o_valid), ofifo.w_data.eq(row_out),
         ]
+        # The activation table (``lut``): each requantized lane v becomes table[v + 128];
+        # the table rows' bytes in order are its entries.
+        flat = Cat(*table)
+        for j in range(C):
+            v = Value.cast(rq.o_data[j]).as_unsigned()
+            m.d.comb += row_out.data[j].eq(Mux(su.lut, flat.word_select(v ^ 0x80, 8), v))
         issue = Signal()
         m.d.sync += [
             rd_valid.eq(issue), rd_addr.eq(row_addr),
@@ -127,6 +135,13 @@ class StoreUnit(wiring.Component):
                         with m.Case(k + 1):
                             m.d.sync += params[name].eq(self.param.data)
                             if k + 1 == PARAM_GROUP_ROWS:
+                                with m.If(~su.lut):
+                                    m.d.sync += [ri.eq(0), row_addr.eq(su.dram)]
+                                    m.next = "RUN"
+                    for t in range(T):
+                        with m.Case(PARAM_GROUP_ROWS + t + 1):
+                            m.d.sync += table[t].eq(self.param.data)
+                            if t + 1 == T:
                                 m.d.sync += [ri.eq(0), row_addr.eq(su.dram)]
                                 m.next = "RUN"
             with m.State("RUN"):

@@ -202,7 +202,7 @@ _RECORD_FIELDS = {
                   "pad_top", "pad_bottom", "pad_left", "pad_right"),
     Opcode.GEMM: ("wgt", "inp", "m", "keep_wgt"),
     Opcode.ALU: ("use_imm", "dst", "src", "count", "dst_stride", "src_stride"),
-    Opcode.STORE: ("dram", "rows", "stride", "length"),
+    Opcode.STORE: ("dram", "rows", "stride", "length", "lut"),
     Opcode.CONFIG: ("key", "value"),
     Opcode.SYNC: ("queue",),
 }
@@ -260,6 +260,7 @@ class _Model:
         self.lat = dram.latency - 1          # extra read latency over the harness RAM
         self.insn_beats = _beats(0, INSN_BYTES, self.B) * self.beat_cycles
         self.L = cfg.rows + cfg.cols - 1    # the array's latency
+        self.table_rows = isa.table_rows(cfg.cols)
         self.depth = cfg.insn_queue_depth
         self.tok_depth = cfg.token_queue_depth
         n = len(ops)
@@ -652,10 +653,13 @@ class _Model:
                 self.pushes[_S2C].append(w + 1)
             self.span = (w, w + 2)
             return w + 2
-        dram, rows, stride, length = self.records[j]
+        dram, rows, stride, length, lut = self.records[j]
         B, bc, lat = self.B, self.beat_cycles, self.lat
-        # PARAM (3 rows + 1), the first row's read, the requantizer, the output FIFO.
+        # PARAM (3 rows, the activation table's with lut, + 1), the first row's read, the
+        # requantizer, the output FIFO.
         a = w + 1 + PARAM_GROUP_ROWS + 1 + Requantizer.LATENCY + _FIFO_LATENCY
+        if lut:
+            a += self.table_rows
         if rows > 1:
             a += 1      # measured on the RTL: the second row reaches the writer a cycle late
         total, b_last, _ = _run_beats(dram % B, stride % B, length, rows, B)

@@ -131,7 +131,7 @@ def count_instruction(t: Traffic, insn: Instruction, config: NPUConfig) -> None:
         write("acc", insn.m)
     elif op is Opcode.STORE:
         read("acc", insn.rows)
-        read("param", isa.PARAM_GROUP_ROWS)
+        read("param", isa.PARAM_GROUP_ROWS + (isa.table_rows(C) if insn.lut else 0))
         t.requant_lanes += insn.rows * C
     elif op is Opcode.ALU:
         read("acc", insn.count * (1 if insn.use_imm else 2))

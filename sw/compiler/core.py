@@ -98,16 +98,25 @@ class Compiler(GemmSchedule, AluSchedule):
     def emit(self, *insns: Instruction) -> None:
         self.insns.extend(insns)
 
-    def param_load(self, group: int, bias, mult, shift) -> Instruction:
-        """A LOAD of one parameter group (bias, multiplier, shift rows; scalars broadcast)."""
+    def param_load(self, group: int, bias, mult, shift, table=None) -> Instruction:
+        """A LOAD of one parameter group (bias, multiplier, shift rows; scalars broadcast)
+        and, with ``table`` (256 int8 entries, for a STORE with ``lut``), the activation
+        table rows after it."""
         C = self.C
         G = isa.PARAM_GROUP_ROWS
-        rows = np.zeros((G, C), "<i4")
+        n = G if table is None else G + isa.table_rows(C)
+        if G * group + n > self.cfg.param_depth:
+            raise CompileError(f"configuration {self.cfg.describe()}: an activation table needs "
+                               f"{n} parameter rows, param_depth is {self.cfg.param_depth}")
+        rows = np.zeros((n, C), "<i4")
         for r, v in enumerate((bias, mult, shift)):
             v = np.broadcast_to(np.asarray(v, dtype=np.int64), (C,)) if np.ndim(v) == 0 else np.asarray(v)
             rows[r, :len(v)] = v
+        if table is not None:
+            entries = np.asarray(table, dtype=np.int8)
+            rows[G:].reshape(-1).view(np.int8)[:isa.LUT_ENTRIES] = entries
         addr = self.const(rows.tobytes())
-        return isa.load(mem="param", sram=G * group, dram=addr, y_size=G, x_size=1,
+        return isa.load(mem="param", sram=G * group, dram=addr, y_size=n, x_size=1,
                         y_stride=isa.PARAM_ELEM_BYTES * C, length=C)
 
     def check(self, cond: bool, node: QNode, message: str) -> None:

@@ -6,6 +6,8 @@ front-end patterns.
 ``conv``          Conv2d, BatchNorm2d folded in (:mod:`sw.ops.conv`)
 ``linear``        Linear (:mod:`sw.ops.linear`)
 ``relu/relu6``    ReLU, ReLU6, fused into their producer where possible (:mod:`sw.ops.activation`)
+``silu`` ...      SiLU, Sigmoid, Hardswish, Hardsigmoid, Tanh, GELU, LeakyReLU: 256-entry
+                  tables on the store path (:mod:`sw.ops.table`)
 ``maxpool``       MaxPool2d (:mod:`sw.ops.pool`)
 ``avgpool``       AvgPool2d (:mod:`sw.ops.pool`)
 ``gap``           AdaptiveAvgPool2d(1), ``x.mean([2, 3])`` (:mod:`sw.ops.gap`)
@@ -26,6 +28,6 @@ with :func:`register` and its front-end patterns, imported below; and its tests
 from .base import OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register
 
 # Registration order is the order of the supported-module list in messages.
-from . import input, conv, linear, activation, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
+from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp"]

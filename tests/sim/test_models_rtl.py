@@ -87,7 +87,8 @@ def test_host_ops_between_npu_segments_on_rtl(host_sigmoid):  # noqa: F811 - the
 class _Coverage(torch.nn.Module):
     """The operators of the torchvision families in one small model: ceil_mode pooling, a
     fire module (cat), a channel shuffle and a chunk, squeeze-and-excitation (a per-channel
-    multiply), a standalone BatchNorm, adaptive pooling to 2 x 2, a mean, a wide linear."""
+    multiply by a sigmoid), a standalone BatchNorm, adaptive pooling to 2 x 2, a mean, a wide
+    linear, and table activations (SiLU, Sigmoid, Hardswish)."""
 
     def __init__(self):
         super().__init__()
@@ -104,12 +105,13 @@ class _Coverage(torch.nn.Module):
 
     def forward(self, x):
         from sw.zoo_vision import channel_shuffle
-        x = self.fire(self.pool(self.stem(x)))
+        F = torch.nn.functional
+        x = self.fire(self.pool(F.silu(self.stem(x))))
         x = channel_shuffle(x, 2)
         a, b = x.chunk(2, dim=1)
         x = torch.cat((a, self.branch(b)), 1)
-        s = torch.nn.functional.relu6(self.se2(torch.relu(self.se1(x.mean([2, 3], keepdim=True)))))
-        x = torch.relu(self.norm(torch.relu(s * x)))
+        s = torch.sigmoid(self.se2(torch.relu(self.se1(x.mean([2, 3], keepdim=True)))))
+        x = F.hardswish(self.norm(torch.relu(s * x)))
         return self.head(self.adapt(x).mean([2, 3]))
 
 
@@ -119,7 +121,8 @@ def test_torchvision_operators_bit_exact_on_rtl():
     shape = (3, 9, 9)
     qmodel = sw.quantize(model, [torch.randn(4, *shape)])
     ops = {n.op for n in qmodel.nodes}
-    assert {"cat", "channels", "mul", "adaptive_avgpool", "maxpool", "gap"} <= ops
+    assert {"cat", "channels", "mul", "adaptive_avgpool", "maxpool", "gap", "silu", "sigmoid",
+            "hardswish"} <= ops
     program = sw.compile(qmodel, TINY)
     x = torch.randn(2, *shape)
     device = sw.Device(TINY, backend="rtl")

@@ -81,11 +81,11 @@ def test_wrong_shapes_and_dtypes(lenet):
         sw.Device(TINY, backend="gpu")
 
 
-class Sigmoid(nn.Module):
+class Softplus(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(4, 4)
-        self.act = nn.Sigmoid()
+        self.act = nn.Softplus()
 
     def forward(self, x):
         return self.act(self.fc(x))
@@ -106,7 +106,7 @@ class Mul(nn.Module):
 
 
 @pytest.mark.parametrize("model, shape, message", [
-    (Sigmoid(), (4,), r"unsupported module Sigmoid at 'act'"),
+    (Softplus(), (4,), r"unsupported module Softplus at 'act'"),
     (Stack(), (4,), r"unsupported operation 'stack' at stack"),
     (Mul(), (2, 3, 3), r"mul at mul \(in the model's forward\): multiplying by a constant"),
     (nn.Sequential(nn.Conv2d(2, 2, 3, dilation=2)), (2, 8, 8), "dilation"),

@@ -48,6 +48,8 @@ VISION = {
     "mnasnet0_5": lambda v: v.MNASNet(0.5),
     "regnet_x_400mf": lambda v: v.RegNet(depths=(1, 1, 2, 2)),
     "shufflenet_v2_x0_5": lambda v: v.ShuffleNetV2(stages_repeats=(2, 2, 2)),
+    "efficientnet_b0": lambda v: v.EfficientNet(stages=4),
+    "mobilenet_v3_small": lambda v: v.MobileNetV3(blocks=5, last_channel=128),
 }
 
 
