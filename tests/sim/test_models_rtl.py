@@ -132,3 +132,29 @@ def test_torchvision_operators_bit_exact_on_rtl():
     assert torch.equal(func.run(program, x), y)
     for key in ("macs", "dram_read_bytes", "dram_write_bytes"):
         assert device.stats[key] == func.stats[key], key
+
+
+#: torchvision families on the RTL (tiny config, 32 x 32 input, fewer blocks): the table
+#: activations, squeeze-and-excitation and the channel shuffle inside whole networks.
+RTL_VISION = {
+    "mobilenet_v3_small": lambda v: v.MobileNetV3(blocks=3, last_channel=32, num_classes=10),
+    "shufflenet_v2_x0_5": lambda v: v.ShuffleNetV2(stages_repeats=(1, 1, 1), num_classes=10),
+    "efficientnet_b0": lambda v: v.EfficientNet(stages=2, num_classes=10),
+}
+
+
+@pytest.mark.parametrize("name", list(RTL_VISION))
+def test_torchvision_family_bit_exact_on_rtl(name):
+    from sw import zoo_vision
+    torch.manual_seed(0)
+    model = zoo.randomize_bn(RTL_VISION[name](zoo_vision)).eval()
+    shape = (3, 32, 32)
+    qmodel = sw.quantize(model, [torch.randn(4, *shape)])
+    program = sw.compile(qmodel, TINY)
+    x = torch.randn(1, *shape)
+    device = sw.Device(TINY, backend="rtl")
+    y = device.run(program, x)
+    assert torch.equal(y, qmodel(x))
+    func = sw.Device(TINY)
+    assert torch.equal(func.run(program, x), y)
+    assert device.stats["macs"] == func.stats["macs"]
