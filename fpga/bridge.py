@@ -187,6 +187,17 @@ class Bridge(wiring.Component):
         aw_done, w_done = Signal(), Signal()
         lane = maddr[:lb]
 
+        def address_and_data(bus, then):
+            """A write's address and data handshakes, in either order (AXI4 or AXI4-Lite);
+            ``aw_done``/``w_done`` clear before the state is entered."""
+            m.d.comb += [bus.awvalid.eq(~aw_done), bus.wvalid.eq(~w_done)]
+            with m.If(bus.awready):
+                m.d.sync += aw_done.eq(1)
+            with m.If(bus.wready):
+                m.d.sync += w_done.eq(1)
+            with m.If((aw_done | bus.awready) & (w_done | bus.wready)):
+                m.next = then
+
         axi, axil = self.m_axi, self.m_axil
         m.d.comb += [
             axi.arsize.eq(lb), axi.arburst.eq(BURST_INCR), axi.arlen.eq(0), axi.arid.eq(0),
@@ -350,13 +361,7 @@ class Bridge(wiring.Component):
             get("W_GET", w_get)
 
             with m.State("W_AW"):
-                m.d.comb += [axi.awvalid.eq(~aw_done), axi.wvalid.eq(~w_done)]
-                with m.If(axi.awready):
-                    m.d.sync += aw_done.eq(1)
-                with m.If(axi.wready):
-                    m.d.sync += w_done.eq(1)
-                with m.If((aw_done | axi.awready) & (w_done | axi.wready)):
-                    m.next = "W_B"
+                address_and_data(axi, "W_B")
             with m.State("W_B"):
                 m.d.comb += axi.bready.eq(1)
                 with m.If(axi.bvalid):
@@ -377,13 +382,7 @@ class Bridge(wiring.Component):
                     m.d.sync += csr_value.eq(axil.rdata)
                     reply(m, length_=4, kind_=KIND_CSR)
             with m.State("CW"):
-                m.d.comb += [axil.awvalid.eq(~aw_done), axil.wvalid.eq(~w_done)]
-                with m.If(axil.awready):
-                    m.d.sync += aw_done.eq(1)
-                with m.If(axil.wready):
-                    m.d.sync += w_done.eq(1)
-                with m.If((aw_done | axil.awready) & (w_done | axil.wready)):
-                    m.next = "CW_B"
+                address_and_data(axil, "CW_B")
             with m.State("CW_B"):
                 m.d.comb += axil.bready.eq(1)
                 with m.If(axil.bvalid):

@@ -24,6 +24,7 @@ import time
 import weakref
 
 from hw.config import NPUConfig, require_config
+from sim.rtl import harness_call
 from toolchain import setup_verilator
 
 __all__ = ["SimulatedSoC", "build_soc", "SOC_MAIN"]
@@ -131,17 +132,7 @@ class SimulatedSoC:
         self._finalizer = weakref.finalize(self, _end, self._proc, self._log)
 
     def _call(self, line: str) -> str:
-        if self._proc.poll() is not None:
-            raise RuntimeError(f"the SoC harness has exited ({self._proc.returncode}); see "
-                               f"{self.build_dir / 'harness.log'}")
-        self._proc.stdin.write(line + "\n")
-        self._proc.stdin.flush()
-        reply = self._proc.stdout.readline().strip()
-        if not reply:
-            raise RuntimeError(f"the SoC harness stopped answering after {line[:40]!r}")
-        if reply.startswith("error"):
-            raise RuntimeError(f"SoC harness: {reply[6:]}")
-        return reply
+        return harness_call(self._proc, line, "the SoC harness", self.build_dir / "harness.log")
 
     # fpga.protocol.Transport
     def write(self, data: bytes) -> None:

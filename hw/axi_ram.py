@@ -145,26 +145,34 @@ class AXI4RAM(wiring.Component):
         m.d.comb += rp.addr.eq(r_next)
 
         # Writes.
+        beat, w_word = self._write_channel(m)
+        m.d.comb += [wp.addr.eq(w_word), wp.data.eq(bus.wdata)]
+        with m.If(beat):
+            m.d.comb += wp.en.eq(bus.wstrb)
+
+    def _write_channel(self, m):
+        """The AW, W and B channels: one burst at a time, SLVERR for a burst with a beat
+        past the end. Returns ``(beat, word)``: a beat in range is written to ``word``."""
+        bus = self.s_axi
         w_busy = Signal()
         b_pend = Signal()
         w_oob_any = Signal()
-        w_word = Signal(aw)
+        w_word = Signal(len(bus.awaddr))
         w_id = Signal(len(bus.awid))
+        beat = Signal()
         m.d.comb += [
             bus.awready.eq(~w_busy & ~b_pend),
             bus.wready.eq(w_busy),
             bus.bvalid.eq(b_pend),
             bus.bid.eq(w_id),
             bus.bresp.eq(Mux(w_oob_any, RESP_SLVERR, RESP_OKAY)),
-            wp.addr.eq(w_word),
-            wp.data.eq(bus.wdata),
         ]
         with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [w_busy.eq(1), w_word.eq(bus.awaddr >> lb), w_id.eq(bus.awid),
-                         w_oob_any.eq(0)]
+            m.d.sync += [w_busy.eq(1), w_word.eq(bus.awaddr >> exact_log2(self.beat_bytes)),
+                         w_id.eq(bus.awid), w_oob_any.eq(0)]
         with m.If(bus.wvalid & bus.wready):
             with m.If(w_word < self.depth):
-                m.d.comb += wp.en.eq(bus.wstrb)
+                m.d.comb += beat.eq(1)
             with m.Else():
                 m.d.sync += w_oob_any.eq(1)
             m.d.sync += w_word.eq(w_word + 1)
@@ -172,6 +180,7 @@ class AXI4RAM(wiring.Component):
                 m.d.sync += [w_busy.eq(0), b_pend.eq(1)]
         with m.If(bus.bvalid & bus.bready):
             m.d.sync += b_pend.eq(0)
+        return beat, w_word
 
     # -- SPRAM: one port, a read or a write per cycle ----------------------------------------
 
@@ -188,33 +197,10 @@ class AXI4RAM(wiring.Component):
         self._port(m, platform, addr, wdata, wstrb, wen, ren, rdata)
 
         # Writes have the port when a beat comes; reads take it otherwise.
-        w_busy = Signal()
-        b_pend = Signal()
-        w_oob_any = Signal()
-        w_word = Signal(aw)
-        w_id = Signal(len(bus.awid))
-        m.d.comb += [
-            bus.awready.eq(~w_busy & ~b_pend),
-            bus.wready.eq(w_busy),
-            bus.bvalid.eq(b_pend),
-            bus.bid.eq(w_id),
-            bus.bresp.eq(Mux(w_oob_any, RESP_SLVERR, RESP_OKAY)),
-        ]
+        beat, w_word = self._write_channel(m)
         writing = bus.wvalid & bus.wready
-        with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [w_busy.eq(1), w_word.eq(bus.awaddr >> lb), w_id.eq(bus.awid),
-                         w_oob_any.eq(0)]
-        with m.If(writing):
-            with m.If(w_word < self.depth):
-                m.d.comb += [wen.eq(1), addr.eq(w_word), wdata.eq(bus.wdata),
-                             wstrb.eq(bus.wstrb)]
-            with m.Else():
-                m.d.sync += w_oob_any.eq(1)
-            m.d.sync += w_word.eq(w_word + 1)
-            with m.If(bus.wlast):
-                m.d.sync += [w_busy.eq(0), b_pend.eq(1)]
-        with m.If(bus.bvalid & bus.bready):
-            m.d.sync += b_pend.eq(0)
+        with m.If(beat):
+            m.d.comb += [wen.eq(1), addr.eq(w_word), wdata.eq(bus.wdata), wstrb.eq(bus.wstrb)]
 
         # Reads: FETCH puts the beat's word on the port, WAIT takes its data the cycle
         # after, SHOW holds the beat until it is taken.

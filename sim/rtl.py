@@ -366,6 +366,22 @@ def _end_harness(proc, log, folder: pathlib.Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def harness_call(proc, line: str, name: str, log: pathlib.Path) -> str:
+    """One command of a C++ harness's line protocol (``proc``'s stdin and stdout): its
+    reply line; ``RuntimeError`` naming ``name`` and its ``log`` when the harness has
+    exited, stops answering or answers ``error ...``."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"{name} has exited ({proc.returncode}); see {log}")
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    reply = proc.stdout.readline().strip()
+    if not reply:
+        raise RuntimeError(f"{name} stopped answering after {line[:40]!r}; see {log}")
+    if reply.startswith("error"):
+        raise RuntimeError(f"{name}: {reply[6:]}")
+    return reply
+
+
 class HarnessSession:
     """One running C++ harness (``sim/hdl/fast_main.cpp``): a register bus and a RAM.
 
@@ -390,18 +406,7 @@ class HarnessSession:
         self.ram_bytes = int(self._call("size").split()[1])
 
     def _call(self, line: str) -> str:
-        if self._proc.poll() is not None:
-            raise RuntimeError(f"the C++ harness has exited ({self._proc.returncode}); "
-                               f"see {self.dir / 'harness.log'}")
-        self._proc.stdin.write(line + "\n")
-        self._proc.stdin.flush()
-        reply = self._proc.stdout.readline().strip()
-        if not reply:
-            raise RuntimeError(f"the C++ harness stopped answering after {line!r}; "
-                               f"see {self.dir / 'harness.log'}")
-        if reply.startswith("error"):
-            raise RuntimeError(f"C++ harness: {reply[6:]}")
-        return reply
+        return harness_call(self._proc, line, "the C++ harness", self.dir / "harness.log")
 
     # The register bus (hw.driver.RegisterBus)
     def read32(self, offset: int) -> int:

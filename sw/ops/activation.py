@@ -19,7 +19,7 @@ from ..frontend import fx
 from ..ir import Graph, Node, QNode, QParams
 from .base import REGISTRY, Op, QuantContext, register
 
-__all__ = ["Activation", "ReLU", "ReLU6", "fuse_activations"]
+__all__ = ["Activation", "ReLU", "ReLU6", "fuse_activations", "load_store"]
 
 
 class Activation(Op):
@@ -47,19 +47,23 @@ class Activation(Op):
         return torch.clamp(args[0], lo, hi)
 
     def lower(self, c, node, layer_id, args, out):
-        src = args[0]
-        ch, h, w = src.geometry
-        n_pix = h * w
-        per = min(c.cfg.acc_depth, c.MAX_VECTORS)
         lo, hi = node.clamp
-        params = [c.identity_params(0)]
-        for first, c0, length, p0, n in c.blocks(ch, n_pix, per):
-            load = c.acc_load(0, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
-            store = isa.store(acc=0, dram=out.addr + p0 * out.pixel_stride + c0, rows=n,
-                              stride=out.pixel_stride,
-                              length=length, param=0, out_zp=0, clamp_lo=lo, clamp_hi=hi)
-            c.chunk(layer_id, first, [load], params, [], [store])
-        return 0
+        return load_store(c, layer_id, args[0], out, c.identity_params(0),
+                          clamp_lo=lo, clamp_hi=hi)
+
+
+def load_store(c, layer_id, src, out, params, **store) -> int:
+    """A standalone element-wise layer: each block of ``src`` loaded into the accumulator
+    and stored to ``out`` through parameter group 0 (``params``, its LOAD), with the
+    STORE fields ``store`` (the clamp, the activation table bit)."""
+    ch, h, w = src.geometry
+    per = min(c.cfg.acc_depth, c.MAX_VECTORS)
+    for first, c0, length, p0, n in c.blocks(ch, h * w, per):
+        load = c.acc_load(0, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
+        st = isa.store(acc=0, dram=out.addr + p0 * out.pixel_stride + c0, rows=n,
+                       stride=out.pixel_stride, length=length, param=0, out_zp=0, **store)
+        c.chunk(layer_id, first, [load], [params], [], [st])
+    return 0
 
 
 @register

@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hw import isa
 
 from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode, QParams
+from .activation import load_store
 from .base import Op, QuantContext, register
 
 __all__ = ["QTable", "TableActivation", "activation_table", "TABLE_OPS"]
@@ -69,18 +69,8 @@ class TableActivation(Op):
         return table[args[0].to(torch.int64) + 128]
 
     def lower(self, c, node, layer_id, args, out):
-        src = args[0]
-        ch, h, w = src.geometry
-        n_pix = h * w
-        per = min(c.cfg.acc_depth, c.MAX_VECTORS)
-        params = [c.param_load(0, 0, 1 << 30, 1, table=node.attrs.table)]
-        for first, c0, length, p0, n in c.blocks(ch, n_pix, per):
-            load = c.acc_load(0, src.addr + p0 * ch + c0, n, ch, 1, 0, length)
-            store = isa.store(acc=0, dram=out.addr + p0 * out.pixel_stride + c0, rows=n,
-                              stride=out.pixel_stride, length=length, param=0, out_zp=0,
-                              clamp_lo=-128, clamp_hi=127, lut=1)
-            c.chunk(layer_id, first, [load], params, [], [store])
-        return 0
+        params = c.param_load(0, 0, 1 << 30, 1, table=node.attrs.table)
+        return load_store(c, layer_id, args[0], out, params, clamp_lo=-128, clamp_hi=127, lut=1)
 
 
 #: op name -> (float function of (x, node), modules, functions and methods)
@@ -95,14 +85,6 @@ TABLE_OPS = {
     "leaky_relu": (lambda x, node: F.leaky_relu(x, node.attrs), [nn.LeakyReLU], [F.leaky_relu]),
 }
 
-
-def _define(op_name, fn):
-    cls = type(f"Table_{op_name}", (TableActivation,), {"name": op_name, "fn": staticmethod(fn)})
-    return register(cls)
-
-
-for _name, (_fn, _modules, _functions) in TABLE_OPS.items():
-    _define(_name, _fn)
 
 def _module_attr(name, mod):
     if name == "gelu":
@@ -139,4 +121,5 @@ def _register_patterns(name, modules, functions):
 
 
 for _name, (_fn, _modules, _functions) in TABLE_OPS.items():
+    register(type(f"Table_{_name}", (TableActivation,), {"name": _name, "fn": staticmethod(_fn)}))
     _register_patterns(_name, _modules, _functions)

@@ -123,8 +123,13 @@ def test_torchvision_operators_bit_exact_on_rtl():
     ops = {n.op for n in qmodel.nodes}
     assert {"cat", "channels", "mul", "adaptive_avgpool", "maxpool", "gap", "silu", "sigmoid",
             "hardswish"} <= ops
+    _rtl_equals_golden_and_func(qmodel, torch.randn(2, *shape))
+
+
+def _rtl_equals_golden_and_func(qmodel, x):
+    """``qmodel`` compiled for tiny, run on ``x`` on the RTL: bit-exact against the golden
+    and the functional model, with the functional model's MACs and DRAM bytes."""
     program = sw.compile(qmodel, TINY)
-    x = torch.randn(2, *shape)
     device = sw.Device(TINY, backend="rtl")
     y = device.run(program, x)
     assert torch.equal(y, qmodel(x))
@@ -150,11 +155,4 @@ def test_torchvision_family_bit_exact_on_rtl(name):
     model = zoo.randomize_bn(RTL_VISION[name](zoo_vision)).eval()
     shape = (3, 32, 32)
     qmodel = sw.quantize(model, [torch.randn(4, *shape)])
-    program = sw.compile(qmodel, TINY)
-    x = torch.randn(1, *shape)
-    device = sw.Device(TINY, backend="rtl")
-    y = device.run(program, x)
-    assert torch.equal(y, qmodel(x))
-    func = sw.Device(TINY)
-    assert torch.equal(func.run(program, x), y)
-    assert device.stats["macs"] == func.stats["macs"]
+    _rtl_equals_golden_and_func(qmodel, torch.randn(1, *shape))
