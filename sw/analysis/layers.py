@@ -320,7 +320,7 @@ def _gemm_layer(c: Compiler, cnt: _Counter, node, geometry, cout, kh, kw, stride
 class _AluSummary:
     """What prices an ALU layer's instructions: its traffic and, with their multiplicity,
     its loads ``(vectors, bytes, padding rows, address mod 64, stride)``, its stores
-    ``(rows, bytes, address mod 64, stride)``, its ALU cycles before overheads, and the
+    ``(rows, bytes, address mod 64, stride, activation table rows)``, its ALU cycles before overheads, and the
     counts of ALU and other compute instructions."""
     traffic: Traffic
     loads: collections.Counter
@@ -357,7 +357,8 @@ def _alu_summary(c: Compiler, op, node, layer_id, args, out) -> _AluSummary:
             sm.loads[(vectors, insn.length * DRAM_ELEM_BYTES[insn.mem], ny * nx - vectors,
                       insn.dram % 64, stride)] += 1
         elif opc is Opcode.STORE:
-            sm.stores[(insn.rows, insn.length, insn.dram % 64, insn.stride)] += 1
+            table = isa.table_rows(cfg.cols) if insn.lut else 0   # its parameter-phase rows
+            sm.stores[(insn.rows, insn.length, insn.dram % 64, insn.stride, table)] += 1
         elif opc is Opcode.ALU:
             rows = insn.count
             if not insn.use_imm:
@@ -383,8 +384,8 @@ def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tup
     cnt.traffic.add(sm.traffic)
     memory = sum(n * (tm.load_latency + pad + vectors * beat * _beats(nbytes, B, offset, stride))
                  for (vectors, nbytes, pad, offset, stride), n in sm.loads.items())
-    memory += sum(n * rows * (tm.store_row + beat * _beats(nbytes, B, offset, stride))
-                  for (rows, nbytes, offset, stride), n in sm.stores.items())
+    memory += sum(n * (table + rows * (tm.store_row + beat * _beats(nbytes, B, offset, stride)))
+                  for (rows, nbytes, offset, stride, table), n in sm.stores.items())
     compute = sm.alu_rows + sm.n_alu * tm.alu_overhead + sm.n_other * tm.sync_cycles
     return compute + memory + tm.layer_overhead, compute, memory
 
