@@ -17,7 +17,8 @@ import time
 
 from .config import ConfigError, NPUConfig, PRESETS
 
-__all__ = ["emit", "manifest", "default_output_dir", "main"]
+__all__ = ["emit", "manifest", "default_output_dir", "config_arguments", "config_from_args",
+           "main"]
 
 TOP_NAME = "npu"
 
@@ -88,16 +89,23 @@ def _parser() -> argparse.ArgumentParser:
         description="Emit the Verilog, JSON manifest and C header of an NPU instance.")
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="output folder (default build/npu_<rows>x<cols>_<hash>)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
-    parser.add_argument("--config", metavar="FILE.json", help="start from a JSON configuration")
-    group = parser.add_argument_group("configuration fields (override preset and file)")
-    for f in dataclasses.fields(NPUConfig):
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=int, metavar="N",
-                           help=f"default {f.default}")
+    config_arguments(parser)
     parser.add_argument("--lint", action="store_true",
                         help="also run verilator --lint-only on the result (waivers: hw/lint.vlt)")
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     return parser
+
+
+def config_arguments(parser: argparse.ArgumentParser,
+                     title: str = "configuration fields (override preset and file)") -> None:
+    """Add ``--preset``, ``--config FILE.json`` and one flag per NPUConfig field (what
+    :func:`config_from_args` reads) to ``parser``; shared by the CLIs that take a config."""
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
+    parser.add_argument("--config", metavar="FILE.json", help="start from a JSON configuration")
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(NPUConfig):
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=int, metavar="N",
+                           help=f"default {f.default}")
 
 
 def config_from_args(args: argparse.Namespace) -> NPUConfig:

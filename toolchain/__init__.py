@@ -2,14 +2,15 @@
 
 Tool discovery is not simulation: this package sits below ``hw`` and ``sim`` (it
 imports neither). One module per tool family: :mod:`toolchain.verilator`,
-:mod:`toolchain.yosys`; nextpnr and the programmers (openFPGALoader, iceprog) get
-modules of their own beside them, each raising :class:`ToolchainError` with what to install.
+:mod:`toolchain.yosys`, :mod:`toolchain.fpga` (the FPGA flows' Yosys, nextpnr and
+packers), each raising :class:`ToolchainError` with what to install.
 
 ``eval $(python -m toolchain)`` prints the shell exports for Verilator.
 """
 
 from .errors import ToolchainError
+from .fpga import find_tool, fpga_tool_env
 from .verilator import setup_verilator, verilator_root
 from .yosys import find_yosys
 
-__all__ = ["ToolchainError", "find_yosys", "setup_verilator", "verilator_root"]
+__all__ = ["ToolchainError", "find_tool", "find_yosys", "fpga_tool_env", "setup_verilator", "verilator_root"]
