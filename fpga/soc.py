@@ -14,7 +14,7 @@ error, or the bridge refused a request in the last quarter second).
 
 from amaranth.build import ResourceError
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from hw.axi_ram import RAM_KINDS, AXI4Arbiter, AXI4RAM
@@ -121,15 +121,18 @@ class SoC(wiring.Component):
             m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx), self.leds.eq(leds)]
             return m
         try:
-            uart = platform.request("uart", 0)
+            uart = platform.request("uart", 0, dir="-")
         except ResourceError:
             raise ValueError(f"the board {type(platform).__name__} has no uart resource: add one "
                              f"(e.g. on a PMOD) with platform.add_resources") from None
-        m.d.comb += [rx.rx.eq(uart.rx.i), uart.tx.o.eq(tx.tx)]
+        m.submodules.uart_rx_pin = rx_pin = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_pin = tx_pin = io.Buffer("o", uart.tx)
+        m.d.comb += [rx.rx.eq(rx_pin.i), tx_pin.o.eq(tx.tx)]
         for k in range(len(LEDS)):
             try:
-                led = platform.request("led", k)
+                led = platform.request("led", k, dir="-")
             except ResourceError:
                 break
-            m.d.comb += led.o.eq(leds[k])
+            m.submodules[f"led{k}"] = pin = io.Buffer("o", led)
+            m.d.comb += pin.o.eq(leds[k])
         return m

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from amaranth.build import ResourceError
 from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
+from amaranth.lib import io
 
 from hw.array import SystolicArray
 
@@ -56,8 +57,10 @@ class ArrayStandIn(Elaboratable):
         m.d.comb += self.led.eq(fold)
         if platform is not None:
             try:
-                m.d.comb += platform.request("led", 0).o.eq(fold)
+                led = platform.request("led", 0, dir="-")
             except ResourceError:
                 raise ValueError(f"the array stand-in needs an led resource, which "
                                  f"{type(platform).__name__} lacks") from None
+            m.submodules.led = pin = io.Buffer("o", led)
+            m.d.comb += pin.o.eq(fold)
         return m

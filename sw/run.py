@@ -25,8 +25,12 @@ from sw.zoo import load as _load_model    # MODEL as every CLI takes it
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sw.run", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="zoo name or module:attr")
-    parser.add_argument("--backend", choices=list(BACKENDS), default="func",
-                        help="where to run (default func)")
+    parser.add_argument("--backend", choices=list(BACKENDS),
+                        help="where to run (default func; board with --board)")
+    parser.add_argument("--board", metavar="NAME",
+                        help="run on this FPGA board (fpga.boards: icebreaker, ulx3s-85f, "
+                             "orangecrab-r0.2) with its configuration and RAM size; implies "
+                             "--backend board")
     parser.add_argument("--port", help="with --backend board: the board's serial port")
     parser.add_argument("--baud", type=int, default=115200,
                         help="with --backend board: the link's baud rate (default 115200)")
@@ -49,9 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import sw
+    board = None
+    if args.board:
+        from fpga.boards import BoardError, get_board
+        try:
+            board = get_board(args.board)
+        except BoardError as exc:
+            parser.error(str(exc))
+        if board.config is None:
+            parser.error(f"the board {board.name} has no configuration of its own; use "
+                         f"--backend board with --preset/--rows/--cols")
+        if args.backend not in (None, "board"):
+            parser.error(f"--board goes with --backend board, not {args.backend}")
+        args.backend = "board"
+    args.backend = args.backend or "func"
     try:
         overrides = {k: v for k, v in (("rows", args.rows), ("cols", args.cols)) if v is not None}
-        config = NPUConfig.preset(args.preset, **overrides)
+        config = (board.config.replace(**overrides) if board
+                  else NPUConfig.preset(args.preset, **overrides))
     except ConfigError as exc:
         parser.error(str(exc))
     if args.batch < 1 or args.calib < 1:
@@ -95,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.port and args.backend != "board":
         parser.error("--port goes with --backend board")
     options = {"port": args.port, "baud": args.baud} if args.backend == "board" else {}
+    if board is not None:
+        options["mem_bytes"] = board.ram_bytes
     try:
         device = sw.Device(config, backend=args.backend, progress=True, trace=bool(args.trace),
                            **options)

@@ -167,3 +167,19 @@ def test_dfu_suffix():
     assert not has_suffix(bytes(damaged))
     with pytest.raises(ValueError, match="vendor id"):
         dfu_suffix(data, vendor=0x10000, product=1)
+
+
+def test_sw_run_takes_a_board(capsys):
+    from sw import run
+
+    with pytest.raises(SystemExit):
+        run.main(["lenet5", "--board", "nope"])
+    assert "unknown board 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run.main(["lenet5", "--board", "icebreaker", "--backend", "func"])
+    assert "--board goes with --backend board" in capsys.readouterr().err
+    # The board's configuration is used; without a port the board backend says so.
+    assert run.main(["lenet5", "--board", "ulx3s-85f"]) == 1
+    captured = capsys.readouterr()
+    assert f"hash {BOARDS['ulx3s-85f'].config.hash:08x}" in captured.out
+    assert "needs port=" in captured.err

@@ -1,0 +1,118 @@
+"""Resources and Fmax of the NPU on the boards' FPGAs, from real Yosys + nextpnr builds.
+
+    python bench/fpga.py [--only NAME ...] [--long] [-o bench/results/fpga.json]
+
+Each row is one build through ``fpga.build`` (cached in build/fpga when unchanged): the
+SoC (NPU, RAM, UART bridge) with each board's configuration, and the systolic array
+alone (``--design array``) at the sizes the goals name. A build that does not fit is a
+row too, with the resources it ran out of. ``--long`` adds the 16x16 array on the
+ECP5-85F (tens of minutes). Goals (issue 10): 16 int8 MACs a cycle on the iCE40UP5K;
+16x16 at 75 MHz or more on the ECP5-85F.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from fpga import build as fb  # noqa: E402
+from fpga.boards import BOARDS  # noqa: E402
+
+_ICE = BOARDS["icebreaker"].config
+
+#: (label, board, config or None for the board's, design)
+ROWS = [
+    ("up5k-array-2x4", "icebreaker", _ICE, "array"),
+    ("up5k-array-4x4", "icebreaker", _ICE.replace(rows=4), "array"),
+    ("up5k-soc-2x4", "icebreaker", None, "soc"),
+    ("ecp5-25f-soc-4x4", "orangecrab-r0.2", None, "soc"),
+    ("ecp5-85f-array-8x8", "ulx3s-85f", None, "array"),
+    ("ecp5-85f-soc-8x8", "ulx3s-85f", None, "soc"),
+]
+LONG = [
+    ("ecp5-85f-array-16x16", "ulx3s-85f", BOARDS["ulx3s-85f"].config.replace(rows=16, cols=16),
+     "array"),
+]
+
+
+def run(label, board_name, config, design, out_dir):
+    board = BOARDS[board_name]
+    t0 = time.monotonic()
+    row = {"label": label, "board": board_name, "device": board.device, "design": design}
+    try:
+        result = fb.build(board, config, out_dir / f"{board_name}_{label}", design=design,
+                          progress=lambda line: print(f"    {line}", flush=True))
+        report, row["status"] = result.report, "ok"
+    except fb.FitError as exc:
+        report = json.loads((out_dir / f"{board_name}_{label}" / "report.json").read_text()) \
+            if (out_dir / f"{board_name}_{label}" / "report.json").exists() else None
+        row["status"] = "does not fit: " + ", ".join(f"{k} {u}/{a}" for k, (u, a) in exc.over.items())
+        report = report or {}
+        row["utilisation_over"] = exc.over
+    except fb.TimingError as exc:
+        report = json.loads((out_dir / f"{board_name}_{label}" / "report.json").read_text())
+        row["status"] = f"timing: {exc}"
+    row.update({k: report.get(k) for k in ("config_hash", "resources", "fmax_mhz", "clock_mhz")})
+    cfg = config or board.config
+    row["size"] = f"{cfg.rows}x{cfg.cols}"
+    row["macs_per_cycle"] = cfg.rows * cfg.cols
+    row["seconds"] = report.get("seconds", round(time.monotonic() - t0, 1))
+    return row
+
+
+def table(rows) -> str:
+    head = (f"{'build':22s} {'device':10s} {'MACs':>4s} {'LUT/LC':>13s} {'FF':>6s} {'DSP':>8s} "
+            f"{'BRAM':>7s} {'Fmax':>6s} {'clock':>5s} {'s':>5s}  status")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        res = r.get("resources") or {}
+
+        def pair(*kinds):
+            for kind in kinds:
+                if kind in res:
+                    used, avail = res[kind]
+                    return f"{used}/{avail}"
+            return "-"
+        lut = pair("logic_cells", "lut")
+        fmax = f"{r['fmax_mhz']:.1f}" if r.get("fmax_mhz") else "-"
+        clock = f"{r['clock_mhz']:.0f}" if r.get("clock_mhz") else "-"
+        lines.append(f"{r['label']:22s} {r['device']:10s} {r['macs_per_cycle']:>4d} {lut:>13s} "
+                     f"{pair('ff'):>6s} {pair('dsp'):>8s} {pair('bram'):>7s} {fmax:>6s} "
+                     f"{clock:>5s} {r['seconds']:>5.0f}  {r['status']}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="only these rows (labels)")
+    parser.add_argument("--long", action="store_true", help="add the 16x16 ECP5 build")
+    parser.add_argument("-o", "--output", default="bench/results/fpga.json")
+    parser.add_argument("--build-dir", default="build/fpga/bench")
+    args = parser.parse_args()
+    todo = ROWS + (LONG if args.long else [])
+    if args.only:
+        unknown = set(args.only) - {r[0] for r in ROWS + LONG}
+        if unknown:
+            parser.error(f"unknown rows {sorted(unknown)}; rows: {[r[0] for r in ROWS + LONG]}")
+        todo = [r for r in ROWS + LONG if r[0] in args.only]
+    rows = []
+    for label, board, config, design in todo:
+        print(f"== {label}", flush=True)
+        rows.append(run(label, board, config, design, pathlib.Path(args.build_dir)))
+    text = table(rows)
+    print(text)
+    out = pathlib.Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
+    out.with_suffix(".txt").write_text(text + "\n")
+    print(f"wrote {out} and {out.with_suffix('.txt')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
