@@ -67,6 +67,8 @@ class Board:
     description: str = ""
     #: Resources the board file adds to the platform (a UART on a header, say).
     resources: tuple = ()
+    #: The SoC's clock when it is not the board's oscillator (made by a PLL; ECP5 only).
+    soc_clk_hz: float | None = None
 
     def make_platform(self):
         """A fresh instance of the board's platform, with the board file's resources."""
@@ -89,8 +91,25 @@ class Board:
 
     @property
     def clk_hz(self) -> float:
-        """The frequency of the board's default clock (the SoC's clock)."""
+        """The frequency of the board's default clock (its oscillator)."""
         return float(self.platform().default_clk_frequency)
+
+    def pll(self) -> dict | None:
+        """The PLL that makes ``soc_clk_hz`` (:func:`fpga.clock.ecp5_pll_params`), or None
+        when the SoC runs from the oscillator."""
+        if self.soc_clk_hz is None or self.soc_clk_hz == self.clk_hz:
+            return None
+        if self.family != "ecp5":
+            raise BoardError(f"board {self.name}: a PLL for soc_clk_hz is made on ECP5 only")
+        from ..clock import ecp5_pll_params
+
+        return ecp5_pll_params(self.clk_hz / 1e6, self.soc_clk_hz / 1e6)
+
+    @property
+    def sys_clk_hz(self) -> float:
+        """The SoC's clock: the PLL's output, or the oscillator."""
+        pll = self.pll()
+        return pll["out_mhz"] * 1e6 if pll else self.clk_hz
 
     def programmer_command(self, bitstream, env: dict[str, str] | None = None) -> list[str]:
         """The command line that flashes ``bitstream`` onto the board."""

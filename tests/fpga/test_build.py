@@ -151,7 +151,7 @@ class _FastICEBreaker(ICEBreakerPlatform):
 def test_a_design_below_the_clock_is_a_timing_error(tmp_path):
     board = dataclasses.replace(BOARDS["icebreaker"], name="fast-icebreaker",
                                 platform=_FastICEBreaker)
-    with pytest.raises(fb.TimingError, match=r"reaches \d+\.\d MHz, below the board's 300\.0 MHz"):
+    with pytest.raises(fb.TimingError, match=r"reaches \d+\.\d MHz, below its 300\.0 MHz"):
         fb.build(board, SMALL, tmp_path, design="array", progress=None)
     assert json.loads((tmp_path / "report.json").read_text())["fmax_mhz"] < 300
 
@@ -183,3 +183,32 @@ def test_sw_run_takes_a_board(capsys):
     captured = capsys.readouterr()
     assert f"hash {BOARDS['ulx3s-85f'].config.hash:08x}" in captured.out
     assert "needs port=" in captured.err
+
+
+@pytest.mark.parametrize("fin,fout", [(48, 24), (25, 40), (48, 36), (25, 62.5)])
+def test_ecp5_pll_matches_trellis_ecppll(tmp_path, fin, fout):
+    import re
+    import subprocess
+
+    from toolchain import find_tool
+
+    from fpga.clock import ecp5_pll_params
+
+    verilog = tmp_path / "pll.v"
+    subprocess.run([find_tool("ecppll"), "-i", str(fin), "-o", str(fout), "-f", "pll.v"],
+                   check=True, capture_output=True, cwd=tmp_path)   # YoWASP sees only its cwd
+    theirs = {k: int(v) for k, v in re.findall(r"\.(CLKI_DIV|CLKFB_DIV|CLKOP_DIV|CLKOP_CPHASE)"
+                                               r"\((\d+)\)", verilog.read_text())}
+    ours = ecp5_pll_params(fin, fout)
+    assert {k: ours[k] for k in theirs} == theirs
+    assert ours["out_mhz"] == pytest.approx(fin / ours["CLKI_DIV"] * ours["CLKFB_DIV"])
+    with pytest.raises(ValueError, match="gives 3.125 to 400 MHz out, not 25 -> 500 MHz"):
+        ecp5_pll_params(25, 500)
+
+
+def test_a_board_with_a_pll_elaborates_it():
+    board = BOARDS["orangecrab-r0.2"]
+    assert board.sys_clk_hz == 24e6 and board.clk_hz == 48e6
+    _, plan, _ = fb.prepare(board)
+    rtlil = next(text for path, text in plan.files.items() if path.endswith(".il"))
+    assert "EHXPLLL" in (rtlil.decode() if isinstance(rtlil, bytes) else rtlil)
