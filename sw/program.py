@@ -16,9 +16,11 @@ image on every run):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -30,11 +32,21 @@ from hw.isa import INSN_BYTES, bytes_to_words, decode, disassemble
 from . import golden
 
 __all__ = ["TensorInfo", "Region", "REGION_KINDS", "Program", "ProgramError", "layout_regions",
-           "NpuSegment", "HostSegment"]
+           "NpuSegment", "HostSegment", "file_digest"]
 
-FORMAT = "npuprog-2"
-#: Formats :meth:`Program.load` reads (npuprog-1 files have no regions).
-READ_FORMATS = ("npuprog-1", FORMAT)
+FORMAT = "npuprog-3"
+#: Formats :meth:`Program.load` reads (npuprog-1 files have no regions, npuprog-1 and -2
+#: no checksum).
+READ_FORMATS = ("npuprog-1", "npuprog-2", FORMAT)
+
+
+def file_digest(dram: np.ndarray, meta: dict) -> str:
+    """The SHA-256 a program file carries (``meta["sha256"]``): over the DRAM image (the
+    instructions and the weights are in it) and the description, its own field left out."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(dram, dtype=np.uint8).tobytes())
+    h.update(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
+    return h.hexdigest()
 
 REGION_KINDS = ("constants", "input", "output", "scratch", "state")
 #: The compiler's DRAM alignment: constant ranges closer than this merge into one region.
@@ -281,7 +293,8 @@ class Program:
         return disassemble(self.words, numbered=True)
 
     def save(self, path: str | pathlib.Path) -> None:
-        """Write the program to one file (``.npuprog``, a NumPy archive)."""
+        """Write the program to one file (``.npuprog``, a NumPy archive with a SHA-256 over
+        the image and the description)."""
         meta = {
             "format": FORMAT, "config": self.config.to_dict(), "config_hash": self.config.hash,
             "insn_base": self.insn_base, "insn_count": self.insn_count,
@@ -290,12 +303,16 @@ class Program:
             "regions": [asdict(r) for r in self.regions],
             "segments": [s.to_dict() for s in self.segments],
         }
+        meta["sha256"] = file_digest(self.dram, meta)
         with open(path, "wb") as f:
             np.savez_compressed(f, dram=self.dram, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "Program":
-        """Read a program written by :meth:`save` (this format or npuprog-1).
+        """Read a program written by :meth:`save` (this format or an older one).
+
+        The file is data: nothing in it is executed (no pickles); its SHA-256
+        (:func:`file_digest`) is checked before any field is used, then every field.
 
         Raises :class:`ProgramError` naming the file and what is wrong with it.
         """
@@ -303,12 +320,19 @@ class Program:
             with np.load(path, allow_pickle=False) as z:
                 dram = z["dram"]
                 meta = json.loads(z["meta"].tobytes().decode())
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise ProgramError(f"{path} is not a program file: {exc}") from None
         if not isinstance(meta, dict) or meta.get("format") not in READ_FORMATS:
             found = meta.get("format") if isinstance(meta, dict) else None
             raise ProgramError(f"{path}: unknown program format {found!r} (this version reads "
                                f"{', '.join(READ_FORMATS)})")
+        if meta["format"] not in ("npuprog-1", "npuprog-2"):
+            if not isinstance(dram, np.ndarray) or dram.dtype != np.uint8 or dram.ndim != 1:
+                raise ProgramError(f"{path}: damaged program file (the DRAM image is not a "
+                                   f"byte vector)")
+            if meta.get("sha256") != file_digest(dram, meta):
+                raise ProgramError(f"{path}: checksum mismatch: the DRAM image (instructions, "
+                                   f"weights) or the description was changed or damaged")
         try:
             config = NPUConfig.from_dict(meta["config"])
             if config.hash != meta["config_hash"]:

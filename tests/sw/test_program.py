@@ -8,7 +8,7 @@ import torch
 import sw
 from hw import NPUConfig
 from sw import zoo
-from sw.program import Region, TensorInfo, layout_regions
+from sw.program import Region, TensorInfo, file_digest, layout_regions
 
 TINY = NPUConfig.preset("tiny")
 
@@ -74,6 +74,7 @@ def rewrite_meta(src, dst, edit):
     with np.load(src) as z:
         dram, meta = z["dram"], json.loads(z["meta"].tobytes().decode())
     edit(meta)
+    meta["sha256"] = file_digest(dram, meta)   # a well-formed file with bad fields
     with open(dst, "wb") as f:
         np.savez_compressed(f, dram=dram, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
 
@@ -94,7 +95,8 @@ def test_old_files_load_with_every_byte_but_input_and_output_constant(program, t
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.update(format="npuprog-9"),
-     r"unknown program format 'npuprog-9' \(this version reads npuprog-1, npuprog-2\)"),
+     r"unknown program format 'npuprog-9' \(this version reads npuprog-1, npuprog-2, "
+     r"npuprog-3\)"),
     (lambda m: m.pop("insn_base"), r"damaged program file \(KeyError: 'insn_base'\)"),
     (lambda m: m["regions"][0].update(kind="weights"), "region 'x' has kind 'weights'"),
     (lambda m: m.update(config_hash=1), "configuration hash mismatch"),
@@ -107,3 +109,42 @@ def test_damaged_files_get_clear_errors(program, tmp_path, edit, message):
     (tmp_path / "cut.npuprog").write_bytes((tmp_path / "good.npuprog").read_bytes()[:200])
     with pytest.raises(sw.ProgramError, match="is not a program file"):
         sw.Program.load(tmp_path / "cut.npuprog")
+
+
+def test_changed_or_damaged_contents_fail_the_checksum(program, tmp_path):
+    good = tmp_path / "good.npuprog"
+    program.save(good)
+    with np.load(good) as z:
+        dram, meta = z["dram"].copy(), json.loads(z["meta"].tobytes().decode())
+    assert meta["format"] == "npuprog-3" and meta["sha256"] == file_digest(dram, meta)
+    # Weights scrambled inside a valid archive (the zip CRCs are right): caught.
+    weights = next(r for r in program.regions if r.kind == "constants")
+    dram[weights.addr:weights.addr + 16] ^= 0x5A
+    with open(tmp_path / "scrambled.npuprog", "wb") as f:
+        np.savez_compressed(f, dram=dram, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(sw.ProgramError, match="checksum mismatch"):
+        sw.Program.load(tmp_path / "scrambled.npuprog")
+    # A field changed without a new checksum: caught too.
+    with np.load(good) as z:
+        dram = z["dram"]
+    meta["insn_count"] -= 1
+    with open(tmp_path / "edited.npuprog", "wb") as f:
+        np.savez_compressed(f, dram=dram, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with pytest.raises(sw.ProgramError, match="checksum mismatch"):
+        sw.Program.load(tmp_path / "edited.npuprog")
+    # Every single flipped byte of the file, empty and truncated files: ProgramError.
+    data = good.read_bytes()
+    (tmp_path / "empty.npuprog").write_bytes(b"")
+    with pytest.raises(sw.ProgramError, match="is not a program file"):
+        sw.Program.load(tmp_path / "empty.npuprog")
+    rng = np.random.default_rng(0)
+    for k, pos in enumerate(rng.choice(len(data), 40, replace=False)):
+        bad = bytearray(data)
+        bad[pos] ^= 1 << int(rng.integers(8))
+        (tmp_path / f"flip{k}.npuprog").write_bytes(bytes(bad))
+        with pytest.raises(sw.ProgramError):
+            sw.Program.load(tmp_path / f"flip{k}.npuprog")
+    for cut in (10, len(data) // 2, len(data) - 1):
+        (tmp_path / "cut.npuprog").write_bytes(data[:cut])
+        with pytest.raises(sw.ProgramError, match="is not a program file"):
+            sw.Program.load(tmp_path / "cut.npuprog")
