@@ -17,7 +17,9 @@ both inputs to a common integer scale on the ALU before requantizing.
 
 from __future__ import annotations
 
+import copy
 import itertools
+import warnings
 
 from typing import Iterable
 
@@ -99,17 +101,31 @@ class QuantizedModel(nn.Module):
         return env[self.output]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.check_input(x)
-        return self.output_qparams.dequantize(self.forward_int(x))
+        """The golden's float output; one sample in gives one sample out (as
+        ``sw.Device.run`` and PyTorch's modules do), a batch gives a batch."""
+        unbatched = isinstance(x, torch.Tensor) and tuple(x.shape) == self.input_shape
+        y = self.output_qparams.dequantize(self.forward_int(self.check_input(x)))
+        return y[0] if unbatched else y
 
 
 def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> QuantizedModel:
     """Post-training quantization of ``model`` calibrated on ``calibration`` inputs.
 
-    ``calibration`` is an iterable of float input tensors, each ``[batch, *shape]``.
+    ``calibration`` is an iterable of float input tensors, each ``[batch, *shape]``; a
+    single tensor is taken as one batch. ``model`` itself is left as it is (its
+    training/eval mode included): the quantizer traces and runs a copy in eval mode.
     Raises :class:`sw.UnsupportedOpError` for operations the flow does not
-    support, and ``ValueError`` for an empty or ill-shaped calibration set.
+    support, and ``ValueError`` for an empty, ill-shaped or non-finite calibration set
+    and for a batch the model cannot run. Warns (``RuntimeWarning``, naming the tensor)
+    when a tensor's calibrated range is degenerate (all zeros or below 1e-8): its
+    quantized values are then all zero.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    if isinstance(calibration, torch.Tensor):
+        calibration = [calibration]     # one batch
+    if model.training:
+        model = copy.deepcopy(model).eval()   # not the caller's model: theirs stays in training
     calibration = iter(calibration)
     first = next(calibration, None)
     if isinstance(first, torch.Tensor) and first.dtype.is_floating_point and first.dim() >= 2:
@@ -125,12 +141,20 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
         for x in calibration:
             if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point or x.dim() < 2:
                 raise ValueError("calibration must yield float tensors of shape [batch, *input]")
+            if not torch.isfinite(x).all():
+                raise ValueError(f"calibration batch {n} holds NaN or infinite values")
             if input_shape is None:
                 input_shape = tuple(x.shape[1:])
             elif tuple(x.shape[1:]) != input_shape:
                 raise ValueError(f"calibration inputs differ in shape: {tuple(x.shape[1:])} "
                                  f"vs {input_shape}")
-            float_forward(graph, {graph.inputs[0]: x}, record)
+            try:
+                float_forward(graph, {graph.inputs[0]: x}, record)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"the model cannot run calibration batch {n} of shape {tuple(x.shape)} "
+                    f"({str(exc).splitlines()[0]}); calibration takes batches [batch, *input]: "
+                    f"is this one sample without its batch dimension (x.unsqueeze(0))?") from None
             n += 1
         if n == 0:
             raise ValueError("calibration is empty: give at least one input batch")
@@ -141,6 +165,11 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
     from .ops.cat import folded_operands
     for operand, cat in folded_operands(graph.nodes, graph.output).items():
         record[operand] = record[cat]
+    for name, (lo, hi) in record.items():
+        if max(abs(lo), abs(hi)) < 1e-8:
+            warnings.warn(f"the calibrated range of {name!r} is [{lo:.3g}, {hi:.3g}]: it "
+                          f"quantizes to all zeros (calibrate with inputs that reach it, or check "
+                          f"the model's weights)", RuntimeWarning, stacklevel=2)
     ctx = ops.QuantContext(record, {}, shapes)
     qnodes: list[QNode] = []
     for node in graph.nodes:

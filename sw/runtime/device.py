@@ -161,6 +161,8 @@ class Device:
             raise TypeError(f"input must be a torch.Tensor, not {type(x).__name__}")
         if not x.dtype.is_floating_point:
             raise TypeError(f"input must be a float tensor, not {x.dtype}")
+        if not torch.isfinite(x).all():
+            raise ValueError("input holds NaN or infinite values")
         shape = tuple(program.input.shape)
         batched = tuple(x.shape[1:]) == shape
         if not batched and tuple(x.shape) != shape:

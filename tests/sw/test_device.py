@@ -130,3 +130,41 @@ def test_calibration_errors():
         sw.quantize(model, [torch.randn(2, 4), torch.randn(2, 5)])
     with pytest.raises(TypeError, match="nn.Module"):
         sw.quantize(lambda x: x, [torch.randn(2, 4)])
+
+
+def test_calibration_mistakes_get_clear_errors_or_warnings(lenet):
+    model, shape = zoo.build("lenet5")
+    # A single tensor is one batch: the same quantization as a list holding it.
+    batch = torch.randn(8, *shape, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(3, *shape)
+    assert torch.equal(sw.quantize(model, batch)(x), sw.quantize(model, [batch])(x))
+    with pytest.raises(ValueError, match=r"cannot run calibration batch 0 of shape \(1, 28, 28\)"
+                                         r".*without its batch dimension"):
+        sw.quantize(model, [torch.randn(*shape)])
+    bad = batch.clone()
+    bad[2, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="calibration batch 1 holds NaN or infinite"):
+        sw.quantize(model, [batch, bad])
+    bad[2, 0, 3, 3] = float("inf")
+    with pytest.raises(ValueError, match="calibration batch 0 holds NaN or infinite"):
+        sw.quantize(model, bad)
+    with pytest.warns(RuntimeWarning, match="calibrated range of 'x' is \\[0, 0\\]"):
+        sw.quantize(model, [torch.zeros(4, *shape)])
+    # The caller's model keeps its mode.
+    model.train()
+    sw.quantize(model, batch)
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_one_sample_in_gives_one_sample_out_on_device_and_golden(lenet):
+    _, qmodel, program, shape = lenet
+    x = torch.randn(*shape)
+    device = sw.Device(TINY)
+    y = device.run(program, x)
+    assert y.shape == qmodel(x).shape == (10,) and torch.equal(y, qmodel(x))
+    assert torch.equal(qmodel(x.unsqueeze(0))[0], y)
+    for value in (float("nan"), float("inf")):
+        bad = x.clone()
+        bad[0, 1, 1] = value
+        with pytest.raises(ValueError, match="input holds NaN or infinite values"):
+            device.run(program, bad)
