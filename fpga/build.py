@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 
+from hw.array import MAC_PRESETS, MacOptions
 from hw.config import ConfigError, NPUConfig
 from toolchain import ToolchainError, fpga_tool_env
 
@@ -78,9 +79,15 @@ class BuildResult:
         return self.report.get("fmax_mhz")
 
 
-def design_name(design: str, config: NPUConfig) -> str:
-    """The top module's and the bitstream's name: design, array size, configuration hash."""
-    return f"{design}_{config.rows}x{config.cols}_{config.hash:08x}"
+def design_name(design: str, config: NPUConfig, mac=None) -> str:
+    """The top module's and the bitstream's name: design, array size, configuration hash,
+    and the array's implementation when it is not the generic one."""
+    name = f"{design}_{config.rows}x{config.cols}_{config.hash:08x}"
+    options = MacOptions.cast(mac)
+    if options != MacOptions():
+        preset = next((k for k, v in MAC_PRESETS.items() if v == options), None)
+        name += "_" + (preset or hashlib.sha256(repr(options).encode()).hexdigest()[:6])
+    return name
 
 
 def output_dir(board: Board, name: str) -> pathlib.Path:
@@ -100,15 +107,15 @@ def _check(board: Board, config: NPUConfig | None, design: str) -> NPUConfig:
     return config
 
 
-def _top(board: Board, config: NPUConfig, design: str, ram_bytes: int | None):
+def _top(board: Board, config: NPUConfig, design: str, ram_bytes: int | None, mac):
     if design == "array":
         from .standin import ArrayStandIn
 
-        return ArrayStandIn(rows=config.rows, cols=config.cols)
+        return ArrayStandIn(rows=config.rows, cols=config.cols, mac=mac)
     from .soc import SoC
 
     soc = SoC(config, ram_bytes=ram_bytes or board.ram_bytes, clk_hz=board.sys_clk_hz,
-              baud=board.baud, ram=board.ram)
+              baud=board.baud, ram=board.ram, mac=mac)
     pll = board.pll()
     if pll is None:
         return soc
@@ -118,28 +125,32 @@ def _top(board: Board, config: NPUConfig, design: str, ram_bytes: int | None):
 
 
 def prepare(board: Board, config: NPUConfig | None = None, *, design: str = "soc",
-            ram_bytes: int | None = None):
+            ram_bytes: int | None = None, mac=None):
     """Elaborate the design for the board: ``(platform, plan, name)``, no tool run.
 
     The plan (an amaranth ``BuildPlan``) holds the Verilog/RTLIL, the constraints and the
     build script; elaboration errors (a RAM that does not fit, a board without a UART)
-    come from here.
+    come from here. ``mac`` (default: the board's) is how the array builds its products.
     """
     config = _check(board, config, design)
-    name = design_name(design, config)
+    mac = MacOptions.cast(board.mac if mac is None else mac)
+    name = design_name(design, config, mac)
     platform = board.make_platform()
-    top = _top(board, config, design, ram_bytes)
-    options = {"nextpnr_opts": "--timing-allow-fail"}
+    top = _top(board, config, design, ram_bytes, mac)
+    # router2 routes the large ECP5 designs in minutes where router1 takes hours (the 8x8
+    # SoC on the 85F: router1 still had 140k overused wires after 50 minutes).
+    options = {"nextpnr_opts": "--timing-allow-fail"
+                               + (" --router router2" if board.family == "ecp5" else "")}
     if board.synth_opts:
         options["synth_opts"] = board.synth_opts
     plan = platform.build(top, name=name, do_build=False, **options)
     return platform, plan, name
 
 
-def _digest(board: Board, config: NPUConfig, design: str, ram_bytes: int | None) -> str:
+def _digest(board: Board, config: NPUConfig, design: str, ram_bytes: int | None, mac) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([board.name, board.platform.__name__, board.synth_opts, board.ram,
-                         ram_bytes or board.ram_bytes, board.baud, design,
+                         ram_bytes or board.ram_bytes, board.baud, design, repr(mac),
                          config.to_dict()]).encode())
     for path in sorted((_REPO / "hw").rglob("*.py")) + sorted((_REPO / "fpga").rglob("*.py")):
         h.update(path.relative_to(_REPO).as_posix().encode())
@@ -260,14 +271,17 @@ def _dfu_suffix_tool(out_dir: pathlib.Path) -> str:
 
 
 def build(board: Board, config: NPUConfig | None = None, out_dir=None, *, design: str = "soc",
-          ram_bytes: int | None = None, progress=print, force: bool = False) -> BuildResult:
+          ram_bytes: int | None = None, mac=None, progress=print,
+          force: bool = False) -> BuildResult:
     """Build the bitstream of ``design`` for ``board`` into ``out_dir``; a
-    :class:`BuildResult`. ``progress`` gets one line per phase (None: silent)."""
+    :class:`BuildResult`. ``progress`` gets one line per phase (None: silent); ``mac`` is
+    the array's implementation (default: the board's)."""
     config = _check(board, config, design)
-    platform, plan, name = prepare(board, config, design=design, ram_bytes=ram_bytes)
+    mac = MacOptions.cast(board.mac if mac is None else mac)
+    platform, plan, name = prepare(board, config, design=design, ram_bytes=ram_bytes, mac=mac)
     out = pathlib.Path(out_dir) if out_dir else output_dir(board, name)
     out.mkdir(parents=True, exist_ok=True)
-    digest = _digest(board, config, design, ram_bytes)
+    digest = _digest(board, config, design, ram_bytes, mac)
     bitstream = out / f"{name}.{board.bitstream_ext}"
     report_path = out / "report.json"
     if not force and bitstream.exists() and report_path.exists():
@@ -319,6 +333,7 @@ def build(board: Board, config: NPUConfig | None = None, out_dir=None, *, design
     report = {
         "board": board.name, "device": board.device, "family": board.family, "design": design,
         "config": config.to_dict(), "config_hash": f"0x{config.hash:08x}", "name": name,
+        "mac": dataclasses.asdict(mac),
         "bitstream": bitstream.name, "resources": resources,
         "utilisation": parsed["utilisation"], "fmax_mhz": fmax, "clock_mhz": target,
         "clocks": parsed["fmax"], "pll": board.pll(),
@@ -386,6 +401,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--program", action="store_true", help="flash the bitstream after building")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the build's tool commands and the programmer's, run nothing")
+    parser.add_argument("--mac", choices=sorted(MAC_PRESETS),
+                        help="how the array builds its products (default: the board's; "
+                             "ice40_dual: two per iCE40 SB_MAC16; pipelined: a product register)")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     parser.add_argument("--list-boards", action="store_true", help="list the boards and exit")
     config_arguments(parser, "configuration (default: the board's; fields alone change the "
@@ -394,7 +412,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dry_run(board: Board, config: NPUConfig | None, args, out) -> None:
-    platform, plan, name = prepare(board, config, design=args.design, ram_bytes=args.ram_bytes)
+    platform, plan, name = prepare(board, config, design=args.design, ram_bytes=args.ram_bytes,
+                                   mac=args.mac)
     script = plan.files[f"{plan.script}.sh"]
     script = script.decode() if isinstance(script, bytes) else script
     folder = pathlib.Path(args.output) if args.output else output_dir(board, name)
@@ -438,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             _dry_run(board, config, args, print)
             return 0
         result = build(board, config, args.output, design=args.design, ram_bytes=args.ram_bytes,
-                       force=args.force)
+                       mac=args.mac, force=args.force)
         print(("up to date: " if result.cached else "built: ") + str(result.bitstream))
         print(_summary(result.report))
         if args.program:

@@ -17,6 +17,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out, connect
 
+from hw.array import MacOptions
 from hw.axi_ram import RAM_KINDS, AXI4Arbiter, AXI4RAM
 from hw.config import NPUConfig, require_config
 from hw.npu import NPU
@@ -44,6 +45,8 @@ class SoC(wiring.Component):
     ram: ``"bram"`` (block RAM) or ``"spram"`` (the iCE40UP5K's SPRAM, at most 128 KiB
         and a 64-bit DMA).
     ram_init: initial RAM contents (simulation and block RAM only).
+    mac: how the array builds its products (:class:`hw.array.MacOptions` or a preset name:
+        ``"ice40_dual"`` puts two products on each iCE40 SB_MAC16).
 
     Ports (used when elaborated without a platform, for simulation and Verilog):
     ``uart_rx`` (from the host), ``uart_tx`` (to the host), ``leds`` (:data:`LEDS`).
@@ -59,8 +62,9 @@ class SoC(wiring.Component):
     leds: Out(len(LEDS))
 
     def __init__(self, config: NPUConfig, *, ram_bytes: int, clk_hz: float, baud: int = 115200,
-                 ram: str = "bram", ram_init=b"") -> None:
+                 ram: str = "bram", ram_init=b"", mac=None) -> None:
         self.config = require_config(config)
+        self.mac = MacOptions.cast(mac)
         if ram not in RAM_KINDS:
             raise ValueError(f"SoC ram must be one of {', '.join(RAM_KINDS)}, not {ram!r}")
         beat = config.dma_bytes
@@ -86,7 +90,7 @@ class SoC(wiring.Component):
             raise ValueError(f"SoC ram_bytes {self.ram_bytes} in block RAM does not fit the "
                              f"{platform.device}'s {ICE40_BRAM_BYTES} bytes of EBR: use "
                              f"ram=\"spram\" (up to 128 KiB)")
-        m.submodules.npu = npu = NPU(cfg)
+        m.submodules.npu = npu = NPU(cfg, mac=self.mac)
         m.submodules.ram = ram = self._ram
         m.submodules.arbiter = arbiter = AXI4Arbiter(data_width=cfg.dma_data_width)
         m.submodules.bridge = bridge = Bridge(data_width=cfg.dma_data_width,

@@ -15,6 +15,7 @@ import pathlib
 import sys
 import time
 
+from .array import MAC_PRESETS
 from .config import ConfigError, NPUConfig, PRESETS
 
 __all__ = ["emit", "manifest", "default_output_dir", "config_arguments", "config_from_args",
@@ -28,7 +29,7 @@ def default_output_dir(config: NPUConfig) -> pathlib.Path:
 
 
 def manifest(config: NPUConfig, component=None) -> dict:
-    """The JSON manifest of an instance."""
+    """The JSON manifest of an instance (``mac``: its array's implementation options)."""
     from amaranth.hdl import Shape
     from amaranth.lib import wiring
 
@@ -46,6 +47,7 @@ def manifest(config: NPUConfig, component=None) -> dict:
         "top": TOP_NAME,
         "config": config.to_dict(),
         "config_hash": f"0x{config.hash:08x}",
+        "mac": dataclasses.asdict(component.mac),
         "id": f"0x{NPU_ID:08x}",
         "version": f"0x{NPU_VERSION:08x}",
         "isa": {"insn_bits": isa.INSN_BITS,
@@ -57,8 +59,13 @@ def manifest(config: NPUConfig, component=None) -> dict:
     }
 
 
-def emit(config: NPUConfig, out_dir: str | pathlib.Path, *, quiet: bool = True) -> dict[str, pathlib.Path]:
+def emit(config: NPUConfig, out_dir: str | pathlib.Path, *, quiet: bool = True,
+         mac=None) -> dict[str, pathlib.Path]:
     """Write ``npu.v``, ``npu.json`` and ``npu.h`` for ``config`` into ``out_dir``.
+
+    ``mac`` is the array's implementation option (:class:`hw.array.MacOptions` or a preset
+    name; ``"ice40_dual"`` instantiates ``SB_MAC16`` cells, so its Verilog needs the
+    iCE40 cell library to simulate).
 
     Returns the paths written. Re-emitting an unchanged configuration rewrites
     identical files (the output is deterministic).
@@ -71,7 +78,7 @@ def emit(config: NPUConfig, out_dir: str | pathlib.Path, *, quiet: bool = True) 
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    top = NPU(config)
+    top = NPU(config, mac=mac)
     text = verilog.convert(top, name=TOP_NAME, emit_src=False)
     paths = {"verilog": out / f"{TOP_NAME}.v", "manifest": out / f"{TOP_NAME}.json",
              "header": out / f"{TOP_NAME}.h"}
@@ -90,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="output folder (default build/npu_<rows>x<cols>_<hash>)")
     config_arguments(parser)
+    parser.add_argument("--mac", choices=sorted(MAC_PRESETS), default="generic",
+                        help="how the array builds its products (not part of the configuration; "
+                             "default generic)")
     parser.add_argument("--lint", action="store_true",
                         help="also run verilator --lint-only on the result (waivers: hw/lint.vlt)")
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -155,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     out = pathlib.Path(args.output) if args.output else default_output_dir(config)
     try:
-        paths = emit(config, out, quiet=args.quiet)
+        paths = emit(config, out, quiet=args.quiet, mac=args.mac)
         if args.lint:
             lint(paths["verilog"])
     except (OSError, RuntimeError) as exc:

@@ -6,6 +6,7 @@ from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from .array import MacOptions
 from .axi import AXI4LiteSignature, AXI4Signature
 from .config import NPUConfig, require_config
 from .core import Core
@@ -29,10 +30,17 @@ class NPU(wiring.Component):
     trace_begin, trace_end, trace_stall: the core's trace port (one bit per queue: an
     instruction starts, completes; the queue waits for tokens), for simulation harnesses
     that record instruction timelines; a board may leave them unconnected.
+
+    ``mac`` picks how the systolic array builds its products (:class:`~hw.array.MacOptions`
+    or a name from :data:`~hw.array.MAC_PRESETS`: ``"generic"``, the default, ``"pipelined"``,
+    ``"ice40_dual"``, ...). It is an implementation choice, not part of ``config`` or its
+    hash: every option computes the same results (the array's latency may differ by one
+    cycle, and the core follows it).
     """
 
-    def __init__(self, config: NPUConfig) -> None:
+    def __init__(self, config: NPUConfig, *, mac=None) -> None:
         self.config = require_config(config)
+        self.mac = MacOptions.cast(mac)
         super().__init__({
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=config.dma_data_width, id_width=2)),
             "s_axil": In(AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
@@ -50,7 +58,7 @@ class NPU(wiring.Component):
         cfg = self.config
         m.submodules.csr = csr = CSRBank()
         core_rst = Signal()
-        m.submodules.core = core = ResetInserter(core_rst)(Core(cfg))
+        m.submodules.core = core = ResetInserter(core_rst)(Core(cfg, mac=self.mac))
         connect(m, flipped(self.s_axil), csr.s_axil)
         connect(m, flipped(self.m_axi), core.m_axi)
 

@@ -16,6 +16,11 @@ cycle); its :meth:`~FastRTLSimulator.session` is the running harness itself, a r
 bus for :mod:`hw.driver` with a RAM that keeps its contents between runs (the ``rtl``
 backend of ``sw.Device``). Both simulators run the driver's CSR sequence.
 
+Every builder and simulator takes ``mac``, the array's implementation option
+(:class:`hw.array.MacOptions` or a preset name; see docs/architecture.md): the same
+results by design, so the same tests apply; ``"ice40_dual"`` builds with the
+``SB_MAC16`` model from Yosys's iCE40 cell library.
+
 Set ``NPU_WAVES=1`` to build with tracing and dump ``dump.fst`` into each run's
 folder (see docs/verification.md).
 """
@@ -57,6 +62,29 @@ def source_digest() -> str:
         h.update(path.relative_to(_REPO).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
+
+
+def _mac_key(mac) -> str:
+    """The build-folder suffix of a non-default array implementation."""
+    from hw.array import MacOptions
+
+    opts = MacOptions.cast(mac)
+    if opts == MacOptions():
+        return ""
+    return "_mac" + hashlib.sha256(repr(opts).encode()).hexdigest()[:6]
+
+
+def _cell_sources(mac, rtl_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Simulation models of the FPGA cells the design instantiates (written to ``rtl_dir``)."""
+    from hw.array import MacOptions
+
+    from toolchain import cell_model
+
+    if MacOptions.cast(mac).kind != "ice40_dual":
+        return []
+    path = rtl_dir / "SB_MAC16.v"
+    path.write_text(cell_model("ice40", "SB_MAC16"))
+    return [path]
 
 
 def _waves_requested() -> bool:
@@ -117,7 +145,7 @@ class BuildInfo:
 
 
 def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 << 24,
-          verbose: bool = False) -> BuildInfo:
+          verbose: bool = False, mac=None) -> BuildInfo:
     """Emit and compile ``config`` with the harness (cached)."""
     from cocotb_tools.runner import get_runner
 
@@ -126,7 +154,7 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
     waves = _waves_requested() if waves is None else waves
     words_log2 = max(10, (dram_bytes // config.dma_bytes - 1).bit_length())
     digest = source_digest()
-    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{digest}_m{words_log2}"
+    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{digest}_m{words_log2}{_mac_key(mac)}"
     extra = os.environ.get("NPU_VERILATOR_ARGS", "").split()
     if waves:
         key += "_waves"
@@ -143,7 +171,8 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
     env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O2").strip()
     if build_dir.exists():
         shutil.rmtree(build_dir)
-    paths = emit(config, build_dir / "rtl")
+    paths = emit(config, build_dir / "rtl", mac=mac)
+    cells = _cell_sources(mac, build_dir / "rtl")
     runner = get_runner("verilator")
     build_args = [
         "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE",
@@ -162,7 +191,7 @@ def build(config: NPUConfig, *, waves: bool | None = None, dram_bytes: int = 1 <
             build_args += ["--trace-structs"]
     build_args += extra
     runner.build(
-        sources=[paths["verilog"], *HARNESS_SOURCES],
+        sources=[paths["verilog"], *cells, *HARNESS_SOURCES],
         hdl_toplevel="npu_harness",
         build_dir=build_dir,
         parameters={"DW": config.dma_data_width, "WORDS_LOG2": words_log2},
@@ -213,10 +242,10 @@ class RTLSimulator:
     """Runs jobs on one configuration's simulated RTL."""
 
     def __init__(self, config: NPUConfig, *, waves: bool | None = None,
-                 dram_bytes: int = 1 << 24) -> None:
+                 dram_bytes: int = 1 << 24, mac=None) -> None:
         self.config = config
         self.dram_bytes = dram_bytes
-        self.info = build(config, waves=waves, dram_bytes=dram_bytes)
+        self.info = build(config, waves=waves, dram_bytes=dram_bytes, mac=mac)
 
     def run(self, jobs: list[Job], *, workdir: str | pathlib.Path | None = None,
             progress=None) -> list[JobResult]:
@@ -314,7 +343,7 @@ VERILATOR_WAIVERS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-
                      "-Wno-ASCRANGE", "-Wno-TIMESCALEMOD"]
 
 
-def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
+def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24, mac=None) -> BuildInfo:
     """Compile the harness with a plain C++ driver (``sim/hdl/fast_main.cpp``), cached."""
     import subprocess
 
@@ -322,7 +351,7 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
 
     words_log2 = max(10, (dram_bytes // config.dma_bytes - 1).bit_length())
     digest = source_digest()
-    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{digest}_m{words_log2}_cpp"
+    key = f"{config.rows}x{config.cols}_{config.hash:08x}_{digest}_m{words_log2}{_mac_key(mac)}_cpp"
     build_dir = SIM_ROOT / key
     info = BuildInfo(config=config, build_dir=build_dir, waves=False, words_log2=words_log2)
     if (build_dir / "built.stamp").exists():
@@ -331,7 +360,8 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
     _prune_stale(config, digest)
     if build_dir.exists():
         shutil.rmtree(build_dir)
-    paths = emit(config, build_dir / "rtl")
+    paths = emit(config, build_dir / "rtl", mac=mac)
+    cells = _cell_sources(mac, build_dir / "rtl")
     env = setup_verilator(dict(os.environ))
     env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O3").strip()
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "--top-module", "npu_harness",
@@ -339,7 +369,7 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24) -> BuildInfo:
            f"-GDW={config.dma_data_width}", f"-GWORDS_LOG2={words_log2}",
            "--x-assign", "fast", "--x-initial", "fast", "--timescale", "1ns/1ps",
            "-CFLAGS", "-march=native",
-           *VERILATOR_WAIVERS, str(paths["verilog"]), *map(str, HARNESS_SOURCES), str(FAST_MAIN)]
+           *VERILATOR_WAIVERS, str(paths["verilog"]), *map(str, cells), *map(str, HARNESS_SOURCES), str(FAST_MAIN)]
     result = subprocess.run(cmd, cwd=build_dir, env=env, capture_output=True, text=True)
     (build_dir / "build.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
@@ -485,10 +515,10 @@ class FastRTLSimulator:
     the running harness itself, for a caller that keeps the RAM between runs.
     """
 
-    def __init__(self, config: NPUConfig, *, dram_bytes: int = 1 << 24) -> None:
+    def __init__(self, config: NPUConfig, *, dram_bytes: int = 1 << 24, mac=None) -> None:
         self.config = config
         self.dram_bytes = dram_bytes
-        self.info = build_fast(config, dram_bytes=dram_bytes)
+        self.info = build_fast(config, dram_bytes=dram_bytes, mac=mac)
 
     def session(self) -> HarnessSession:
         """Start a harness: a register bus for :mod:`hw.driver` and a RAM."""

@@ -11,6 +11,7 @@ packers), each raising :class:`ToolchainError` with what to install.
 from .errors import ToolchainError
 from .fpga import find_tool, fpga_tool_env
 from .verilator import setup_verilator, verilator_root
-from .yosys import find_yosys
+from .yosys import cell_model, find_yosys, yosys_share_dir
 
-__all__ = ["ToolchainError", "find_tool", "find_yosys", "fpga_tool_env", "setup_verilator", "verilator_root"]
+__all__ = ["ToolchainError", "cell_model", "find_tool", "find_yosys", "fpga_tool_env",
+           "setup_verilator", "verilator_root", "yosys_share_dir"]

@@ -69,6 +69,9 @@ class Board:
     resources: tuple = ()
     #: The SoC's clock when it is not the board's oscillator (made by a PLL; ECP5 only).
     soc_clk_hz: float | None = None
+    #: How the array builds its products (a :data:`hw.array.MAC_PRESETS` name or
+    #: :class:`hw.array.MacOptions`): ``"ice40_dual"`` on the UP5K, two per SB_MAC16.
+    mac: object = "generic"
 
     def make_platform(self):
         """A fresh instance of the board's platform, with the board file's resources."""
@@ -182,6 +185,6 @@ def get_board(name: str) -> Board:
     if platform_family(cls) == "ice40":
         return Board(name=name, platform=cls, config=None, ram="bram", ram_bytes=8192,
                      programmer=("ICEPROG", "iceprog", ("{bitstream}",)), bitstream_ext="bin",
-                     synth_opts="-dsp", description=f"{cls.__name__} (amaranth-boards)")
+                     synth_opts="-dsp", mac="ice40_dual", description=f"{cls.__name__} (amaranth-boards)")
     return Board(name=name, platform=cls, config=None, ram="bram", ram_bytes=32768,
                  description=f"{cls.__name__} (amaranth-boards)")

@@ -7,7 +7,7 @@ from hw.config import NPUConfig
 
 from . import Board
 
-#: The smallest NPU: 2x4 (8 products, one SB_MAC16 each with -dsp), memories small enough
+#: The smallest NPU: 2x4 (8 products, two per SB_MAC16), memories small enough
 #: for the EBRs (scratchpad 2 x 128 x 2 B, accumulator 2 x 64 x 16 B), 32-bit DMA.
 CONFIG = NPUConfig(rows=2, cols=4, spad_depth=256, acc_depth=128, param_depth=48,
                    dma_data_width=32, dma_burst_len=8, insn_queue_depth=4, token_queue_depth=4)
@@ -17,5 +17,5 @@ BOARD = Board(
     # The DMA target: the four SPRAMs (128 KiB), leaving the EBRs to the NPU.
     ram="spram", ram_bytes=128 * 1024, baud=115200,
     programmer=("ICEPROG", "iceprog", ("{bitstream}",)), bitstream_ext="bin",
-    synth_opts="-dsp",
+    synth_opts="-dsp", mac="ice40_dual",
     description="iCEBreaker (iCE40UP5K): 2x4 NPU, SPRAM as its RAM, 12 MHz")

@@ -19,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..array import SystolicArray
+from ..array import MacOptions, SystolicArray
 from ..config import NPUConfig, require_config
 from ..isa import INSTRUCTION, Opcode
 from ..sram import ReadClient, WriteClient
@@ -35,6 +35,8 @@ class ComputeUnit(wiring.Component):
     Parameters
     ----------
     config: the NPU configuration.
+    mac: the array's implementation options (:class:`~hw.array.MacOptions` or a preset
+        name); everything here follows the array's ``latency``.
 
     Ports
     -----
@@ -61,8 +63,9 @@ class ComputeUnit(wiring.Component):
     TypeError: ``config`` is not an NPUConfig.
     """
 
-    def __init__(self, config: NPUConfig) -> None:
+    def __init__(self, config: NPUConfig, *, mac=None) -> None:
         self.config = require_config(config)
+        self.mac = MacOptions.cast(mac)
         R, C = config.rows, config.cols
         spad = ReadClient(addr_width=ceil_log2(config.spad_depth), width=8 * R)
         acc_aw = ceil_log2(config.acc_depth)
@@ -81,7 +84,7 @@ class ComputeUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         R, C = self.config.rows, self.config.cols
-        m.submodules.array = array = SystolicArray(rows=R, cols=C)
+        m.submodules.array = array = SystolicArray(rows=R, cols=C, mac=self.mac)
         L = array.latency
 
         cu_entry = Signal(QUEUE_ENTRY)

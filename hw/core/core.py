@@ -35,6 +35,7 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from ..array import MacOptions
 from ..axi import AXI4Signature, join_channels
 from ..config import NPUConfig, require_config
 from ..csr import COUNTERS
@@ -83,10 +84,14 @@ class Core(wiring.Component):
     in one cycle for a one-cycle instruction); the queue's head waits for tokens (counted
     in ``STALL_<QUEUE>``). Outputs only, for simulation traces; see each unit for when its
     instructions start and complete.
+
+    ``mac``: how the systolic array builds its products (:class:`~hw.array.MacOptions` or a
+    preset name); an implementation option, not part of the configuration.
     """
 
-    def __init__(self, config: NPUConfig) -> None:
+    def __init__(self, config: NPUConfig, *, mac=None) -> None:
         self.config = require_config(config)
+        self.mac = MacOptions.cast(mac)
         ports = {
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=config.dma_data_width,
                                        id_width=2)),
@@ -227,7 +232,7 @@ class Core(wiring.Component):
 
         # ---------------------------------------------------------------- compute unit
         cq = queues[Queue.COMPUTE.value]
-        m.submodules.compute_unit = cu = ComputeUnit(cfg)
+        m.submodules.compute_unit = cu = ComputeUnit(cfg, mac=self.mac)
         m.d.comb += [
             cu.insn.valid.eq(cq.r_rdy), cu.insn.payload.eq(cq.r_data), cq.r_en.eq(cu.insn.ready),
             cu.halt.eq(halt),

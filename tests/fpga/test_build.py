@@ -25,7 +25,8 @@ SMALL = NPUConfig(rows=2, cols=4, spad_depth=256, acc_depth=128, param_depth=48,
 def test_every_board_elaborates_its_soc(name):
     board = get_board(name)
     platform, plan, top = fb.prepare(board)
-    assert top == f"soc_{board.config.rows}x{board.config.cols}_{board.config.hash:08x}"
+    assert top == fb.design_name("soc", board.config, board.mac)
+    assert top.startswith(f"soc_{board.config.rows}x{board.config.cols}_{board.config.hash:08x}")
     files = plan.files
     assert f"{top}.il" in files and f"{plan.script}.sh" in files
     constraints = next(text for path, text in files.items() if path.endswith((".pcf", ".lpf")))
@@ -63,7 +64,7 @@ def test_cli_lists_boards_and_dry_runs(capsys, tmp_path):
     assert not any(tmp_path.iterdir())   # a dry run runs and writes nothing
     # Configuration fields alone change the board's configuration.
     assert fb.main(["--board", "icebreaker", "--dry-run", "--program", "--cols", "2"]) == 0
-    assert f"_2x2_{SMALL.replace(cols=2).hash:08x}.bin" in capsys.readouterr().out
+    assert f"_2x2_{SMALL.replace(cols=2).hash:08x}_ice40_dual.bin" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         fb.main(["--board", "versa_ecp5"])   # no configuration of its own
     assert "no NPU configuration" in capsys.readouterr().err
@@ -72,33 +73,38 @@ def test_cli_lists_boards_and_dry_runs(capsys, tmp_path):
     assert "rows" in capsys.readouterr().err
 
 
+ARRAY4 = SMALL.replace(rows=4)
+
+
 @pytest.fixture(scope="module")
 def icebreaker_array(tmp_path_factory):
-    """A real iCEBreaker bitstream: the 2x4 array on the UP5K's eight SB_MAC16."""
+    """A real iCEBreaker bitstream: the 4x4 array, 16 int8 MACs a cycle on the UP5K's eight
+    SB_MAC16 (the board's ice40_dual: two products each)."""
     out = tmp_path_factory.mktemp("icebreaker")
     lines = []
-    result = fb.build(BOARDS["icebreaker"], SMALL, out, design="array", progress=lines.append)
+    result = fb.build(BOARDS["icebreaker"], ARRAY4, out, design="array", progress=lines.append)
     return out, result, lines
 
 
 def test_a_real_icebreaker_build_and_its_report(icebreaker_array):
     out, result, lines = icebreaker_array
     assert not result.cached
-    assert result.bitstream == out / f"array_2x4_{SMALL.hash:08x}.bin"
+    assert result.bitstream == out / f"array_4x4_{ARRAY4.hash:08x}_ice40_dual.bin"
     # The iCE40 bitstream: a preamble 0x7EAA997E after the comment, tens of KiB.
     data = result.bitstream.read_bytes()
     assert b"\x7e\xaa\x99\x7e" in data[:64] and len(data) > 100_000
     report = json.loads((out / "report.json").read_text())
     assert report == result.report
     res = report["resources"]
-    assert res["dsp"] == [8, 8]   # one SB_MAC16 per product
+    assert res["dsp"] == [8, 8]   # two products per SB_MAC16
+    assert report["mac"]["kind"] == "ice40_dual"
     assert 0 < res["logic_cells"][0] < res["logic_cells"][1] == 5280
     assert 0 < res["lut"][0] <= res["logic_cells"][0] and res["ff"][0] > 0
     assert report["clock_mhz"] == 12.0 and report["fmax_mhz"] > 12.0
-    assert report["config_hash"] == f"0x{SMALL.hash:08x}"
+    assert report["config_hash"] == f"0x{ARRAY4.hash:08x}"
     assert any("nextpnr: Routing" in line for line in lines)   # progress was shown
     # Unchanged sources, board and configuration: not built again.
-    again = fb.build(BOARDS["icebreaker"], SMALL, out, design="array", progress=None)
+    again = fb.build(BOARDS["icebreaker"], ARRAY4, out, design="array", progress=None)
     assert again.cached and again.report == report
 
 
@@ -117,7 +123,7 @@ def test_program_with_a_fake_programmer(icebreaker_array, tmp_path, monkeypatch,
     log = _fake_programmer(tmp_path, "iceprog")
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("ICEPROG", raising=False)
-    argv = ["--board", "icebreaker", "--design", "array", "--rows", "2", "--cols", "4",
+    argv = ["--board", "icebreaker", "--design", "array", "--rows", "4", "--cols", "4",
             "-o", str(out), "--program"]
     assert fb.main(argv) == 0
     printed = capsys.readouterr().out
@@ -135,9 +141,9 @@ def test_program_with_a_fake_programmer(icebreaker_array, tmp_path, monkeypatch,
 
 
 def test_a_design_that_does_not_fit_names_the_resource(tmp_path):
-    # A 4x4 array wants 16 SB_MAC16; the UP5K has 8.
+    # A 4x4 array with one product per SB_MAC16 (generic) wants 16; the UP5K has 8.
     with pytest.raises(fb.FitError, match="does not fit the iCE40UP5K: dsp 16 of 8") as info:
-        fb.build(BOARDS["icebreaker"], SMALL.replace(rows=4), tmp_path, design="array",
+        fb.build(BOARDS["icebreaker"], ARRAY4, tmp_path, design="array", mac="generic",
                  progress=None)
     assert info.value.over == {"dsp": (16, 8)}
 

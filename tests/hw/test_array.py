@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.array import SystolicArray
+from hw.array import MacOptions, SystolicArray
 
 
-def run_array(rows, cols, tiles, vectors, sels, seed=0, gap_every=0):
+def run_array(rows, cols, tiles, vectors, sels, seed=0, gap_every=0, mac=None):
     """Load `tiles` (two weight buffers), stream `vectors` with buffer `sels`."""
-    dut = SystolicArray(rows=rows, cols=cols)
+    dut = SystolicArray(rows=rows, cols=cols, mac=mac)
     outs = []
     cycles = {}
 
@@ -84,3 +84,41 @@ def test_extremes_and_gaps():
 def test_constructor_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SystolicArray(**kwargs)
+
+
+# Implementation options (hw.array.MacOptions) change how products are built, never the
+# results: each is checked against numpy on random tiles, buffer switches and gaps.
+@pytest.mark.parametrize("rows, cols, mac", [
+    (4, 4, "pipelined"),
+    (3, 5, MacOptions(product_register=True, narrow_sums=True)),
+    (4, 3, MacOptions(dsp_products=5)),                       # the hybrid: 7 products in LUTs
+    (5, 4, MacOptions(dsp_products=0, product_register=True, narrow_sums=True)),
+])
+def test_mac_options_against_numpy(rows, cols, mac):
+    rng = np.random.default_rng(rows * 10 + cols + 7)
+    tiles = [rng.integers(-128, 128, (rows, cols)) for _ in range(2)]
+    tiles[1][0] = -128                  # the extremes: -128 * -128 in every column
+    n = 3 * (rows + cols)
+    vectors = rng.integers(-128, 128, (n, rows))
+    vectors[0] = -128
+    vectors[1] = 127
+    sels = (np.arange(n) // 4) % 2
+    sels[0] = 1
+    dut, outs, cycles = run_array(rows, cols, tiles, vectors, sels, gap_every=5, mac=mac)
+    expect = np.array([vectors[i] @ tiles[sels[i]] for i in range(n)])
+    assert np.array_equal(outs, expect)
+    registered = MacOptions.cast(mac).product_register
+    assert cycles["first_out"] - cycles["first_in"] == dut.latency == rows + cols - 1 + registered
+
+
+def test_mac_option_errors():
+    with pytest.raises(ValueError, match="mac must be a MacOptions or one of generic, pipelined"):
+        SystolicArray(rows=2, cols=2, mac="dual")
+    with pytest.raises(ValueError, match="dsp_products is 5, more than the 2x2 array's 4 products"):
+        SystolicArray(rows=2, cols=2, mac=MacOptions(dsp_products=5))
+    with pytest.raises(ValueError, match="kind must be one of generic, ice40_dual, not 'ecp5'"):
+        MacOptions(kind="ecp5")
+    with pytest.raises(ValueError, match="dsp_products must be None or an int of at least 0"):
+        MacOptions(dsp_products=-1)
+    with pytest.raises(ValueError, match="product_register must be a bool"):
+        MacOptions(product_register=1)

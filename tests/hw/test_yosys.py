@@ -14,6 +14,7 @@ import pytest
 from amaranth.back import rtlil
 
 from hw import NPUConfig
+from hw.array import MacOptions, SystolicArray
 from hw.npu import NPU
 from toolchain import find_yosys
 
@@ -97,3 +98,40 @@ def test_synth_ecp5_maps_the_srams_to_ram_primitives(tmp_path):
     rams = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0) + cells.get("TRELLIS_DPR16X4", 0)
     assert rams >= 2 * _MINI.spad_banks + _MINI.acc_banks + 1, cells
     assert cells.get("TRELLIS_FF", 0) < 8000, cells
+
+
+def _array_cells(tmp_path, mac, command, rows=4, cols=4) -> dict[str, int]:
+    """Cell counts of a systolic array alone after a full Yosys's ``command``."""
+    (tmp_path / "array.il").write_text(
+        rtlil.convert(SystolicArray(rows=rows, cols=cols, mac=mac), name="top"))
+    script = f"read_rtlil array.il; {command} -top top; tee -q -o stat.txt stat"
+    run = subprocess.run([*find_yosys(), "-q", "-p", script], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cells = {}
+    for line in (tmp_path / "stat.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            cells[parts[1]] = int(parts[0])
+    return cells
+
+
+@pytest.mark.parametrize("mac, dsps", [
+    ("generic", 16),                  # Yosys infers one 16x16-mode SB_MAC16 per product
+    ("ice40_dual", 8),                # two 8x8 products per hand-instantiated SB_MAC16
+    (MacOptions(kind="ice40_dual", dsp_products=6, product_register=True), 3),  # 10 in LUTs
+])
+def test_synth_ice40_dsp_cells_of_a_4x4_array(tmp_path, mac, dsps):
+    cells = _array_cells(tmp_path, mac, "synth_ice40 -dsp")
+    assert cells.get("SB_MAC16", 0) == dsps, cells
+
+
+@pytest.mark.parametrize("mac, dsps, command", [
+    ("pipelined", 16, "synth_ecp5"),  # one MULT18X18D per product, the product registered
+    # The hybrid: 6 products in LUTs. (YoWASP Yosys 0.70's ABC9 exits 1, silently, on this
+    # array unless it maps flip-flops too: -dff.)
+    (MacOptions(dsp_products=10, product_register=True), 10, "synth_ecp5 -dff"),
+])
+def test_synth_ecp5_multipliers_of_a_4x4_array(tmp_path, mac, dsps, command):
+    cells = _array_cells(tmp_path, mac, command)
+    assert cells.get("MULT18X18D", 0) == dsps, cells

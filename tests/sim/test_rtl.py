@@ -23,7 +23,12 @@ CONFIGS = {
     "4x6": NPUConfig.preset("tiny", cols=6, dma_data_width=64),
     "8x8": NPUConfig.preset("small"),
     "16x16": NPUConfig(),
+    # The same configuration with other array implementations (hw.array.MacOptions):
+    # the same results by design, so the same cases, on the fast memory.
+    "tiny-pipelined": NPUConfig.preset("tiny"),
+    "tiny-ice40_dual": NPUConfig.preset("tiny"),
 }
+MACS = {"tiny-pipelined": "pipelined", "tiny-ice40_dual": "ice40_dual_pipelined"}
 
 
 def error_cases(cfg):
@@ -120,7 +125,7 @@ def cases_for(name):
 
 
 MEMORIES = {"tiny": ("fast", "axi"), "4x6": ("fast", "axi"), "8x8": ("fast", "axi"),
-            "16x16": ("fast",)}
+            "16x16": ("fast",), "tiny-pipelined": ("fast",), "tiny-ice40_dual": ("fast",)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,7 +140,7 @@ def results_for(name):
                             max_cycles=case.extra.get("max_cycles",
                                                       30_000 if memory == "axi" else 200_000),
                             name=f"{case.name}/{memory}"))
-    results = RTLSimulator(cfg).run(jobs)
+    results = RTLSimulator(cfg, mac=MACS.get(name)).run(jobs)
     out = {}
     k = 0
     for memory in MEMORIES[name]:
