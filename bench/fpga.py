@@ -22,31 +22,40 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from fpga import build as fb  # noqa: E402
 from fpga.boards import BOARDS  # noqa: E402
+from hw.array import MacOptions  # noqa: E402
 
 _ICE = BOARDS["icebreaker"].config
+_ULX = BOARDS["ulx3s-85f"].config
+#: Pipelined products and partial sums only as wide as their values: the co-design options.
+_ICE_FAST = MacOptions(kind="ice40_dual", product_register=True, narrow_sums=True)
+_FAST = MacOptions(product_register=True, narrow_sums=True)
+#: 16x16 on the ECP5-85F: 144 of the 256 products on its 156 MULT18X18D, the rest in logic.
+_HYBRID = MacOptions(product_register=True, narrow_sums=True, dsp_products=144)
 
-#: (label, board, config or None for the board's, design)
+#: (label, board, config or None for the board's, design, mac or None for the board's)
 ROWS = [
-    ("up5k-array-2x4", "icebreaker", _ICE, "array"),
-    ("up5k-array-4x4", "icebreaker", _ICE.replace(rows=4), "array"),
-    ("up5k-soc-2x4", "icebreaker", None, "soc"),
-    ("ecp5-25f-soc-4x4", "orangecrab-r0.2", None, "soc"),
-    ("ecp5-85f-array-8x8", "ulx3s-85f", None, "array"),
-    ("ecp5-85f-soc-8x8", "ulx3s-85f", None, "soc"),
+    ("up5k-array-2x4", "icebreaker", _ICE, "array", None),
+    ("up5k-array-4x4", "icebreaker", _ICE.replace(rows=4), "array", None),
+    ("up5k-array-4x4-fast", "icebreaker", _ICE.replace(rows=4), "array", _ICE_FAST),
+    ("up5k-array-4x4-generic", "icebreaker", _ICE.replace(rows=4), "array", "generic"),
+    ("up5k-soc-2x4", "icebreaker", None, "soc", None),
+    ("ecp5-25f-soc-2x2", "orangecrab-r0.2", None, "soc", None),
+    ("ecp5-85f-array-8x8", "ulx3s-85f", None, "array", None),
+    ("ecp5-85f-array-8x8-fast", "ulx3s-85f", None, "array", _FAST),
 ]
 LONG = [
-    ("ecp5-85f-array-16x16", "ulx3s-85f", BOARDS["ulx3s-85f"].config.replace(rows=16, cols=16),
-     "array"),
+    ("ecp5-85f-array-16x16", "ulx3s-85f", _ULX.replace(rows=16, cols=16), "array", _HYBRID),
+    ("ecp5-85f-soc-8x8", "ulx3s-85f", None, "soc", None),
 ]
 
 
-def run(label, board_name, config, design, out_dir):
+def run(label, board_name, config, design, mac, out_dir):
     board = BOARDS[board_name]
     t0 = time.monotonic()
     row = {"label": label, "board": board_name, "device": board.device, "design": design}
     try:
         result = fb.build(board, config, out_dir / f"{board_name}_{label}", design=design,
-                          progress=lambda line: print(f"    {line}", flush=True))
+                          mac=mac, progress=lambda line: print(f"    {line}", flush=True))
         report, row["status"] = result.report, "ok"
     except fb.FitError as exc:
         report = json.loads((out_dir / f"{board_name}_{label}" / "report.json").read_text()) \
@@ -59,14 +68,23 @@ def run(label, board_name, config, design, out_dir):
         row["status"] = f"timing: {exc}"
     row.update({k: report.get(k) for k in ("config_hash", "resources", "fmax_mhz", "clock_mhz")})
     cfg = config or board.config
+    row["mac"] = mac_label(MacOptions.cast(board.mac if mac is None else mac))
     row["size"] = f"{cfg.rows}x{cfg.cols}"
     row["macs_per_cycle"] = cfg.rows * cfg.cols
     row["seconds"] = report.get("seconds", round(time.monotonic() - t0, 1))
     return row
 
 
+def mac_label(mac: MacOptions) -> str:
+    """A short name for the MAC options: kind, then +reg, +narrow, /N DSP products."""
+    label = mac.kind.replace("generic", "gen").replace("ice40_dual", "dual")
+    label += "+reg" if mac.product_register else ""
+    label += "+narrow" if mac.narrow_sums else ""
+    return label + (f"/{mac.dsp_products}" if mac.dsp_products is not None else "")
+
+
 def table(rows) -> str:
-    head = (f"{'build':22s} {'device':10s} {'MACs':>4s} {'LUT/LC':>13s} {'FF':>6s} {'DSP':>8s} "
+    head = (f"{'build':22s} {'device':10s} {'MACs':>4s} {'mac':16s} {'LUT/LC':>13s} {'FF':>6s} {'DSP':>8s} "
             f"{'BRAM':>7s} {'Fmax':>6s} {'clock':>5s} {'s':>5s}  status")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -81,7 +99,7 @@ def table(rows) -> str:
         lut = pair("logic_cells", "lut")
         fmax = f"{r['fmax_mhz']:.1f}" if r.get("fmax_mhz") else "-"
         clock = f"{r['clock_mhz']:.0f}" if r.get("clock_mhz") else "-"
-        lines.append(f"{r['label']:22s} {r['device']:10s} {r['macs_per_cycle']:>4d} {lut:>13s} "
+        lines.append(f"{r['label']:22s} {r['device']:10s} {r['macs_per_cycle']:>4d} {r['mac']:16s} {lut:>13s} "
                      f"{pair('ff'):>6s} {pair('dsp'):>8s} {pair('bram'):>7s} {fmax:>6s} "
                      f"{clock:>5s} {r['seconds']:>5.0f}  {r['status']}")
     return "\n".join(lines)
@@ -101,9 +119,9 @@ def main() -> int:
             parser.error(f"unknown rows {sorted(unknown)}; rows: {[r[0] for r in ROWS + LONG]}")
         todo = [r for r in ROWS + LONG if r[0] in args.only]
     rows = []
-    for label, board, config, design in todo:
+    for label, board, config, design, mac in todo:
         print(f"== {label}", flush=True)
-        rows.append(run(label, board, config, design, pathlib.Path(args.build_dir)))
+        rows.append(run(label, board, config, design, mac, pathlib.Path(args.build_dir)))
     text = table(rows)
     print(text)
     out = pathlib.Path(args.output)

@@ -251,7 +251,8 @@ def _decode(blob: bytes):
 class _Model:
     """The simulation state of one NPU segment (instructions as :func:`_decode` gives them)."""
 
-    def __init__(self, config: NPUConfig, dram: DramTiming, ops, flags, records) -> None:
+    def __init__(self, config: NPUConfig, dram: DramTiming, ops, flags, records,
+                 extra_latency: int = 0) -> None:
         cfg = self.cfg = config
         self.ops, self.flags, self.records = ops, flags, records
         self.B = cfg.dma_bytes
@@ -259,7 +260,8 @@ class _Model:
         self.beat_cycles = 1 if bpc is None or bpc >= self.B else self.B / bpc
         self.lat = dram.latency - 1          # extra read latency over the harness RAM
         self.insn_beats = _beats(0, INSN_BYTES, self.B) * self.beat_cycles
-        self.L = cfg.rows + cfg.cols - 1    # the array's latency
+        # The array's latency; a register after each product adds one cycle.
+        self.L = cfg.rows + cfg.cols - 1 + extra_latency
         self.table_rows = isa.table_rows(cfg.cols)
         self.depth = cfg.insn_queue_depth
         self.tok_depth = cfg.token_queue_depth
@@ -708,12 +710,21 @@ def _npu_streams(program) -> tuple[list[tuple[int, int]], tuple[str, ...]]:
     return streams, tuple(host)
 
 
+def _extra_latency(mac) -> int:
+    """Cycles the MAC options (:class:`hw.array.MacOptions` or a preset name) add to the
+    array's latency: one for a register after each product."""
+    from hw.array import MacOptions
+    return int(MacOptions.cast(mac).product_register)
+
+
 def estimate(program, config: NPUConfig | None = None, *,
-             dram: DramTiming | None = None) -> PerfEstimate:
+             dram: DramTiming | None = None, mac=None) -> PerfEstimate:
     """Predict the cycles of one run of ``program`` (a :class:`sw.Program`) on the NPU.
 
     ``config``: the NPU configuration (default: the program's; it must be the one the
     program was compiled for). ``dram``: the DRAM timing (default: the harness RAM).
+    ``mac``: how the array builds its products (:class:`hw.array.MacOptions` or a preset
+    name, as ``hw.NPU(config, mac=...)`` takes; default: generic, unpipelined).
 
     Raises TypeError for a wrong argument type, ValueError when ``config`` is not the
     program's or the program deadlocks, :class:`hw.isa.ISAError` for a word that does
@@ -733,14 +744,17 @@ def estimate(program, config: NPUConfig | None = None, *,
     streams, host = _npu_streams(program)
     blob = program.dram[program.insn_base:program.insn_base + INSN_BYTES * program.insn_count]
     return _estimate(blob.tobytes(), streams, host, config, dram,
-                     [(layer["id"], layer["name"]) for layer in program.layers])
+                     [(layer["id"], layer["name"]) for layer in program.layers],
+                     _extra_latency(mac))
 
 
-def estimate_words(words, config: NPUConfig, *, dram: DramTiming | None = None) -> PerfEstimate:
+def estimate_words(words, config: NPUConfig, *, dram: DramTiming | None = None,
+                   mac=None) -> PerfEstimate:
     """Predict the cycles of one instruction stream (``words``: 128-bit ints, FINISH last
     or not) started on the NPU as the driver starts a program.
 
-    Its layers are the CONFIG layer ids it sets, named ``layer <id>``.
+    Its layers are the CONFIG layer ids it sets, named ``layer <id>``; ``mac`` as for
+    :func:`estimate`.
     Raises TypeError for a wrong argument type, ValueError when the stream deadlocks,
     :class:`hw.isa.ISAError` for a word that does not decode.
     """
@@ -755,10 +769,11 @@ def estimate_words(words, config: NPUConfig, *, dram: DramTiming | None = None) 
     ids = sorted({rec[1] for op, rec in zip(ops, records)
                   if op == _CONFIG and rec[0] == _LAYER_KEY} - {0})
     return _estimate(blob, [(0, len(words))], (), config, dram,
-                     [(i, f"layer {i}") for i in ids])
+                     [(i, f"layer {i}") for i in ids], _extra_latency(mac))
 
 
-def _estimate(blob: bytes, streams, host, config, dram, layer_meta) -> PerfEstimate:
+def _estimate(blob: bytes, streams, host, config, dram, layer_meta,
+              extra_latency: int = 0) -> PerfEstimate:
     """The model run on each NPU stream ``(start, count)`` of the words in ``blob``."""
     ops_all, flags_all, records_all = _decode(blob)
     rows = []
@@ -770,7 +785,7 @@ def _estimate(blob: bytes, streams, host, config, dram, layer_meta) -> PerfEstim
     for start, count in streams:
         stop = start + count
         model = _Model(config, dram, ops_all[start:stop], flags_all[start:stop],
-                       records_all[start:stop])
+                       records_all[start:stop], extra_latency)
         model.run()
         total = int(math.ceil(model.end)) + _DONE_DELAY
         # Per-layer cycles: the compute unit's layer at each counted cycle.

@@ -89,6 +89,33 @@ def test_the_performance_model_predicts_them(name):
     assert perf.estimate_words(words, TINY).cycles == EXPECTED_CYCLES[name]
 
 
+@functools.lru_cache(maxsize=None)
+def _pipelined_results():
+    cases = _cases()
+    jobs = [Job(c.dram.copy(), c.insn_base, c.insn_count, name=c.name) for c in cases]
+    return dict(zip((c.name for c in cases), RTLSimulator(TINY, mac="pipelined").run(jobs)))
+
+
+def test_the_model_follows_a_pipelined_array():
+    """A register after each product (``mac="pipelined"``) adds one cycle to the array's
+    latency: the RTL's counts and the model's given the same MAC options agree exactly
+    (1-2 cycles more than the generic array's on the GEMMs, none on the rest)."""
+    from sw.analysis import perf
+    results = _pipelined_results()
+    slower = 0
+    for case in _cases():
+        result = results[case.name]
+        assert result.status == "done", result.error
+        np.testing.assert_array_equal(result.dram, case.expect_dram)
+        end = case.insn_base + isa.INSN_BYTES * case.insn_count
+        words = isa.bytes_to_words(case.dram[case.insn_base:end].tobytes())
+        cycles = result.csr["CYCLES"]
+        assert perf.estimate_words(words, TINY, mac="pipelined").cycles == cycles, case.name
+        assert cycles >= EXPECTED_CYCLES[case.name]
+        slower += cycles > EXPECTED_CYCLES[case.name]
+    assert slower >= 3     # every case with a GEMM
+
+
 def test_same_bank_alu_runs_at_half_rate():
     """Each of the 16 rows whose operands share a bank costs exactly one more cycle."""
     odd = _results()["alu_bank_src17"][1].csr["CYCLES"]
