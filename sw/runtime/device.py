@@ -45,19 +45,28 @@ class Device:
     Parameters: ``config`` (the :class:`hw.NPUConfig` of the NPU), ``backend`` (a
     name in :data:`BACKENDS`), ``progress`` (print what a slow backend is doing),
     ``trace`` (record the instruction timeline of every run in :attr:`spans`; the
-    ``rtl`` backend does); other keyword options go to the backend (the board's
-    ``port``, ``baud``, ...).
-    Raises TypeError for a config that is not an NPUConfig or a trace that is not a
-    bool, ValueError for an unknown backend (naming the known ones) or a backend that
-    cannot trace.
+    ``rtl`` backend does), ``max_cycles`` (the cycles an NPU run may take before it is a
+    timeout, on the backends that count cycles: ``rtl`` and ``board``; default: 20
+    cycles per MAC slot of the program plus two million); other keyword options go to
+    the backend (the board's ``port``, ``baud``, ...).
+    Raises TypeError for a config that is not an NPUConfig, a trace that is not a bool
+    or a max_cycles that is not an int, ValueError for an unknown backend (naming the
+    known ones), a backend that cannot trace or a max_cycles under 1.
     """
 
     def __init__(self, config: NPUConfig, backend: str = "func", *, progress: bool = False,
-                 trace: bool = False, **options) -> None:
+                 trace: bool = False, max_cycles: int | None = None, **options) -> None:
         require_config(config)
         cls = get_backend(backend)
         if not isinstance(trace, bool):
             raise TypeError(f"trace must be a bool, not {type(trace).__name__}")
+        if max_cycles is not None:
+            if not isinstance(max_cycles, int) or isinstance(max_cycles, bool):
+                raise TypeError(f"max_cycles must be an int, not {type(max_cycles).__name__}")
+            if max_cycles < 1:
+                raise ValueError(f"max_cycles must be at least 1, not {max_cycles}")
+        #: The cycle budget of one NPU run (None: from the program's MACs).
+        self.max_cycles = max_cycles
         self.config = config
         self.backend = backend
         self.progress = progress
@@ -224,8 +233,8 @@ class Device:
     def _run_npu(self, program: Program, insn_base: int, insn_count: int, index: int,
                  count: int) -> RunRecord:
         """Run one instruction stream of the resident program on the backend."""
-        max_cycles = 20 * sum(l.get("macs", 0) for l in program.layers) // self.config.macs \
-            + 2_000_000
+        max_cycles = self.max_cycles or \
+            20 * sum(l.get("macs", 0) for l in program.layers) // self.config.macs + 2_000_000
 
         def show(cycles, seconds):
             print(f"{self.backend}: run {index + 1}/{count}: {cycles / 1e6:.1f} M cycles "
@@ -234,6 +243,10 @@ class Device:
                                 max_cycles=max_cycles, progress=show if self.progress else None)
         if record.status != "done":
             self._resident = None      # what the failed run wrote is not trusted: reload
+            if record.status == "timeout":
+                raise DeviceError(f"the run timed out: the NPU had not finished after "
+                                  f"{max_cycles:,} cycles (Device max_cycles); it is reset "
+                                  "before the next run")
             raise DeviceError(f"the NPU stopped: {record.error}")
         return record
 

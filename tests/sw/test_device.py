@@ -168,3 +168,22 @@ def test_one_sample_in_gives_one_sample_out_on_device_and_golden(lenet):
         bad[0, 1, 1] = value
         with pytest.raises(ValueError, match="input holds NaN or infinite values"):
             device.run(program, bad)
+
+
+def test_a_run_that_times_out_on_rtl_is_a_clear_error_and_the_next_run_is_right(lenet):
+    """A cycle budget too small for the program: a DeviceError naming the timeout and the
+    budget, never a partial result; the device resets the NPU and runs correctly after."""
+    _, qmodel, program, shape = lenet
+    device = sw.Device(TINY, backend="rtl", max_cycles=300)
+    x = torch.randn(1, *shape)
+    with pytest.raises(sw.DeviceError, match="timed out.*300 cycles"):
+        device.run(program, x)
+    device.max_cycles = None
+    assert torch.equal(device.run(program, x), qmodel(x))
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-5, ValueError), (2.5, TypeError),
+                                          (True, TypeError)])
+def test_bad_max_cycles_are_refused(value, error):
+    with pytest.raises(error, match="max_cycles"):
+        sw.Device(TINY, max_cycles=value)
