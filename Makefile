@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.npugen-installed
 
-.PHONY: setup demo test lint bench docs clean
+.PHONY: setup demo test lint bench docs coverage clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff
 	$(PY) -m ruff check toolchain hw sw sim fpga tests bench
+
+# Line, branch and toggle coverage of the RTL under the whole-NPU tests (build/coverage).
+coverage: $(STAMP)
+	$(PY) -m sim.coverage -o build/coverage
 
 docs: $(STAMP)
 	$(PY) -m hw.isa -o docs/isa.md

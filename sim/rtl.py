@@ -352,6 +352,9 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24, mac=None) -> Bui
     words_log2 = max(10, (dram_bytes // config.dma_bytes - 1).bit_length())
     digest = source_digest()
     key = f"{config.rows}x{config.cols}_{config.hash:08x}_{digest}_m{words_log2}{_mac_key(mac)}_cpp"
+    extra = os.environ.get("NPU_VERILATOR_ARGS", "").split()    # e.g. coverage flags
+    if extra:
+        key += "_x" + hashlib.sha256(" ".join(extra).encode()).hexdigest()[:6]
     build_dir = SIM_ROOT / key
     info = BuildInfo(config=config, build_dir=build_dir, waves=False, words_log2=words_log2)
     if (build_dir / "built.stamp").exists():
@@ -369,7 +372,8 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24, mac=None) -> Bui
            f"-GDW={config.dma_data_width}", f"-GWORDS_LOG2={words_log2}",
            "--x-assign", "fast", "--x-initial", "fast", "--timescale", "1ns/1ps",
            "-CFLAGS", "-march=native",
-           *VERILATOR_WAIVERS, str(paths["verilog"]), *map(str, cells), *map(str, HARNESS_SOURCES), str(FAST_MAIN)]
+           *VERILATOR_WAIVERS, *extra,
+           str(paths["verilog"]), *map(str, cells), *map(str, HARNESS_SOURCES), str(FAST_MAIN)]
     result = subprocess.run(cmd, cwd=build_dir, env=env, capture_output=True, text=True)
     (build_dir / "build.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:

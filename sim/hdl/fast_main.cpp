@@ -25,6 +25,9 @@
 // for tokens (trace_stall) since its last begin. FILE holds 4 little-endian uint64 per event.
 // Untraced runs only test one flag per busy cycle.
 #include <cstdint>
+#if VM_COVERAGE
+#include "verilated_cov.h"
+#endif
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -223,6 +226,11 @@ int main(int argc, char** argv) {
         std::cout << reply.str() << std::endl;
     }
     top->final();
+#if VM_COVERAGE
+    // Built with coverage (NPU_VERILATOR_ARGS, python -m sim.coverage): the counts, into
+    // the working folder as cocotb's harness writes them.
+    VerilatedCov::write("coverage.dat");
+#endif
     delete top;
     return 0;
 }
