@@ -29,8 +29,12 @@ _ULX = BOARDS["ulx3s-85f"].config
 #: Pipelined products and partial sums only as wide as their values: the co-design options.
 _ICE_FAST = MacOptions(kind="ice40_dual", product_register=True, narrow_sums=True)
 _FAST = MacOptions(product_register=True, narrow_sums=True)
-#: 16x16 on the ECP5-85F: 144 of the 256 products on its 156 MULT18X18D, the rest in logic.
+#: 16x16 on the ECP5-85F: 144 of the 256 products on its 156 MULT18X18D, the rest in logic;
+#: the operands registered too (the buffer select's multiplexer out of the multiplier's cycle).
 _HYBRID = MacOptions(product_register=True, narrow_sums=True, dsp_products=144)
+_HYBRID_REG = MacOptions(product_register=True, operand_register=True, narrow_sums=True,
+                         dsp_products=144)
+_REG = MacOptions(product_register=True, operand_register=True, narrow_sums=True)
 
 #: (label, board, config or None for the board's, design, mac or None for the board's)
 ROWS = [
@@ -42,9 +46,12 @@ ROWS = [
     ("ecp5-25f-soc-2x2", "orangecrab-r0.2", None, "soc", None),
     ("ecp5-85f-array-8x8", "ulx3s-85f", None, "array", None),
     ("ecp5-85f-array-8x8-fast", "ulx3s-85f", None, "array", _FAST),
+    ("ecp5-85f-array-8x8-reg", "ulx3s-85f", None, "array", _REG),
 ]
 LONG = [
     ("ecp5-85f-array-16x16", "ulx3s-85f", _ULX.replace(rows=16, cols=16), "array", _HYBRID),
+    ("ecp5-85f-array-16x16-reg", "ulx3s-85f", _ULX.replace(rows=16, cols=16), "array",
+     _HYBRID_REG),
     ("ecp5-85f-soc-8x8", "ulx3s-85f", None, "soc", None),
 ]
 
@@ -79,6 +86,7 @@ def mac_label(mac: MacOptions) -> str:
     """A short name for the MAC options: kind, then +reg, +narrow, /N DSP products."""
     label = mac.kind.replace("generic", "gen").replace("ice40_dual", "dual")
     label += "+reg" if mac.product_register else ""
+    label += "+opreg" if mac.operand_register else ""
     label += "+narrow" if mac.narrow_sums else ""
     return label + (f"/{mac.dsp_products}" if mac.dsp_products is not None else "")
 

@@ -16,7 +16,8 @@ written through ``w_en``/``w_buf``/``w_col``/``w_data`` one column per cycle.
 How the products are built is an implementation option (:class:`MacOptions`), not part
 of the array's function: every option computes the same outputs, so none is part of
 :class:`~hw.NPUConfig` or its hash; only ``latency`` may change (one more cycle with a
-product register), and everything downstream reads ``latency``.
+product register, one more with operand registers), and everything downstream reads
+``latency``.
 
 * ``kind="generic"`` (the default): ``a * w`` in every PE, mapped by synthesis (one
   MULT18X18D per product on ECP5, one SB_MAC16 per product in its 16x16 mode with
@@ -28,6 +29,11 @@ product register), and everything downstream reads ``latency``.
 * ``product_register=True``: a register on each product before its add (what the
   MULT18X18D's output register and the SB_MAC16's 8x8 product registers hold), so the
   multiplier and the partial-sum adder are in different cycles; ``latency`` grows by one.
+* ``operand_register=True``: a register on each multiplier's two operands (the
+  activation and the weight its buffer select picks), so a multiplier's inputs come
+  straight from flip-flops: the select's multiplexer and its routing leave the
+  multiplier's cycle (on the ECP5-85F 16x16 hybrid they were 7.4 of its 17.9 ns critical
+  path); ``latency`` grows by one more.
 * ``dsp_products=N``: only the first ``N`` products (same numbering) use the DSP form; the
   rest are a shift-add in logic that no DSP inference recognizes (the hybrid for
   arrays with more products than the chip has DSPs).
@@ -57,6 +63,7 @@ class MacOptions:
 
     kind: ``"generic"`` or ``"ice40_dual"``.
     product_register: a register between each multiplier and its add (latency + 1).
+    operand_register: registers on each multiplier's operands (latency + 1).
     dsp_products: how many products (column by column) take the DSP form; the others are
         built in logic. ``None``: all of them.
     narrow_sums: partial-sum registers only as wide as their values.
@@ -64,13 +71,14 @@ class MacOptions:
 
     kind: str = "generic"
     product_register: bool = False
+    operand_register: bool = False
     dsp_products: int | None = None
     narrow_sums: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in MAC_KINDS:
             raise ValueError(f"MacOptions kind must be one of {', '.join(MAC_KINDS)}, not {self.kind!r}")
-        for name in ("product_register", "narrow_sums"):
+        for name in ("product_register", "operand_register", "narrow_sums"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"MacOptions {name} must be a bool, not {getattr(self, name)!r}")
         n = self.dsp_products
@@ -96,6 +104,8 @@ MAC_PRESETS = {
     "pipelined": MacOptions(product_register=True),
     "ice40_dual": MacOptions(kind="ice40_dual"),
     "ice40_dual_pipelined": MacOptions(kind="ice40_dual", product_register=True),
+    #: operands and products registered: multipliers between flip-flops only.
+    "registered": MacOptions(product_register=True, operand_register=True),
 }
 
 
@@ -191,7 +201,8 @@ class SystolicArray(wiring.Component):
             raise ValueError(f"MacOptions dsp_products is {n}, more than the {rows}x{cols} array's "
                              f"{rows * cols} products")
         self.dsp_products = rows * cols if n is None else n
-        self.latency = rows + cols - 1 + int(self.mac.product_register)
+        self.latency = rows + cols - 1 + int(self.mac.product_register) + \
+            int(self.mac.operand_register)
         super().__init__({
             "a_valid": In(1),
             "a": In(data.ArrayLayout(signed(8), rows)),
@@ -281,7 +292,13 @@ class SystolicArray(wiring.Component):
             for c in range(C):
                 weight = Signal(signed(8), name=f"pe_w_{r}_{c}")
                 m.d.comb += weight.eq(Mux(s_in, w[1][r][c], w[0][r][c]))
-                operands[r][c] = (a_in, weight)
+                if self.mac.operand_register:
+                    a_op = Signal(signed(8), name=f"pe_ra_{r}_{c}")
+                    w_op = Signal(signed(8), name=f"pe_rw_{r}_{c}")
+                    m.d.sync += [a_op.eq(a_in), w_op.eq(weight)]
+                    operands[r][c] = (a_op, w_op)
+                else:
+                    operands[r][c] = (a_in, weight)
                 a_reg = Signal(signed(8), name=f"pe_a_{r}_{c}")
                 s_reg = Signal(1, name=f"pe_s_{r}_{c}")
                 m.d.sync += [a_reg.eq(a_in), s_reg.eq(s_in)]

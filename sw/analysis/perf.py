@@ -712,9 +712,11 @@ def _npu_streams(program) -> tuple[list[tuple[int, int]], tuple[str, ...]]:
 
 def _extra_latency(mac) -> int:
     """Cycles the MAC options (:class:`hw.array.MacOptions` or a preset name) add to the
-    array's latency: one for a register after each product."""
+    array's latency: one for a register after each product, one for registers on the
+    multipliers' operands."""
     from hw.array import MacOptions
-    return int(MacOptions.cast(mac).product_register)
+    opts = MacOptions.cast(mac)
+    return int(opts.product_register) + int(opts.operand_register)
 
 
 def estimate(program, config: NPUConfig | None = None, *,

@@ -93,6 +93,8 @@ def test_constructor_errors(kwargs, message):
     (3, 5, MacOptions(product_register=True, narrow_sums=True)),
     (4, 3, MacOptions(dsp_products=5)),                       # the hybrid: 7 products in LUTs
     (5, 4, MacOptions(dsp_products=0, product_register=True, narrow_sums=True)),
+    (4, 4, "registered"),
+    (3, 4, MacOptions(operand_register=True, dsp_products=5, narrow_sums=True)),
 ])
 def test_mac_options_against_numpy(rows, cols, mac):
     rng = np.random.default_rng(rows * 10 + cols + 7)
@@ -107,7 +109,8 @@ def test_mac_options_against_numpy(rows, cols, mac):
     dut, outs, cycles = run_array(rows, cols, tiles, vectors, sels, gap_every=5, mac=mac)
     expect = np.array([vectors[i] @ tiles[sels[i]] for i in range(n)])
     assert np.array_equal(outs, expect)
-    registered = MacOptions.cast(mac).product_register
+    opts = MacOptions.cast(mac)
+    registered = opts.product_register + opts.operand_register
     assert cycles["first_out"] - cycles["first_in"] == dut.latency == rows + cols - 1 + registered
 
 
@@ -122,3 +125,5 @@ def test_mac_option_errors():
         MacOptions(dsp_products=-1)
     with pytest.raises(ValueError, match="product_register must be a bool"):
         MacOptions(product_register=1)
+    with pytest.raises(ValueError, match="operand_register must be a bool"):
+        MacOptions(operand_register="yes")

@@ -170,6 +170,7 @@ def _run_amaranth(rows, cols, cycles):
     (4, 4, "ice40_dual"),                                      # 16 products on 8 SB_MAC16
     (4, 4, "ice40_dual_pipelined"),                            # their product registers on
     (3, 5, MacOptions(kind="ice40_dual", dsp_products=7)),     # a half-used cell, 8 in logic
+    (4, 2, MacOptions(kind="ice40_dual", operand_register=True, product_register=True)),
 ])
 def test_ice40_dual_in_the_cell_model_equals_generic_and_numpy(rows, cols, mac):
     dut, binary, cw = _build(rows, cols, mac)
