@@ -180,7 +180,8 @@ def quantize(model: nn.Module | Graph,
     # concatenation's quantization (sw.ops.cat: the range of all its operands).
     from .ops.cat import folded_operands
     for operand, cat in folded_operands(graph.nodes, graph.output).items():
-        record[operand] = record[cat]
+        if cat in record:               # (a QDQ model's concatenation has its own)
+            record[operand] = record[cat]
     for name, (lo, hi) in record.items():
         if max(abs(lo), abs(hi)) < 1e-8:
             warnings.warn(f"the calibrated range of {name!r} is [{lo:.3g}, {hi:.3g}]: it "

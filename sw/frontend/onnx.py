@@ -189,6 +189,8 @@ class Importer(GraphBuilder):
         self.pending: dict[str, tuple] = {}
         self.used: set[str] = set()
         self.consumers: dict[str, int] = {}
+        self.input_shape: tuple[int, ...] | None = None
+        self.values: dict[str, torch.Tensor] = {}
 
     # names ------------------------------------------------------------------------------
     def node_name(self, onnx_node) -> str:
@@ -229,8 +231,34 @@ class Importer(GraphBuilder):
         return [n for n in self.nodes if name in n.inputs]
 
     def shape(self, value: str) -> tuple | None:
-        """The inferred shape of ONNX value ``value`` (ints, or None for unknown dims)."""
-        return self.shapes.get(value)
+        """The shape of ONNX value ``value``: ONNX shape inference's, or where it left
+        dimensions unknown (after shape arithmetic), that of the float reference of the
+        graph built so far on one zero input; None when neither knows."""
+        shape = self.shapes.get(value)
+        if shape is not None and all(d is not None for d in shape):
+            return shape
+        if value in self.names and self.input_shape is not None:
+            try:
+                return tuple(self._value(self.names[value]).shape)
+            except Exception:  # noqa: BLE001 - an operand the reference cannot run
+                return shape
+        return shape
+
+    def _value(self, name: str) -> torch.Tensor:
+        """The float reference's output of IR node ``name`` on one zero input."""
+        from .. import ops
+        if name not in self.values:
+            node = self.find(name)
+            if node.op == "input":
+                args = [torch.zeros((1,) + tuple(self.input_shape))]
+            else:
+                args = [self._value(i) for i in node.inputs]
+            with torch.no_grad():
+                y = ops.get(node.op).forward(node, args)
+                if node.act is not None:
+                    y = ops.get(node.act).forward(node, [y])
+            self.values[name] = y
+        return self.values[name]
 
     def emit(self, onnx_node, op: str, inputs: list[str], attrs: Any = None) -> Node:
         """Add an IR node for ``onnx_node`` (its first output)."""
@@ -322,9 +350,12 @@ def import_onnx(model, *, check: bool = True) -> OnnxGraph:
     imp.names[inp.name] = in_node.name
     dims = shapes.get(inp.name)
     input_shape = tuple(dims[1:]) if dims and all(d for d in dims[1:]) else None
+    imp.input_shape = input_shape
 
     for n in g.node:
         fn = PATTERNS.get(n.op_type) if n.domain in ("", "ai.onnx") else None
+        if _fold(imp, n):
+            continue                  # shape arithmetic on constants, evaluated here
         try:
             if fn is None:
                 domain = f" (domain {n.domain})" if n.domain not in ("", "ai.onnx") else ""
@@ -412,6 +443,87 @@ def _requantize_kept(graph: OnnxGraph) -> None:
             effective[name] = own
         else:
             effective[node.name] = own
+
+
+# --- constants ----------------------------------------------------------------------------
+
+def _int_div(a, b):
+    if np.issubdtype(np.result_type(a, b), np.integer):
+        return (np.trunc(a / b)).astype(np.result_type(a, b))   # ONNX: toward zero
+    return a / b
+
+
+#: op_type -> numpy evaluation on constant operands (the shape arithmetic exporters write)
+FOLDABLE: dict[str, Callable[..., np.ndarray]] = {
+    "Add": lambda a, x, y: x + y,
+    "Sub": lambda a, x, y: x - y,
+    "Mul": lambda a, x, y: x * y,
+    "Div": lambda a, x, y: _int_div(x, y),
+    "Gather": lambda a, x, i: np.take(x, i, axis=a.get("axis", 0)),
+    "Unsqueeze": lambda a, x, axes=None: np.expand_dims(
+        x, tuple(int(v) for v in (axes if axes is not None else a["axes"]))),
+    "Squeeze": lambda a, x, axes=None: np.squeeze(
+        x, tuple(int(v) for v in (axes if axes is not None else a["axes"]))),
+    "Concat": lambda a, *xs: np.concatenate(xs, axis=a.get("axis", 0)),
+    "Cast": lambda a, x: x.astype(_np_type(a["to"])),
+    "Identity": lambda a, x: x,
+}
+
+
+def _np_type(elem: int):
+    import onnx
+    return onnx.helper.tensor_dtype_to_np_dtype(elem)
+
+
+def _fold(imp: Importer, n) -> bool:
+    """Evaluate ``n`` when all its operands are constants (or it is the Shape of a value
+    whose shape is known); True if it was."""
+    if n.op_type == "Shape":
+        shape = imp.shape(n.input[0])
+        a = _attrs(n)
+        if shape is None or any(d is None for d in shape) or n.input[0] not in imp.names:
+            return False
+        imp.consts[n.output[0]] = np.array(shape[a.get("start", 0):a.get("end", None)], np.int64)
+        return True
+    fn = FOLDABLE.get(n.op_type)
+    inputs = [i for i in n.input]
+    if fn is None or not inputs or not all(i == "" or i in imp.consts for i in inputs):
+        return False
+    args = [imp.consts[i] if i else None for i in inputs]
+    while args and args[-1] is None:
+        args.pop()
+    try:
+        imp.consts[n.output[0]] = np.asarray(fn(_attrs(n), *args))
+    except Exception:  # noqa: BLE001 - leave it to the op's pattern, which says what is wrong
+        return False
+    return True
+
+
+@pattern("Slice")
+def _from_slice(imp: Importer, n) -> None:
+    """A slice of channels (as PyTorch exports ``x.chunk(k, 1)``, ``torch.split``): a
+    ``channels`` node of 0/1 weights, as the fx front end makes it."""
+    from ..ops.conv import Conv
+    from ..ops.layout import slice_weights
+    starts, ends = (imp.const(v, n, what).reshape(-1) for v, what in
+                    ((n.input[1], "starts"), (n.input[2], "ends")))
+    axes = (imp.const(n.input[3], n, "axes").reshape(-1) if len(n.input) > 3 and n.input[3]
+            else np.arange(len(starts)))
+    steps = (imp.const(n.input[4], n, "steps").reshape(-1) if len(n.input) > 4 and n.input[4]
+             else np.ones(len(starts), np.int64))
+    shape = imp.shape(n.input[0])
+    if shape is None or shape[1] is None or len(starts) != 1 or int(axes[0]) % len(shape) != 1 \
+            or int(steps[0]) != 1:
+        raise UnsupportedOpError(f"{imp.where(n)}: only a slice of channels (axis 1, step 1) "
+                                 f"of a tensor of known shape is supported")
+    c = shape[1]
+    start, stop = (int(max(0, min(c, v + c if v < 0 else v))) for v in (starts[0], ends[0]))
+    if stop <= start:
+        raise UnsupportedOpError(f"{imp.where(n)}: an empty slice [{start}:{stop}]")
+    w = slice_weights(c, start, stop)
+    node = imp.emit(n, "channels", [imp.src(n.input[0], n)],
+                    Conv(w, torch.zeros(w.shape[0]), (1, 1), (0, 0), 1))
+    node.where = f"{node.where} (channels {start}:{stop})"
 
 
 # --- QDQ ------------------------------------------------------------------------------------
