@@ -168,6 +168,7 @@ class _QConst:
     scale: np.ndarray
     zero_point: np.ndarray
     axis: int
+    name: str = ""                #: the integer initializer's name, for messages
 
 
 class Importer(GraphBuilder):
@@ -591,7 +592,7 @@ def _from_dequantize(imp: Importer, n) -> None:
         z = zp.astype(np.int64).reshape(shape) if zp is not None else np.zeros(shape, np.int64)
         imp.consts[n.output[0]] = ((q.astype(np.int64) - z) * scale.reshape(shape)).astype(np.float32)
         imp.qconsts[n.output[0]] = _QConst(q, scale, zp if zp is not None else np.zeros(1, np.int64),
-                                           axis)
+                                           axis, x)
         return
     # An activation's dequantization: the value its QuantizeLinear quantized.
     imp.names[n.output[0]] = imp.src(x, n)
@@ -604,6 +605,7 @@ def _given_weights(imp: Importer, n, w_name: str, b_name: str | None, *,
     if qc is None:
         return None
     where = imp.where(n)
+    w_name = qc.name or w_name
     if qc.q.dtype not in (np.int8, np.uint8):
         raise ValueError(f"{where}: weights {w_name!r} of type {qc.q.dtype.name} cannot be "
                          f"represented (the NPU's weights are int8)")
