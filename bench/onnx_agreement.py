@@ -96,7 +96,7 @@ def main() -> None:
     import logging
     logging.getLogger().setLevel(logging.ERROR)
     cfg = NPUConfig.preset("small")
-    print(f"{'model':<20} {'weights':<12} {'act':<5} {'vs':<10} {'equal':>7} {'<=1 step':>9} "
+    print(f"{'model':<20} {'weights':<12} {'act':<5} {'vs':<16} {'equal':>7} {'<=1 step':>9} "
           f"{'max':>4} {'top-1':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
@@ -117,7 +117,7 @@ def main() -> None:
                     r = agreement(a, ref, step)
                     who = "ort vs noopt" if vs == "ort~noopt" else f"npu vs {vs}"
                     print(f"{name:<20} {'per-channel' if per_channel else 'per-tensor':<12} "
-                          f"{act:<5} {who:<10} {r['equal']:>7.1%} {r['within1']:>9.1%} "
+                          f"{act:<5} {who:<16} {r['equal']:>7.1%} {r['within1']:>9.1%} "
                           f"{r['max_steps']:>4} {r['top1']:>6.1%}")
 
 

@@ -250,6 +250,8 @@ def test_qdq_per_tensor_uint8(tmp_path):
     assert torch.equal(y, qmodel(x))
     d = steps(y, ort_run(path, x, optimize=False), qmodel.output_qparams.scale)
     assert float((d <= 1).float().mean()) > 0.95
+    # Calibration data changes nothing the model quantizes itself.
+    assert torch.equal(sw.quantize(graph, [3 * x])(x), qmodel(x))
 
 
 def test_qdq_quantization_the_npu_cannot_represent_is_refused(tmp_path):
