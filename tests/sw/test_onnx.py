@@ -332,6 +332,9 @@ def test_cli_runs_an_onnx_file(tmp_path, capsys):
 
 def test_cli_onnx_errors(tmp_path, capsys):
     from sw.run import main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert ".onnx file" in capsys.readouterr().out
     with pytest.raises(SystemExit) as info:
         main([str(tmp_path / "nope.onnx")])
     assert info.value.code == 2 and "no such file" in capsys.readouterr().err
