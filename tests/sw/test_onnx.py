@@ -79,6 +79,42 @@ def test_exported_cnn_bit_exact_with_torch_path(name, tmp_path):
     assert torch.equal(y, sw.Device(CFG).run(p_torch, x))
 
 
+class Activations(nn.Module):
+    """The table activations as PyTorch exports them: GELU (Gelu at opset 20, its erf form
+    before), SiLU (x * Sigmoid(x)), LeakyReLU, Hardsigmoid, Tanh; a view(batch, -1)."""
+
+    def __init__(self, tanh_gelu: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(8 * 4 * 4, 6)
+        self.act = nn.GELU(approximate="tanh") if tanh_gelu else nn.Identity()
+
+    def forward(self, x):
+        x = self.pool(nn.functional.silu(nn.functional.gelu(self.conv(x))))
+        x = nn.functional.hardsigmoid(nn.functional.leaky_relu(x, 0.2)) * torch.tanh(x)
+        return self.act(self.fc(x.view(x.size(0), -1)))
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_exported_activations_bit_exact_with_torch_path(opset, tmp_path):
+    torch.manual_seed(0)
+    # GELU's tanh form is one Gelu node from opset 20 (before, a polynomial: unsupported).
+    model, shape = Activations(tanh_gelu=opset >= 20).eval(), (3, 8, 8)
+    path = str(tmp_path / "a.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(1, *shape),), path, dynamo=False,
+                          opset_version=opset)
+    graph = sw.import_onnx(path)
+    assert {"gelu", "silu", "leaky_relu", "hardsigmoid", "tanh", "mul"} <= {n.op for n in graph.nodes}
+    calib = [torch.randn(4, *shape, generator=torch.Generator().manual_seed(1))]
+    cfg = NPUConfig.preset("tiny")
+    x = torch.randn(2, *shape)
+    y = [sw.Device(cfg).run(sw.compile(sw.quantize(m, calib), cfg), x) for m in (model, graph)]
+    assert torch.equal(y[0], y[1])
+
+
 # --- operators, on hand-written ONNX graphs -------------------------------------------------
 
 def make_model(nodes, inits, in_shape, out_shape, opset=20) -> "onnx.ModelProto":
