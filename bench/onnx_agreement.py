@@ -34,6 +34,7 @@ MODELS = {
     "mobilenetv2_small": lambda: zoo.build("mobilenetv2_small")[0],
     "squeezenet1_1": lambda: _vision().SqueezeNet(),
     "mobilenet_v3_small": lambda: _vision().MobileNetV3(blocks=5, last_channel=128),
+    "shufflenet_v2": lambda: _vision().ShuffleNetV2(stages_repeats=(2, 2, 2)),
 }
 SHAPE = (3, 32, 32)
 

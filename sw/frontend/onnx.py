@@ -99,7 +99,7 @@ class OnnxGraph(Graph):
 
 # Operators that keep their input's quantization (sw.ops: pooling, flatten, clamps).
 _KEEPS_INPUT = {"input", "maxpool", "avgpool", "gap", "flatten", "relu", "relu6",
-                "adaptive_maxpool", "adaptive_avgpool", "channels"}
+                "adaptive_maxpool", "adaptive_avgpool"}
 
 
 class _GivenContext(QuantContext):
@@ -557,6 +557,11 @@ def _from_quantize(imp: Importer, n) -> None:
         imp.consts[n.output[0]] = q
         return
     q = _qparams(imp, n, scale, zp, dtype)
+    if x in imp.pending:
+        # Inside a pattern of several nodes (a channel shuffle's grouped view, GELU's erf
+        # form): the pattern's result has a quantization of its own; this one is dropped.
+        imp.pending[n.output[0]] = imp.pending.pop(x)
+        return
     target = imp.src(x, n)
     old = imp.given.get(target)
     if old is not None and old != q:
@@ -595,6 +600,9 @@ def _from_dequantize(imp: Importer, n) -> None:
                                            axis, x)
         return
     # An activation's dequantization: the value its QuantizeLinear quantized.
+    if x in imp.pending:
+        imp.pending[n.output[0]] = imp.pending.pop(x)
+        return
     imp.names[n.output[0]] = imp.src(x, n)
 
 
