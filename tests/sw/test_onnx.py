@@ -238,6 +238,14 @@ def test_qdq_resnet8_as_given_against_onnxruntime(tmp_path):
     scales = {numpy_helper.to_array(i).item() for i in m.graph.initializer
               if i.name.endswith("_scale") and numpy_helper.to_array(i).size == 1}
     assert {n.out.scale for n in qmodel.nodes} <= {float(np.float32(s)) for s in scales}
+    # Weights and int32 biases as given: the bias at s_in * s_w, the input zero point
+    # folded in (sw.ops.gemm).
+    for name, given in graph.weights.items():
+        node = qmodel.node(name)
+        q_in = qmodel.node(node.inputs[0]).out
+        assert torch.equal(node.attrs.w_q, given.w_q)
+        folded = given.bias_q - q_in.zero_point * given.w_q.to(torch.int64).flatten(1).sum(1)
+        assert torch.equal(node.attrs.bias_q.to(torch.int64), folded)
     x = torch.randn(16, *shape, generator=torch.Generator().manual_seed(5))
     y = sw.Device(CFG).run(sw.compile(qmodel, CFG), x)
     assert torch.equal(y, qmodel(x))
