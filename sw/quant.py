@@ -108,11 +108,15 @@ class QuantizedModel(nn.Module):
         return y[0] if unbatched else y
 
 
-def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> QuantizedModel:
+def quantize(model: nn.Module | Graph,
+             calibration: Iterable[torch.Tensor] | None) -> QuantizedModel:
     """Post-training quantization of ``model`` calibrated on ``calibration`` inputs.
 
-    ``calibration`` is an iterable of float input tensors, each ``[batch, *shape]``; a
-    single tensor is taken as one batch. ``model`` itself is left as it is (its
+    ``model`` is an ``nn.Module`` (traced with torch.fx) or a graph a front end made
+    (:func:`sw.import_onnx`). ``calibration`` is an iterable of float input tensors, each
+    ``[batch, *shape]``; a single tensor is taken as one batch. A QDQ ONNX model's
+    quantization is used as given; such a model needs no calibration (``None``) when it
+    quantizes every tensor. ``model`` itself is left as it is (its
     training/eval mode included): the quantizer traces and runs a copy in eval mode.
     Raises :class:`sw.UnsupportedOpError` for operations the flow does not
     support, and ``ValueError`` for an empty, ill-shaped or non-finite calibration set
@@ -120,15 +124,25 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
     when a tensor's calibrated range is degenerate (all zeros or below 1e-8): its
     quantized values are then all zero.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    if not isinstance(model, (nn.Module, Graph)):
+        raise TypeError(f"model must be a torch.nn.Module or a graph (sw.import_onnx), not "
+                        f"{type(model).__name__}")
+    from .frontend.onnx import OnnxGraph
+    given = isinstance(model, OnnxGraph) and model.prequantized
+    if calibration is None:
+        if not (given and model.quantizes_all() and model.input_shape is not None):
+            raise ValueError("calibration is None: only a QDQ ONNX model that quantizes every "
+                             "tensor and fixes its input shape needs no calibration")
+        calibration = []
     if isinstance(calibration, torch.Tensor):
         calibration = [calibration]     # one batch
-    if model.training:
+    if isinstance(model, nn.Module) and model.training:
         model = copy.deepcopy(model).eval()   # not the caller's model: theirs stays in training
     calibration = iter(calibration)
     first = next(calibration, None)
-    if isinstance(first, torch.Tensor) and first.dtype.is_floating_point and first.dim() >= 2:
+    if isinstance(model, Graph):
+        graph = model
+    elif isinstance(first, torch.Tensor) and first.dtype.is_floating_point and first.dim() >= 2:
         graph = trace(model, example=first)
     else:
         graph = trace(model)
@@ -136,6 +150,8 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
     record: dict[str, tuple[float, float]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     input_shape = None
+    if given and first is None:
+        input_shape = model.input_shape
     n = 0
     with torch.no_grad():
         for x in calibration:
@@ -156,7 +172,7 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
                     f"({str(exc).splitlines()[0]}); calibration takes batches [batch, *input]: "
                     f"is this one sample without its batch dimension (x.unsqueeze(0))?") from None
             n += 1
-        if n == 0:
+        if n == 0 and input_shape is None:
             raise ValueError("calibration is empty: give at least one input batch")
         float_forward(graph, {graph.inputs[0]: torch.zeros((1,) + input_shape)}, shapes=shapes)
 
@@ -164,16 +180,22 @@ def quantize(model: nn.Module, calibration: Iterable[torch.Tensor]) -> Quantized
     # concatenation's quantization (sw.ops.cat: the range of all its operands).
     from .ops.cat import folded_operands
     for operand, cat in folded_operands(graph.nodes, graph.output).items():
-        record[operand] = record[cat]
+        if cat in record:               # (a QDQ model's concatenation has its own)
+            record[operand] = record[cat]
     for name, (lo, hi) in record.items():
         if max(abs(lo), abs(hi)) < 1e-8:
             warnings.warn(f"the calibrated range of {name!r} is [{lo:.3g}, {hi:.3g}]: it "
                           f"quantizes to all zeros (calibrate with inputs that reach it, or check "
                           f"the model's weights)", RuntimeWarning, stacklevel=2)
-    ctx = ops.QuantContext(record, {}, shapes)
+    if isinstance(graph, OnnxGraph):
+        ctx = graph.context(record, shapes)          # the QDQ model's quantization first
+        quantize_node = graph.quantize_node
+    else:
+        ctx = ops.QuantContext(record, {}, shapes)
+        quantize_node = None
     qnodes: list[QNode] = []
     for node in graph.nodes:
-        q = ops.get(node.op).quantize(node, ctx)
+        q = quantize_node(node, ctx) if quantize_node else ops.get(node.op).quantize(node, ctx)
         ctx.qparams[node.name] = q.out
         qnodes.append(q)
     return QuantizedModel(qnodes, graph.output, input_shape)

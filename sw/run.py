@@ -1,7 +1,9 @@
 """Compile a model and run it on a backend: ``python -m sw.run MODEL [options]``.
 
-MODEL is a zoo name (``lenet5``, ``resnet8``, ...) or ``module:attr`` naming an
-``nn.Module`` instance or a function returning one (give ``--input-shape`` for those).
+MODEL is a zoo name (``lenet5``, ``resnet8``, ...), ``module:attr`` naming an
+``nn.Module`` instance or a function returning one (give ``--input-shape`` for those),
+or an ONNX file (``model.onnx``: a float model is calibrated; a QDQ model from
+onnxruntime's static quantization keeps its scales and zero points).
 Calibration uses random inputs unless ``--digits`` picks scikit-learn's digits
 (then the model must take 1x8x8 images). Prints per-layer and total statistics.
 With ``--backend rtl --trace FILE`` it also writes the instruction timeline as Chrome
@@ -24,7 +26,8 @@ from sw.zoo import load as _load_model    # MODEL as every CLI takes it
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sw.run", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="zoo name or module:attr")
+    parser.add_argument("model", help="zoo name, module:attr, or an .onnx file (float or QDQ; "
+                                      "its input shape from the file unless --input-shape)")
     parser.add_argument("--backend", choices=list(BACKENDS),
                         help="where to run (default func; board with --board)")
     parser.add_argument("--board", metavar="NAME",
@@ -80,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.clock_mhz is not None and not (args.trace and args.clock_mhz > 0):
         parser.error("--clock-mhz goes with --trace and must be positive")
     try:
-        model, shape = _load_model(args.model)
-    except ValueError as exc:
+        if args.model.lower().endswith(".onnx"):
+            model = sw.import_onnx(args.model)
+            shape = model.input_shape
+        else:
+            model, shape = _load_model(args.model)
+    except (ValueError, OSError) as exc:      # UnsupportedOpError is a ValueError
         parser.error(str(exc))
     if args.input_shape:
         try:

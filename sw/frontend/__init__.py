@@ -2,10 +2,12 @@
 
 * :mod:`sw.frontend.fx`: a ``torch.nn.Module`` traced with ``torch.fx``
   (``trace(model)``).
+* :mod:`sw.frontend.onnx`: an ONNX model, float or QDQ-quantized
+  (``sw.import_onnx(path)``).
 
 Each front end keeps a table of patterns that the operator files of :mod:`sw.ops`
-fill, so that a new operator brings its own patterns and a new front end (ONNX)
-brings its own table. Anything no pattern matches raises
+fill, so that a new operator brings its own patterns and a new front end brings its
+own table (the ONNX one keeps its patterns in its own file). Anything no pattern matches raises
 :class:`UnsupportedOpError` naming the operation and where it is in the model.
 """
 

@@ -1,0 +1,1071 @@
+"""The ONNX front end: ``import_onnx(path)`` to a :class:`sw.ir.Graph`.
+
+The graph is the one the torch.fx front end (:mod:`sw.frontend.fx`) produces for the
+same model: the same operators of the op table (:mod:`sw.ops`), the same attribute
+dataclasses, BatchNormalization folded into the convolution it follows and ReLU/ReLU6
+fused into their producer, so ``sw.quantize`` and ``sw.compile`` take it as they take an
+``nn.Module``. Each ONNX node is matched against :data:`PATTERNS` (by ``op_type``);
+every node no pattern supports is named, with its node name, in one
+:class:`sw.UnsupportedOpError`.
+
+Two kinds of models:
+
+* **float** models: the graph carries float weights and is calibrated by
+  ``sw.quantize(graph, calibration)`` as a PyTorch model is.
+* **QDQ** models (``QuantizeLinear``/``DequantizeLinear`` pairs, as onnxruntime's
+  ``quantize_static(..., quant_format=QuantFormat.QDQ)`` writes them): the pairs
+  disappear from the graph and their scales and zero points are kept
+  (:class:`OnnxGraph` ``given``, ``weights``). ``sw.quantize`` then uses them as given
+  (calibration is optional): activations per tensor (uint8 ``q`` is the int8 ``q - 128``
+  with zero point ``zp - 128``: the same real values), weights int8 symmetric per output
+  channel or per tensor (a per-tensor scale is every channel's), bias int32 at
+  ``s_in * s_w``. What the NPU's scheme cannot represent (asymmetric weights, 16- or
+  4-bit types, per-axis activation scales) is a ``ValueError`` naming the tensor.
+  Where the QDQ model gives an operator that keeps its input's quantization on the NPU
+  (global average pooling, max pooling) an output quantization of its own, a
+  requantization follows it (a one-operand ``cat``, TFLite's integer rounding).
+  docs/user-guide.md ("ONNX models") gives the measured agreement with onnxruntime.
+
+``onnx`` is imported only when a model is imported, so ``import sw`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..ir import Graph, Node, QNode, QParams
+from ..ops.base import QuantContext
+from . import GraphBuilder, UnsupportedOpError
+
+__all__ = ["import_onnx", "OnnxGraph", "GivenWeights", "PATTERNS", "pattern"]
+
+
+@dataclass(frozen=True)
+class GivenWeights:
+    """A QDQ model's weights of one convolution or linear layer, as given: ``w_q`` int8
+    (zero point 0), ``scale`` per output channel (float64), ``bias_q`` int32 at
+    ``bias_scale`` (None: quantized from the float bias; so is a bias whose scale is
+    not ``s_in * scale``)."""
+    w_q: torch.Tensor
+    scale: torch.Tensor
+    bias_q: torch.Tensor | None = None
+    bias_scale: torch.Tensor | None = None
+
+
+@dataclass
+class OnnxGraph(Graph):
+    """A :class:`sw.ir.Graph` imported from ONNX, with what the model itself says.
+
+    ``source``: the file (or ``"<ModelProto>"``); ``input_shape``: one sample's shape
+    when the model fixes it; ``given``: the output quantization of the nodes a QDQ model
+    quantizes; ``weights``: the QDQ model's integer weights per conv/linear node.
+    """
+    source: str = ""
+    input_shape: tuple[int, ...] | None = None
+    given: dict[str, QParams] = field(default_factory=dict)
+    weights: dict[str, GivenWeights] = field(default_factory=dict)
+
+    @property
+    def prequantized(self) -> bool:
+        """Whether the model is a QDQ model whose quantization ``sw.quantize`` uses."""
+        return bool(self.given)
+
+    def quantizes_all(self) -> bool:
+        """Whether every node's quantization is given or follows from its operands' (so
+        ``sw.quantize`` needs no calibration)."""
+        return all(n.name in self.given or n.op in _KEEPS_INPUT for n in self.nodes)
+
+    def context(self, ranges: dict, shapes: dict):
+        """The :class:`sw.ops.QuantContext` of ``sw.quantize``: given quantization first,
+        calibrated ranges for the rest."""
+        return _GivenContext(ranges, {}, shapes, self.given)
+
+    def quantize_node(self, node: Node, ctx) -> QNode:
+        """The quantized node: the op table's quantization, with a QDQ model's weights
+        and output quantization as given."""
+        from .. import ops
+        given = self.weights.get(node.name)
+        if given is not None:
+            return _quantize_given_gemm(node, ctx, given)
+        return ops.get(node.op).quantize(node, ctx)
+
+
+# Operators that keep their input's quantization (sw.ops: pooling, flatten, clamps).
+_KEEPS_INPUT = {"input", "maxpool", "avgpool", "gap", "flatten", "relu", "relu6",
+                "adaptive_maxpool", "adaptive_avgpool"}
+
+
+class _GivenContext(QuantContext):
+    """Calibrated quantization, except where the QDQ model gives it."""
+
+    def __init__(self, ranges, qparams, shapes, given: dict[str, QParams]) -> None:
+        super().__init__(ranges, qparams, shapes)
+        self.given = given
+
+    def out(self, node: Node) -> QParams:
+        if node.name in self.given:
+            return self.given[node.name]
+        if node.name not in self.ranges:
+            raise ValueError(f"node {node.name!r} ({node.where}) has no quantization in the "
+                             f"QDQ model: give sw.quantize calibration data for it")
+        return super().out(node)
+
+
+def _quantize_given_gemm(node: Node, ctx, given: GivenWeights) -> QNode:
+    """:func:`sw.ops.gemm.quantize_gemm` with the QDQ model's integer weights and bias."""
+    from .. import golden
+    from ..ops.base import act_clamp
+    from ..ops.conv import QConv
+    from ..ops.gemm import QLinear
+    q_in = ctx.q(node.inputs[0])
+    out = ctx.out(node)
+    w_q, s_w = given.w_q, given.scale
+    if given.bias_q is not None and torch.allclose(
+            given.bias_scale.to(torch.float64), q_in.scale * s_w, rtol=1e-5, atol=0):
+        bias_q = given.bias_q.to(torch.int64)
+    else:
+        bias_q = torch.round(node.attrs.bias.to(torch.float64) / (q_in.scale * s_w)).to(torch.int64)
+    folded = bias_q - q_in.zero_point * w_q.to(torch.int64).reshape(w_q.shape[0], -1).sum(dim=1)
+    folded = torch.clamp(folded, golden.INT32_MIN, golden.INT32_MAX)
+    qm = [golden.quantize_multiplier(float(q_in.scale * sw / out.scale)) for sw in s_w.tolist()]
+    fields = dict(w_q=w_q, bias_q=folded.to(torch.int32), mult=torch.tensor([m for m, _ in qm]),
+                  shift=torch.tensor([s for _, s in qm]), zp_in=q_in.zero_point)
+    a = node.attrs
+    attrs = (QConv(**fields, stride=a.stride, padding=a.padding, groups=a.groups)
+             if node.op == "conv" else QLinear(**fields))
+    return QNode(node.name, node.op, node.inputs, out, ctx.shape(node.name), attrs, node.act,
+                 node.where, act_clamp(node.act, out))
+
+
+# --- the importer ------------------------------------------------------------------------
+
+#: ONNX op_type -> pattern(importer, onnx node)
+PATTERNS: dict[str, Callable[["Importer", Any], None]] = {}
+
+
+def pattern(*op_types: str):
+    """Decorator: the pattern for ONNX nodes of ``op_types``."""
+    def deco(fn):
+        for t in op_types:
+            if t in PATTERNS:
+                raise ValueError(f"onnx: a pattern for {t} is already registered")
+            PATTERNS[t] = fn
+        return fn
+    return deco
+
+
+@dataclass(frozen=True)
+class _QConst:
+    """A constant a DequantizeLinear reads: its integer values, scale, zero point, axis."""
+    q: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int
+    name: str = ""                #: the integer initializer's name, for messages
+
+
+class Importer(GraphBuilder):
+    """The state of one import, handed to the patterns.
+
+    ``consts``: constant tensors (initializers, Constant nodes, dequantized weights) by
+    ONNX name; ``qconsts``: the integer form of the dequantized ones; ``shapes``: value
+    shapes from ONNX shape inference; ``names``: ONNX value name -> IR node name.
+    """
+
+    def __init__(self, consts: dict[str, np.ndarray], shapes: dict[str, tuple]) -> None:
+        super().__init__()
+        self.consts = consts
+        self.qconsts: dict[str, _QConst] = {}
+        self.shapes = shapes
+        self.names: dict[str, str] = {}
+        self.given: dict[str, QParams] = {}
+        self.weights: dict[str, GivenWeights] = {}
+        self.pending: dict[str, tuple] = {}
+        self.used: set[str] = set()
+        self.consumers: dict[str, int] = {}
+        self.input_shape: tuple[int, ...] | None = None
+        self.values: dict[str, torch.Tensor] = {}
+
+    # names ------------------------------------------------------------------------------
+    def node_name(self, onnx_node) -> str:
+        """A unique IR name for ``onnx_node`` (its node name as an identifier)."""
+        base = re.sub(r"\W+", "_", onnx_node.name or onnx_node.output[0]).strip("_")
+        base = base or onnx_node.op_type.lower()
+        if base[0].isdigit():
+            base = f"n{base}"
+        name, k = base, 1
+        while name in self.used:
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        return name
+
+    def where(self, onnx_node) -> str:
+        """How messages name ``onnx_node``: its op type and node name."""
+        return f"{onnx_node.op_type} node {onnx_node.name or onnx_node.output[0]!r}"
+
+    def src(self, value: str, onnx_node) -> str:
+        """The IR node that computes ONNX value ``value``; constants are not supported."""
+        if value in self.names:
+            return self.names[value]
+        if value in self.consts:
+            raise UnsupportedOpError(f"{self.where(onnx_node)}: a constant operand ({value!r}) "
+                                     f"is not supported here")
+        raise UnsupportedOpError(f"{self.where(onnx_node)}: operand {value!r} is not computed "
+                                 f"by a supported node")
+
+    def const(self, value: str, onnx_node, what: str) -> np.ndarray:
+        """The constant ONNX value ``value``; UnsupportedOpError when it is computed."""
+        if value in self.consts:
+            return self.consts[value]
+        raise UnsupportedOpError(f"{self.where(onnx_node)}: {what} ({value!r}) must be a constant")
+
+    def users(self, name: str) -> list[Node]:
+        """The IR nodes built so far that read node ``name``."""
+        return [n for n in self.nodes if name in n.inputs]
+
+    def shape(self, value: str) -> tuple | None:
+        """The shape of ONNX value ``value``: ONNX shape inference's, or where it left
+        dimensions unknown (after shape arithmetic), that of the float reference of the
+        graph built so far on one zero input; None when neither knows."""
+        shape = self.shapes.get(value)
+        if shape is not None and all(d is not None for d in shape):
+            return shape
+        if value in self.names and self.input_shape is not None:
+            try:
+                return tuple(self._value(self.names[value]).shape)
+            except Exception:  # noqa: BLE001 - an operand the reference cannot run
+                return shape
+        return shape
+
+    def _value(self, name: str) -> torch.Tensor:
+        """The float reference's output of IR node ``name`` on one zero input."""
+        from .. import ops
+        if name not in self.values:
+            node = self.find(name)
+            if node.op == "input":
+                args = [torch.zeros((1,) + tuple(self.input_shape))]
+            else:
+                args = [self._value(i) for i in node.inputs]
+            with torch.no_grad():
+                y = ops.get(node.op).forward(node, args)
+                if node.act is not None:
+                    y = ops.get(node.act).forward(node, [y])
+            self.values[name] = y
+        return self.values[name]
+
+    def emit(self, onnx_node, op: str, inputs: list[str], attrs: Any = None) -> Node:
+        """Add an IR node for ``onnx_node`` (its first output)."""
+        node = self.add(Node(self.node_name(onnx_node), op, inputs, attrs,
+                             where=onnx_node.name or onnx_node.output[0]))
+        self.names[onnx_node.output[0]] = node.name
+        return node
+
+    def same(self, onnx_node, value: str) -> None:
+        """``onnx_node``'s output is its operand ``value`` (an identity)."""
+        self.names[onnx_node.output[0]] = self.src(value, onnx_node)
+
+
+def _attrs(onnx_node) -> dict[str, Any]:
+    import onnx
+    return {a.name: onnx.helper.get_attribute_value(a) for a in onnx_node.attribute}
+
+
+def _load(model) -> tuple[Any, str]:
+    import onnx
+    if isinstance(model, onnx.ModelProto):
+        return model, "<ModelProto>"
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"import_onnx expects a path or an onnx.ModelProto, not "
+                        f"{type(model).__name__}")
+    path = os.fspath(model)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"ONNX model {path!r}: no such file")
+    if os.path.isdir(path):
+        raise ValueError(f"ONNX model {path!r} is a directory, not a file")
+    try:
+        proto = onnx.load(path)
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise ValueError(f"{path!r} is not a readable ONNX model ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+    return proto, path
+
+
+def import_onnx(model, *, check: bool = True) -> OnnxGraph:
+    """Import an ONNX model (a file path or an ``onnx.ModelProto``) as a graph.
+
+    Returns an :class:`OnnxGraph` (a :class:`sw.ir.Graph`) that ``sw.quantize`` takes as
+    it takes an ``nn.Module``; for a QDQ model it carries the model's quantization, used
+    as given. ``check``: run ``onnx.checker`` first.
+
+    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for a file that is not
+    a valid ONNX model or a quantization the NPU cannot represent, ``TypeError`` for
+    something that is neither a path nor a model, and :class:`sw.UnsupportedOpError`
+    naming every unsupported ONNX node (op type and node name) at once.
+    """
+    import onnx
+    proto, source = _load(model)
+    if check:
+        try:
+            onnx.checker.check_model(proto)
+        except Exception as exc:  # noqa: BLE001 - ValidationError and protobuf errors
+            raise ValueError(f"ONNX model {source}: invalid ({str(exc).splitlines()[0]})") from None
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # noqa: BLE001 - shapes are a help, not a need
+        inferred = proto
+    g = inferred.graph
+    consts: dict[str, np.ndarray] = {}
+    for init in g.initializer:
+        consts[init.name] = onnx.numpy_helper.to_array(init)
+    shapes: dict[str, tuple] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                    for d in t.shape.dim)
+    imp = Importer(consts, shapes)
+    for n in g.node:
+        for i in n.input:
+            imp.consumers[i] = imp.consumers.get(i, 0) + 1
+    inputs = [vi for vi in g.input if vi.name not in consts]
+    problems: list[str] = []
+    if len(inputs) != 1:
+        raise UnsupportedOpError(f"ONNX model {source} has {len(inputs)} inputs "
+                                 f"({', '.join(vi.name for vi in inputs)}); one is supported")
+    inp = inputs[0]
+    elem = inp.type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        raise UnsupportedOpError(f"ONNX model {source}: input {inp.name!r} is "
+                                 f"{onnx.TensorProto.DataType.Name(elem)}; a float input is "
+                                 f"supported")
+    in_node = imp.add(Node(_ident(inp.name), "input", [], where=inp.name))
+    imp.used.add(in_node.name)
+    imp.names[inp.name] = in_node.name
+    dims = shapes.get(inp.name)
+    input_shape = tuple(dims[1:]) if dims and all(d for d in dims[1:]) else None
+    imp.input_shape = input_shape
+
+    for n in g.node:
+        fn = PATTERNS.get(n.op_type) if n.domain in ("", "ai.onnx") else None
+        if _fold(imp, n):
+            continue                  # shape arithmetic on constants, evaluated here
+        try:
+            if fn is None:
+                domain = f" (domain {n.domain})" if n.domain not in ("", "ai.onnx") else ""
+                raise UnsupportedOpError(f"unsupported ONNX op {n.op_type}{domain} at node "
+                                         f"{n.name or n.output[0]!r}")
+            fn(imp, n)
+        except UnsupportedOpError as exc:
+            problems.append(str(exc))
+            # The node stands in as a placeholder so that the nodes after it are looked at.
+            for o in n.output:
+                if o not in imp.names and o not in imp.consts:
+                    imp.names[o] = imp.add(Node(imp.node_name(n), "unsupported", [],
+                                                where=n.name)).name
+    if len(problems) == 1:
+        raise UnsupportedOpError(problems[0])
+    if problems:
+        raise UnsupportedOpError(f"the ONNX model uses {len(problems)} unsupported operations:\n"
+                                 + "\n".join(f"  - {p}" for p in problems))
+    outputs = []
+    for vo in g.output:
+        if vo.name not in imp.names:
+            raise UnsupportedOpError(f"ONNX model {source}: output {vo.name!r} is a constant")
+        outputs.append(imp.names[vo.name])
+    if len(outputs) != 1:
+        raise UnsupportedOpError(f"ONNX model {source} has {len(outputs)} outputs; one is "
+                                 f"supported")
+    if imp.pending:
+        raise UnsupportedOpError(f"ONNX model {source}: a layout change "
+                                 f"({', '.join(imp.pending)}) is not a channel shuffle")
+    nodes = _drop_unused(imp.nodes, outputs)
+    given = {k: v for k, v in imp.given.items() if any(n.name == k for n in nodes)}
+    graph = OnnxGraph(nodes, outputs, source=source, input_shape=input_shape, given=given,
+                      weights=imp.weights)
+    from ..ops.activation import fuse_activations
+    _requantize_kept(graph)
+    fuse_activations(graph)
+    if graph.given and graph.inputs[0] not in graph.given:
+        raise ValueError(f"ONNX model {source}: a QDQ model must quantize its input "
+                         f"(a QuantizeLinear on {inp.name!r})")
+    return graph
+
+
+def _ident(name: str) -> str:
+    s = re.sub(r"\W+", "_", name).strip("_") or "input"
+    return f"n{s}" if s[0].isdigit() else s
+
+
+def _drop_unused(nodes: list[Node], outputs: list[str]) -> list[Node]:
+    """The nodes the outputs depend on (the input always), in order."""
+    needed = set(outputs)
+    keep = []
+    for n in reversed(nodes):
+        if n.name in needed or n.op == "input":
+            keep.append(n)
+            needed.update(n.inputs)
+    return keep[::-1]
+
+
+def _requantize_kept(graph: OnnxGraph) -> None:
+    """After each node that keeps its input's quantization on the NPU but has a QDQ
+    output quantization of its own, a requantization to it (a one-operand ``cat``)."""
+    if not graph.given:
+        return
+    from ..ops.cat import Cat
+    effective: dict[str, QParams | None] = {}
+    for node in list(graph.nodes):
+        own = graph.given.get(node.name)
+        if node.op in _KEEPS_INPUT and node.op != "input":
+            inherited = effective.get(node.inputs[0])
+            if own is None or own == inherited:
+                effective[node.name] = inherited
+                graph.given.pop(node.name, None)
+                continue
+            # Requantize: a new node carries the given quantization.
+            effective[node.name] = inherited
+            del graph.given[node.name]
+            name = f"{node.name}_requant"
+            users = graph.users(node.name)
+            req = Node(name, "cat", [node.name], Cat(1), where=f"{node.where} (requantized)")
+            graph.nodes.insert(graph.nodes.index(node) + 1, req)
+            for u in users:
+                u.inputs = [name if i == node.name else i for i in u.inputs]
+            graph.replace_output(node.name, name)
+            graph.given[name] = own
+            effective[name] = own
+        else:
+            effective[node.name] = own
+
+
+# --- constants ----------------------------------------------------------------------------
+
+def _int_div(a, b):
+    if np.issubdtype(np.result_type(a, b), np.integer):
+        return (np.trunc(a / b)).astype(np.result_type(a, b))   # ONNX: toward zero
+    return a / b
+
+
+#: op_type -> numpy evaluation on constant operands (the shape arithmetic exporters write)
+FOLDABLE: dict[str, Callable[..., np.ndarray]] = {
+    "Add": lambda a, x, y: x + y,
+    "Sub": lambda a, x, y: x - y,
+    "Mul": lambda a, x, y: x * y,
+    "Div": lambda a, x, y: _int_div(x, y),
+    "Gather": lambda a, x, i: np.take(x, i, axis=a.get("axis", 0)),
+    "Unsqueeze": lambda a, x, axes=None: np.expand_dims(
+        x, tuple(int(v) for v in (axes if axes is not None else a["axes"]))),
+    "Squeeze": lambda a, x, axes=None: np.squeeze(
+        x, tuple(int(v) for v in (axes if axes is not None else a["axes"]))),
+    "Concat": lambda a, *xs: np.concatenate(xs, axis=a.get("axis", 0)),
+    "Cast": lambda a, x: x.astype(_np_type(a["to"])),
+    "Identity": lambda a, x: x,
+}
+
+
+def _np_type(elem: int):
+    import onnx
+    return onnx.helper.tensor_dtype_to_np_dtype(elem)
+
+
+def _fold(imp: Importer, n) -> bool:
+    """Evaluate ``n`` when all its operands are constants (or it is the Shape of a value
+    whose shape is known); True if it was."""
+    if n.op_type == "Shape":
+        shape = imp.shape(n.input[0])
+        a = _attrs(n)
+        if shape is None or any(d is None for d in shape) or n.input[0] not in imp.names:
+            return False
+        imp.consts[n.output[0]] = np.array(shape[a.get("start", 0):a.get("end", None)], np.int64)
+        return True
+    fn = FOLDABLE.get(n.op_type)
+    inputs = [i for i in n.input]
+    if fn is None or not inputs or not all(i == "" or i in imp.consts for i in inputs):
+        return False
+    args = [imp.consts[i] if i else None for i in inputs]
+    while args and args[-1] is None:
+        args.pop()
+    try:
+        imp.consts[n.output[0]] = np.asarray(fn(_attrs(n), *args))
+    except Exception:  # noqa: BLE001 - leave it to the op's pattern, which says what is wrong
+        return False
+    return True
+
+
+@pattern("Slice")
+def _from_slice(imp: Importer, n) -> None:
+    """A slice of channels (as PyTorch exports ``x.chunk(k, 1)``, ``torch.split``): a
+    ``channels`` node of 0/1 weights, as the fx front end makes it."""
+    from ..ops.conv import Conv
+    from ..ops.layout import slice_weights
+    starts, ends = (imp.const(v, n, what).reshape(-1) for v, what in
+                    ((n.input[1], "starts"), (n.input[2], "ends")))
+    axes = (imp.const(n.input[3], n, "axes").reshape(-1) if len(n.input) > 3 and n.input[3]
+            else np.arange(len(starts)))
+    steps = (imp.const(n.input[4], n, "steps").reshape(-1) if len(n.input) > 4 and n.input[4]
+             else np.ones(len(starts), np.int64))
+    shape = imp.shape(n.input[0])
+    if shape is None or shape[1] is None or len(starts) != 1 or int(axes[0]) % len(shape) != 1 \
+            or int(steps[0]) != 1:
+        raise UnsupportedOpError(f"{imp.where(n)}: only a slice of channels (axis 1, step 1) "
+                                 f"of a tensor of known shape is supported")
+    c = shape[1]
+    start, stop = (int(max(0, min(c, v + c if v < 0 else v))) for v in (starts[0], ends[0]))
+    if stop <= start:
+        raise UnsupportedOpError(f"{imp.where(n)}: an empty slice [{start}:{stop}]")
+    w = slice_weights(c, start, stop)
+    node = imp.emit(n, "channels", [imp.src(n.input[0], n)],
+                    Conv(w, torch.zeros(w.shape[0]), (1, 1), (0, 0), 1))
+    node.where = f"{node.where} (channels {start}:{stop})"
+
+
+# --- QDQ ------------------------------------------------------------------------------------
+
+def _qparams(imp: Importer, onnx_node, scale: np.ndarray, zp: np.ndarray | None,
+             dtype) -> QParams:
+    """int8 quantization of a per-tensor (u)int8 QuantizeLinear."""
+    where = imp.where(onnx_node)
+    if scale.size != 1:
+        raise ValueError(f"{where}: per-axis activation quantization ({scale.size} scales) "
+                         f"cannot be represented (the NPU quantizes activations per tensor)")
+    z = int(zp.reshape(-1)[0]) if zp is not None else 0
+    if dtype == np.uint8:
+        z -= 128
+    elif dtype != np.int8:
+        raise ValueError(f"{where}: activations of type {np.dtype(dtype).name} cannot be "
+                         f"represented (the NPU's are 8-bit)")
+    return QParams(float(scale.reshape(-1)[0]), z)
+
+
+@pattern("QuantizeLinear")
+def _from_quantize(imp: Importer, n) -> None:
+    x = n.input[0]
+    scale = imp.const(n.input[1], n, "the scale")
+    zp = imp.const(n.input[2], n, "the zero point") if len(n.input) > 2 and n.input[2] else None
+    dtype = zp.dtype if zp is not None else np.uint8
+    if x in imp.consts:
+        # A constant quantized in the graph (weights not folded): evaluate it.
+        q = _quantize_np(imp.consts[x], scale, zp, _attrs(n).get("axis", 1), dtype)
+        imp.consts[n.output[0]] = q
+        return
+    q = _qparams(imp, n, scale, zp, dtype)
+    if x in imp.pending:
+        # Inside a pattern of several nodes (a channel shuffle's grouped view, GELU's erf
+        # form): the pattern's result has a quantization of its own; this one is dropped.
+        imp.pending[n.output[0]] = imp.pending.pop(x)
+        return
+    target = imp.src(x, n)
+    old = imp.given.get(target)
+    if old is not None and old != q:
+        raise ValueError(f"{imp.where(n)}: {x!r} is quantized twice with different "
+                         f"parameters ({old} and {q}); one quantization per tensor is supported")
+    imp.given[target] = q
+    imp.names[n.output[0]] = target
+
+
+def _quantize_np(x, scale, zp, axis, dtype):
+    shape = [1] * x.ndim
+    if scale.size > 1:
+        shape[axis] = -1
+    s = scale.reshape(shape)
+    z = (zp.reshape(shape) if zp is not None else 0).astype(np.int64)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / s) + z, info.min, info.max).astype(dtype)
+
+
+@pattern("DequantizeLinear")
+def _from_dequantize(imp: Importer, n) -> None:
+    x = n.input[0]
+    scale = imp.const(n.input[1], n, "the scale").astype(np.float64)
+    zp = imp.const(n.input[2], n, "the zero point") if len(n.input) > 2 and n.input[2] else None
+    if x in imp.consts:
+        q = imp.consts[x]
+        axis = _attrs(n).get("axis", 1)
+        if axis < 0:
+            axis += q.ndim
+        shape = [1] * q.ndim
+        if scale.size > 1:
+            shape[axis] = -1
+        z = zp.astype(np.int64).reshape(shape) if zp is not None else np.zeros(shape, np.int64)
+        imp.consts[n.output[0]] = ((q.astype(np.int64) - z) * scale.reshape(shape)).astype(np.float32)
+        imp.qconsts[n.output[0]] = _QConst(q, scale, zp if zp is not None else np.zeros(1, np.int64),
+                                           axis, x)
+        return
+    # An activation's dequantization: the value its QuantizeLinear quantized.
+    if x in imp.pending:
+        imp.pending[n.output[0]] = imp.pending.pop(x)
+        return
+    imp.names[n.output[0]] = imp.src(x, n)
+
+
+def _given_weights(imp: Importer, n, w_name: str, b_name: str | None, *,
+                   transpose: bool = False) -> GivenWeights | None:
+    """The QDQ integer weights of a Conv/Gemm/MatMul, or None for float weights."""
+    qc = imp.qconsts.get(w_name)
+    if qc is None:
+        return None
+    where = imp.where(n)
+    w_name = qc.name or w_name
+    if qc.q.dtype not in (np.int8, np.uint8):
+        raise ValueError(f"{where}: weights {w_name!r} of type {qc.q.dtype.name} cannot be "
+                         f"represented (the NPU's weights are int8)")
+    q = qc.q.astype(np.int64)
+    zp = qc.zero_point.astype(np.int64).reshape(-1)
+    if qc.q.dtype == np.uint8:
+        q, zp = q - 128, zp - 128
+    if np.any(zp != 0):
+        raise ValueError(f"{where}: weights {w_name!r} are asymmetric (zero point "
+                         f"{sorted(set(zp.tolist()))[:4]}); the NPU's weights are symmetric "
+                         f"(quantize_static(..., extra_options={{'WeightSymmetric': True}}), "
+                         f"the default for int8)")
+    axis = qc.axis
+    if transpose:
+        q = q.T
+        axis = 1 - axis if q.ndim == 2 else axis
+    n_out = q.shape[0]
+    if qc.scale.size == 1:
+        scale = np.full(n_out, float(qc.scale.reshape(-1)[0]))
+    elif axis == 0 and qc.scale.size == n_out:
+        scale = qc.scale.reshape(-1)
+    else:
+        raise ValueError(f"{where}: weights {w_name!r} are quantized per axis {qc.axis} "
+                         f"(not per output channel); the NPU's scales are per output channel")
+    if q.min() < -128 or q.max() > 127:
+        raise ValueError(f"{where}: weights {w_name!r} do not fit int8")
+    bias_q = None
+    if b_name and b_name in imp.qconsts:
+        bq = imp.qconsts[b_name]
+        if bq.q.dtype != np.int32 or np.any(bq.zero_point != 0):
+            raise ValueError(f"{where}: bias {b_name!r} must be int32 with zero point 0, not "
+                             f"{bq.q.dtype.name}")
+        bias_q = torch.from_numpy(bq.q.astype(np.int64).reshape(-1))
+        bias_scale = torch.from_numpy(np.broadcast_to(bq.scale.reshape(-1), bias_q.shape).copy())
+        return GivenWeights(torch.from_numpy(q.astype(np.int8)), torch.from_numpy(scale.copy()),
+                            bias_q, bias_scale)
+    return GivenWeights(torch.from_numpy(q.astype(np.int8)), torch.from_numpy(scale.copy()))
+
+
+# --- operators --------------------------------------------------------------------------------
+
+def _pads(imp: Importer, n, a: dict, rank: int = 2) -> tuple[int, int]:
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto not in ("NOTSET", "VALID"):
+        raise UnsupportedOpError(f"{imp.where(n)}: auto_pad={auto} is not supported (explicit "
+                                 f"pads only)")
+    pads = list(a.get("pads", [0] * (2 * rank))) if auto == "NOTSET" else [0] * (2 * rank)
+    if pads[:rank] != pads[rank:]:
+        raise UnsupportedOpError(f"{imp.where(n)}: asymmetric pads {pads} are not supported")
+    return tuple(pads[:rank])
+
+
+def _check_2d(imp: Importer, n, kernel) -> None:
+    if len(kernel) != 2:
+        raise UnsupportedOpError(f"{imp.where(n)}: a {len(kernel)}-D kernel is not supported "
+                                 f"(2-D only)")
+
+
+@pattern("Conv")
+def _from_conv(imp: Importer, n) -> None:
+    from ..ops.conv import Conv
+    a = _attrs(n)
+    w = imp.const(n.input[1], n, "the weight")
+    kernel = a.get("kernel_shape", list(w.shape[2:]))
+    _check_2d(imp, n, kernel)
+    if list(a.get("dilations", [1, 1])) != [1, 1]:
+        raise UnsupportedOpError(f"{imp.where(n)}: dilations {a['dilations']} are not supported")
+    inp = imp.src(n.input[0], n)
+    b_name = n.input[2] if len(n.input) > 2 and n.input[2] else None
+    bias = imp.const(b_name, n, "the bias") if b_name else np.zeros(w.shape[0], np.float32)
+    stride = tuple(a.get("strides", [1, 1]))
+    node = imp.emit(n, "conv", [inp], Conv(torch.from_numpy(w.copy()),
+                                           torch.from_numpy(bias.astype(np.float32).copy()),
+                                           stride, _pads(imp, n, a), int(a.get("group", 1))))
+    given = _given_weights(imp, n, n.input[1], b_name)
+    if given is not None:
+        imp.weights[node.name] = given
+
+
+def _linear(imp: Importer, n, inp: str, w: np.ndarray, bias: np.ndarray | None,
+            given: GivenWeights | None) -> Node:
+    from ..ops.linear import Linear
+    if bias is None:
+        bias = np.zeros(w.shape[0], np.float32)
+    node = imp.emit(n, "linear", [inp], Linear(torch.from_numpy(np.ascontiguousarray(w, np.float32)),
+                                               torch.from_numpy(np.ascontiguousarray(
+                                                   bias.reshape(-1), np.float32))))
+    if given is not None:
+        imp.weights[node.name] = given
+    return node
+
+
+@pattern("Gemm")
+def _from_gemm(imp: Importer, n) -> None:
+    a = _attrs(n)
+    if a.get("transA", 0):
+        raise UnsupportedOpError(f"{imp.where(n)}: transA=1 is not supported")
+    w = imp.const(n.input[1], n, "the weight B")
+    trans_b = bool(a.get("transB", 0))
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    b_name = n.input[2] if len(n.input) > 2 and n.input[2] else None
+    bias = imp.const(b_name, n, "the bias C") if b_name else None
+    given = _given_weights(imp, n, n.input[1], b_name, transpose=not trans_b)
+    if given is not None and (alpha != 1.0 or beta != 1.0):
+        raise UnsupportedOpError(f"{imp.where(n)}: alpha/beta with quantized weights")
+    w = w if trans_b else w.T
+    if bias is not None and bias.size != w.shape[0]:
+        if bias.size != 1:
+            raise UnsupportedOpError(f"{imp.where(n)}: bias C of shape {list(bias.shape)} "
+                                     f"(one per output feature is supported)")
+        bias = np.full(w.shape[0], float(bias.reshape(-1)[0]), np.float32)
+    _linear(imp, n, imp.src(n.input[0], n), w * alpha,
+            None if bias is None else bias * beta, given)
+
+
+@pattern("MatMul")
+def _from_matmul(imp: Importer, n) -> None:
+    if n.input[1] not in imp.consts:
+        raise UnsupportedOpError(f"{imp.where(n)}: a matmul of two activations is not "
+                                 f"supported (the second operand must be a constant weight)")
+    w = imp.const(n.input[1], n, "the weight")
+    if w.ndim != 2:
+        raise UnsupportedOpError(f"{imp.where(n)}: a weight of shape {list(w.shape)} (2-D only)")
+    shape = imp.shape(n.input[0])
+    if shape is not None and len(shape) != 2:
+        raise UnsupportedOpError(f"{imp.where(n)}: an operand of shape {list(shape)} "
+                                 f"([batch, features] only)")
+    given = _given_weights(imp, n, n.input[1], None, transpose=True)
+    _linear(imp, n, imp.src(n.input[0], n), w.T, None, given)
+
+
+@pattern("Add")
+def _from_add(imp: Importer, n) -> None:
+    a, b = n.input[0], n.input[1]
+    if (a in imp.consts) != (b in imp.consts):
+        # MatMul + Add of a constant: the linear layer's bias.
+        x, c = (b, a) if a in imp.consts else (a, b)
+        prev = imp.find(imp.src(x, n))
+        bias = imp.consts[c].reshape(-1)
+        if prev.op == "linear" and imp.consumers.get(x, 0) == 1 and prev.act is None and \
+                not bool(prev.attrs.bias.any()) and bias.size in (1, prev.attrs.weight.shape[0]):
+            bias = np.broadcast_to(bias, (prev.attrs.weight.shape[0],)).astype(np.float32)
+            prev.attrs = replace(prev.attrs, bias=torch.from_numpy(bias.copy()))
+            if prev.name in imp.weights and c in imp.qconsts:
+                bq = imp.qconsts[c]
+                g = imp.weights[prev.name]
+                imp.weights[prev.name] = replace(
+                    g, bias_q=torch.from_numpy(np.broadcast_to(
+                        bq.q.astype(np.int64).reshape(-1), bias.shape).copy()),
+                    bias_scale=torch.from_numpy(np.broadcast_to(
+                        bq.scale.reshape(-1), bias.shape).copy()))
+            imp.names[n.output[0]] = prev.name
+            return
+        raise UnsupportedOpError(f"{imp.where(n)}: adding a constant is not supported (only as "
+                                 f"the bias of a MatMul)")
+    imp.emit(n, "add", [imp.src(a, n), imp.src(b, n)])
+
+
+@pattern("Mul")
+def _from_mul(imp: Importer, n) -> None:
+    a, b = n.input[0], n.input[1]
+    if a in imp.consts or b in imp.consts:
+        raise UnsupportedOpError(f"{imp.where(n)}: multiplying by a constant is not supported")
+    sa, sb = imp.src(a, n), imp.src(b, n)
+    # x * sigmoid(x) is SiLU (as PyTorch exports nn.SiLU).
+    for x, s in ((sa, sb), (sb, sa)):
+        sig = imp.find(s)
+        if sig.op == "sigmoid" and sig.inputs == [x] and len(imp.users(sig.name)) == 0 \
+                and _single_use(imp, sig.name) and sig.name not in imp.given:
+            imp.nodes.remove(sig)
+            imp.emit(n, "silu", [x])
+            return
+    imp.emit(n, "mul", [sa, sb])
+
+
+def _single_use(imp: Importer, ir_name: str) -> bool:
+    values = [v for v, nm in imp.names.items() if nm == ir_name]
+    return sum(imp.consumers.get(v, 0) for v in values) == 1
+
+
+@pattern("Relu")
+def _from_relu(imp: Importer, n) -> None:
+    imp.emit(n, "relu", [imp.src(n.input[0], n)])
+
+
+@pattern("Clip")
+def _from_clip(imp: Importer, n) -> None:
+    a = _attrs(n)
+    lo, hi = a.get("min", -math.inf), a.get("max", math.inf)
+    if len(n.input) > 1 and n.input[1]:
+        lo = float(imp.const(n.input[1], n, "min").reshape(-1)[0])
+    if len(n.input) > 2 and n.input[2]:
+        hi = float(imp.const(n.input[2], n, "max").reshape(-1)[0])
+    if lo == 0.0 and hi == 6.0:
+        imp.emit(n, "relu6", [imp.src(n.input[0], n)])
+    elif lo == 0.0 and hi == math.inf:
+        imp.emit(n, "relu", [imp.src(n.input[0], n)])
+    else:
+        raise UnsupportedOpError(f"{imp.where(n)}: Clip to [{lo}, {hi}] is not supported "
+                                 f"([0, 6] is ReLU6, [0, inf] ReLU)")
+
+
+def _table(op: str, attrs=None):
+    def fn(imp: Importer, n) -> None:
+        imp.emit(n, op, [imp.src(n.input[0], n)], attrs)
+    return fn
+
+
+PATTERNS["Sigmoid"] = _table("sigmoid")
+PATTERNS["Tanh"] = _table("tanh")
+PATTERNS["HardSwish"] = _table("hardswish")
+
+
+@pattern("HardSigmoid")
+def _from_hardsigmoid(imp: Importer, n) -> None:
+    a = _attrs(n)
+    alpha, beta = a.get("alpha", 0.2), a.get("beta", 0.5)
+    if not (abs(alpha - 1 / 6) < 1e-6 and abs(beta - 0.5) < 1e-6):
+        raise UnsupportedOpError(f"{imp.where(n)}: HardSigmoid alpha={alpha:.4g} beta={beta:.4g} "
+                                 f"(PyTorch's alpha=1/6, beta=0.5 is supported)")
+    imp.emit(n, "hardsigmoid", [imp.src(n.input[0], n)])
+
+
+@pattern("LeakyRelu")
+def _from_leaky(imp: Importer, n) -> None:
+    imp.emit(n, "leaky_relu", [imp.src(n.input[0], n)], float(_attrs(n).get("alpha", 0.01)))
+
+
+@pattern("Gelu")
+def _from_gelu(imp: Importer, n) -> None:
+    approx = _attrs(n).get("approximate", b"none")
+    approx = approx.decode() if isinstance(approx, bytes) else approx
+    imp.emit(n, "gelu", [imp.src(n.input[0], n)], approx)
+
+
+@pattern("Div")
+def _from_div(imp: Importer, n) -> None:
+    """Only as the start of the erf form of GELU: ``x / sqrt(2)``, then Erf, +1, * x, * 0.5
+    (as PyTorch exports ``nn.GELU()`` before opset 20)."""
+    if n.input[1] in imp.consts and abs(float(imp.consts[n.input[1]].reshape(-1)[0])
+                                        - math.sqrt(2)) < 1e-3 and n.input[0] not in imp.consts:
+        imp.pending[n.output[0]] = ("gelu", "div", imp.src(n.input[0], n), n)
+        return
+    raise UnsupportedOpError(f"{imp.where(n)}: Div is supported only in GELU's erf form")
+
+
+@pattern("Erf")
+def _from_erf(imp: Importer, n) -> None:
+    p = imp.pending.pop(n.input[0], None)
+    if p is None or p[1] != "div":
+        raise UnsupportedOpError(f"{imp.where(n)}: Erf is supported only in GELU's erf form")
+    imp.pending[n.output[0]] = ("gelu", "erf", p[2], p[3])
+
+
+def _gelu_step(imp: Importer, n) -> bool:
+    """The Add and the Muls of the erf form of GELU; True if ``n`` is one of them."""
+    for k, other in ((0, 1), (1, 0)):
+        p = imp.pending.get(n.input[k])
+        if p is None or p[0] != "gelu":
+            continue
+        c = imp.consts.get(n.input[other])
+        stage = p[1]
+        if n.op_type == "Add" and stage == "erf" and c is not None and float(c.reshape(-1)[0]) == 1.0:
+            imp.pending.pop(n.input[k])
+            imp.pending[n.output[0]] = ("gelu", "plus1", p[2], p[3])
+            return True
+        if n.op_type == "Mul" and stage == "plus1" and c is None and \
+                imp.names.get(n.input[other]) == p[2]:
+            imp.pending.pop(n.input[k])
+            imp.pending[n.output[0]] = ("gelu", "times_x", p[2], p[3])
+            return True
+        if n.op_type == "Mul" and stage == "times_x" and c is not None and \
+                float(c.reshape(-1)[0]) == 0.5:
+            imp.pending.pop(n.input[k])
+            imp.emit(n, "gelu", [p[2]], "none")
+            return True
+    return False
+
+
+def _with_gelu(fn):
+    def wrapped(imp: Importer, n) -> None:
+        if not _gelu_step(imp, n):
+            fn(imp, n)
+    return wrapped
+
+
+PATTERNS["Add"] = _with_gelu(_from_add)
+PATTERNS["Mul"] = _with_gelu(_from_mul)
+
+
+def _pool(imp: Importer, n, op: str) -> None:
+    from ..ops.pool import Pool
+    a = _attrs(n)
+    kernel = tuple(a["kernel_shape"])
+    _check_2d(imp, n, kernel)
+    if list(a.get("dilations", [1, 1])) != [1, 1]:
+        raise UnsupportedOpError(f"{imp.where(n)}: dilations {a['dilations']} are not supported")
+    if len(n.output) > 1 and n.output[1]:
+        raise UnsupportedOpError(f"{imp.where(n)}: the indices output is not supported")
+    pads = _pads(imp, n, a)
+    ceil = bool(a.get("ceil_mode", 0))
+    if op == "avgpool":
+        if ceil:
+            raise UnsupportedOpError(f"{imp.where(n)}: ceil_mode=1 is not supported")
+        if any(pads) and not a.get("count_include_pad", 0):
+            raise UnsupportedOpError(f"{imp.where(n)}: count_include_pad=0 with padding is not "
+                                     f"supported (the NPU counts the padding)")
+    imp.emit(n, op, [imp.src(n.input[0], n)],
+             Pool(kernel, tuple(a.get("strides", [1, 1])), pads, ceil and op == "maxpool"))
+
+
+PATTERNS["MaxPool"] = lambda imp, n: _pool(imp, n, "maxpool")
+PATTERNS["AveragePool"] = lambda imp, n: _pool(imp, n, "avgpool")
+
+
+@pattern("GlobalAveragePool")
+def _from_gap(imp: Importer, n) -> None:
+    imp.emit(n, "gap", [imp.src(n.input[0], n)])
+
+
+@pattern("ReduceMean")
+def _from_mean(imp: Importer, n) -> None:
+    a = _attrs(n)
+    axes = a.get("axes")
+    if axes is None and len(n.input) > 1 and n.input[1]:
+        axes = imp.const(n.input[1], n, "axes").tolist()
+    if sorted(int(x) % 4 for x in (axes or [])) != [2, 3]:
+        raise UnsupportedOpError(f"{imp.where(n)}: a mean over axes {axes} (over [2, 3], the "
+                                 f"pixels, is supported)")
+    inp = imp.src(n.input[0], n)
+    if a.get("keepdims", 1):
+        imp.emit(n, "gap", [inp])
+    else:
+        gap = imp.add(Node(imp.node_name(n) + "_gap", "gap", [inp], where=n.name))
+        imp.emit(n, "flatten", [gap.name])
+
+
+@pattern("Flatten")
+def _from_flatten(imp: Importer, n) -> None:
+    if _attrs(n).get("axis", 1) != 1:
+        raise UnsupportedOpError(f"{imp.where(n)}: Flatten with axis={_attrs(n)['axis']} "
+                                 f"(axis=1 is supported)")
+    _flatten(imp, n, n.input[0])
+
+
+def _flatten(imp: Importer, n, x: str) -> None:
+    shape = imp.shape(x)
+    if shape is not None and len(shape) == 2:
+        imp.same(n, x)                        # already [batch, features]
+        return
+    imp.emit(n, "flatten", [imp.src(x, n)])
+
+
+@pattern("Reshape")
+def _from_reshape(imp: Importer, n) -> None:
+    target = [int(v) for v in imp.const(n.input[1], n, "the shape").reshape(-1)]
+    x = n.input[0]
+    in_shape = imp.shape(x)
+    pending = imp.pending.pop(x, None)
+    if pending is not None and pending[0] == "swapped" and len(target) == 4:
+        _, inp, groups, shp = pending
+        if target[1] in (-1, shp[1]) and tuple(target[2:]) == tuple(shp[2:]):
+            _shuffle(imp, n, inp, shp[1], groups)
+            return
+    if pending is not None:
+        raise UnsupportedOpError(f"{imp.where(n)}: only a channel shuffle (Reshape to groups, "
+                                 f"Transpose [0, 2, 1, 3, 4], Reshape back) is supported")
+    if len(target) == 5 and in_shape is not None and len(in_shape) == 4 and \
+            target[1] * target[2] == in_shape[1] and tuple(target[3:]) == tuple(in_shape[2:]):
+        imp.pending[n.output[0]] = ("groups", imp.src(x, n), target[1], in_shape)
+        return
+    features = math.prod(in_shape[1:]) if in_shape and all(in_shape[1:]) else None
+    if len(target) == 2 and (target[1] == -1 or target[1] == features):
+        _flatten(imp, n, x)
+        return
+    raise UnsupportedOpError(f"{imp.where(n)}: Reshape to {target} (only to [batch, -1], a "
+                             f"flatten, or a channel shuffle's groups)")
+
+
+@pattern("Transpose")
+def _from_transpose(imp: Importer, n) -> None:
+    perm = list(_attrs(n).get("perm", []))
+    pending = imp.pending.pop(n.input[0], None)
+    if pending is not None and pending[0] == "groups" and perm == [0, 2, 1, 3, 4]:
+        imp.pending[n.output[0]] = ("swapped",) + pending[1:]
+        return
+    raise UnsupportedOpError(f"{imp.where(n)}: Transpose {perm} (only a channel shuffle's "
+                             f"[0, 2, 1, 3, 4] after a Reshape to groups)")
+
+
+def _shuffle(imp: Importer, n, inp: str, channels: int, groups: int) -> None:
+    from ..ops.conv import Conv
+    from ..ops.layout import shuffle_weights
+    w = shuffle_weights(channels, groups)
+    node = imp.emit(n, "channels", [inp], Conv(w, torch.zeros(w.shape[0]), (1, 1), (0, 0), 1))
+    node.where = f"{node.where} (channel shuffle of {groups} groups)"
+
+
+@pattern("Concat")
+def _from_concat(imp: Importer, n) -> None:
+    from ..ops.cat import Cat
+    axis = int(_attrs(n).get("axis", 1))
+    shape = imp.shape(n.input[0])
+    rank = len(shape) if shape else 4
+    if axis % rank != 1:
+        raise UnsupportedOpError(f"{imp.where(n)}: Concat along axis {axis} (the channel axis "
+                                 f"1 is supported)")
+    inputs = [imp.src(x, n) for x in n.input]
+    if len(inputs) == 1:
+        imp.same(n, n.input[0])
+        return
+    imp.emit(n, "cat", inputs, Cat(1))
+
+
+@pattern("BatchNormalization")
+def _from_batchnorm(imp: Importer, n) -> None:
+    """Folded into the convolution it follows (as the fx front end folds it); otherwise a
+    depthwise 1x1 convolution."""
+    from ..ops.conv import Conv
+    if _attrs(n).get("training_mode", 0) or len([o for o in n.output if o]) > 1:
+        raise UnsupportedOpError(f"{imp.where(n)}: training mode is not supported")
+    gamma, beta, mean, var = (torch.from_numpy(imp.const(v, n, what).astype(np.float32).copy())
+                              for v, what in zip(n.input[1:5], ("scale", "B", "mean", "var")))
+    eps = float(_attrs(n).get("epsilon", 1e-5))
+    scale = gamma / torch.sqrt(var + eps)
+    shift = beta - mean * scale
+    inp = imp.src(n.input[0], n)
+    prev = imp.find(inp)
+    if prev.op == "conv" and imp.consumers.get(n.input[0], 0) == 1 and not prev.act:
+        if prev.name in imp.weights:
+            raise UnsupportedOpError(f"{imp.where(n)}: a BatchNormalization after a quantized "
+                                     f"Conv (fold it before quantizing)")
+        w, b = prev.attrs.weight, prev.attrs.bias
+        prev.attrs = replace(prev.attrs, weight=w * scale[:, None, None, None],
+                             bias=b * scale + shift)
+        imp.names[n.output[0]] = prev.name
+        return
+    k = scale.numel()
+    imp.emit(n, "conv", [inp], Conv(scale.view(k, 1, 1, 1).clone(), shift.clone(), (1, 1),
+                                    (0, 0), k))
+
+
+@pattern("Identity", "Dropout")
+def _from_identity(imp: Importer, n) -> None:
+    imp.same(n, n.input[0])
+
+
+@pattern("Constant")
+def _from_constant(imp: Importer, n) -> None:
+    import onnx
+    a = {x.name: x for x in n.attribute}
+    if "value" not in a:
+        raise UnsupportedOpError(f"{imp.where(n)}: only a tensor value is supported")
+    imp.consts[n.output[0]] = onnx.numpy_helper.to_array(a["value"].t)
