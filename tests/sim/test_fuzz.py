@@ -222,3 +222,35 @@ def test_the_interrupt_rises_on_done_and_on_error_when_enabled(enable, sessions)
         # Clearing IRQ_ENABLE lowers the line.
         _write(bus, "CTRL", 0)
         assert bus.pins()["irq"] == 0
+
+
+@pytest.mark.parametrize("queue", ["load", "store"])
+def test_a_sync_in_the_load_or_store_queue_only_moves_tokens(queue, sessions):
+    # Found by the fuzzer: the load and store units ran a SYNC as a LOAD or STORE of its
+    # raw bits. Here the bits past the SYNC's fields are those of a LOAD or STORE that
+    # would touch DRAM outside the window; the SYNC must only pass its tokens.
+    cfg = CONFIGS["tiny"]
+    b = fuzz.Builder(cfg, size=8192)
+    b.data(np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8))
+    if queue == "load":
+        junk = isa.load(mem="acc", dram=0x10, y_size=3, x_size=1, y_stride=4, length=4)
+        pair = isa.sync(queue="compute", pop_prev=1)
+        sync = isa.sync(queue="load", push_next=1)
+    else:
+        junk = isa.store(dram=0x10, rows=3, stride=4, length=4, clamp_lo=-128, clamp_hi=127)
+        pair = isa.sync(queue="compute", push_next=1)
+        sync = isa.sync(queue="store", pop_prev=1)
+    low = (1 << 9) - 1                     # the SYNC's header and queue field
+    word = (junk.encode() & ~low) | sync.encode()
+    assert isa.decode(word).opcode is isa.Opcode.SYNC
+    program = [word, pair.encode()] if queue == "load" else [pair.encode(), word]
+    program.append(isa.finish().encode())
+    base = b.reserve(16 * len(program))
+    b.dram[base:base + 16 * len(program)] = np.frombuffer(isa.words_to_bytes(program), np.uint8)
+    case = fuzz.Case(cfg, b.dram, base, len(program), window=(0x100, len(b.dram)), name="sync")
+    assert case.error is None
+    r, dram, report = run_case(sessions("tiny"), case)
+    assert r.status == "done", f"{r.status}: {r.error.name} at {r.error_index}"
+    assert np.array_equal(dram, case.expect_dram) and report["outside"] == 0
+    assert r.registers["INSNS_SYNC"] == 2 and r.registers["DMA_RD_BYTES"] == 0
+    assert r.registers["DMA_WR_BYTES"] == 0
