@@ -167,12 +167,16 @@ class LoadUnit(wiring.Component):
             with queue_head(m, self.insn, entry, self.tokens, halt, self.stalled):
                 with m.If(lu.hdr.opcode == Opcode.SYNC):
                     # Tokens only: its other bits are no LOAD's fields.
-                    m.d.comb += finished.eq(1)
-                    m.next = "IDLE"
+                    m.next = "SYNC"
                 with m.Else():
                     m.d.sync += [yy.eq(0), xx.eq(0), row.eq(lu.sram), y_addr.eq(lu.dram),
                                  x_addr.eq(lu.dram)]
                     m.next = "RUN"
+            with m.State("SYNC"):
+                # Done the cycle after it took its tokens, as a LOAD of no vectors would be.
+                with m.If(~halt):
+                    m.d.comb += finished.eq(1)
+                    m.next = "IDLE"
             with m.State("RUN"):
                 with m.If(~walk_done & ~halt):
                     with m.If(data_vec):

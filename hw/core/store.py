@@ -127,11 +127,15 @@ class StoreUnit(wiring.Component):
             with queue_head(m, self.insn, entry, self.tokens, halt, self.stalled):
                 with m.If(su.hdr.opcode == Opcode.SYNC):
                     # Tokens only: its other bits are no STORE's fields.
-                    m.d.comb += finished.eq(1)
-                    m.next = "IDLE"
+                    m.next = "SYNC"
                 with m.Else():
                     m.d.sync += pi.eq(0)
                     m.next = "PARAM"
+            with m.State("SYNC"):
+                # Done the cycle after it took its tokens (as sw/analysis/perf.py times it).
+                with m.If(~halt):
+                    m.d.comb += finished.eq(1)
+                    m.next = "IDLE"
             with m.State("PARAM"):
                 # Parameter row pi is read; the row read the cycle before arrives.
                 m.d.sync += pi.eq(pi + 1)
