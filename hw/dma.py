@@ -68,6 +68,8 @@ class DMAReader(wiring.Component):
     req_valid/ready, req_addr, req_nbytes, req_tag: a vector to read.
     resp_valid/ready, resp_data (``max_bytes`` bytes, vector at byte 0), resp_tag.
     lo, hi: the DMA window. error, error_tag: a request fell outside it (sticky).
+    bus_error, bus_error_tag: a beat came back with SLVERR or DECERR, and the tag of the
+    first such request (sticky).
     halt: stop issuing. idle: no request in flight.
     axi: the AXI read channels (:class:`~hw.axi.AXI4ReadSignature`; the arbiter adds the ID).
     """
@@ -84,6 +86,7 @@ class DMAReader(wiring.Component):
             "resp_data": Out(data.ArrayLayout(8, max_bytes)), "resp_tag": Out(tag_width),
             "lo": In(32), "hi": In(32),
             "error": Out(1), "error_tag": Out(tag_width), "bus_error": Out(1),
+            "bus_error_tag": Out(tag_width),
             "halt": In(1), "idle": Out(1),
             "axi": Out(AXI4ReadSignature(addr_width=32, data_width=data_width)),
         })
@@ -178,8 +181,8 @@ class DMAReader(wiring.Component):
         with m.If(self.resp_valid & self.resp_ready):
             m.d.sync += out_valid.eq(0)
         with m.If(self.axi.rvalid & self.axi.rready):
-            with m.If(self.axi.rresp[1]):
-                m.d.sync += self.bus_error.eq(1)
+            with m.If(self.axi.rresp[1] & ~self.bus_error):
+                m.d.sync += [self.bus_error.eq(1), self.bus_error_tag.eq(d_out.tag)]
             with m.If(collecting):
                 for i in range(self.max_beats):
                     with m.If(count == i):

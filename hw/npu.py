@@ -19,6 +19,10 @@ __all__ = ["NPU"]
 class NPU(wiring.Component):
     """One NPU instance.
 
+    START (when not busy) resets the core and runs the program; SOFT_RESET stops a run:
+    the core starts nothing new, lets the bursts it has on the bus finish (STATUS shows
+    BUSY meanwhile, a START is ignored), then resets; memory contents persist.
+
     Ports
     -----
     m_axi: AXI4 master to DRAM (``m_axi__arvalid`` ... in Verilog).
@@ -66,9 +70,20 @@ class NPU(wiring.Component):
         done = Signal()
         error = Signal()
         cycles = Signal(64)
-        m.d.comb += core_rst.eq(csr.start | csr.soft_reset)
+        # SOFT_RESET stops the core at once but resets it only once the bursts it has on
+        # the bus are over (``draining``, seen as BUSY): a burst cut short would leave the
+        # memory's answer to a core that no longer expects it, and the next run would hang.
+        draining = Signal()
+        m.d.comb += [
+            core.abort.eq(draining),
+            core_rst.eq((csr.start & ~running & ~draining)
+                        | ((csr.soft_reset | draining) & core.quiesced)),
+        ]
         with m.If(csr.soft_reset):
-            m.d.sync += [running.eq(0), done.eq(0), error.eq(0)]
+            m.d.sync += [running.eq(0), done.eq(0), error.eq(0), draining.eq(~core.quiesced)]
+        with m.Elif(draining):
+            with m.If(core.quiesced):
+                m.d.sync += draining.eq(0)
         with m.Elif(csr.start & ~running):
             m.d.sync += [running.eq(1), done.eq(0), error.eq(0), cycles.eq(0)]
         with m.Elif(running):
@@ -96,7 +111,8 @@ class NPU(wiring.Component):
             csr.val_version.eq(NPU_VERSION),
             csr.val_config_hash.eq(cfg.hash),
             csr.val_shape.eq(cfg.rows | (cfg.cols << 8) | (cfg.dma_bytes << 16)),
-            csr.val_status.eq((running << STATUS_BITS["BUSY"]) | (done << STATUS_BITS["DONE"])
+            csr.val_status.eq(((running | draining) << STATUS_BITS["BUSY"])
+                              | (done << STATUS_BITS["DONE"])
                               | (error << STATUS_BITS["ERROR"])),
             csr.val_error_code.eq(core.error_code),
             csr.val_error_index.eq(core.error_index),

@@ -420,9 +420,11 @@ class HarnessSession:
     """One running C++ harness (``sim/hdl/fast_main.cpp``): a register bus and a RAM.
 
     A register bus for :mod:`hw.driver` (``read32``, ``write32``, ``wait``) plus what
-    only a simulation has: ``reset``, ``load``/``dump`` of RAM bytes, ``clear``, and
-    the busy cycles per layer (``layer_cycles``) and the instruction trace
-    (``trace_start``, ``trace_events``). The RAM keeps its contents between
+    only a simulation has: ``reset``, ``load``/``dump`` of RAM bytes, ``clear``, the
+    busy cycles per layer (``layer_cycles``), the instruction trace (``trace_start``,
+    ``trace_events``), bus-error injection (``inject``), a bus monitor that checks
+    every access against the DMA window (``monitor``, ``bus_report``) and the output
+    pins (``pins``). The RAM keeps its contents between
     programs run in one session. The harness ends with :meth:`close` (or when this
     process ends: it stops at the end of its input).
     """
@@ -498,6 +500,31 @@ class HarnessSession:
         path = self.dir / "trace.bin"
         self._call(f"trace dump {path}")
         return np.fromfile(path, dtype="<u8").astype(np.int64).reshape(-1, 4)
+
+    def inject(self, lo: int, hi: int, resp: int = 2) -> None:
+        """Make the RAM answer ``resp`` (2 SLVERR, 3 DECERR; 0 ends the injection) for
+        every beat with a byte in ``[lo, hi)``, on reads (instruction fetch included) and
+        writes: a read beat there returns zeros, a write beat there is dropped."""
+        self._call(f"inject {lo} {hi} {resp}")
+
+    def monitor(self, window: tuple[int, int]) -> None:
+        """Watch the NPU's AXI4 master against the DMA window ``(base, limit)`` from now
+        on, forgetting what was seen (see :meth:`bus_report`)."""
+        self._call(f"monitor {window[0]} {window[1]}")
+
+    def bus_report(self) -> dict[str, int]:
+        """What the bus monitor saw since :meth:`monitor`: ``reads`` (AR bursts), ``writes``
+        (W beats), ``outside`` (accesses that left the window: a read burst not inside the
+        window widened to whole beats, a written byte outside it), and the first of those
+        (``kind`` 1 read, 2 write; ``addr``)."""
+        _, ar, w, bad, kind, addr = self._call("monitor").split()
+        return {"reads": int(ar), "writes": int(w), "outside": int(bad), "kind": int(kind),
+                "addr": int(addr)}
+
+    def pins(self) -> dict[str, int]:
+        """The NPU's ``done``, ``error``, ``busy`` and ``irq`` output pins now."""
+        values = self._call("pins").split()[1:]
+        return dict(zip(("done", "error", "busy", "irq"), map(int, values)))
 
     def close(self) -> None:
         """End the harness and remove its folder (kept with ``NPU_KEEP_RUNS=1``); also

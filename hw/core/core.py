@@ -73,6 +73,8 @@ class Core(wiring.Component):
     -----
     m_axi: the AXI4 master (DRAM).
     enable: run (level; the core is reset before each run).
+    abort: stop as on an error, without one: nothing new starts, bursts on the bus
+    finish (``quiesced`` then rises), so that a reset leaves the bus clean.
     insn_base, insn_count, win_lo, win_hi: the program and the DMA window.
     done: the program finished. error, error_code, error_index: why it stopped.
     quiesced: no AXI transaction outstanding.
@@ -95,7 +97,7 @@ class Core(wiring.Component):
         ports = {
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=config.dma_data_width,
                                        id_width=2)),
-            "enable": In(1),
+            "enable": In(1), "abort": In(1),
             "insn_base": In(32), "insn_count": In(32), "win_lo": In(32), "win_hi": In(32),
             "done": Out(1), "error": Out(1), "error_code": Out(4), "error_index": Out(32),
             "quiesced": Out(1), "layer": Out(32), "compute_layer": Out(32),
@@ -165,7 +167,7 @@ class Core(wiring.Component):
 
         # ---------------------------------------------------------------- errors
         halt = Signal()
-        m.d.comb += [halt.eq(self.error)]
+        m.d.comb += [halt.eq(self.error | self.abort)]
         raises = []   # (condition, code, index), first listed wins
 
         # ---------------------------------------------------------------- counters
@@ -228,7 +230,10 @@ class Core(wiring.Component):
         with m.If(ldma.req_valid & ldma.req_ready):
             m.d.sync += cnt["DMA_RD_BYTES"].eq(cnt["DMA_RD_BYTES"] + ldma.req_nbytes)
         raises.append((ldma.error, ErrorCode.DMA_WINDOW, lu_index))
-        raises.append((ldma.bus_error | fdma.bus_error | sdma.bus_error, ErrorCode.BUS_ERROR, lu_index))
+        # A bus error names the instruction whose access it answered: the fetched word, the
+        # LOAD or the STORE being executed.
+        raises.append((fdma.bus_error, ErrorCode.BUS_ERROR, fdma.bus_error_tag))
+        raises.append((ldma.bus_error, ErrorCode.BUS_ERROR, lu_index))
 
         # ---------------------------------------------------------------- compute unit
         cq = queues[Queue.COMPUTE.value]
@@ -279,6 +284,7 @@ class Core(wiring.Component):
         with m.If(sdma.req_valid & sdma.req_ready):
             m.d.sync += cnt["DMA_WR_BYTES"].eq(cnt["DMA_WR_BYTES"] + sdma.req_nbytes)
         raises.insert(0, (sdma.error, ErrorCode.DMA_WINDOW, sdma.error_tag))
+        raises.append((sdma.bus_error, ErrorCode.BUS_ERROR, su.index))
 
         # ---------------------------------------------------------------- trace port
         for q, unit in ((Queue.LOAD, lu), (Queue.COMPUTE, cu), (Queue.STORE, su)):

@@ -8,7 +8,8 @@ padding row. Each row is formatted for its memory (int8 rows, int8 sign-extended
 int32, or little-endian int32; elements past ``length`` take the pad value). A write
 waits while the memory bank's write port is taken (compute has priority on the
 accumulator): the DMA response is then held. The unit finishes (gives its tokens) once
-the walk is done and every response is written.
+the walk is done and every response is written. A SYNC in the load queue only takes
+and gives its tokens.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..config import NPUConfig, require_config
-from ..isa import DRAM_ELEM_BYTES, INSTRUCTION, PARAM_ELEM_BYTES, Mem, Queue, row_elements
+from ..isa import DRAM_ELEM_BYTES, INSTRUCTION, PARAM_ELEM_BYTES, Mem, Opcode, Queue, row_elements
 from ..sram import WriteClient
 from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, give_pushes, queue_head
 
@@ -164,9 +165,18 @@ class LoadUnit(wiring.Component):
 
         with m.FSM(name="fsm") as fsm:
             with queue_head(m, self.insn, entry, self.tokens, halt, self.stalled):
-                m.d.sync += [yy.eq(0), xx.eq(0), row.eq(lu.sram), y_addr.eq(lu.dram),
-                             x_addr.eq(lu.dram)]
-                m.next = "RUN"
+                with m.If(lu.hdr.opcode == Opcode.SYNC):
+                    # Tokens only: its other bits are no LOAD's fields.
+                    m.next = "SYNC"
+                with m.Else():
+                    m.d.sync += [yy.eq(0), xx.eq(0), row.eq(lu.sram), y_addr.eq(lu.dram),
+                                 x_addr.eq(lu.dram)]
+                    m.next = "RUN"
+            with m.State("SYNC"):
+                # Done the cycle after it took its tokens, as a LOAD of no vectors would be.
+                with m.If(~halt):
+                    m.d.comb += finished.eq(1)
+                    m.next = "IDLE"
             with m.State("RUN"):
                 with m.If(~walk_done & ~halt):
                     with m.If(data_vec):

@@ -4,7 +4,7 @@ For each STORE it reads the parameter group (bias, multiplier, shift rows) and, 
 ``lut``, the activation table rows after it, then streams ``rows`` accumulator rows through the requantizer into a small FIFO and on to
 the DMA writer, one row per cycle while the FIFO has room and compute leaves the
 row's accumulator bank free; it finishes (gives its tokens) once every row is
-written to DRAM.
+written to DRAM. A SYNC in the store queue only takes and gives its tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..config import NPUConfig, require_config
-from ..isa import INSTRUCTION, PARAM_GROUP_ROWS, PARAM_ROWS, Queue, table_rows
+from ..isa import INSTRUCTION, PARAM_GROUP_ROWS, PARAM_ROWS, Opcode, Queue, table_rows
 from ..requant import Requantizer
 from ..sram import ReadClient
 from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, give_pushes, queue_head
@@ -125,8 +125,17 @@ class StoreUnit(wiring.Component):
         ]
         with m.FSM(name="fsm") as fsm:
             with queue_head(m, self.insn, entry, self.tokens, halt, self.stalled):
-                m.d.sync += pi.eq(0)
-                m.next = "PARAM"
+                with m.If(su.hdr.opcode == Opcode.SYNC):
+                    # Tokens only: its other bits are no STORE's fields.
+                    m.next = "SYNC"
+                with m.Else():
+                    m.d.sync += pi.eq(0)
+                    m.next = "PARAM"
+            with m.State("SYNC"):
+                # Done the cycle after it took its tokens (as sw/analysis/perf.py times it).
+                with m.If(~halt):
+                    m.d.comb += finished.eq(1)
+                    m.next = "IDLE"
             with m.State("PARAM"):
                 # Parameter row pi is read; the row read the cycle before arrives.
                 m.d.sync += pi.eq(pi + 1)

@@ -2,7 +2,10 @@
 // Loaded and dumped in bulk with $readmemh / $writememh (file names from the
 // plusargs +DRAM_IN=... and +DRAM_OUT=...), so a whole program runs without
 // Python on every cycle. One read burst and one write burst at a time, INCR
-// bursts, byte strobes; addresses past the end answer SLVERR.
+// bursts, byte strobes; addresses past the end answer SLVERR. Error injection: a beat
+// with a byte in [err_lo, err_hi) answers err_resp (SLVERR 2'b10 or DECERR
+// 2'b11; 2'b00 injects nothing): a read beat there returns zeros, a write beat there is
+// dropped and its burst's response is err_resp.
 module axi_ram_fast #(
     parameter int DW = 128,
     parameter int IDW = 2,
@@ -14,6 +17,9 @@ module axi_ram_fast #(
     input  logic mem_dump,                  // pulse: write words [dump_lo, dump_hi] to +DRAM_OUT
     input  logic [31:0] dump_lo,
     input  logic [31:0] dump_hi,
+    input  logic [31:0] err_lo,
+    input  logic [31:0] err_hi,
+    input  logic [1:0] err_resp,
     input  logic [IDW-1:0] awid, input logic [31:0] awaddr, input logic [7:0] awlen,
     input  logic awvalid, output logic awready,
     input  logic [DW-1:0] wdata, input logic [DW/8-1:0] wstrb, input logic wlast,
@@ -44,13 +50,15 @@ module axi_ram_fast #(
     logic [31:0] r_word;
     logic [7:0] r_left;
     logic [IDW-1:0] r_id;
-    logic r_oob;
+    logic r_oob, r_inj;
     assign arready = !r_busy || (rvalid && rready && rlast);   // back-to-back bursts
     assign rvalid = r_busy;
     assign rid = r_id;
     assign r_oob = (r_word >> WORDS_LOG2) != 0;
-    assign rdata = r_oob ? '0 : mem[r_word[WORDS_LOG2-1:0]];
-    assign rresp = r_oob ? 2'b10 : 2'b00;
+    assign r_inj = err_resp != 2'b00 && {r_word + 1, {BL2{1'b0}}} > {{BL2{1'b0}}, err_lo}
+                   && {r_word, {BL2{1'b0}}} < {{BL2{1'b0}}, err_hi};
+    assign rdata = (r_oob || r_inj) ? '0 : mem[r_word[WORDS_LOG2-1:0]];
+    assign rresp = r_oob ? 2'b10 : r_inj ? err_resp : 2'b00;
     assign rlast = r_left == 0;
     always @(posedge clk) begin
         if (rst) begin
@@ -68,14 +76,17 @@ module axi_ram_fast #(
     end
 
     // Writes
-    logic w_busy, b_pend, w_oob_any;
+    logic w_busy, b_pend, w_oob_any, w_inj, w_inj_any;
+    logic [1:0] w_inj_resp;
     logic [31:0] w_word;
     logic [IDW-1:0] w_id;
     assign awready = !w_busy && !b_pend;
     assign wready = w_busy;
     assign bvalid = b_pend;
     assign bid = w_id;
-    assign bresp = w_oob_any ? 2'b10 : 2'b00;
+    assign bresp = w_oob_any ? 2'b10 : w_inj_any ? w_inj_resp : 2'b00;
+    assign w_inj = err_resp != 2'b00 && {w_word + 1, {BL2{1'b0}}} > {{BL2{1'b0}}, err_lo}
+                   && {w_word, {BL2{1'b0}}} < {{BL2{1'b0}}, err_hi};
     always @(posedge clk) begin
         if (rst) begin
             w_busy <= 1'b0;
@@ -86,9 +97,13 @@ module axi_ram_fast #(
                 w_word <= awaddr >> BL2;
                 w_id <= awid;
                 w_oob_any <= 1'b0;
+                w_inj_any <= 1'b0;
             end
             if (wvalid && wready) begin
-                if ((w_word >> WORDS_LOG2) == 0) begin
+                if (w_inj) begin
+                    w_inj_any <= 1'b1;
+                    w_inj_resp <= err_resp;
+                end else if ((w_word >> WORDS_LOG2) == 0) begin
                     for (int i = 0; i < DW / 8; i++)
                         if (wstrb[i]) mem[w_word[WORDS_LOG2-1:0]][8*i +: 8] <= wdata[8*i +: 8];
                 end else begin

@@ -15,6 +15,12 @@
 //   size                        bytes of RAM                               -> ok BYTES
 //   trace on | off              record the trace port's events or stop     -> ok
 //   trace dump FILE             the events recorded, into FILE; forgotten  -> ok EVENTS
+//   inject LO HI RESP           RAM beats at byte addresses [LO, HI) answer RESP
+//                               (2 SLVERR, 3 DECERR, 0 nothing)             -> ok
+//   monitor LO HI               watch the bus against the window [LO, HI),
+//                               forgetting what was seen                    -> ok
+//   monitor                     what the bus monitor saw since then         -> ok AR W BAD KIND ADDR
+//   pins                        the NPU's output pins                       -> ok DONE ERROR BUSY IRQ
 // A bad command answers "error MESSAGE". End of input ends the harness.
 // Cycles per layer: a cycle counts (as in the CYCLES counter) when busy is high before
 // the clock edge, for the layer the compute unit is in.
@@ -24,12 +30,18 @@
 // first busy cycle (the CYCLES counter's value then), stall is the cycles the queue waited
 // for tokens (trace_stall) since its last begin. FILE holds 4 little-endian uint64 per event.
 // Untraced runs only test one flag per busy cycle.
+// Bus monitor: in every cycle, each AR handshake's burst [ARADDR, ARADDR + (ARLEN+1)*BEAT)
+// must lie in the window widened to whole beats (a read of a window's edge byte reads its
+// beat), and each W handshake's bytes with their strobe set must lie in the window itself.
+// AR counts read bursts, W write beats, BAD the accesses outside; KIND (0 none, 1 read,
+// 2 write) and ADDR name the first of those.
 #include <cstdint>
 #if VM_COVERAGE
 #include "verilated_cov.h"
 #endif
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -50,6 +62,48 @@ static bool was_busy = false;
 static uint64_t run_cycle = 0;              // cycles since the run's first busy cycle
 static uint64_t stall_count[3] = {0, 0, 0}; // stall cycles per queue since its last begin
 static std::vector<uint64_t> events;        // 4 words per event
+
+static uint64_t beat_bytes = 4;
+static uint64_t mon_lo = 0, mon_hi = 1ull << 40;
+static uint64_t mon_ar = 0, mon_w = 0, mon_bad = 0, mon_kind = 0, mon_addr = 0;
+static std::deque<std::pair<uint64_t, uint64_t>> mon_bursts;   // write bursts: address, beats left
+
+static void mon_fault(uint64_t kind, uint64_t addr) {
+    if (!mon_bad++) {
+        mon_kind = kind;
+        mon_addr = addr;
+    }
+}
+
+static void monitor_cycle() {
+    if (top->mon_ar) {
+        const uint64_t lo = mon_lo / beat_bytes * beat_bytes;
+        const uint64_t hi = (mon_hi + beat_bytes - 1) / beat_bytes * beat_bytes;
+        const uint64_t addr = top->ext_axi_araddr;
+        const uint64_t end = addr + ((uint64_t)top->ext_axi_arlen + 1) * beat_bytes;
+        mon_ar++;
+        if (addr < lo || end > hi) mon_fault(1, addr);
+    }
+    if (top->mon_aw) mon_bursts.push_back({top->ext_axi_awaddr, (uint64_t)top->ext_axi_awlen + 1});
+    if (top->mon_w) {
+        mon_w++;
+        if (mon_bursts.empty()) {
+            mon_fault(2, ~0ull);   // a W beat before its AW
+        } else {
+            auto& burst = mon_bursts.front();
+            const uint8_t* strb = reinterpret_cast<const uint8_t*>(&top->ext_axi_wstrb);
+            for (uint64_t i = 0; i < beat_bytes; i++) {
+                const uint64_t a = burst.first + i;
+                if ((strb[i / 8] >> (i % 8) & 1) && (a < mon_lo || a >= mon_hi)) {
+                    mon_fault(2, a);
+                    break;
+                }
+            }
+            burst.first += beat_bytes;
+            if (--burst.second == 0) mon_bursts.pop_front();
+        }
+    }
+}
 
 static void trace_cycle() {
     if (!was_busy) {   // a new run: CYCLES restarts from 0 on START
@@ -87,6 +141,7 @@ static void tick() {
     }
     top->clk = 0;
     top->eval();
+    if (top->mon_ar | top->mon_aw | top->mon_w) monitor_cycle();
     top->clk = 1;
     top->eval();
 }
@@ -144,6 +199,8 @@ int main(int argc, char** argv) {
     top->use_ext = 0;
     top->mem_load = 0;
     top->mem_dump = 0;
+    top->err_lo = top->err_hi = top->err_resp = 0;
+    beat_bytes = sizeof(mem[0]);
     std::string line;
     while (std::getline(std::cin, line)) {
         std::istringstream in(line);
@@ -157,6 +214,7 @@ int main(int argc, char** argv) {
             tick();
             cur_count = 0;
             layer_cycles.clear();
+            mon_bursts.clear();
             reply << "ok";
         } else if (cmd == "write") {
             uint64_t offset, value;
@@ -218,6 +276,32 @@ int main(int argc, char** argv) {
             } else {
                 reply << "error trace takes on, off or dump FILE, not '" << line << "'";
             }
+        } else if (cmd == "inject") {
+            uint64_t lo, hi, resp;
+            in >> lo >> hi >> resp;
+            if (in.fail() || resp > 3 || lo > 0xFFFFFFFFull || hi > 0xFFFFFFFFull) {
+                reply << "error inject takes LO HI RESP (32-bit addresses, RESP 0 to 3), not '"
+                      << line << "'";
+            } else {
+                top->err_lo = (uint32_t)lo;
+                top->err_hi = (uint32_t)hi;
+                top->err_resp = (uint8_t)resp;
+                reply << "ok";
+            }
+        } else if (cmd == "monitor") {
+            uint64_t lo, hi;
+            if (in >> lo >> hi) {
+                mon_lo = lo;
+                mon_hi = hi;
+                mon_ar = mon_w = mon_bad = mon_kind = mon_addr = 0;
+                reply << "ok";
+            } else {
+                reply << "ok " << mon_ar << " " << mon_w << " " << mon_bad << " " << mon_kind
+                      << " " << mon_addr;
+            }
+        } else if (cmd == "pins") {
+            reply << "ok " << (int)top->done << " " << (int)top->error << " " << (int)top->busy
+                  << " " << (int)top->irq;
         } else if (cmd == "size") {
             reply << "ok " << ram_bytes;
         } else {

@@ -12,6 +12,10 @@ module npu_harness #(
     input  logic mem_dump,
     input  logic [31:0] dump_lo,
     input  logic [31:0] dump_hi,
+    // Error injection into the internal RAM (axi_ram_fast: err_lo, err_hi, err_resp)
+    input  logic [31:0] err_lo,
+    input  logic [31:0] err_hi,
+    input  logic [1:0] err_resp,
     // CSRs (AXI4-Lite slave)
     input  logic [11:0] s_axil_awaddr, input logic [2:0] s_axil_awprot, input logic s_axil_awvalid,
     output logic s_axil_awready,
@@ -45,7 +49,12 @@ module npu_harness #(
     output logic [2:0] trace_begin,
     output logic [2:0] trace_end,
     output logic [2:0] trace_stall,
-    output logic irq
+    output logic irq,
+    // Bus monitor: the handshakes of the NPU's AXI4 master (addresses, lengths and strobes
+    // are on the ext_axi_* outputs whichever memory model serves them)
+    output logic mon_ar,
+    output logic mon_aw,
+    output logic mon_w
 );
     logic [1:0] awid, arid, bid, rid, bresp, rresp, awburst, arburst;
     logic [31:0] awaddr, araddr;
@@ -87,6 +96,7 @@ module npu_harness #(
     axi_ram_fast #(.DW(DW), .IDW(2), .WORDS_LOG2(WORDS_LOG2)) ram (
         .clk(clk), .rst(rst), .mem_load(mem_load), .mem_dump(mem_dump),
         .dump_lo(dump_lo), .dump_hi(dump_hi),
+        .err_lo(err_lo), .err_hi(err_hi), .err_resp(err_resp),
         .awid(awid), .awaddr(awaddr), .awlen(awlen), .awvalid(awvalid & !use_ext),
         .awready(i_awready),
         .wdata(wdata), .wstrb(wstrb), .wlast(wlast), .wvalid(wvalid & !use_ext), .wready(i_wready),
@@ -120,4 +130,8 @@ module npu_harness #(
     assign rresp   = use_ext ? ext_axi_rresp   : i_rresp;
     assign rlast   = use_ext ? ext_axi_rlast   : i_rlast;
     assign rvalid  = use_ext ? ext_axi_rvalid  : i_rvalid;
+
+    assign mon_ar = arvalid & arready;
+    assign mon_aw = awvalid & awready;
+    assign mon_w  = wvalid & wready;
 endmodule
