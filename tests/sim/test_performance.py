@@ -90,18 +90,20 @@ def test_the_performance_model_predicts_them(name):
 
 
 @functools.lru_cache(maxsize=None)
-def _pipelined_results():
+def _pipelined_results(mac):
     cases = _cases()
     jobs = [Job(c.dram.copy(), c.insn_base, c.insn_count, name=c.name) for c in cases]
-    return dict(zip((c.name for c in cases), RTLSimulator(TINY, mac="pipelined").run(jobs)))
+    return dict(zip((c.name for c in cases), RTLSimulator(TINY, mac=mac).run(jobs)))
 
 
-def test_the_model_follows_a_pipelined_array():
+@pytest.mark.parametrize("mac", ["pipelined", "registered"])
+def test_the_model_follows_a_pipelined_array(mac):
     """A register after each product (``mac="pipelined"``) adds one cycle to the array's
-    latency: the RTL's counts and the model's given the same MAC options agree exactly
-    (1-2 cycles more than the generic array's on the GEMMs, none on the rest)."""
+    latency, operand registers (``"registered"``) one more: the RTL's counts and the
+    model's given the same MAC options agree exactly (a few cycles more than the generic
+    array's on the GEMMs, none on the rest), and the results are the same bytes."""
     from sw.analysis import perf
-    results = _pipelined_results()
+    results = _pipelined_results(mac)
     slower = 0
     for case in _cases():
         result = results[case.name]
@@ -110,7 +112,7 @@ def test_the_model_follows_a_pipelined_array():
         end = case.insn_base + isa.INSN_BYTES * case.insn_count
         words = isa.bytes_to_words(case.dram[case.insn_base:end].tobytes())
         cycles = result.csr["CYCLES"]
-        assert perf.estimate_words(words, TINY, mac="pipelined").cycles == cycles, case.name
+        assert perf.estimate_words(words, TINY, mac=mac).cycles == cycles, case.name
         assert cycles >= EXPECTED_CYCLES[case.name]
         slower += cycles > EXPECTED_CYCLES[case.name]
     assert slower >= 3     # every case with a GEMM
