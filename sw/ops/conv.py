@@ -77,7 +77,9 @@ class ConvOp(GemmOp):
             return False
         cin = src_shape[0]
         kw = node.attrs.w_q.shape[3]
-        return kw > 1 and 2 * cin <= c.R and node.attrs.padding[1] <= c.MAX_PAD
+        sh, pw = node.attrs.stride[0], node.attrs.padding[1]
+        return (kw > 1 and 2 * cin <= c.R and pw <= c.MAX_PAD
+                and sh * (src_shape[2] + 2 * pw) * cin <= c.MAX_Y_STRIDE)
 
     def input_pad_w(self, c, node: QNode, shape) -> int:
         return node.attrs.padding[1] if self.packed(c, node, shape) else 0

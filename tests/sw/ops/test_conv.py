@@ -110,3 +110,23 @@ def test_batchnorm_without_running_statistics_is_refused():
     with pytest.raises(sw.UnsupportedOpError, match="track_running_stats=False"):
         sw.quantize(Seq(nn.Conv2d(2, 2, 1), nn.ReLU(), nn.BatchNorm2d(2, track_running_stats=False)),
                     [torch.randn(2, 2, 4, 4)])
+
+
+@pytest.mark.parametrize("factory, shape", [
+    (lambda: Seq(nn.Conv2d(4100, 6, 1)), (4100, 2, 3)),
+    (lambda: Seq(nn.Conv2d(2050, 4, 3, stride=2, padding=1), nn.ReLU()), (2050, 5, 4)),
+])
+def test_pixels_further_apart_than_x_stride(factory, shape):
+    """Input pixels more than 4095 bytes apart (the 12-bit LOAD.x_stride): one LOAD per
+    output row, its pixels as the LOAD's rows; bit-exact on tiny."""
+    from hw import isa
+    from .common import TINY
+    torch.manual_seed(0)
+    model = factory().eval()
+    qmodel = sw.quantize(model, [torch.randn(2, *shape)])
+    program = sw.compile(qmodel, TINY)
+    cin, stride = shape[0], model.body[0].stride[1]
+    loads = [i for i in program.instructions() if i.opcode is isa.Opcode.LOAD
+             and i.mem == isa.Mem.SPAD and i.x_size == 1 and i.y_stride == stride * cin]
+    assert loads
+    bit_exact_on_func(factory, shape, configs=[TINY])
