@@ -98,7 +98,11 @@ class _Adaptive(Op):
             ny = h1 - h0
             out_base = ny * w
             c.check(out_base + ow_n <= c.cfg.acc_depth and ny <= c.MAX_VECTORS, node,
-                    f"a window row of {ny} x {w} pixels does not fit the accumulator")
+                    f"output size {a.output_size} of a {h} x {w} input: a row of windows "
+                    f"({ny} input rows x {w} pixels, and {ow_n} outputs) needs "
+                    f"{out_base + ow_n} accumulator rows, the NPU has {c.cfg.acc_depth}"
+                    + (f" (and a LOAD brings at most {c.MAX_VECTORS} rows)"
+                       if ny > c.MAX_VECTORS else ""))
             load = c.acc_load(0, src.addr + h0 * w * ch + c0, ny, w * ch, w, ch, length)
             alus = []
             if uniform:

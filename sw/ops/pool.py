@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from hw import isa
 
 from .. import golden
-from ..frontend import UnsupportedOpError, fx
+from ..frontend import fx
 from ..ir import Node, QNode
-from .base import Op, QuantContext, register
+from .base import Op, QuantContext, refuse_options, register
 
 __all__ = ["Pool", "QAvgPool", "MaxPool", "AvgPool"]
 
@@ -106,8 +106,10 @@ class _Pool(Op):
         per = 1
         while per < oh_n and ((per) * sh + k_h) * wp + (per + 1) * ow_n <= c.cfg.acc_depth:
             per += 1
-        c.check(((per - 1) * sh + k_h) * wp + per * ow_n <= c.cfg.acc_depth, node,
-                "a pooling window row does not fit the accumulator")
+        c.check(k_h * wp + ow_n <= c.cfg.acc_depth, node,
+                f"kernel {a.kernel} over a {h} x {w} input: a row of windows ({k_h} input "
+                f"rows x {wp} pixels, and {ow_n} outputs) needs {k_h * wp + ow_n} accumulator "
+                f"rows, the NPU has {c.cfg.acc_depth}")
         for first, c0, length, oh0, nout in c.blocks(ch, oh_n, per):
             ny = (nout - 1) * sh + k_h
             ih0 = oh0 * sh - ph
@@ -240,7 +242,7 @@ def _padded(x: torch.Tensor, shape, a: Pool, pad: float) -> torch.Tensor:
 
 @fx.module(nn.MaxPool2d)
 def _from_maxpool2d(t: fx.Tracer, fx_node, mod: nn.MaxPool2d, inp: str, where: str) -> None:
-    _refuse(where, "MaxPool2d", dilation=(fx.pair(mod.dilation), (1, 1)),
+    refuse_options(where, "MaxPool2d", dilation=(fx.pair(mod.dilation), (1, 1)),
             return_indices=(mod.return_indices, False))
     t.add(Node(fx_node.name, "maxpool", [inp], Pool(
         fx.pair(mod.kernel_size), fx.pair(mod.stride or mod.kernel_size), fx.pair(mod.padding),
@@ -252,15 +254,6 @@ def _from_avgpool2d(t: fx.Tracer, fx_node, mod: nn.AvgPool2d, inp: str, where: s
     t.add(Node(fx_node.name, "avgpool", [inp], Pool(
         fx.pair(mod.kernel_size), fx.pair(mod.stride or mod.kernel_size), fx.pair(mod.padding),
         bool(mod.ceil_mode), bool(mod.count_include_pad), mod.divisor_override), where=where))
-
-
-def _refuse(where: str, name: str, **options) -> None:
-    """UnsupportedOpError naming each option (``name=(value, supported)``) that is not at
-    its supported value."""
-    bad = [f"{k}={v!r}" for k, (v, ok) in options.items() if v != ok]
-    if bad:
-        raise UnsupportedOpError(f"{name} at {where}: {', '.join(bad)} "
-                                 f"{'is' if len(bad) == 1 else 'are'} not supported")
 
 
 @fx.function(F.max_pool2d, F.avg_pool2d)
@@ -277,7 +270,7 @@ def _from_function(t: fx.Tracer, fx_node) -> None:
     stride = fx.pair(kw.get("stride") or kernel)
     padding = fx.pair(kw.get("padding", 0))
     if is_max:
-        _refuse(where, target.__name__, dilation=(fx.pair(kw.get("dilation", 1)), (1, 1)),
+        refuse_options(where, target.__name__, dilation=(fx.pair(kw.get("dilation", 1)), (1, 1)),
                 return_indices=(bool(kw.get("return_indices", False)), False))
     ceil_mode = bool(kw.get("ceil_mode", False))
     attrs = (Pool(kernel, stride, padding, ceil_mode) if is_max else

@@ -82,3 +82,14 @@ def test_output_size_1_is_global_pooling():
 def test_unsupported_options(mod, message):
     with pytest.raises(sw.UnsupportedOpError, match=message):
         sw.quantize(Seq(mod), [torch.randn(2, 2, 4, 4)])
+
+
+@pytest.mark.parametrize("pool", [nn.AdaptiveAvgPool2d((2, 3)), nn.MaxPool2d(3, 2)])
+def test_window_rows_over_the_accumulator_are_named(pool):
+    """A row of windows wider than tiny's 128 accumulator rows: a CompileError naming the
+    layer with its module path, the sizes and the limit (no deep traceback)."""
+    from .common import TINY
+    qmodel = sw.quantize(Seq(nn.Conv2d(3, 4, 1), pool), [torch.randn(2, 3, 8, 60)])
+    with pytest.raises(sw.CompileError, match=r"at body.1\): .* needs \d+ accumulator rows, "
+                                              r"the NPU has 128"):
+        sw.compile(qmodel, TINY)

@@ -25,6 +25,8 @@ CASES = {
     "3x3_pad1": (lambda: Seq(nn.Conv2d(3, 6, 3, padding=1)), (3, 6, 5)),
     "stride2_rect": (lambda: Seq(nn.Conv2d(4, 5, (3, 1), stride=2, padding=(1, 0))), (4, 7, 6)),
     "depthwise_relu6": (lambda: Seq(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.ReLU6()), (6, 5, 5)),
+    "same_valid": (lambda: Seq(nn.Conv2d(3, 4, (3, 5), padding="same"), nn.Conv2d(4, 2, 3, padding="valid")),
+                   (3, 6, 7)),
     "grouped_bn_relu": (lambda: Seq(nn.Conv2d(4, 6, 3, groups=2, bias=False), nn.BatchNorm2d(6),
                                     nn.ReLU()), (4, 6, 6)),
 }
@@ -63,9 +65,10 @@ def test_typed_attributes_and_batchnorm_folding():
 
 
 @pytest.mark.parametrize("mod, message", [
-    (nn.Conv2d(2, 2, 3, dilation=2), r"Conv2d at body.0: dilation \(2, 2\) is not supported"),
-    (nn.Conv2d(2, 2, 3, padding="same"), "padding 'same' mode 'zeros' is not supported"),
-    (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), "mode 'reflect'"),
+    (nn.Conv2d(2, 2, 3, dilation=2), r"Conv2d at body.0: dilation=\(2, 2\) is not supported"),
+    (nn.Conv2d(2, 2, 2, padding="same"), "Conv2d at body.0: padding='same' is not supported"),
+    (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect", dilation=3),
+     r"Conv2d at body.0: dilation=\(3, 3\), padding_mode='reflect' are not supported"),
 ])
 def test_unsupported_options(mod, message):
     with pytest.raises(sw.UnsupportedOpError, match=message):
