@@ -25,7 +25,7 @@ from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
 from .base import Op, QuantContext, register
 
-__all__ = ["AdaptivePool", "QAdaptivePool", "AdaptiveAvgPool", "AdaptiveMaxPool", "windows"]
+__all__ = ["AdaptivePool", "QAdaptivePool", "AdaptiveAvgPool", "AdaptiveMaxPool", "windows", "runs"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,17 @@ class QAdaptivePool(AdaptivePool):
 def windows(size: int, out: int) -> list[tuple[int, int]]:
     """PyTorch's adaptive windows of ``size`` inputs to ``out`` outputs: ``(start, stop)``."""
     return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def runs(values) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of equal values in ``values``: the output pixels one
+    STORE writes with one parameter group (pooling with windows of several sizes)."""
+    out, start = [], 0
+    for j in range(1, len(values) + 1):
+        if j == len(values) or values[j] != values[start]:
+            out.append((start, j))
+            start = j
+    return out
 
 
 def _per_window(x: torch.Tensor, size: tuple[int, int], fn) -> torch.Tensor:
@@ -121,16 +132,11 @@ class _Adaptive(Op):
                                                 dst=out_base + ow, src=dy * w + dx, count=1))
             # Runs of output pixels with the same parameter group, one store each.
             groups = [0 if self.is_max else a.counts.index(ny * (w1 - w0)) for w0, w1 in cols]
-            stores, start = [], 0
-            for j in range(1, ow_n + 1):
-                if j == ow_n or groups[j] != groups[start]:
-                    stores.append(isa.store(acc=out_base + start,
-                                            dram=out.addr + (oh * ow_n + start) * out.pixel_stride
-                                            + c0, rows=j - start, stride=out.pixel_stride,
-                                            length=length,
-                                            param=groups[start], out_zp=0, clamp_lo=-128,
-                                            clamp_hi=127))
-                    start = j
+            stores = [isa.store(acc=out_base + j0,
+                                dram=out.addr + (oh * ow_n + j0) * out.pixel_stride + c0,
+                                rows=j1 - j0, stride=out.pixel_stride, length=length,
+                                param=groups[j0], out_zp=0, clamp_lo=-128, clamp_hi=127)
+                      for j0, j1 in runs(groups)]
             c.chunk(layer_id, first, [load], params, alus, stores)
         return 0
 

@@ -26,6 +26,7 @@ from hw import isa
 from .. import golden
 from ..frontend import fx
 from ..ir import Node, QNode
+from .adaptive import runs
 from .base import Op, QuantContext, refuse_options, register
 
 __all__ = ["Pool", "QAvgPool", "MaxPool", "AvgPool"]
@@ -138,26 +139,16 @@ class _Pool(Op):
             # Runs of output pixels with the same parameter group, one store each (the
             # whole block in one when it has a single group).
             block = [g for r in range(nout) for g in groups[oh0 + r]]
-            runs = [(0, len(block))] if len(set(block)) == 1 else [
+            spans = [(0, len(block))] if len(set(block)) == 1 else [
                 (r * ow_n + j0, r * ow_n + j1) for r in range(nout)
-                for j0, j1 in _runs(groups[oh0 + r])]
+                for j0, j1 in runs(groups[oh0 + r])]
             stores = [isa.store(acc=out_base + p0,
                                 dram=out.addr + (oh0 * ow_n + p0) * out.pixel_stride + c0,
                                 rows=p1 - p0, stride=out.pixel_stride, length=length,
                                 param=block[p0], out_zp=0, clamp_lo=-128, clamp_hi=127)
-                      for p0, p1 in runs]
+                      for p0, p1 in spans]
             c.chunk(layer_id, first, [load], params, alus, stores)
         return 0
-
-
-def _runs(values) -> list[tuple[int, int]]:
-    """``(start, stop)`` of the runs of equal values in ``values``."""
-    runs, start = [], 0
-    for j in range(1, len(values) + 1):
-        if j == len(values) or values[j] != values[start]:
-            runs.append((start, j))
-            start = j
-    return runs
 
 
 @register
