@@ -103,15 +103,26 @@ class _Pool(Op):
         c.check(ch <= c.MAX_X_STRIDE and w * ch <= c.MAX_Y_STRIDE, node,
                 f"input pixels {ch} channels apart (rows {w * ch} bytes) are over the "
                 f"{c.MAX_X_STRIDE} ({c.MAX_Y_STRIDE}) bytes a LOAD can stride")
-        # Output rows per block so that the input rows and the outputs fit the accumulator.
+        acc = c.cfg.acc_depth
+        # Output rows per block so that the input rows and the outputs fit the accumulator;
+        # where one row of windows does not, spans of output columns that do.
         per = 1
-        while per < oh_n and ((per) * sh + k_h) * wp + (per + 1) * ow_n <= c.cfg.acc_depth:
+        while per < oh_n and (per * sh + k_h) * wp + (per + 1) * ow_n <= acc:
             per += 1
-        c.check(k_h * wp + ow_n <= c.cfg.acc_depth, node,
-                f"kernel {a.kernel} over a {h} x {w} input: a row of windows ({k_h} input "
-                f"rows x {wp} pixels, and {ow_n} outputs) needs {k_h * wp + ow_n} accumulator "
-                f"rows, the NPU has {c.cfg.acc_depth}")
-        for first, c0, length, oh0, nout in c.blocks(ch, oh_n, per):
+        if k_h * wp + ow_n <= acc:
+            spans = [(0, ow_n)]
+        else:
+            c.check(k_h * k_w + 1 <= acc, node,
+                    f"kernel {a.kernel}: a window needs {k_h * k_w + 1} accumulator rows, the "
+                    f"NPU has {acc}")
+            spans, j0 = [], 0
+            while j0 < ow_n:
+                j1 = j0 + 1
+                while j1 < ow_n and k_h * (j1 * sw + k_w - j0 * sw) + j1 + 1 - j0 <= acc:
+                    j1 += 1
+                spans.append((j0, j1))
+                j0 = j1
+        for first, c0, length, oh0, nout in c.blocks(ch, oh_n, per if len(spans) == 1 else 1):
             ny = (nout - 1) * sh + k_h
             ih0 = oh0 * sh - ph
             top = max(0, -ih0)
@@ -119,35 +130,40 @@ class _Pool(Op):
             last_ih = min(h - 1, ih0 + ny - 1)
             vy = last_ih - first_ih + 1
             bottom = ny - top - vy
-            vx = min(w, wp - pw)
-            right = wp - pw - vx
-            c.check(max(top, bottom, pw, right) <= c.MAX_PAD and vy > 0, node,
-                    f"pooling padding over {c.MAX_PAD} is not supported")
-            out_base = ny * wp
-            load = c.acc_load(0, src.addr + first_ih * w * ch + c0, vy, w * ch, vx, ch,
-                              length, pad_top=top, pad_bottom=bottom, pad_left=pw,
-                              pad_right=right, pad_value=pad_value)
-            alus = []
-            for r in range(nout):
-                for dy in range(k_h):
-                    for dx in range(k_w):
-                        first_tap = dy == 0 and dx == 0
-                        alus.append(isa.alu(op=isa.AluOp.MOV if first_tap else op,
-                                            dst=out_base + r * ow_n,
-                                            src=(r * sh + dy) * wp + dx, count=ow_n,
-                                            dst_stride=1, src_stride=sw))
-            # Runs of output pixels with the same parameter group, one store each (the
-            # whole block in one when it has a single group).
-            block = [g for r in range(nout) for g in groups[oh0 + r]]
-            spans = [(0, len(block))] if len(set(block)) == 1 else [
-                (r * ow_n + j0, r * ow_n + j1) for r in range(nout)
-                for j0, j1 in runs(groups[oh0 + r])]
-            stores = [isa.store(acc=out_base + p0,
-                                dram=out.addr + (oh0 * ow_n + p0) * out.pixel_stride + c0,
-                                rows=p1 - p0, stride=out.pixel_stride, length=length,
-                                param=block[p0], out_zp=0, clamp_lo=-128, clamp_hi=127)
-                      for p0, p1 in spans]
-            c.chunk(layer_id, first, [load], params, alus, stores)
+            for j0, j1 in spans:
+                n = j1 - j0
+                iw0, iw1 = j0 * sw - pw, (j1 - 1) * sw + k_w - pw   # input columns, padded
+                left, right = max(0, -iw0), max(0, iw1 - w)
+                vx = min(iw1, w) - max(iw0, 0)
+                span_w = iw1 - iw0
+                c.check(max(top, bottom, left, right) <= c.MAX_PAD and vy > 0 and vx > 0, node,
+                        f"pooling padding over {c.MAX_PAD} is not supported")
+                out_base = ny * span_w
+                load = c.acc_load(0, src.addr + (first_ih * w + max(iw0, 0)) * ch + c0, vy,
+                                  w * ch, vx, ch, length, pad_top=top, pad_bottom=bottom,
+                                  pad_left=left, pad_right=right, pad_value=pad_value)
+                alus = []
+                for r in range(nout):
+                    for dy in range(k_h):
+                        for dx in range(k_w):
+                            first_tap = dy == 0 and dx == 0
+                            alus.append(isa.alu(op=isa.AluOp.MOV if first_tap else op,
+                                                dst=out_base + r * n,
+                                                src=(r * sh + dy) * span_w + dx, count=n,
+                                                dst_stride=1, src_stride=sw))
+                # Runs of output pixels with the same parameter group, one store each (the
+                # whole block in one when its rows are whole and of a single group).
+                block = [g for r in range(nout) for g in groups[oh0 + r][j0:j1]]
+                pieces = [(0, len(block))] if len(set(block)) == 1 and n == ow_n else [
+                    (r * n + q0, r * n + q1) for r in range(nout)
+                    for q0, q1 in runs(groups[oh0 + r][j0:j1])]
+                stores = [isa.store(acc=out_base + p0,
+                                    dram=out.addr + (oh0 * ow_n + (p0 // n) * ow_n + j0 + p0 % n)
+                                    * out.pixel_stride + c0,
+                                    rows=p1 - p0, stride=out.pixel_stride, length=length,
+                                    param=block[p0], out_zp=0, clamp_lo=-128, clamp_hi=127)
+                          for p0, p1 in pieces]
+                c.chunk(layer_id, first and j0 == 0, [load], params, alus, stores)
         return 0
 
 

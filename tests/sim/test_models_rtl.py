@@ -194,11 +194,13 @@ def test_compiler_lowerings_bit_exact_on_rtl():
     _rtl_equals_golden_and_func(qmodel, torch.randn(2, *shape))
 
 
-def test_adaptive_pooling_in_column_spans_bit_exact_on_rtl():
-    """Adaptive pooling whose row of windows (4 x 60 pixels) is over tiny's accumulator:
-    column spans that fit, bit-exact on the RTL."""
+def test_pooling_in_column_spans_bit_exact_on_rtl():
+    """Max and adaptive pooling whose rows of windows (3 x 62, 4 x 60 pixels) are over
+    tiny's accumulator: spans of output columns that fit, bit-exact on the RTL."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 1), torch.nn.AdaptiveAvgPool2d((2, 7))).eval()
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 5, 1), nn.MaxPool2d(3, 1, 1),
+                          nn.AdaptiveAvgPool2d((2, 7))).eval()
     shape = (3, 8, 60)
     _rtl_equals_golden_and_func(sw.quantize(model, [torch.randn(4, *shape)]),
                                 torch.randn(2, *shape))

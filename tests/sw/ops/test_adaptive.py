@@ -102,14 +102,3 @@ def test_windows_over_the_accumulator_are_named():
     with pytest.raises(sw.CompileError, match=r"at body.1\): .* a window of 8 x 30 pixels needs "
                                               r"241 accumulator rows, the NPU has 128"):
         sw.compile(qmodel, TINY)
-
-
-@pytest.mark.parametrize("pool", [nn.MaxPool2d(3, 2)])
-def test_window_rows_over_the_accumulator_are_named(pool):
-    """A row of windows wider than tiny's 128 accumulator rows: a CompileError naming the
-    layer with its module path, the sizes and the limit (no deep traceback)."""
-    from .common import TINY
-    qmodel = sw.quantize(Seq(nn.Conv2d(3, 4, 1), pool), [torch.randn(2, 3, 8, 60)])
-    with pytest.raises(sw.CompileError, match=r"at body.1\): .* needs \d+ accumulator rows, "
-                                              r"the NPU has 128"):
-        sw.compile(qmodel, TINY)

@@ -136,3 +136,22 @@ def test_ceil_mode_shapes_follow_pytorch():
 def test_unsupported_options(mod, message):
     with pytest.raises(sw.UnsupportedOpError, match=message):
         sw.quantize(Seq(mod), [torch.randn(2, 2, 4, 4)])
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(3, 2), nn.MaxPool2d(3, 1, 1),
+                                  nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)])
+def test_window_rows_over_the_accumulator_are_split(pool):
+    """A row of windows wider than tiny's 128 accumulator rows (3 input rows x 61 pixels)
+    runs in spans of output columns that fit; bit-exact."""
+    from .common import TINY
+    bit_exact_on_func(lambda: Seq(nn.Conv2d(3, 4, 1), pool), (3, 7, 60), configs=[TINY])
+
+
+def test_window_over_the_accumulator_is_named():
+    """One window over tiny's 128 accumulator rows: a CompileError naming the layer with
+    its module path, the sizes and the limit."""
+    from .common import TINY
+    qmodel = sw.quantize(Seq(nn.Conv2d(3, 4, 1), nn.MaxPool2d(12)), [torch.randn(2, 3, 12, 30)])
+    with pytest.raises(sw.CompileError, match=r"at body.1\): kernel \(12, 12\): a window needs "
+                                              r"145 accumulator rows, the NPU has 128"):
+        sw.compile(qmodel, TINY)
