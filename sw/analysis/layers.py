@@ -393,6 +393,7 @@ def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tup
 def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
             beat_cycles: float) -> list[LayerEstimate]:
     c = Compiler(config, qmodel)
+    qmodel = c.model                # what the compiler lowers (channel shuffles folded)
     nodes = qmodel.nodes
     inp = nodes[0]
     tensors = {inp.name: Tensor(inp.name, inp.shape, inp.out, 0, pad_w=c.input_padding())}

@@ -16,6 +16,7 @@ from ..program import HostSegment, NpuSegment, Program, TensorInfo, layout_regio
 from ..quant import QuantizedModel
 from . import CompileError
 from .alu import AluSchedule
+from .fold import fold_channel_maps
 from .gemm import GemmSchedule
 from .memory import Allocator, DramImage
 
@@ -77,7 +78,8 @@ class Compiler(GemmSchedule, AluSchedule):
 
     def __init__(self, config: NPUConfig, model: QuantizedModel):
         self.cfg = config
-        self.model = model
+        # Channel shuffles absorbed by their readers run no instructions (sw.compiler.fold).
+        self.model = fold_channel_maps(model)
         self.img = DramImage()
         self.memory = Allocator(self.img)
         self.insns: list[Instruction] = []

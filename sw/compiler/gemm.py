@@ -138,13 +138,13 @@ class GemmSchedule:
         # Accumulator: two slots of ng tiles x M rows.
         acc_group = [0, ng * m_blk]
 
-        def a_load(key, oh0, nrows, sram, **pop):
+        def a_load(key, oh0, nrows, sram) -> list[Instruction]:
             dy, dx, c0 = key
             if dx < 0:
-                return self.packed_a_load(src.addr, cin, h, w + 2 * pw, kw, ow_n, oh0, nrows, dy,
-                                          c0, sh, sw, ph, zp_in, zp_row, sram, **pop)
-            return self.conv_a_load(src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw,
-                                    ph, pw, zp_in, zp_row, sram, **pop)
+                return [self.packed_a_load(src.addr, cin, h, w + 2 * pw, kw, ow_n, oh0, nrows,
+                                           dy, c0, sh, sw, ph, zp_in, zp_row, sram)]
+            return self.conv_a_loads(src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw,
+                                     ph, pw, zp_in, zp_row, sram)
 
         # Output tiles whose parameters fit the parameter memory at once form a pass; passes
         # are separated by the same barrier as layers, so parameters are never overwritten
@@ -206,7 +206,8 @@ class GemmSchedule:
                                 pop_prev=1, push_prev=1))
                     kgroups.append(dict(
                         m=m, gemms=gemms, stores=stores, pops=pops if q == 0 else 0,
-                        a_loads=[a_load(chunk_keys[ci], oh0, nrows, where[ci]) for ci in kgrp]))
+                        a_loads=[insn for ci in kgrp
+                                 for insn in a_load(chunk_keys[ci], oh0, nrows, where[ci])]))
 
             g_idx = 0          # GEMMs so far: weight slot g % 2, C2L tokens
             t_idx = 0          # output tiles stored (one S2C token each)
@@ -259,21 +260,19 @@ class GemmSchedule:
 
         A LOAD strides over pixels only when an output row has more than one pixel, and
         over rows only when there is more than one output row: a linear layer (one pixel)
-        of any width fits."""
+        of any width fits. Pixels or rows further apart than ``x_stride`` or ``y_stride``
+        reach are loaded one output row per LOAD, the row's pixels as its ``y`` dimension
+        (:meth:`conv_a_loads`), up to pixels ``y_stride`` bytes apart."""
         cin, h, w = geometry
-        (sh, sw), (ph, pw) = stride, pad
+        sw, (ph, pw) = stride[1], pad
         self.check(ph <= self.MAX_PAD and pw <= self.MAX_PAD, node,
                    f"padding {pad} is over {self.MAX_PAD} (the LOAD padding fields)")
         self.check(ow_n <= self.m_max, node, f"output width {ow_n} is over {self.m_max} rows of the "
                                              f"accumulator slot")
-        if oh_n is None or oh_n > 1:
-            self.check(sh * (w + 2 * pw) * cin <= self.MAX_Y_STRIDE, node,
-                       f"input rows {sh} x {w + 2 * pw} pixels x {cin} channels apart are over "
-                       f"the {self.MAX_Y_STRIDE} bytes a LOAD can stride (LOAD.y_stride)")
         if ow_n > 1:
-            self.check(sw * cin <= self.MAX_X_STRIDE, node,
+            self.check(sw * cin <= self.MAX_Y_STRIDE, node,
                        f"input pixels {sw} x {cin} channels apart are over the "
-                       f"{self.MAX_X_STRIDE} bytes a LOAD can stride (LOAD.x_stride)")
+                       f"{self.MAX_Y_STRIDE} bytes a LOAD can stride (LOAD.y_stride)")
 
     def plan_gemm(self, oh_n: int, ow_n: int, nt: int, n_chunks: int,
                   chunks_per_tile: list[int]) -> tuple[int, int, int]:
@@ -325,9 +324,13 @@ class GemmSchedule:
                         length=min(R, kw * cin - f0), pad_top=top, pad_bottom=bottom,
                         pad_value=zp, **deps)
 
-    def conv_a_load(self, base, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp,
-                    zp_row, sram, **deps) -> Instruction:
-        """One activation row per output pixel of rows [oh0, oh0+nrows), kernel tap (dy, dx)."""
+    def conv_a_loads(self, base, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp,
+                     zp_row, sram) -> list[Instruction]:
+        """The LOADs of one activation row per output pixel of rows [oh0, oh0+nrows),
+        kernel tap (dy, dx): one strided LOAD, or, where input pixels or rows are further
+        apart than ``x_stride`` or ``y_stride`` reach, one LOAD per output row with the
+        row's pixels as its ``y`` dimension (the row's border as its top and bottom
+        padding) and one zero-point LOAD per run of output rows in the border."""
         R = self.R
         ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
         iw = [ow * sw + dx - pw for ow in range(ow_n)]
@@ -337,13 +340,29 @@ class GemmSchedule:
         right = sum(1 for v in iw if v >= w)
         vy, vx = nrows - top - bottom, ow_n - left - right
         length = min(R, cin - c0)
+
+        def border(sram, n):
+            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=n, x_size=ow_n,
+                            y_stride=0, x_stride=0, length=R, pad_value=zp)
         if vy <= 0 or vx <= 0:
-            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
-                            y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
+            return [border(sram, nrows)]
         first = base + (ih[top] * w + iw[left]) * cin + c0
-        return isa.load(mem="spad", sram=sram, dram=first, y_size=vy, x_size=vx,
-                        y_stride=sh * w * cin if vy > 1 else 0,
-                        x_stride=sw * cin if vx > 1 else 0, length=length,
-                        pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
-                        pad_value=zp, **deps)
+        y_stride = sh * w * cin if vy > 1 else 0
+        x_stride = sw * cin if vx > 1 else 0
+        if y_stride <= self.MAX_Y_STRIDE and x_stride <= self.MAX_X_STRIDE:
+            return [isa.load(mem="spad", sram=sram, dram=first, y_size=vy, x_size=vx,
+                             y_stride=y_stride, x_stride=x_stride, length=length,
+                             pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
+                             pad_value=zp)]
+        loads = []
+        if top:
+            loads.append(border(sram, top))
+        for r in range(vy):
+            loads.append(isa.load(mem="spad", sram=sram + (top + r) * ow_n,
+                                  dram=first + r * sh * w * cin, y_size=vx, x_size=1,
+                                  y_stride=x_stride, x_stride=0, length=length, pad_top=left,
+                                  pad_bottom=right, pad_value=zp))
+        if bottom:
+            loads.append(border(sram + (top + vy) * ow_n, bottom))
+        return loads
 

@@ -9,12 +9,13 @@ front-end patterns.
 ``silu`` ...      SiLU, Sigmoid, Hardswish, Hardsigmoid, Tanh, GELU, LeakyReLU: 256-entry
                   tables on the store path (:mod:`sw.ops.table`)
 ``maxpool``       MaxPool2d (:mod:`sw.ops.pool`)
-``avgpool``       AvgPool2d (:mod:`sw.ops.pool`)
+``avgpool``       AvgPool2d, any ceil_mode, count_include_pad, divisor_override (:mod:`sw.ops.pool`)
 ``gap``           AdaptiveAvgPool2d(1), ``x.mean([2, 3])`` (:mod:`sw.ops.gap`)
 ``adaptive_*``    AdaptiveAvgPool2d, AdaptiveMaxPool2d to any size (:mod:`sw.ops.adaptive`)
 ``add``           residual add (:mod:`sw.ops.add`)
 ``cat``           torch.cat along channels (:mod:`sw.ops.cat`)
-``channels``      channel shuffle, chunk/split: 0/1 1x1 convolutions (:mod:`sw.ops.layout`)
+``channels``      channel shuffle, chunk/split: 0/1 1x1 convolutions (:mod:`sw.ops.layout`;
+                  shuffles folded into their readers: :mod:`sw.compiler.fold`)
 ``mul``           element-wise and per-channel (squeeze-and-excitation) multiply (:mod:`sw.ops.mul`)
 ``flatten``       Flatten, flatten, view/reshape(batch, -1) (:mod:`sw.ops.flatten`)
 ================  ====================================================================

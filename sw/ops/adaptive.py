@@ -25,7 +25,7 @@ from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
 from .base import Op, QuantContext, register
 
-__all__ = ["AdaptivePool", "QAdaptivePool", "AdaptiveAvgPool", "AdaptiveMaxPool", "windows"]
+__all__ = ["AdaptivePool", "QAdaptivePool", "AdaptiveAvgPool", "AdaptiveMaxPool", "windows", "runs"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,17 @@ class QAdaptivePool(AdaptivePool):
 def windows(size: int, out: int) -> list[tuple[int, int]]:
     """PyTorch's adaptive windows of ``size`` inputs to ``out`` outputs: ``(start, stop)``."""
     return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def runs(values) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of equal values in ``values``: the output pixels one
+    STORE writes with one parameter group (pooling with windows of several sizes)."""
+    out, start = [], 0
+    for j in range(1, len(values) + 1):
+        if j == len(values) or values[j] != values[start]:
+            out.append((start, j))
+            start = j
+    return out
 
 
 def _per_window(x: torch.Tensor, size: tuple[int, int], fn) -> torch.Tensor:
@@ -93,41 +104,60 @@ class _Adaptive(Op):
             params = [c.param_load(g, 0, m, s) for g, (m, s) in enumerate(zip(a.mults, a.shifts))]
         op = isa.AluOp.MAX if self.is_max else isa.AluOp.ADD
         uniform = w % ow_n == 0           # equal windows side by side: one vector op per tap
+        acc = c.cfg.acc_depth
+        widest = max(w1 - w0 for w0, w1 in cols)
+
+        def spans(ny: int) -> list[tuple[int, int]]:
+            # Runs of output columns whose windows' input columns and outputs fit the
+            # accumulator together (the whole row where it fits).
+            out, j0 = [], 0
+            while j0 < ow_n:
+                j1 = j0 + 1
+                while j1 < ow_n and ny * (cols[j1][1] - cols[j0][0]) + j1 + 1 - j0 <= acc:
+                    j1 += 1
+                out.append((j0, j1))
+                j0 = j1
+            return out
         for first, c0, length, oh, _ in c.blocks(ch, oh_n, 1):
             h0, h1 = rows[oh]
             ny = h1 - h0
-            out_base = ny * w
-            c.check(out_base + ow_n <= c.cfg.acc_depth and ny <= c.MAX_VECTORS, node,
-                    f"a window row of {ny} x {w} pixels does not fit the accumulator")
-            load = c.acc_load(0, src.addr + h0 * w * ch + c0, ny, w * ch, w, ch, length)
-            alus = []
-            if uniform:
-                k = w // ow_n
-                for dy in range(ny):
-                    for dx in range(k):
-                        alus.append(isa.alu(op=isa.AluOp.MOV if dy == dx == 0 else op,
-                                            dst=out_base, src=dy * w + dx, count=ow_n,
-                                            dst_stride=1, src_stride=k))
-            else:
-                for ow, (w0, w1) in enumerate(cols):
+            c.check(ny * widest + 1 <= acc and ny <= c.MAX_VECTORS, node,
+                    f"output size {a.output_size} of a {h} x {w} input: a window of {ny} x "
+                    f"{widest} pixels needs {ny * widest + 1} accumulator rows, the NPU has "
+                    f"{acc}" + (f" (and a LOAD brings at most {c.MAX_VECTORS} rows)"
+                                if ny > c.MAX_VECTORS else ""))
+            for j0, j1 in spans(ny):
+                x0 = cols[j0][0]
+                width, n = cols[j1 - 1][1] - x0, j1 - j0
+                out_base = ny * width
+                load = c.acc_load(0, src.addr + (h0 * w + x0) * ch + c0, ny, w * ch, width, ch,
+                                  length)
+                alus = []
+                if uniform:
+                    k = w // ow_n
                     for dy in range(ny):
-                        for dx in range(w0, w1):
-                            first_tap = dy == 0 and dx == w0
-                            alus.append(isa.alu(op=isa.AluOp.MOV if first_tap else op,
-                                                dst=out_base + ow, src=dy * w + dx, count=1))
-            # Runs of output pixels with the same parameter group, one store each.
-            groups = [0 if self.is_max else a.counts.index(ny * (w1 - w0)) for w0, w1 in cols]
-            stores, start = [], 0
-            for j in range(1, ow_n + 1):
-                if j == ow_n or groups[j] != groups[start]:
-                    stores.append(isa.store(acc=out_base + start,
-                                            dram=out.addr + (oh * ow_n + start) * out.pixel_stride
-                                            + c0, rows=j - start, stride=out.pixel_stride,
-                                            length=length,
-                                            param=groups[start], out_zp=0, clamp_lo=-128,
-                                            clamp_hi=127))
-                    start = j
-            c.chunk(layer_id, first, [load], params, alus, stores)
+                        for dx in range(k):
+                            alus.append(isa.alu(op=isa.AluOp.MOV if dy == dx == 0 else op,
+                                                dst=out_base, src=dy * width + dx, count=n,
+                                                dst_stride=1, src_stride=k))
+                else:
+                    for ow in range(j0, j1):
+                        w0, w1 = cols[ow]
+                        for dy in range(ny):
+                            for dx in range(w0, w1):
+                                first_tap = dy == 0 and dx == w0
+                                alus.append(isa.alu(op=isa.AluOp.MOV if first_tap else op,
+                                                    dst=out_base + ow - j0,
+                                                    src=dy * width + dx - x0, count=1))
+                # Runs of output pixels with the same parameter group, one store each.
+                groups = [0 if self.is_max else a.counts.index(ny * (w1 - w0))
+                          for w0, w1 in cols[j0:j1]]
+                stores = [isa.store(acc=out_base + r0,
+                                    dram=out.addr + (oh * ow_n + j0 + r0) * out.pixel_stride + c0,
+                                    rows=r1 - r0, stride=out.pixel_stride, length=length,
+                                    param=groups[r0], out_zp=0, clamp_lo=-128, clamp_hi=127)
+                          for r0, r1 in runs(groups)]
+                c.chunk(layer_id, first and j0 == 0, [load], params, alus, stores)
         return 0
 
 

@@ -25,7 +25,8 @@ from ..ir import Node, QNode, QParams
 if TYPE_CHECKING:  # the compiler imports the op table, not the other way round
     from ..compiler import Compiler, Tensor
 
-__all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp"]
+__all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
+           "refuse_options"]
 
 
 def qparams(lo: float, hi: float) -> QParams:
@@ -165,6 +166,17 @@ def act_clamp(act: str | None, q: QParams) -> tuple[int, int]:
     if act is None:
         return (-128, 127)
     return get(act).clamp(q)
+
+
+def refuse_options(where: str, name: str, **options: tuple[Any, Any]) -> None:
+    """Raise :class:`sw.UnsupportedOpError` naming each option of operation ``name`` at
+    ``where`` (its module path) that is not at its supported value: ``option=(value,
+    supported)``, e.g. ``MaxPool2d at body.0: dilation=(2, 2) is not supported``."""
+    from ..frontend import UnsupportedOpError
+    bad = [f"{k}={v!r}" for k, (v, ok) in options.items() if v != ok]
+    if bad:
+        raise UnsupportedOpError(f"{name} at {where}: {', '.join(bad)} "
+                                 f"{'is' if len(bad) == 1 else 'are'} not supported")
 
 
 def get(name: str) -> Op:

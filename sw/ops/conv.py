@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .. import golden
 from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
-from .base import QuantContext, register
+from .base import QuantContext, refuse_options, register
 from .gemm import GemmOp, QLinear, quantize_gemm
 
 __all__ = ["Conv", "QConv", "ConvOp"]
@@ -77,7 +77,9 @@ class ConvOp(GemmOp):
             return False
         cin = src_shape[0]
         kw = node.attrs.w_q.shape[3]
-        return kw > 1 and 2 * cin <= c.R and node.attrs.padding[1] <= c.MAX_PAD
+        sh, pw = node.attrs.stride[0], node.attrs.padding[1]
+        return (kw > 1 and 2 * cin <= c.R and pw <= c.MAX_PAD
+                and sh * (src_shape[2] + 2 * pw) * cin <= c.MAX_Y_STRIDE)
 
     def input_pad_w(self, c, node: QNode, shape) -> int:
         return node.attrs.padding[1] if self.packed(c, node, shape) else 0
@@ -94,15 +96,18 @@ class ConvOp(GemmOp):
 
 @fx.module(nn.Conv2d)
 def _from_conv2d(t: fx.Tracer, fx_node, mod: nn.Conv2d, inp: str, where: str) -> None:
-    if mod.padding_mode != "zeros" or isinstance(mod.padding, str):
-        raise UnsupportedOpError(
-            f"Conv2d at {where}: padding {mod.padding!r} mode {mod.padding_mode!r} is "
-            f"not supported (numeric zero padding only)")
-    if fx.pair(mod.dilation) != (1, 1):
-        raise UnsupportedOpError(f"Conv2d at {where}: dilation {mod.dilation} is not supported")
+    padding = mod.padding
+    if padding == "valid":
+        padding = (0, 0)
+    elif padding == "same" and all(k % 2 for k in mod.kernel_size):
+        padding = tuple(k // 2 for k in mod.kernel_size)     # symmetric for odd kernels
+    refuse_options(where, "Conv2d", dilation=(fx.pair(mod.dilation), (1, 1)),
+                   padding_mode=(mod.padding_mode, "zeros"),
+                   **({"padding": (padding, "numeric, 'valid', or 'same' with odd kernels")}
+                      if isinstance(padding, str) else {}))
     w = mod.weight.detach().clone()
     b = mod.bias.detach().clone() if mod.bias is not None else torch.zeros(w.shape[0])
-    t.add(Node(fx_node.name, "conv", [inp], Conv(w, b, fx.pair(mod.stride), fx.pair(mod.padding),
+    t.add(Node(fx_node.name, "conv", [inp], Conv(w, b, fx.pair(mod.stride), fx.pair(padding),
                                                  mod.groups), where=where))
 
 

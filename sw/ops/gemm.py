@@ -14,7 +14,7 @@ import torch
 from hw.isa import PARAM_ELEM_BYTES, PARAM_GROUP_ROWS
 
 from .. import golden
-from ..ir import Node, QNode
+from ..ir import Node, QNode, QParams
 from .base import Op, QuantContext, act_clamp
 
 __all__ = ["QLinear", "GemmOp", "quantize_gemm"]
@@ -31,12 +31,14 @@ class QLinear:
     zp_in: int
 
 
-def quantize_gemm(node: Node, ctx: QuantContext) -> tuple[QNode, dict]:
+def quantize_gemm(node: Node, ctx: QuantContext,
+                  out: QParams | None = None) -> tuple[QNode, dict]:
     """The quantized node of a conv or linear ``node`` (attributes ``weight`` and ``bias``)
-    and its :class:`QLinear` fields as a dict (the caller builds its own attribute class)."""
+    and its :class:`QLinear` fields as a dict (the caller builds its own attribute class);
+    ``out``: the output's quantization (default: from its calibrated range)."""
     a = node.attrs
     q_in = ctx.q(node.inputs[0])
-    out = ctx.out(node)
+    out = out or ctx.out(node)
     w = a.weight.to(torch.float64)
     w_flat = w.reshape(w.shape[0], -1)
     s_w = w_flat.abs().amax(dim=1) / 127.0

@@ -20,8 +20,9 @@ import torch
 
 from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
-from .base import register
-from .conv import Conv, ConvOp
+from .base import QuantContext, register
+from .conv import Conv, ConvOp, QConv
+from .gemm import quantize_gemm
 
 __all__ = ["ChannelMap", "shuffle_weights", "slice_weights"]
 
@@ -38,6 +39,17 @@ class ChannelMap(ConvOp):
 
     def packed(self, c, node, src_shape) -> bool:
         return False
+
+    def quantize(self, node: Node, ctx: QuantContext) -> QNode:
+        # A permutation (a shuffle) keeps its operand's quantization, so that it moves the
+        # int8 values exactly (and the compiler can fold it, sw.compiler.fold); a slice
+        # has its own (narrower) range.
+        w = node.attrs.weight[:, :, 0, 0] != 0
+        perm = w.shape[0] == w.shape[1] and bool((w.sum(0) == 1).all() and (w.sum(1) == 1).all())
+        qnode, fields = quantize_gemm(node, ctx, ctx.q(node.inputs[0]) if perm else None)
+        a = node.attrs
+        qnode.attrs = QConv(**fields, stride=a.stride, padding=a.padding, groups=a.groups)
+        return qnode
 
 
 def shuffle_weights(channels: int, groups: int) -> torch.Tensor:

@@ -145,6 +145,11 @@ RTL_VISION = {
     "mobilenet_v3_small": lambda v: v.MobileNetV3(blocks=3, last_channel=32, num_classes=10),
     "shufflenet_v2_x0_5": lambda v: v.ShuffleNetV2(stages_repeats=(1, 1, 1), num_classes=10),
     "efficientnet_b0": lambda v: v.EfficientNet(stages=2, num_classes=10),
+    # Fire modules' in-place concatenations, ceil_mode max pooling, full width.
+    "squeezenet1_1": lambda v: v.SqueezeNet(num_classes=10),
+    # Concatenations copied, pre-activation BatchNorm, the transition's average pooling.
+    "densenet121": lambda v: v.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16,
+                                        num_classes=10),
 }
 
 
@@ -156,3 +161,46 @@ def test_torchvision_family_bit_exact_on_rtl(name):
     shape = (3, 32, 32)
     qmodel = sw.quantize(model, [torch.randn(4, *shape)])
     _rtl_equals_golden_and_func(qmodel, torch.randn(1, *shape))
+
+
+class _Lowerings(torch.nn.Module):
+    """What the compiler lowers in more than one way: average pooling with border windows
+    of their own divisors (ceil_mode, count_include_pad=False), a channel shuffle folded
+    through a depthwise convolution into a dense one, and a convolution whose input
+    pixels are 4100 bytes apart (re-strided LOADs)."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.wide = nn.Conv2d(8, 4100, 1)
+        self.narrow = nn.Conv2d(4100, 6, 1)
+
+    def forward(self, x):
+        from sw.zoo_vision import channel_shuffle
+        x = channel_shuffle(self.pool(torch.relu(self.stem(x))), 2)
+        return self.narrow(torch.relu(self.wide(torch.relu(self.dw(x)))))
+
+
+def test_compiler_lowerings_bit_exact_on_rtl():
+    torch.manual_seed(0)
+    model = _Lowerings().eval()
+    shape = (3, 6, 5)
+    qmodel = sw.quantize(model, [torch.randn(4, *shape)])
+    program = sw.compile(qmodel, TINY)
+    assert not any(layer["op"] == "channels" for layer in program.layers)   # folded
+    _rtl_equals_golden_and_func(qmodel, torch.randn(2, *shape))
+
+
+def test_pooling_in_column_spans_bit_exact_on_rtl():
+    """Max and adaptive pooling whose rows of windows (3 x 62, 4 x 60 pixels) are over
+    tiny's accumulator: spans of output columns that fit, bit-exact on the RTL."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 5, 1), nn.MaxPool2d(3, 1, 1),
+                          nn.AdaptiveAvgPool2d((2, 7))).eval()
+    shape = (3, 8, 60)
+    _rtl_equals_golden_and_func(sw.quantize(model, [torch.randn(4, *shape)]),
+                                torch.randn(2, *shape))

@@ -82,3 +82,23 @@ def test_output_size_1_is_global_pooling():
 def test_unsupported_options(mod, message):
     with pytest.raises(sw.UnsupportedOpError, match=message):
         sw.quantize(Seq(mod), [torch.randn(2, 2, 4, 4)])
+
+
+@pytest.mark.parametrize("pool", [nn.AdaptiveAvgPool2d((2, 3)), nn.AdaptiveMaxPool2d((3, 7)),
+                                  nn.AdaptiveAvgPool2d((2, 50))])
+def test_window_rows_over_the_accumulator_are_split(pool):
+    """A row of windows wider than tiny's 128 accumulator rows (8 x 60 inputs to 2 x 3:
+    4 x 60 pixels a row) runs in column spans that fit; bit-exact."""
+    from .common import TINY
+    bit_exact_on_func(lambda: Seq(nn.Conv2d(3, 4, 1), pool), (3, 8, 60), configs=[TINY])
+
+
+def test_windows_over_the_accumulator_are_named():
+    """One window over tiny's 128 accumulator rows: a CompileError naming the layer with
+    its module path, the sizes and the limit (no deep traceback)."""
+    from .common import TINY
+    qmodel = sw.quantize(Seq(nn.Conv2d(3, 4, 1), nn.AdaptiveAvgPool2d((1, 2))),
+                         [torch.randn(2, 3, 8, 60)])
+    with pytest.raises(sw.CompileError, match=r"at body.1\): .* a window of 8 x 30 pixels needs "
+                                              r"241 accumulator rows, the NPU has 128"):
+        sw.compile(qmodel, TINY)

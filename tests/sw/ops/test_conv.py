@@ -25,6 +25,8 @@ CASES = {
     "3x3_pad1": (lambda: Seq(nn.Conv2d(3, 6, 3, padding=1)), (3, 6, 5)),
     "stride2_rect": (lambda: Seq(nn.Conv2d(4, 5, (3, 1), stride=2, padding=(1, 0))), (4, 7, 6)),
     "depthwise_relu6": (lambda: Seq(nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.ReLU6()), (6, 5, 5)),
+    "same_valid": (lambda: Seq(nn.Conv2d(3, 4, (3, 5), padding="same"), nn.Conv2d(4, 2, 3, padding="valid")),
+                   (3, 6, 7)),
     "grouped_bn_relu": (lambda: Seq(nn.Conv2d(4, 6, 3, groups=2, bias=False), nn.BatchNorm2d(6),
                                     nn.ReLU()), (4, 6, 6)),
 }
@@ -63,9 +65,10 @@ def test_typed_attributes_and_batchnorm_folding():
 
 
 @pytest.mark.parametrize("mod, message", [
-    (nn.Conv2d(2, 2, 3, dilation=2), r"Conv2d at body.0: dilation \(2, 2\) is not supported"),
-    (nn.Conv2d(2, 2, 3, padding="same"), "padding 'same' mode 'zeros' is not supported"),
-    (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), "mode 'reflect'"),
+    (nn.Conv2d(2, 2, 3, dilation=2), r"Conv2d at body.0: dilation=\(2, 2\) is not supported"),
+    (nn.Conv2d(2, 2, 2, padding="same"), "Conv2d at body.0: padding='same' is not supported"),
+    (nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect", dilation=3),
+     r"Conv2d at body.0: dilation=\(3, 3\), padding_mode='reflect' are not supported"),
 ])
 def test_unsupported_options(mod, message):
     with pytest.raises(sw.UnsupportedOpError, match=message):
@@ -110,3 +113,23 @@ def test_batchnorm_without_running_statistics_is_refused():
     with pytest.raises(sw.UnsupportedOpError, match="track_running_stats=False"):
         sw.quantize(Seq(nn.Conv2d(2, 2, 1), nn.ReLU(), nn.BatchNorm2d(2, track_running_stats=False)),
                     [torch.randn(2, 2, 4, 4)])
+
+
+@pytest.mark.parametrize("factory, shape", [
+    (lambda: Seq(nn.Conv2d(4100, 6, 1)), (4100, 2, 3)),
+    (lambda: Seq(nn.Conv2d(2050, 4, 3, stride=2, padding=1), nn.ReLU()), (2050, 5, 4)),
+])
+def test_pixels_further_apart_than_x_stride(factory, shape):
+    """Input pixels more than 4095 bytes apart (the 12-bit LOAD.x_stride): one LOAD per
+    output row, its pixels as the LOAD's rows; bit-exact on tiny."""
+    from hw import isa
+    from .common import TINY
+    torch.manual_seed(0)
+    model = factory().eval()
+    qmodel = sw.quantize(model, [torch.randn(2, *shape)])
+    program = sw.compile(qmodel, TINY)
+    cin, stride = shape[0], model.body[0].stride[1]
+    loads = [i for i in program.instructions() if i.opcode is isa.Opcode.LOAD
+             and i.mem == isa.Mem.SPAD and i.x_size == 1 and i.y_stride == stride * cin]
+    assert loads
+    bit_exact_on_func(factory, shape, configs=[TINY])

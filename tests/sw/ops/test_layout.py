@@ -105,3 +105,50 @@ def test_other_transposes_are_refused():
     with pytest.raises(sw.UnsupportedOpError, match="transpose at .*only the transpose of "
                                                      "channel groups"):
         sw.quantize(T(), [torch.randn(2, 3, 4, 4)])
+
+
+class ShuffleInto(nn.Module):
+    """A shuffle read by ``kind``: a dense conv, a depthwise conv then a dense one (the
+    permutation passes through), ShuffleNet's chunk and cat, or a depthwise conv whose
+    output is added (no reader can take the permutation: the shuffle stays)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw = nn.Conv2d(8, 6, 1)
+        self.b = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = channel_shuffle(self.conv(x), 2)
+        if self.kind == "dense":
+            return self.pw(x)
+        if self.kind == "depthwise":
+            return self.pw(torch.relu(self.dw(x)))
+        if self.kind == "chunk":
+            x1, x2 = x.chunk(2, dim=1)
+            return self.pw(channel_shuffle(torch.cat((x1, self.b(x2)), 1), 2))
+        return self.dw(x) + x
+
+
+@pytest.mark.parametrize("kind, folded", [("dense", 1), ("depthwise", 1), ("chunk", 2),
+                                          ("add", 0)])
+def test_shuffle_folded_into_its_readers(kind, folded):
+    """The compiler folds a shuffle into readers that can take their input channels in
+    another order (no instructions for it), keeps the 0/1 convolution otherwise; bit-exact
+    on the functional model either way."""
+    from .common import CONFIGS
+    torch.manual_seed(0)
+    model = ShuffleInto(kind).eval()
+    shape = (3, 5, 6)
+    qmodel = sw.quantize(model, [torch.randn(4, *shape)])
+    shuffles = [n.name for n in qmodel.nodes if n.op == "channels"
+                and "shuffle" in n.where]
+    assert len(shuffles) == (2 if kind == "chunk" else 1)
+    x = torch.randn(2, *shape)
+    for cfg in CONFIGS:
+        program = sw.compile(qmodel, cfg)
+        lowered = {layer["name"] for layer in program.layers}
+        assert len([s for s in shuffles if s not in lowered]) == folded
+        assert torch.equal(sw.Device(cfg).run(program, x), qmodel(x))
