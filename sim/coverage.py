@@ -35,8 +35,9 @@ __all__ = ["Coverage", "parse", "report", "main", "DEFAULT_TESTS", "KINDS"]
 
 #: The whole-NPU tests, on the 4x4 configurations (:data:`DEFAULT_K`): the RTL against the functional model
 #: (every instruction, the error programs, fuzzed programs, both memory models), the
-#: activation tables, the exact cycles, and compiled models through the runtime.
-DEFAULT_TESTS = ("tests/sim/test_rtl.py", "tests/sim/test_lut.py",
+#: activation tables, the exact cycles, compiled models through the runtime, and the
+#: fuzzed, malformed, bus-error and reset programs.
+DEFAULT_TESTS = ("tests/sim/test_rtl.py", "tests/sim/test_fuzz.py", "tests/sim/test_lut.py",
                  "tests/sim/test_performance.py", "tests/sim/test_models_rtl.py")
 #: The whole-NPU suite's other sizes left out by default (each a separate, slower
 #: coverage build).
@@ -96,9 +97,9 @@ def parse(paths, depth: int = 3) -> tuple[Coverage, dict[str, int]]:
                 if not m:
                     continue
                 # The same design built for both harnesses: one point, whatever folder
-                # its Verilog was in.
+                # its Verilog was in (and the C++ harness's hierarchy starts at TOP).
                 key = _FILE.sub(lambda f: "\x01f\x02" + f.group(1).rsplit("/", 1)[-1],
-                                m.group(1))
+                                m.group(1)).replace("\x01h\x02TOP.", "\x01h\x02")
                 n = int(m.group(2))
                 counts[key] = counts.get(key, 0) + n
                 if key not in hier_of:

@@ -29,7 +29,7 @@ def test_points_by_component_and_kind_merged_over_runs(tmp_path):
                (_point("npu.csr", "npu_harness.dut.csr", 6, kind="v_branch"), 1)])
     # A second run of the same design (built in another folder, for the other harness)
     # hits line 10: merged, it counts as hit.
-    _write(b, [(_point("npu.core.store_unit", store, 10, folder="/c/rtl"), 2),
+    _write(b, [(_point("npu.core.store_unit", "TOP." + store, 10, folder="/c/rtl"), 2),
                (_point("npu_harness", "npu_harness.ram", 3), 0)])
     cov, counts = coverage.parse([a, b])
     assert cov.points[("line", "npu.core.store_unit")] == [2, 2]
