@@ -92,7 +92,7 @@ def mac_label(mac: MacOptions) -> str:
 
 
 def table(rows) -> str:
-    head = (f"{'build':22s} {'device':10s} {'MACs':>4s} {'mac':16s} {'LUT/LC':>13s} {'FF':>6s} {'DSP':>8s} "
+    head = (f"{'build':22s} {'device':10s} {'MACs':>4s} {'mac':20s} {'LUT/LC':>13s} {'FF':>6s} {'DSP':>8s} "
             f"{'BRAM':>7s} {'Fmax':>6s} {'clock':>5s} {'s':>5s}  status")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -107,7 +107,7 @@ def table(rows) -> str:
         lut = pair("logic_cells", "lut")
         fmax = f"{r['fmax_mhz']:.1f}" if r.get("fmax_mhz") else "-"
         clock = f"{r['clock_mhz']:.0f}" if r.get("clock_mhz") else "-"
-        lines.append(f"{r['label']:22s} {r['device']:10s} {r['macs_per_cycle']:>4d} {r['mac']:16s} {lut:>13s} "
+        lines.append(f"{r['label']:22s} {r['device']:10s} {r['macs_per_cycle']:>4d} {r['mac']:20s} {lut:>13s} "
                      f"{pair('ff'):>6s} {pair('dsp'):>8s} {pair('bram'):>7s} {fmax:>6s} "
                      f"{clock:>5s} {r['seconds']:>5.0f}  {r['status']}")
     return "\n".join(lines)
