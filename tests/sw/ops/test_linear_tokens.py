@@ -121,3 +121,20 @@ def test_tokens_bit_exact_on_rtl():
     x = torch.randn(3, 8)
     y = sw.Device(NPUConfig.preset("tiny"), backend="rtl").run(program, x)
     assert y.shape == (3, 8) and torch.equal(y, qmodel(x))
+
+
+@pytest.mark.parametrize("t", [1, 16])
+def test_layer_model_counts_equal_the_program_on_tokens(t):
+    """sw.analysis.layers prices a token Linear as the compiler lowers it (T rows)."""
+    from sw.analysis import layers
+    from sw.analysis.traffic import count_traffic
+    torch.manual_seed(3)
+    qmodel = sw.quantize(Block().eval(), [torch.randn(2, t, 16)])
+    for cfg in TOKEN_CONFIGS:
+        est = layers.estimate_layers(qmodel, cfg)
+        program = sw.compile(qmodel, cfg)
+        total, _ = count_traffic(program.words, cfg)
+        assert est.total.mac_slots == total.mac_slots, cfg.describe()
+        assert est.total.dram_read_bytes == total.dram_read_bytes, cfg.describe()
+        assert est.total.instructions == total.instructions - 2, cfg.describe()
+        assert [e.mac_slots for e in est.layers] == [p["mac_slots"] for p in program.layers]
