@@ -36,6 +36,8 @@ CASES = {
     "gelu_relu6": lambda: Seq(nn.Linear(16, 24), nn.GELU(approximate="tanh"), nn.Linear(24, 16),
                               nn.ReLU6()),
     "residual_gelu": lambda: Block(),
+    # A ReLU on the input (nothing to fuse into: a standalone clamp), a table after it.
+    "standalone_relu": lambda: Seq(nn.ReLU(), nn.Linear(16, 8), nn.Tanh()),
 }
 
 
@@ -138,3 +140,28 @@ def test_layer_model_counts_equal_the_program_on_tokens(t):
         assert est.total.dram_read_bytes == total.dram_read_bytes, cfg.describe()
         assert est.total.instructions == total.instructions - 2, cfg.describe()
         assert [e.mac_slots for e in est.layers] == [p["mac_slots"] for p in program.layers]
+
+
+def test_wide_tokens_and_save_load(tmp_path):
+    """An LLM-width Linear(4096, n) on tokens (4096-byte token rows), and a program of
+    token tensors saved and loaded."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(4096, 12), nn.ReLU(), nn.Linear(12, 5)).eval()
+    x = torch.randn(2, 3, 4096)
+    qmodel = sw.quantize(model, [x])
+    program = sw.compile(qmodel, TINY)
+    y = sw.Device(TINY).run(program, x)
+    assert y.shape == (2, 3, 5) and torch.equal(y, qmodel(x))
+    program.save(tmp_path / "tokens.npu")
+    loaded = sw.Program.load(tmp_path / "tokens.npu")
+    assert loaded.input.shape == (3, 4096) and loaded.output.shape == (3, 5)
+    assert torch.equal(sw.Device(TINY).run(loaded, x), y)
+
+
+def test_compiler_refuses_token_operands_by_layer(monkeypatch):
+    """The compiler's own check (behind the quantizer's): an operator without token
+    support given a token tensor is a CompileError naming the layer, not an assertion."""
+    qmodel = sw.quantize(Seq(nn.ReLU(), nn.Linear(8, 4)).eval(), [torch.randn(2, 5, 8)])
+    monkeypatch.setattr(type(sw.ops.get("relu")), "tokens", False)
+    with pytest.raises(sw.CompileError, match=r"relu at body\.0\).*token-shaped operand"):
+        sw.compile(qmodel, TINY)
