@@ -147,12 +147,19 @@ def requantize(acc: torch.Tensor, bias: torch.Tensor, multiplier: torch.Tensor,
 
 
 def gemm(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """int8 x int8 -> int32: ``a @ w.T`` for ``a`` [M, K] and ``w`` [N, K] (Linear layout)."""
+    """int8 x int8 -> int32: ``a @ w.T`` for ``a`` [M, K] and ``w`` [N, K] (Linear layout).
+
+    Leading dimensions of ``a`` are rows: ``a`` [..., K] (e.g. [batch, tokens, K]) gives
+    [..., N], the GEMM of its flattened rows.
+    """
     _check_int("a", a)
     _check_int("w", w)
-    if a.dim() != 2 or w.dim() != 2 or a.shape[1] != w.shape[1]:
-        raise ValueError(f"gemm: need a [M, K] and w [N, K], got {tuple(a.shape)} and {tuple(w.shape)}")
-    return wrap_int32(a.to(torch.int64) @ w.to(torch.int64).T).to(torch.int32)
+    if a.dim() < 2 or w.dim() != 2 or a.shape[-1] != w.shape[1]:
+        raise ValueError(f"gemm: need a [M, K] (or [..., M, K]) and w [N, K], got "
+                         f"{tuple(a.shape)} and {tuple(w.shape)}")
+    rows = a.reshape(-1, a.shape[-1]).to(torch.int64)
+    out = wrap_int32(rows @ w.to(torch.int64).T).to(torch.int32)
+    return out.reshape(*a.shape[:-1], w.shape[0])
 
 
 def conv2d(x: torch.Tensor, w: torch.Tensor, *, stride: int | tuple[int, int] = 1,

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from . import ops
-from .frontend import trace
+from .frontend import UnsupportedOpError, trace
 from .ir import Graph, QNode, QParams
 from .ops.add import ADD_SHIFT
 
@@ -46,6 +46,12 @@ def float_forward(graph: Graph, feeds: dict[str, torch.Tensor], record: dict | N
     for node in graph.nodes:
         op = ops.get(node.op)
         args = [feeds[node.name]] if node.op == "input" else [env[i] for i in node.inputs]
+        if not op.tokens and any(a.dim() == 3 for a in args):
+            bad = next(i for i, a in zip(node.inputs, args) if a.dim() == 3)
+            raise UnsupportedOpError(
+                f"{node.op} at {node.where}: its operand {bad} is token-shaped "
+                f"{list(env[bad].shape[1:])} ([batch, tokens, features]), which {node.op} does "
+                f"not take; {ops.token_ops()} take token tensors")
         y = op.forward(node, args)
         if node.act is not None:
             y = ops.get(node.act).forward(node, [y])

@@ -427,7 +427,8 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
                                             a.stride, a.padding, a.groups, packed, dst.geometry)
         elif node.op == "linear":
             cin = node.attrs.w_q.shape[1]
-            cycles, comp, mem = _gemm_layer(c, cnt, node, (cin, 1, 1), node.attrs.w_q.shape[0],
+            rows = src.shape[0] if len(src.shape) == 2 else 1     # token-shaped [T, F]
+            cycles, comp, mem = _gemm_layer(c, cnt, node, (cin, rows, 1), node.attrs.w_q.shape[0],
                                             1, 1, (1, 1), (0, 0), 1, False, dst.geometry)
         else:
             cycles, comp, mem = _alu_layer(c, cnt, op, node, layer_id, args, dst)

@@ -51,9 +51,12 @@ class Tensor:
 
     @property
     def geometry(self):
-        """(C, H, W) of the bytes in DRAM (a flat tensor is C channels of one pixel)."""
+        """(C, H, W) of the bytes in DRAM (a flat tensor is C channels of one pixel; a
+        token-shaped [T, F] one is T pixels of F channels, a T x 1 image)."""
         if len(self.shape) == 3:
             return self.shape
+        if len(self.shape) == 2:
+            return (self.shape[1], self.shape[0], 1)
         return (self.shape[0], 1, 1)
 
     def info(self, stored: bool = False) -> TensorInfo:
@@ -165,6 +168,10 @@ class Compiler(GemmSchedule, AluSchedule):
         for i, node in enumerate(nodes[1:], start=1):
             op = ops.get(node.op)
             args = [self.tensors[name] for name in node.inputs]
+            for a in args:
+                self.check(op.tokens or len(a.shape) != 2, node,
+                           f"token-shaped operand {a.name} {list(a.shape)} ([tokens, features]) "
+                           f"is not supported by {node.op}; {ops.token_ops()} take token tensors")
             if op.view:
                 self.tensors[node.name] = op.lower_view(self, node, args)
                 continue

@@ -26,9 +26,10 @@ with :func:`register` and its front-end patterns, imported below; and its tests
 (tests/sw/ops/).
 """
 
-from .base import OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register
+from .base import OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register, token_ops
 
 # Registration order is the order of the supported-module list in messages.
 from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
 
-__all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp"]
+__all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
+           "token_ops"]

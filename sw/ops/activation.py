@@ -26,6 +26,7 @@ class Activation(Op):
     """An element-wise clamp; ``fn`` is the float function."""
     fn = staticmethod(F.relu)
     op_class = "elementwise"
+    tokens = True
 
     def vector_ops(self, node, in_shapes):
         return math.prod(node.shape)                  # one clamp per element

@@ -43,6 +43,7 @@ class QAdd:
 class Add(Op):
     name = "add"
     op_class = "elementwise"
+    tokens = True
 
     def vector_ops(self, node, in_shapes):
         return math.prod(node.shape)                  # one add per output element

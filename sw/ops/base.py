@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the compiler imports the op table, not the other way round
     from ..compiler import Compiler, Tensor
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
-           "refuse_options"]
+           "refuse_options", "token_ops"]
 
 
 def qparams(lo: float, hi: float) -> QParams:
@@ -69,13 +69,17 @@ class Op:
     * ``view``: lowers to no instructions, its output reinterprets its input's bytes
       (``lower_view``);
     * ``fuses_activation``: a following ReLU/ReLU6 folds into its output clamp;
-    * ``op_class``: the group the analysis reports it in (:data:`OP_CLASSES`).
+    * ``op_class``: the group the analysis reports it in (:data:`OP_CLASSES`);
+    * ``tokens``: takes token-shaped operands ([batch, tokens, features]; one sample
+      [T, F], in DRAM T rows of F bytes), which the flow refuses, naming the layer,
+      for the operators without.
     """
     name: ClassVar[str] = ""
     host: ClassVar[bool] = False
     view: ClassVar[bool] = False
     fuses_activation: ClassVar[bool] = False
     op_class: ClassVar[str] = "data"
+    tokens: ClassVar[bool] = False
 
     def vector_ops(self, node: QNode, in_shapes: list[tuple[int, ...]]) -> int:
         """Arithmetic operations of one sample besides MACs (one per comparison, add or
@@ -177,6 +181,11 @@ def refuse_options(where: str, name: str, **options: tuple[Any, Any]) -> None:
     if bad:
         raise UnsupportedOpError(f"{name} at {where}: {', '.join(bad)} "
                                  f"{'is' if len(bad) == 1 else 'are'} not supported")
+
+
+def token_ops() -> str:
+    """The operators that take token-shaped tensors (:attr:`Op.tokens`), for messages."""
+    return ", ".join(name for name, op in REGISTRY.items() if op.tokens and name != "input")
 
 
 def get(name: str) -> Op:

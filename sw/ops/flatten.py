@@ -17,6 +17,7 @@ __all__ = ["Flatten"]
 class Flatten(Op):
     name = "flatten"
     view = True
+    tokens = True
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         return torch.flatten(args[0], 1)

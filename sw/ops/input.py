@@ -14,6 +14,7 @@ __all__ = ["Input"]
 class Input(Op):
     """A graph input; ``forward`` and ``golden`` receive the float feed as their one operand."""
     name = "input"
+    tokens = True
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         return args[0]

@@ -1,7 +1,10 @@
 """Linear (fully connected) layers, quantized as a GEMM (:mod:`sw.ops.gemm`).
 
 The lowering is the compiler's implicit GEMM on a 1x1 image; after a flatten of a 3-D
-tensor the weight columns are permuted from PyTorch's CHW order to the NHWC bytes.
+tensor the weight columns are permuted from PyTorch's CHW order to the NHWC bytes. A
+token-shaped operand ([batch, tokens, features], one sample [T, F]) is T rows of the
+same GEMM (a 1x1 convolution of a T x 1 image); the golden takes the leading dimensions
+as rows.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Linear:
 @register
 class LinearOp(GemmOp):
     name = "linear"
+    tokens = True
 
     def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
         return F.linear(args[0], node.attrs.weight, node.attrs.bias)
@@ -57,7 +61,12 @@ class LinearOp(GemmOp):
             w_q = w_q[:, perm]
         cin = w_q.shape[1]
         wt = w_q.reshape(w_q.shape[0], 1, 1, cin)          # [Cout, KH, KW, Cin_g]
-        return c.gemm_layer(node, layer_id, src, out, wt, (cin, 1, 1), (1, 1), (0, 0), 1, False)
+        # Token-shaped [T, F]: T rows of the GEMM, a 1x1 convolution of a T x 1 image.
+        rows = src.shape[0] if len(src.shape) == 2 else 1
+        c.check(src.geometry == (cin, rows, 1), node,
+                f"operand shape {src.shape} does not match the weights' {cin} input features")
+        return c.gemm_layer(node, layer_id, src, out, wt, (cin, rows, 1), (1, 1), (0, 0), 1,
+                            False)
 
 
 @fx.module(nn.Linear)

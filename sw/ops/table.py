@@ -47,6 +47,7 @@ def activation_table(fn, q_in: QParams, q_out: QParams) -> np.ndarray:
 class TableActivation(Op):
     """A nonlinear element-wise function; ``fn(x, node)`` is its float form."""
     op_class = "elementwise"
+    tokens = True
 
     @staticmethod
     def fn(x: torch.Tensor, node: Node) -> torch.Tensor:
