@@ -916,14 +916,13 @@ def _pool(imp: Importer, n, op: str) -> None:
         raise UnsupportedOpError(f"{imp.where(n)}: the indices output is not supported")
     pads = _pads(imp, n, a)
     ceil = bool(a.get("ceil_mode", 0))
-    if op == "avgpool":
-        if ceil:
-            raise UnsupportedOpError(f"{imp.where(n)}: ceil_mode=1 is not supported")
-        if any(pads) and not a.get("count_include_pad", 0):
-            raise UnsupportedOpError(f"{imp.where(n)}: count_include_pad=0 with padding is not "
-                                     f"supported (the NPU counts the padding)")
+    # ONNX's count_include_pad defaults to 0 (PyTorch's to True); both divide a window
+    # by its elements inside the input then, and with it set by the window clipped at
+    # the padded input's end, as sw.ops.pool.divisors does.
+    include_pad = bool(a.get("count_include_pad", 0)) if op == "avgpool" else True
     imp.emit(n, op, [imp.src(n.input[0], n)],
-             Pool(kernel, tuple(a.get("strides", [1, 1])), pads, ceil and op == "maxpool"))
+             Pool(kernel, tuple(a.get("strides", [1, 1])), pads, ceil,
+                  count_include_pad=include_pad))
 
 
 PATTERNS["MaxPool"] = lambda imp, n: _pool(imp, n, "maxpool")

@@ -388,3 +388,29 @@ def test_onnx_graph_is_a_graph():
     graph = sw.import_onnx(make_model(*CASES["gemm_transb0_leaky"][:4]))
     assert isinstance(graph, OnnxGraph) and graph.source == "<ModelProto>"
     assert graph.output == graph.nodes[-1].name
+
+
+@pytest.mark.parametrize("pool", [
+    nn.AvgPool2d(3, 2, padding=1, ceil_mode=True),
+    nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+    nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
+    nn.MaxPool2d(3, 2, padding=1, ceil_mode=True),
+])
+def test_exported_pooling_options_bit_exact_with_torch_path_and_onnxruntime(pool, tmp_path):
+    """ceil_mode and count_include_pad as exported: the imported graph's float result is
+    onnxruntime's, and its program is bit-exact with the torch path's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), pool).eval()
+    shape = (3, 9, 9)
+    path = export(model, shape, tmp_path / "pool.onnx")
+    graph = sw.import_onnx(path)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, *shape, generator=gen)
+    y_float = float_forward(graph, {graph.inputs[0]: x})[graph.output]
+    torch.testing.assert_close(y_float, ort_run(path, x), atol=1e-5, rtol=1e-5)
+    calib = [torch.randn(4, *shape, generator=gen)]
+    q_torch, q_onnx = sw.quantize(model, calib), sw.quantize(graph, calib)
+    config = NPUConfig.preset("tiny")
+    y = sw.Device(config).run(sw.compile(q_onnx, config), x)
+    assert torch.equal(y, q_onnx(x))
+    assert torch.equal(y, sw.Device(config).run(sw.compile(q_torch, config), x))
