@@ -172,7 +172,11 @@ def quantize(model: nn.Module | Graph,
                                  f"vs {input_shape}")
             try:
                 float_forward(graph, {graph.inputs[0]: x}, record)
-            except RuntimeError as exc:
+            except (RuntimeError, UnsupportedOpError) as exc:
+                # A 3-D batch for an image model reads as tokens: say what it likely is.
+                if isinstance(exc, UnsupportedOpError) and \
+                        not (x.dim() == 3 and "token-shaped" in str(exc)):
+                    raise
                 raise ValueError(
                     f"the model cannot run calibration batch {n} of shape {tuple(x.shape)} "
                     f"({str(exc).splitlines()[0]}); calibration takes batches [batch, *input]: "

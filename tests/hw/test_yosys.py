@@ -94,7 +94,9 @@ def test_synth_ice40_maps_the_srams_to_block_ram(tmp_path):
 def test_synth_ecp5_maps_the_srams_to_ram_primitives(tmp_path):
     # The 2x2 NPU's memories are small, so Yosys picks ECP5's distributed RAM
     # (TRELLIS_DPR16X4, 139 measured) over DP16KD block RAM; either is a RAM, not flops.
-    cells = _synth_cells(tmp_path, "synth_ecp5")
+    # Up to (not into) LUT mapping: YoWASP Yosys 0.70's ABC dies without a message on this
+    # design; the RAMs and flip-flops are mapped before it.
+    cells = _synth_cells(tmp_path, "synth_ecp5 -run :map_luts")
     rams = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0) + cells.get("TRELLIS_DPR16X4", 0)
     assert rams >= 2 * _MINI.spad_banks + _MINI.acc_banks + 1, cells
     assert cells.get("TRELLIS_FF", 0) < 8000, cells
