@@ -173,9 +173,12 @@ def quantize(model: nn.Module | Graph,
             try:
                 float_forward(graph, {graph.inputs[0]: x}, record)
             except (RuntimeError, UnsupportedOpError) as exc:
-                # A 3-D batch for an image model reads as tokens: say what it likely is.
-                if isinstance(exc, UnsupportedOpError) and \
-                        not (x.dim() == 3 and "token-shaped" in str(exc)):
+                # A 3-D batch for an image model reads as tokens: say what it likely is
+                # (only when the graph's input itself is the token-shaped operand: a token
+                # tensor that a layer makes and a later layer refuses is the model's own).
+                unbatched = x.dim() == 3 and \
+                    f"its operand {graph.inputs[0]} is token-shaped" in str(exc)
+                if isinstance(exc, UnsupportedOpError) and not unbatched:
                     raise
                 raise ValueError(
                     f"the model cannot run calibration batch {n} of shape {tuple(x.shape)} "
