@@ -322,12 +322,15 @@ class ReadArbiter(wiring.Component):
             "s": In(AXI4ReadSignature(addr_width=32, data_width=data_width)).array(n),
             "m": Out(AXI4ReadSignature(addr_width=32, data_width=data_width, id_width=id_width)),
         })
+        #: The reader granted, and whether the grant is held (AR offered, not yet taken);
+        #: attributes so that a formal check can state its invariant over them.
+        self.grant = Signal(range(n))
+        self.locked = Signal()
 
     def elaborate(self, platform):
         m = Module()
         bus = self.m
-        grant = Signal(range(self.n))
-        locked = Signal()
+        grant, locked = self.grant, self.locked
         sel = Signal(range(self.n))
         # Lowest index wins unless a grant is held.
         with m.If(locked):
