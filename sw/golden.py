@@ -19,7 +19,7 @@ __all__ = [
     "INT32_MIN", "INT32_MAX", "wrap_int32",
     "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier", "quantize_multiplier",
-    "gemm", "conv2d", "requantize", "quantize", "dequantize",
+    "gemm", "matmul", "conv2d", "requantize", "quantize", "dequantize",
 ]
 
 INT32_MIN = -(1 << 31)
@@ -160,6 +160,19 @@ def gemm(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     rows = a.reshape(-1, a.shape[-1]).to(torch.int64)
     out = wrap_int32(rows @ w.to(torch.int64).T).to(torch.int32)
     return out.reshape(*a.shape[:-1], w.shape[0])
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """int8 x int8 -> int32: ``a @ b`` for ``a`` [..., M, K] and ``b`` [..., K, N] with the
+    same leading (batch) dimensions, accumulated in int64 and wrapped to int32 as the
+    array's accumulator does. Both operands are symmetric (zero point 0): nothing is
+    subtracted."""
+    _check_int("a", a)
+    _check_int("b", b)
+    if a.dim() < 2 or a.dim() != b.dim() or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: need a [..., M, K] and b [..., K, N] with the same leading "
+                         f"dimensions, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return wrap_int32(a.to(torch.int64) @ b.to(torch.int64)).to(torch.int32)
 
 
 def conv2d(x: torch.Tensor, w: torch.Tensor, *, stride: int | tuple[int, int] = 1,

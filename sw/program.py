@@ -76,7 +76,7 @@ class TensorInfo:
 
     def to_device(self, q: np.ndarray) -> np.ndarray:
         """int8 sample in PyTorch layout -> bytes in DRAM layout."""
-        if len(self.shape) == 3:
+        if len(self.shape) == 3 and self.layout == "nhwc":
             q = q.transpose(1, 2, 0)
             if self.pad_w:
                 q = np.pad(q, ((0, 0), (self.pad_w, self.pad_w), (0, 0)),
@@ -94,7 +94,7 @@ class TensorInfo:
     def from_device(self, raw: np.ndarray) -> np.ndarray:
         """Bytes in DRAM layout -> int8 sample in PyTorch layout."""
         q = raw.view(np.int8)
-        if len(self.shape) == 3:
+        if len(self.shape) == 3 and self.layout == "nhwc":
             c, h, w = self.shape
             return q.reshape(h, w, c).transpose(2, 0, 1).copy()
         return q.reshape(self.shape).copy()

@@ -204,7 +204,7 @@ def quantize(model: nn.Module | Graph,
         ctx = graph.context(record, shapes)          # the QDQ model's quantization first
         quantize_node = graph.quantize_node
     else:
-        ctx = ops.QuantContext(record, {}, shapes)
+        ctx = ops.QuantContext(record, {}, shapes, ops.symmetric_operands(graph.nodes))
         quantize_node = None
     qnodes: list[QNode] = []
     for node in graph.nodes:

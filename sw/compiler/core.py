@@ -26,9 +26,14 @@ __all__ = ["Compiler", "Tensor", "compile"]
 class Tensor:
     """An activation tensor in DRAM as the compiler sees it."""
 
-    def __init__(self, name, shape, q: QParams, addr=None, chw=None, pad_w=0, pstride=None):
+    def __init__(self, name, shape, q: QParams, addr=None, chw=None, pad_w=0, pstride=None,
+                 flat=False, strides=None):
         self.name = name
         self.shape = tuple(shape)      # PyTorch layout per sample
+        # PyTorch's row-major order in DRAM (not a channel-last image): matmul outputs and
+        # the head views of :mod:`sw.ops.reshape`; 1-D and 2-D tensors always are.
+        self.flat = flat or len(self.shape) != 3
+        self.strides = None if strides is None else tuple(strides)   # elements, a strided view
         self.q = q
         self.addr = addr
         self.chw = chw                 # (C, H, W) when this is a flatten of a 3-D tensor
@@ -50,11 +55,26 @@ class Tensor:
         return int(np.prod(self.shape))
 
     @property
+    def elem_strides(self) -> tuple[int, ...]:
+        """Elements between neighbours along each dimension of a flat tensor: its view's
+        strides, or row-major."""
+        if self.strides is not None:
+            return self.strides
+        out, step = [], 1
+        for n in reversed(self.shape):
+            out.append(step)
+            step *= n
+        return tuple(reversed(out))
+
+    @property
     def geometry(self):
-        """(C, H, W) of the bytes in DRAM (a flat tensor is C channels of one pixel; a
-        token-shaped [T, F] one is T pixels of F channels, a T x 1 image)."""
-        if len(self.shape) == 3:
+        """(C, H, W) of the bytes in DRAM (a 1-D tensor is C channels of one pixel; a
+        token-shaped [T, F] one, or any flat one, is rows of its last dimension as pixels,
+        a T x 1 image)."""
+        if len(self.shape) == 3 and not self.flat:
             return self.shape
+        if len(self.shape) >= 3:
+            return (self.shape[-1], int(np.prod(self.shape[:-1])), 1)
         if len(self.shape) == 2:
             return (self.shape[1], self.shape[0], 1)
         return (self.shape[0], 1, 1)
@@ -62,9 +82,10 @@ class Tensor:
     def info(self, stored: bool = False) -> TensorInfo:
         """How the runtime finds this tensor; ``stored``: a flatten view as the 3-D tensor
         whose bytes it reads (what a host operator needs to see PyTorch's order)."""
+        nhwc = stored and self.chw is not None or len(self.shape) == 3 and not self.flat
         shape = self.chw if stored and self.chw is not None else self.shape
         return TensorInfo(self.name, self.addr, shape, self.q.scale, self.q.zero_point,
-                          "nhwc" if len(shape) == 3 else "flat", self.pad_w)
+                          "nhwc" if nhwc else "flat", self.pad_w)
 
 
 class Compiler(GemmSchedule, AluSchedule):
@@ -89,6 +110,7 @@ class Compiler(GemmSchedule, AluSchedule):
         self.layers: list[dict] = []
         self.segments: list[NpuSegment | HostSegment] = []
         self.tensors: dict[str, Tensor] = {}
+        self._zero_row: int | None = None      # sw.compiler.gemm.GemmSchedule.zero_row
         R, C = config.rows, config.cols
         self.R, self.C = R, C
         self.m_max = min(config.acc_depth // 2, (config.spad_depth - 2 * C) // 2, self.MAX_VECTORS)
@@ -169,9 +191,13 @@ class Compiler(GemmSchedule, AluSchedule):
             op = ops.get(node.op)
             args = [self.tensors[name] for name in node.inputs]
             for a in args:
-                self.check(op.tokens or len(a.shape) != 2, node,
+                self.check(op.tokens or not a.flat or len(a.shape) == 1, node,
                            f"token-shaped operand {a.name} {list(a.shape)} ([tokens, features]) "
                            f"is not supported by {node.op}; {ops.token_ops()} take token tensors")
+                self.check(a.strides is None or op.strided, node,
+                           f"operand {a.name} is a strided view (a transpose or permute) of "
+                           f"shape {list(a.shape)}, which {node.op} does not read; make it "
+                           f".contiguous() first")
             if op.view:
                 self.tensors[node.name] = op.lower_view(self, node, args)
                 continue
@@ -182,7 +208,8 @@ class Compiler(GemmSchedule, AluSchedule):
                 if all(a.in_place for a in args):
                     continue                           # nothing to copy: no instructions
             else:
-                out = Tensor(node.name, node.shape, node.out)
+                out = Tensor(node.name, node.shape, node.out,
+                             flat=op.flat_output or any(a.flat for a in args if a.shape == node.shape))
                 out.addr = self.memory.alloc(out.nbytes)
             self.tensors[node.name] = out
             if op.host:
@@ -223,6 +250,9 @@ class Compiler(GemmSchedule, AluSchedule):
         blob = isa.words_to_bytes(ins.encode() for ins in self.insns)
         insn_base = self.img.alloc(len(blob), blob)
         out_t = self.tensors[self.model.output]
+        if out_t.strides is not None:
+            raise CompileError(f"the model's output {out_t.name} is a strided view (a transpose "
+                               f"or permute); end the model with .contiguous()")
         in_t = self.tensors[nodes[0].name]
         dram, inp, outp = self.img.to_array(), in_t.info(), out_t.info()
         # Regions: the data segments (weights, parameters, instructions) are constants.

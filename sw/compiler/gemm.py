@@ -18,7 +18,7 @@ from hw.isa import Instruction
 from ..ir import QNode
 from . import CompileError
 
-__all__ = ["GemmSchedule", "reduction_tiles", "tile_groups"]
+__all__ = ["DramWeights", "GemmSchedule", "reduction_tiles", "tile_groups"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -73,19 +73,53 @@ def tile_groups(tile_chunks: list[list[int]], j0: int, j1: int, oh_n: int, rows_
             yield oh0, nrows, group, k_groups
 
 
+class DramWeights:
+    """The stationary operand of a matmul of two activations: ``W[n, k]`` (output channel
+    ``n``, reduction index ``k``) at DRAM byte ``base + n * n_stride + k`` for ``n <
+    cout``, ``k < cin``; ``shape`` is the ``[Cout, 1, 1, Cin]`` of constant weights. A tile
+    is one strided LOAD of its rows (``k`` contiguous, so ``W``'s rows are the weight
+    slot's rows), after a zero fill of the slot where the tile has fewer than ``cols``
+    rows (the rest of a row is filled with zeros by the LOAD itself)."""
+
+    def __init__(self, base: int, n_stride: int, cout: int, cin: int) -> None:
+        self.base, self.n_stride = base, n_stride
+        self.shape = (cout, 1, 1, cin)
+
+    def tile_loads(self, c, n0: int, n1: int, k0: int):
+        """A function of the weight slot's first row giving the LOADs of tile (n0..n1, k0)."""
+        R, C = c.R, c.C
+        zeros = c.zero_row() if n1 - n0 < C else None
+        dram = self.base + n0 * self.n_stride + k0
+        length = min(R, self.shape[3] - k0)
+
+        def loads(sram: int) -> list[Instruction]:
+            fill = [] if zeros is None else [isa.load(mem="spad", sram=sram, dram=zeros, y_size=C,
+                                                      x_size=1, y_stride=0, length=R)]
+            return fill + [isa.load(mem="spad", sram=sram, dram=dram, y_size=n1 - n0, x_size=1,
+                                    y_stride=self.n_stride if n1 - n0 > 1 else 0, length=length)]
+        return loads
+
+    def __repr__(self) -> str:
+        return f"DramWeights(base={self.base}, n_stride={self.n_stride}, shape={self.shape})"
+
+
 class GemmSchedule:
     """The GEMM schedule, mixed into the compiler (it uses ``cfg``, ``R``, ``C``,
     ``m_max``, ``const``, ``emit``, ``check``, ``param_load`` and the ISA limits)."""
 
-    def gemm_layer(self, node: QNode, layer_id: int, src, out, wt: np.ndarray,
+    def gemm_layer(self, node: QNode, layer_id: int, src, out, wt,
                    geometry: tuple[int, int, int], stride: tuple[int, int],
-                   pad: tuple[int, int], groups: int, packed: bool) -> int:
+                   pad: tuple[int, int], groups: int, packed: bool,
+                   src_stride: int | None = None) -> int:
         """Emit one conv or linear layer; returns its MAC slots.
 
-        ``wt``: int8 weights [Cout, KH, KW, Cin/groups]; ``geometry``: (Cin, H, W) of the
-        operand as the layer reads it; ``packed``: reduce over (kw, channel) runs of a
-        row-padded operand (:meth:`sw.ops.conv.ConvOp.packed`). ``node.attrs`` holds the
-        per-channel ``bias_q``, ``mult`` and ``shift``.
+        ``wt``: int8 weights [Cout, KH, KW, Cin/groups], or weights that are an activation
+        in DRAM (:class:`DramWeights`: a matmul's stationary operand, 1x1, ungrouped);
+        ``geometry``: (Cin, H, W) of the operand as the layer reads it; ``packed``: reduce
+        over (kw, channel) runs of a row-padded operand (:meth:`sw.ops.conv.ConvOp.packed`);
+        ``src_stride``: bytes between the operand's pixels when not ``Cin`` (a view of
+        every ``src_stride``-th row, as a head of a [T, H*D] tensor). ``node.attrs`` holds
+        the per-channel ``bias_q``, ``mult`` and ``shift``.
         """
         cfg, R, C = self.cfg, self.R, self.C
         a = node.attrs
@@ -102,11 +136,14 @@ class GemmSchedule:
 
         # Weight tiles: for each n-tile the structurally non-zero (kh, kw, chunk) blocks.
         keys = reduction_tiles(cin, cout, kh, kw, groups, packed, R, C)
-        tiles: list[list[tuple[int, int, int, int]]] = []   # (kh, kw, c0, dram addr)
+        tiles: list[list[tuple]] = []   # (kh, kw, c0, the LOADs of the tile into a slot)
         for j, tile_keys in enumerate(keys):
             n0, n1 = j * C, min(cout, (j + 1) * C)
             tl = []
             for dy, dx, c0 in tile_keys:
+                if isinstance(wt, DramWeights):
+                    tl.append((dy, dx, c0, wt.tile_loads(self, n0, n1, c0)))
+                    continue
                 blk = np.zeros((C, R), np.int8)
                 if packed:
                     flat = wt[n0:n1, dy].reshape(n1 - n0, kw * cin)       # [n, kw*cin], kw major
@@ -118,7 +155,10 @@ class GemmSchedule:
                         lo, hi = max(c0, g * cin_g), min(c1, (g + 1) * cin_g)
                         if lo < hi:
                             blk[o - n0, lo - c0:hi - c0] = wt[o, dy, dx, lo - g * cin_g:hi - g * cin_g]
-                tl.append((dy, dx, c0, self.const(blk.tobytes())))
+                addr = self.const(blk.tobytes())
+                tl.append((dy, dx, c0, lambda sram, addr=addr: [isa.load(
+                    mem="spad", sram=sram, dram=addr, y_size=C, x_size=1, y_stride=R,
+                    length=R)]))
             tiles.append(tl)
         zp_in = src.q.zero_point
         # A vector of zero points, read with zero strides when a block is all border.
@@ -144,7 +184,7 @@ class GemmSchedule:
                 return [self.packed_a_load(src.addr, cin, h, w + 2 * pw, kw, ow_n, oh0, nrows,
                                            dy, c0, sh, sw, ph, zp_in, zp_row, sram)]
             return self.conv_a_loads(src.addr, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw,
-                                     ph, pw, zp_in, zp_row, sram)
+                                     ph, pw, zp_in, zp_row, sram, src_stride)
 
         # Output tiles whose parameters fit the parameter memory at once form a pass; passes
         # are separated by the same barrier as layers, so parameters are never overwritten
@@ -221,8 +261,8 @@ class GemmSchedule:
                 popped += K["pops"]
                 for i, gm in enumerate(K["gemms"]):
                     g = g_idx % 2
-                    unit = carry + [isa.load(mem="spad", sram=w_slot[g], dram=gm["waddr"], y_size=C,
-                                             x_size=1, y_stride=R, length=R, push_next=1)]
+                    wloads = gm["waddr"](w_slot[g])
+                    unit = carry + wloads[:-1] + [wloads[-1].replace(push_next=1)]
                     carry = []
                     if g_idx >= 2:
                         unit[0] = unit[0].replace(pop_next=1)
@@ -251,6 +291,12 @@ class GemmSchedule:
             for _ in range(min(g_idx, 2)):
                 self.emit(isa.sync(queue="load", pop_next=1))
         return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
+
+    def zero_row(self) -> int:
+        """DRAM address of ``rows`` zero bytes (one constant per program)."""
+        if self._zero_row is None:
+            self._zero_row = self.const(bytes(self.R))
+        return self._zero_row
 
     def check_gemm(self, node: QNode, geometry: tuple[int, int, int], ow_n: int,
                    stride: tuple[int, int], pad: tuple[int, int], oh_n: int | None = None) -> None:
@@ -325,13 +371,15 @@ class GemmSchedule:
                         pad_value=zp, **deps)
 
     def conv_a_loads(self, base, cin, h, w, ow_n, oh0, nrows, dy, dx, c0, sh, sw, ph, pw, zp,
-                     zp_row, sram) -> list[Instruction]:
+                     zp_row, sram, ps=None) -> list[Instruction]:
         """The LOADs of one activation row per output pixel of rows [oh0, oh0+nrows),
         kernel tap (dy, dx): one strided LOAD, or, where input pixels or rows are further
         apart than ``x_stride`` or ``y_stride`` reach, one LOAD per output row with the
         row's pixels as its ``y`` dimension (the row's border as its top and bottom
-        padding) and one zero-point LOAD per run of output rows in the border."""
+        padding) and one zero-point LOAD per run of output rows in the border. ``ps``:
+        bytes between input pixels (default ``cin``)."""
         R = self.R
+        ps = cin if ps is None else ps
         ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
         iw = [ow * sw + dx - pw for ow in range(ow_n)]
         top = sum(1 for v in ih if v < 0)
@@ -346,9 +394,9 @@ class GemmSchedule:
                             y_stride=0, x_stride=0, length=R, pad_value=zp)
         if vy <= 0 or vx <= 0:
             return [border(sram, nrows)]
-        first = base + (ih[top] * w + iw[left]) * cin + c0
-        y_stride = sh * w * cin if vy > 1 else 0
-        x_stride = sw * cin if vx > 1 else 0
+        first = base + (ih[top] * w + iw[left]) * ps + c0
+        y_stride = sh * w * ps if vy > 1 else 0
+        x_stride = sw * ps if vx > 1 else 0
         if y_stride <= self.MAX_Y_STRIDE and x_stride <= self.MAX_X_STRIDE:
             return [isa.load(mem="spad", sram=sram, dram=first, y_size=vy, x_size=vx,
                              y_stride=y_stride, x_stride=x_stride, length=length,
@@ -359,7 +407,7 @@ class GemmSchedule:
             loads.append(border(sram, top))
         for r in range(vy):
             loads.append(isa.load(mem="spad", sram=sram + (top + r) * ow_n,
-                                  dram=first + r * sh * w * cin, y_size=vx, x_size=1,
+                                  dram=first + r * sh * w * ps, y_size=vx, x_size=1,
                                   y_stride=x_stride, x_stride=0, length=length, pad_top=left,
                                   pad_bottom=right, pad_value=zp))
         if bottom:

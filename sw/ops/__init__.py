@@ -18,6 +18,10 @@ front-end patterns.
                   shuffles folded into their readers: :mod:`sw.compiler.fold`)
 ``mul``           element-wise and per-channel (squeeze-and-excitation) multiply (:mod:`sw.ops.mul`)
 ``flatten``       Flatten, flatten, view/reshape(batch, -1) (:mod:`sw.ops.flatten`)
+``matmul``        matmul of two activations: ``torch.matmul``, ``@``, ``torch.bmm``, batched over
+                  heads, a scalar factor folded in (:mod:`sw.ops.matmul`)
+``view/copy``     view, reshape, transpose, permute, contiguous of flat (token-shaped) tensors:
+                  strided views, or DMA copies where PyTorch copies (:mod:`sw.ops.reshape`)
 ================  ====================================================================
 
 Dropout and Identity disappear in the front end (:mod:`sw.ops.identity`). Adding an
@@ -26,10 +30,12 @@ with :func:`register` and its front-end patterns, imported below; and its tests
 (tests/sw/ops/).
 """
 
-from .base import OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register, token_ops
+from .base import (OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register,
+                   symmetric_operands, symmetric_qparams, token_ops)
 
 # Registration order is the order of the supported-module list in messages.
 from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
+from . import matmul, reshape  # noqa: E402, F401
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
-           "token_ops"]
+           "token_ops", "symmetric_operands", "symmetric_qparams"]

@@ -15,7 +15,7 @@ asks the op table, never an if-chain:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the compiler imports the op table, not the other way round
     from ..compiler import Compiler, Tensor
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
-           "refuse_options", "token_ops"]
+           "refuse_options", "token_ops", "symmetric_qparams", "symmetric_operands"]
 
 
 def qparams(lo: float, hi: float) -> QParams:
@@ -39,15 +39,26 @@ def qparams(lo: float, hi: float) -> QParams:
     return QParams(scale, max(-128, min(127, zp)))
 
 
+def symmetric_qparams(lo: float, hi: float) -> QParams:
+    """Symmetric int8 quantization of a calibrated range: zero point 0, ``max|x| / 127``."""
+    m = max(abs(lo), abs(hi))
+    return QParams(m / 127.0, 0) if m >= 1e-8 else QParams(1.0, 0)
+
+
 @dataclass
 class QuantContext:
     """What an operator's quantization reads: the calibration and its operands' quantization."""
     ranges: dict[str, tuple[float, float]]     #: calibrated (min, max) of each node's output
     qparams: dict[str, QParams]                #: quantization of the nodes quantized so far
     shapes: dict[str, tuple[int, ...]]         #: output shape of one sample per node
+    #: nodes whose output is quantized symmetric (the operands of a matmul, sw.ops.matmul)
+    symmetric: set[str] = field(default_factory=set)
 
     def out(self, node: Node) -> QParams:
-        """Quantization of ``node``'s output from its calibrated range."""
+        """Quantization of ``node``'s output from its calibrated range (symmetric where a
+        reader needs it)."""
+        if node.name in self.symmetric:
+            return symmetric_qparams(*self.ranges[node.name])
         return qparams(*self.ranges[node.name])
 
     def q(self, name: str) -> QParams:
@@ -72,7 +83,12 @@ class Op:
     * ``op_class``: the group the analysis reports it in (:data:`OP_CLASSES`);
     * ``tokens``: takes token-shaped operands ([batch, tokens, features]; one sample
       [T, F], in DRAM T rows of F bytes), which the flow refuses, naming the layer,
-      for the operators without.
+      for the operators without; with it, also flat tensors of more dimensions (PyTorch's
+      row-major order in DRAM, rows of the last dimension: the heads of attention);
+    * ``strided``: reads operands that are strided views (:mod:`sw.ops.reshape`), which
+      the compiler refuses, naming the layer, for the operators without;
+    * ``flat_output``: its output is a flat tensor of PyTorch's row-major order whatever
+      its rank (not a channel-last image).
     """
     name: ClassVar[str] = ""
     host: ClassVar[bool] = False
@@ -80,6 +96,8 @@ class Op:
     fuses_activation: ClassVar[bool] = False
     op_class: ClassVar[str] = "data"
     tokens: ClassVar[bool] = False
+    strided: ClassVar[bool] = False
+    flat_output: ClassVar[bool] = False
 
     def vector_ops(self, node: QNode, in_shapes: list[tuple[int, ...]]) -> int:
         """Arithmetic operations of one sample besides MACs (one per comparison, add or
@@ -181,6 +199,24 @@ def refuse_options(where: str, name: str, **options: tuple[Any, Any]) -> None:
     if bad:
         raise UnsupportedOpError(f"{name} at {where}: {', '.join(bad)} "
                                  f"{'is' if len(bad) == 1 else 'are'} not supported")
+
+
+def symmetric_operands(nodes) -> set[str]:
+    """The nodes whose output must be quantized symmetric: the producers of the operands
+    of operators with ``symmetric_inputs`` (a matmul), found through the views, copies
+    and standalone clamps that keep their operand's quantization."""
+    by_name = {n.name: n for n in nodes}
+    out: set[str] = set()
+    todo = [i for n in nodes if getattr(get(n.op), "symmetric_inputs", False) for i in n.inputs]
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        out.add(name)
+        node = by_name[name]
+        if node.op in ("view", "copy", "relu", "relu6", "flatten"):
+            todo.extend(node.inputs)
+    return out
 
 
 def token_ops() -> str:

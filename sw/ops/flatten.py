@@ -60,5 +60,10 @@ def _from_view(t: fx.Tracer, fx_node) -> None:
     if view_pattern(t, fx_node, tuple(shape)):
         return
     if len(shape) != 2 or shape[1] != -1:
-        raise UnsupportedOpError(f"{target} at {t.place(fx_node)}: only x.{target}(batch, -1) (a flatten) is supported")
+        from .reshape import is_flat, reshape_pattern
+        if is_flat(t, fx_node.args[0]):
+            reshape_pattern(t, fx_node, "shape")     # heads of a token-shaped tensor
+            return
+        raise UnsupportedOpError(f"{target} at {t.place(fx_node)}: only x.{target}(batch, -1) (a flatten) is supported"
+                             f" on images (and any view of a flat, token-shaped tensor)")
     t.add(Node(name, "flatten", [t.src(fx_node.args[0])], where=t.where(fx_node)))

@@ -119,6 +119,15 @@ def _from_transpose(t: fx.Tracer, fx_node) -> None:
     src = fx_node.args[0]
     dims = tuple(fx_node.args[1:3]) or (fx_node.kwargs.get("dim0"), fx_node.kwargs.get("dim1"))
     pending = t.pending.get(getattr(src, "name", None))
+    from .reshape import is_flat, reshape_pattern
+    if pending is None and is_flat(t, src):
+        # A head split or merge of a token-shaped tensor: a strided view (sw.ops.reshape).
+        n = t.values[src.name].dim()
+        perm = list(range(n))
+        d0, d1 = (t.const(d) % n for d in dims)
+        perm[d0], perm[d1] = perm[d1], perm[d0]
+        reshape_pattern(t, fx_node, "permute", tuple(perm))
+        return
     if pending is None or pending[0] != "groups" or sorted(d % 5 for d in dims) != [1, 2]:
         raise UnsupportedOpError(
             f"transpose at {t.place(fx_node)}: only the transpose of channel groups in a "
@@ -129,8 +138,11 @@ def _from_transpose(t: fx.Tracer, fx_node) -> None:
 @fx.function("contiguous")
 def _from_contiguous(t: fx.Tracer, fx_node) -> None:
     src = fx_node.args[0]
+    from .reshape import is_flat, reshape_pattern
     if src.name in t.pending:
         t.pending[fx_node.name] = t.pending[src.name]
+    elif is_flat(t, src):
+        reshape_pattern(t, fx_node, "contiguous")   # a copy where the tensor is strided
     else:
         t.alias(fx_node.name, t.src(src))
 

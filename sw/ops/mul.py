@@ -115,6 +115,9 @@ class Mul(Op):
 @fx.function(operator.mul, torch.mul, "mul")
 def _from_mul(t: fx.Tracer, fx_node) -> None:
     a, b = fx_node.args[0], fx_node.args[1]
+    from .matmul import scale_pattern
+    if scale_pattern(t, fx_node):
+        return                                         # attention's scaling of a matmul
     if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)):
         raise UnsupportedOpError(f"mul at {t.place(fx_node)}: multiplying by a constant is not "
                                  f"supported")

@@ -1,0 +1,234 @@
+"""Reshapes of flat (token-shaped) tensors: ``view``, ``reshape``, ``transpose``,
+``permute`` and ``contiguous``, as attention splits and merges heads.
+
+A flat tensor sits in DRAM in PyTorch's row-major order (:attr:`sw.ops.Op.flat_output`),
+so these are strided views (:attr:`sw.compiler.Tensor.strides`): no instructions, the
+reader (a matmul, :mod:`sw.ops.matmul`) strides through the bytes. Where PyTorch itself
+copies (``reshape`` of a tensor no view can give, ``contiguous`` of a transposed one) the
+front end puts a ``copy`` layer: a DMA copy through the accumulator and the identity
+requantizer, rows of the last dimension where it is contiguous, single elements where it
+is not. The batch dimension stays first and whole; channel-last images are not views of
+this kind (their channel shuffles are :mod:`sw.ops.layout`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+
+from hw import isa
+
+from ..frontend import UnsupportedOpError, fx
+from ..ir import Node, QNode
+from .base import Op, QuantContext, register
+
+__all__ = ["Reshape", "ViewOp", "Copy", "copy_strided", "is_flat", "reshape_pattern"]
+
+
+@dataclass(frozen=True)
+class Reshape:
+    """A view of one sample: ``kind`` "shape" (``arg`` the new shape) or "permute" (``arg``
+    the order of the dimensions)."""
+    kind: str
+    arg: tuple[int, ...]
+
+
+def _apply(a: Reshape, x: torch.Tensor) -> torch.Tensor:
+    if a.kind == "permute":
+        return x.permute(0, *[d + 1 for d in a.arg])
+    return x.reshape(x.shape[0], *a.arg)
+
+
+def _keep_q(node: Node, ctx: QuantContext) -> QNode:
+    # Moving bytes keeps the operand's quantization.
+    return QNode(node.name, node.op, node.inputs, ctx.q(node.inputs[0]), ctx.shape(node.name),
+                 node.attrs, None, node.where)
+
+
+@register
+class ViewOp(Op):
+    name = "view"
+    view = True
+    tokens = True
+    strided = True
+    flat_output = True
+
+    def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+        return _apply(node.attrs, args[0])
+
+    def quantize(self, node: Node, ctx: QuantContext) -> QNode:
+        return _keep_q(node, ctx)
+
+    def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
+        return _apply(node.attrs, args[0])
+
+    def lower_view(self, c, node, args):
+        from ..compiler import Tensor
+        src = args[0]
+        c.check(src.flat, node, f"operand {src.name} {list(src.shape)} is a channel-last image; "
+                                f"only flat (token-shaped) tensors have views")
+        a = node.attrs
+        if a.kind == "permute":
+            shape = tuple(src.shape[d] for d in a.arg)
+            strides = tuple(src.elem_strides[d] for d in a.arg)
+        else:
+            # PyTorch's own rule for which strides a view of these strides has.
+            base = torch.empty(1 + sum((n - 1) * st for n, st in zip(src.shape, src.elem_strides)),
+                               dtype=torch.int8)
+            try:
+                v = base.as_strided(src.shape, src.elem_strides).view(node.shape)
+            except RuntimeError:
+                c.check(False, node, f"no view of {list(src.shape)} with strides "
+                                     f"{list(src.elem_strides)} has shape {list(node.shape)}")
+            shape, strides = tuple(v.shape), tuple(v.stride())
+        t = Tensor(node.name, shape, node.out, src.addr, flat=True, strides=strides)
+        if t.elem_strides == Tensor(node.name, shape, node.out, flat=True).elem_strides:
+            t.strides = None                 # row-major again: readable by every operator
+        return t
+
+
+@register
+class Copy(Op):
+    """Materialize a strided view row-major (what ``contiguous`` does)."""
+    name = "copy"
+    tokens = True
+    strided = True
+    flat_output = True
+
+    def forward(self, node: Node, args: list[torch.Tensor]) -> torch.Tensor:
+        return args[0].contiguous()
+
+    def quantize(self, node: Node, ctx: QuantContext) -> QNode:
+        return _keep_q(node, ctx)
+
+    def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
+        return args[0].contiguous()
+
+    def lower(self, c, node, layer_id, args, out):
+        src = args[0]
+        c.check(src.flat, node, f"operand {src.name} is a channel-last image")
+        copy_strided(c, node, layer_id, src.addr, src.shape, src.elem_strides, out.addr)
+        return 0
+
+
+def copy_strided(c, node: QNode, layer_id: int, src: int, shape, strides, dst: int,
+                 first: bool = True) -> None:
+    """Emit the copy of the int8 tensor of ``shape`` at DRAM ``src`` with element
+    ``strides`` to ``dst``, row-major: LOADs into the accumulator and STOREs through
+    the identity requantizer, each a serialized step (``chunk``). Rows of the last
+    dimension go as vectors of up to ``cols`` elements when it is contiguous; otherwise
+    every element is a vector of one, in the destination's order, so that a STORE of
+    one byte per row with a stride of one writes them contiguously (this is how a
+    transpose is done by DMA). ``first``: this begins the layer (its CONFIG, the
+    identity parameters)."""
+    shape, strides = list(shape), list(strides)
+    if len(shape) == 1:
+        shape, strides = [1] + shape, [0] + strides
+    Y, X = shape[-2], shape[-1]
+    sy, sx = strides[-2], strides[-1]
+    per = min(c.cfg.acc_depth, c.MAX_VECTORS)
+    x_max = isa.field_max(isa.Opcode.LOAD, "x_size")
+    c.check(sy <= c.MAX_Y_STRIDE and sx <= c.MAX_X_STRIDE, node,
+            f"strides {strides} are over what a LOAD reaches ({c.MAX_Y_STRIDE} bytes between "
+            f"rows, {c.MAX_X_STRIDE} between vectors)")
+    params = [c.identity_params(0)]
+
+    def step(load, store):
+        nonlocal first
+        c.chunk(layer_id, first, [load], params, [], [store])
+        first = False
+
+    def store(dram, rows, stride, length):
+        return isa.store(acc=0, dram=dram, rows=rows, stride=stride, length=length, param=0,
+                         out_zp=0, clamp_lo=-128, clamp_hi=127)
+
+    for n, idx in enumerate(itertools.product(*map(range, shape[:-2]))):
+        s0 = src + sum(i * s for i, s in zip(idx, strides))
+        d0 = dst + n * Y * X
+        if sx == 1:
+            for x0 in range(0, X, c.C):
+                length = min(c.C, X - x0)
+                for y0 in range(0, Y, per):
+                    rows = min(per, Y - y0)
+                    step(c.acc_load(0, s0 + y0 * sy + x0, rows, sy if rows > 1 else 0, 1, 0, length),
+                         store(d0 + y0 * X + x0, rows, X, length))
+            continue
+        nx = min(X, per, x_max)
+        ny = max(1, min(per // nx, c.MAX_VECTORS)) if nx == X else 1
+        for y0 in range(0, Y, ny):
+            rows = min(ny, Y - y0)
+            for x0 in range(0, X, nx):
+                cols = min(nx, X - x0)
+                step(c.acc_load(0, s0 + y0 * sy + x0 * sx, rows, sy if rows > 1 else 0, cols,
+                                sx if cols > 1 else 0, 1),
+                     store(d0 + y0 * X + x0, rows * cols, 1, 1))
+
+
+def _value(t: fx.Tracer, fx_node, arg) -> torch.Tensor:
+    value = t.values.get(getattr(arg, "name", None))
+    if not isinstance(value, torch.Tensor):
+        raise UnsupportedOpError(f"{fx_node.target} at {t.place(fx_node)}: its operand's shape "
+                                 f"is unknown (trace with an example input: sw.quantize does)")
+    return value
+
+
+def is_flat(t: fx.Tracer, arg) -> bool:
+    """Whether fx operand ``arg`` is a flat tensor (PyTorch's order in DRAM): token-shaped,
+    made by a view, copy or matmul, or by a token operator from flat operands; a
+    channel-last image is not."""
+    from . import REGISTRY
+
+    def flat(name: str) -> bool:
+        node = t.find(name)
+        if node.op in ("view", "copy", "matmul"):
+            return True
+        value = t.values.get(name)
+        if isinstance(value, torch.Tensor) and value.dim() <= 3:
+            return True
+        return bool(node.inputs) and REGISTRY[node.op].tokens and all(flat(i) for i in node.inputs)
+    return isinstance(arg, torch.fx.Node) and flat(t.src(arg))
+
+
+def reshape_pattern(t: fx.Tracer, fx_node, kind: str, arg=None) -> None:
+    """Add the nodes of a ``view``/``reshape`` (``kind`` "shape"), ``transpose``/``permute``
+    (``kind`` "permute", ``arg`` the batched dimension order) or ``contiguous`` (``kind``
+    "contiguous") of a flat tensor: a view node, after a copy node where PyTorch copies."""
+    src = fx_node.args[0]
+    x = _value(t, fx_node, src)
+    y = t.values.get(fx_node.name)
+    where, inp = t.where(fx_node), t.src(src)
+    if not isinstance(y, torch.Tensor) or y.shape[:1] != x.shape[:1] or \
+            kind == "permute" and arg[0] != 0:
+        raise UnsupportedOpError(f"{fx_node.target} at {t.place(fx_node)}: only reshapes that "
+                                 f"keep the batch dimension first and whole are supported")
+    sample = x[0]
+    copies = kind == "contiguous" and not sample.is_contiguous()
+    if kind == "shape":
+        try:
+            sample.view(y.shape[1:])
+        except RuntimeError:
+            copies = True                    # reshape copies where no view exists
+    if copies:
+        name = fx_node.name if kind == "contiguous" else f"{fx_node.name}_copy"
+        t.add(Node(name, "copy", [inp], where=f"{where} (copy)"))
+        inp = name
+    if kind == "contiguous":
+        if not copies:
+            t.alias(fx_node.name, inp)
+        return
+    attrs = Reshape("permute", tuple(d - 1 for d in arg[1:])) if kind == "permute" else \
+        Reshape("shape", tuple(y.shape[1:]))
+    t.add(Node(fx_node.name, "view", [inp], attrs, where=where))
+
+
+@fx.function(torch.permute, "permute")
+def _from_permute(t: fx.Tracer, fx_node) -> None:
+    dims = fx_node.args[1:] if len(fx_node.args) > 2 else fx_node.args[1]
+    dims = tuple(t.const(dims))
+    n = len(dims)
+    if not is_flat(t, fx_node.args[0]):
+        raise UnsupportedOpError(f"permute at {t.place(fx_node)}: only permutes of flat "
+                                 f"(token-shaped) tensors are supported")
+    reshape_pattern(t, fx_node, "permute", tuple(d % n for d in dims))
