@@ -61,12 +61,13 @@ class QMatmul:
 
 def transpose_mode(k: int, n: int, rows: int, cols: int) -> str:
     """The cheaper transpose of a row-major ``[K, N]`` operand on a ``rows x cols`` array,
-    from the performance model's cycles (bench/attention_matmul.py, docs/compiler.md):
-    the DMA moves every element as a one-byte vector each way; the array moves ``rows x
-    cols`` blocks, each a weight load, a GEMM of up to ``rows`` rows and a store, behind
-    a barrier per ``rows`` columns of the result."""
-    dma = 2 * k * n + 40 * math.ceil(n * k / 256)
-    array = math.ceil(n / rows) * (60 + math.ceil(k / cols) * (cols + rows + 16))
+    by a cost model fitted to the performance model's cycles (bench/attention_matmul.py,
+    docs/compiler.md; its pick is within 1 % of the cheaper on the measured shapes): the
+    DMA moves every element as a one-byte vector each way (about 4 cycles an element);
+    the array moves ``rows x cols`` blocks, each a weight load, a GEMM of up to ``rows``
+    rows and a store, behind a barrier per ``rows`` columns of the result."""
+    dma = 4 * k * n + 50
+    array = math.ceil(n / rows) * (60 + math.ceil(k / cols) * (50 + (rows + cols) / 2))
     return "dma" if dma < array else "array"
 
 
