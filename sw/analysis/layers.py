@@ -36,6 +36,7 @@ compiled program's.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import math
 import weakref
@@ -390,6 +391,38 @@ def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tup
     return compute + memory + tm.layer_overhead, compute, memory
 
 
+def _matmul_layer(c: Compiler, cnt: _Counter, node, layer_id, args, dst) -> tuple[float, float, float]:
+    """Count a matmul of two activations as :class:`sw.ops.matmul.MatmulOp` lowers it: a
+    GEMM layer per batch index (heads), after the transpose of a row-major stationary
+    operand (GEMM layers of an identity, or a DMA copy priced as an ALU layer)."""
+    from ..ops import matmul as mm
+    a, b = args
+    *batch, m, k = a.shape
+    n = b.shape[-1]
+    count = math.prod(batch)
+    total = [0.0, 0.0, 0.0]
+
+    def add(parts, times=1):
+        for i in range(3):
+            total[i] += times * parts[i]
+    if b.elem_strides[-2] != 1:
+        mode = mm.TRANSPOSE if mm.TRANSPOSE != "auto" else mm.transpose_mode(k, n, c.R, c.C)
+        if mode == "dma" or b.elem_strides[-1] != 1:
+            sb = b.elem_strides
+            view = Tensor(b.name, (*batch, n, k), b.q, 0, flat=True,
+                          strides=(*sb[:-2], sb[-1], sb[-2]))
+            copy = dataclasses.replace(node, name=f"{node.name}/transpose", op="copy")
+            add(_alu_layer(c, cnt, ops.get("copy"), copy, layer_id, [view],
+                           Tensor(copy.name, view.shape, b.q, 0, flat=True)))
+        else:
+            for n0 in range(0, n, c.R):
+                rn = min(c.R, n - n0)
+                add(_gemm_layer(c, cnt, node, (rn, rn, 1), k, 1, 1, (1, 1), (0, 0), 1, False,
+                                (k, rn, 1)), count)
+    add(_gemm_layer(c, cnt, node, (k, m, 1), n, 1, 1, (1, 1), (0, 0), 1, False, (n, m, 1)), count)
+    return total[0], total[1], total[2]
+
+
 def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
             beat_cycles: float) -> list[LayerEstimate]:
     c = Compiler(config, qmodel)
@@ -408,7 +441,8 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
         if op.view:
             tensors[node.name] = op.lower_view(c, node, args)
             continue
-        dst = Tensor(node.name, node.shape, node.out, 0)
+        dst = Tensor(node.name, node.shape, node.out, 0,
+                     flat=op.flat_output or any(a.flat for a in args if a.shape == node.shape))
         dst.in_place = node.name in folded
         tensors[node.name] = dst
         if node.op == "cat" and all(a.in_place for a in args):
@@ -430,6 +464,8 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
             rows = src.shape[0] if len(src.shape) == 2 else 1     # token-shaped [T, F]
             cycles, comp, mem = _gemm_layer(c, cnt, node, (cin, rows, 1), node.attrs.w_q.shape[0],
                                             1, 1, (1, 1), (0, 0), 1, False, dst.geometry)
+        elif node.op == "matmul":
+            cycles, comp, mem = _matmul_layer(c, cnt, node, layer_id, args, dst)
         else:
             cycles, comp, mem = _alu_layer(c, cnt, op, node, layer_id, args, dst)
         out.append(LayerEstimate(layer_id, node.name, node.op, cycles,
