@@ -154,6 +154,8 @@ class MatmulOp(Op):
             if mode not in ("array", "dma"):
                 raise ValueError(f"sw.ops.matmul.TRANSPOSE is {TRANSPOSE!r}; expected 'auto', "
                                  f"'array' or 'dma'")
+            if TRANSPOSE == "auto" and sb[-2] > c.MAX_X_STRIDE:
+                mode = "array"            # rows further apart than a DMA element copy reaches
             if mode == "dma" or sb[-1] != 1:
                 copy_strided(c, node, layer_id, B.addr, (*batch, N, K), (*sb[:-2], sb[-1], sb[-2]),
                              addr, first)

@@ -98,7 +98,43 @@ class HeadRoundTrip(nn.Module):
         return self.b(y.transpose(1, 2).contiguous().view(b, t, f))
 
 
+class Scores(nn.Module):
+    """Per-head scores as the model's output: [B, H, T, T], a flat 3-D sample."""
+
+    def __init__(self, f=12, heads=3):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(f, f)
+
+    def forward(self, x):
+        b, t, f = x.shape
+        q = self.q(x).view(b, t, self.heads, f // self.heads).transpose(1, 2)
+        return q @ q.transpose(2, 3)
+
+
+class InputGram(nn.Module):
+    """``x @ x^T`` of the model input itself (quantized symmetric for it)."""
+
+    def forward(self, x):
+        return x @ x.transpose(-2, -1)
+
+
+class TransposedA(nn.Module):
+    """``x^T @ x``: the streamed operand is a transposed view (copied row-major first)."""
+
+    def __init__(self, f=12):
+        super().__init__()
+        self.a = nn.Linear(f, f)
+
+    def forward(self, x):
+        y = self.a(x)
+        return y.transpose(-2, -1) @ x
+
+
 CASES = {
+    "scores": lambda t: Scores(),
+    "input_gram": lambda t: InputGram(),
+    "transposed_a": lambda t: TransposedA(),
     "qk": lambda t: QK(),
     "pv": lambda t: PV(t),
     "bmm": lambda t: Bmm(),
