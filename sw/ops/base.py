@@ -88,7 +88,9 @@ class Op:
     * ``strided``: reads operands that are strided views (:mod:`sw.ops.reshape`), which
       the compiler refuses, naming the layer, for the operators without;
     * ``flat_output``: its output is a flat tensor of PyTorch's row-major order whatever
-      its rank (not a channel-last image).
+      its rank (not a channel-last image);
+    * ``symmetric_inputs``: its operands' producers are quantized symmetric (zero point
+      0; :func:`symmetric_operands`).
     """
     name: ClassVar[str] = ""
     host: ClassVar[bool] = False
@@ -98,6 +100,7 @@ class Op:
     tokens: ClassVar[bool] = False
     strided: ClassVar[bool] = False
     flat_output: ClassVar[bool] = False
+    symmetric_inputs: ClassVar[bool] = False
 
     def vector_ops(self, node: QNode, in_shapes: list[tuple[int, ...]]) -> int:
         """Arithmetic operations of one sample besides MACs (one per comparison, add or
@@ -207,7 +210,7 @@ def symmetric_operands(nodes) -> set[str]:
     and standalone clamps that keep their operand's quantization."""
     by_name = {n.name: n for n in nodes}
     out: set[str] = set()
-    todo = [i for n in nodes if getattr(get(n.op), "symmetric_inputs", False) for i in n.inputs]
+    todo = [i for n in nodes if get(n.op).symmetric_inputs for i in n.inputs]
     while todo:
         name = todo.pop()
         if name in out:

@@ -5,7 +5,7 @@ folded in.
 Numerics (docs/numerics.md): both operands are int8, per tensor, symmetric (zero point
 0), so ``sum_k (a - 0)(b - 0)`` has no cross terms and the product needs no row or column
 sums; the quantizer makes the producers of a matmul's operands symmetric
-(:attr:`Matmul.symmetric_inputs`). The product ``s_a * s_b * factor / s_out`` is one
+(:attr:`MatmulOp.symmetric_inputs`). The product ``s_a * s_b * factor / s_out`` is one
 requantization multiplier and shift, the bias zero.
 
 Lowering (docs/compiler.md): one operand is the weight-stationary array's stationary
@@ -87,7 +87,6 @@ class MatmulOp(Op):
     tokens = True
     strided = True
     flat_output = True
-    #: The quantizer makes this operator's operands symmetric (zero point 0).
     symmetric_inputs = True
 
     def macs(self, node: QNode) -> int:
@@ -143,7 +142,7 @@ class MatmulOp(Op):
             first = False
             A = Tensor(A.name, A.shape, A.q, addr, flat=True)
             sa = A.elem_strides
-        if sb[-2] == 1 and N > 0:
+        if sb[-2] == 1:
             b_base, b_batch, n_stride = B.addr, sb[:-2], sb[-1]
         else:
             # Row-major B: transpose it to [..., N, K] so that its columns are rows.
@@ -242,8 +241,8 @@ def scale_pattern(t: fx.Tracer, fx_node, divide: bool = False) -> bool:
     if not isinstance(a, torch.fx.Node) or not isinstance(b, (int, float)) or \
             isinstance(b, bool) or len(a.users) != 1:
         return False
-    node = t.find(t.src(a))
-    if node.op != "matmul" or node.act is not None:
+    node = next((n for n in t.nodes if n.name == t.resolve(a.name)), None)
+    if node is None or node.op != "matmul" or node.act is not None:
         return False
     factor = 1.0 / b if divide else float(b)
     node.attrs = Matmul(node.attrs.factor * factor)

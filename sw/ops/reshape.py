@@ -181,7 +181,9 @@ def is_flat(t: fx.Tracer, arg) -> bool:
     from . import REGISTRY
 
     def flat(name: str) -> bool:
-        node = t.find(name)
+        node = next((n for n in t.nodes if n.name == name), None)
+        if node is None:
+            return False                     # a value in progress (a channel shuffle's)
         if node.op in ("view", "copy", "matmul"):
             return True
         value = t.values.get(name)
@@ -225,7 +227,10 @@ def reshape_pattern(t: fx.Tracer, fx_node, kind: str, arg=None) -> None:
 
 @fx.function(torch.permute, "permute")
 def _from_permute(t: fx.Tracer, fx_node) -> None:
-    dims = fx_node.args[1:] if len(fx_node.args) > 2 else fx_node.args[1]
+    if len(fx_node.args) > 2:
+        dims = fx_node.args[1:]              # x.permute(0, 2, 1, 3)
+    else:
+        dims = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs["dims"]
     dims = tuple(t.const(dims))
     n = len(dims)
     if not is_flat(t, fx_node.args[0]):
