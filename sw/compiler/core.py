@@ -56,10 +56,14 @@ class Tensor:
 
     @property
     def elem_strides(self) -> tuple[int, ...]:
-        """Elements between neighbours along each dimension of a flat tensor: its view's
-        strides, or row-major."""
+        """Elements between neighbours along each dimension in PyTorch's order: a view's
+        strides; row-major for a flat tensor; ``(1, W * P, P)`` for a channel-last image
+        (``P`` its pixel stride; one without a row border)."""
         if self.strides is not None:
             return self.strides
+        if not self.flat:
+            c, h, w = self.shape
+            return (1, w * self.pixel_stride, self.pixel_stride)
         out, step = [], 1
         for n in reversed(self.shape):
             out.append(step)

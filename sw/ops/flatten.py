@@ -46,7 +46,11 @@ def _from_module(t: fx.Tracer, fx_node, mod: nn.Flatten, inp: str, where: str) -
 def _from_flatten(t: fx.Tracer, fx_node) -> None:
     start = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs.get("start_dim", 0)
     if start != 1:
-        raise UnsupportedOpError(f"flatten at {t.place(fx_node)}: only start_dim=1 is supported")
+        from .reshape import image_rows_pattern
+        if start == 2 and image_rows_pattern(t, fx_node):
+            return                                   # an image's pixels as rows: a view
+        raise UnsupportedOpError(f"flatten at {t.place(fx_node)}: only start_dim=1 is supported"
+                                 f" (and start_dim=2 of an image)")
     t.add(Node(fx_node.name, "flatten", [t.src(fx_node.args[0])], where=t.where(fx_node)))
 
 
@@ -60,9 +64,11 @@ def _from_view(t: fx.Tracer, fx_node) -> None:
     if view_pattern(t, fx_node, tuple(shape)):
         return
     if len(shape) != 2 or shape[1] != -1:
-        from .reshape import is_flat, reshape_pattern
+        from .reshape import image_rows_pattern, is_flat, reshape_pattern
         if is_flat(t, fx_node.args[0]):
             reshape_pattern(t, fx_node, "shape")     # heads of a token-shaped tensor
+            return
+        if image_rows_pattern(t, fx_node):
             return
         raise UnsupportedOpError(f"{target} at {t.place(fx_node)}: only x.{target}(batch, -1) (a flatten) is supported"
                              f" on images (and any view of a flat, token-shaped tensor)")

@@ -3,7 +3,10 @@
 
 A flat tensor sits in DRAM in PyTorch's row-major order (:attr:`sw.ops.Op.flat_output`),
 so these are strided views (:attr:`sw.compiler.Tensor.strides`): no instructions, the
-reader (a matmul, :mod:`sw.ops.matmul`) strides through the bytes. Where PyTorch itself
+reader (a matmul, :mod:`sw.ops.matmul`) strides through the bytes. A channel-last image
+``[C, H, W]`` is ``H*W`` tokens of ``C`` features in the same bytes, so a vision
+transformer's patch tokens (``x.flatten(2).transpose(1, 2)`` of a convolution's output)
+and their way back (``t.transpose(1, 2).view(B, C, H, W)``) are views too. Where PyTorch itself
 copies (``reshape`` of a tensor no view can give, ``contiguous`` of a transposed one) the
 front end puts a ``copy`` layer: a DMA copy through the accumulator and the identity
 requantizer, rows of the last dimension where it is contiguous, single elements where it
@@ -24,7 +27,8 @@ from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
 from .base import Op, QuantContext, register
 
-__all__ = ["Reshape", "ViewOp", "Copy", "copy_strided", "is_flat", "reshape_pattern"]
+__all__ = ["Reshape", "ViewOp", "Copy", "copy_strided", "is_flat", "image_rows_pattern",
+           "reshape_pattern"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,8 @@ class ViewOp(Op):
     def lower_view(self, c, node, args):
         from ..compiler import Tensor
         src = args[0]
-        c.check(src.flat, node, f"operand {src.name} {list(src.shape)} is a channel-last image; "
-                                f"only flat (token-shaped) tensors have views")
+        c.check(src.flat or not src.pad_w, node, f"operand {src.name} {list(src.shape)} is stored "
+                                                 f"with a row border; it has no views")
         a = node.attrs
         if a.kind == "permute":
             shape = tuple(src.shape[d] for d in a.arg)
@@ -83,10 +87,12 @@ class ViewOp(Op):
                 c.check(False, node, f"no view of {list(src.shape)} with strides "
                                      f"{list(src.elem_strides)} has shape {list(node.shape)}")
             shape, strides = tuple(v.shape), tuple(v.stride())
-        t = Tensor(node.name, shape, node.out, src.addr, flat=True, strides=strides)
-        if t.elem_strides == Tensor(node.name, shape, node.out, flat=True).elem_strides:
-            t.strides = None                 # row-major again: readable by every operator
-        return t
+        if strides == Tensor(node.name, shape, node.out, flat=True).elem_strides:
+            return Tensor(node.name, shape, node.out, src.addr, flat=True)   # row-major again
+        if len(shape) == 3 and strides == (1, shape[2] * shape[0], shape[0]):
+            # A channel-last image ([C, H, W] of tokens [H*W, C] transposed): a conv's operand.
+            return Tensor(node.name, shape, node.out, src.addr)
+        return Tensor(node.name, shape, node.out, src.addr, flat=True, strides=strides)
 
 
 @register
@@ -191,6 +197,17 @@ def is_flat(t: fx.Tracer, arg) -> bool:
             return True
         return bool(node.inputs) and REGISTRY[node.op].tokens and all(flat(i) for i in node.inputs)
     return isinstance(arg, torch.fx.Node) and flat(t.src(arg))
+
+
+def image_rows_pattern(t: fx.Tracer, fx_node) -> bool:
+    """``flatten(x, 2)``, ``x.view(B, C, -1)`` or ``x.reshape(B, C, H * W)`` of an image
+    ``[B, C, H, W]``: a view (to be transposed into tokens); True if ``fx_node`` is one."""
+    x, y = t.values.get(getattr(fx_node.args[0], "name", None)), t.values.get(fx_node.name)
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.dim() == 4 and
+            tuple(y.shape) == (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])):
+        return False
+    reshape_pattern(t, fx_node, "shape")
+    return True
 
 
 def reshape_pattern(t: fx.Tracer, fx_node, kind: str, arg=None) -> None:

@@ -205,6 +205,33 @@ def test_views_run_no_instructions():
     assert [n.op for n in qmodel.nodes].count("copy") == 1
 
 
+class PatchAttention(nn.Module):
+    """A vision transformer's way in and out: patch tokens of a convolution's output
+    (``flatten(2).transpose(1, 2)``), attention on them, and back to an image for a
+    convolution (``transpose(1, 2).reshape(B, C, H, W)``). In the channel-last bytes all
+    four are views."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 8, 2, stride=2)
+        self.lin = nn.Linear(8, 8)
+        self.conv = nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):
+        b = x.shape[0]
+        t = torch.relu(self.lin(self.patch(x).flatten(2).transpose(1, 2)))   # [b, 16, 8]
+        u = (t @ t.transpose(-2, -1) * 0.1) @ t
+        return self.conv(u.transpose(1, 2).reshape(b, 8, 4, 4))
+
+
+def test_patch_tokens_are_views(transpose):
+    torch.manual_seed(0)
+    qmodel = sw.quantize(PatchAttention().eval(), [torch.randn(3, 3, 8, 8)])
+    program = sw.compile(qmodel, TINY)
+    assert [layer["op"] for layer in program.layers] == ["conv", "linear", "matmul", "matmul", "conv"]
+    bit_exact_on_func(PatchAttention, (3, 8, 8))
+
+
 def test_transpose_modes_differ_only_in_cost():
     """Both ways of transposing V give the same bytes; the array needs MAC slots, the
     DMA none; "auto" picks one of them."""
@@ -236,14 +263,16 @@ def test_bad_transpose_switch():
 
 
 @pytest.mark.parametrize("case, t, mode", [("attention", 5, "array"), ("attention", 5, "dma"),
-                                           ("pv", 1, "array")])
+                                           ("pv", 1, "array"), ("permuted", 3, "dma"),
+                                           ("patch", None, "array")])
 def test_bit_exact_on_rtl(case, t, mode, monkeypatch):
     monkeypatch.setattr(mm, "TRANSPOSE", mode)
     torch.manual_seed(2)
-    model = CASES[case](t).eval()
-    qmodel = sw.quantize(model, [torch.randn(4, t, 12)])
+    model = PatchAttention().eval() if case == "patch" else CASES[case](t).eval()
+    shape = (3, 8, 8) if case == "patch" else (t, 12)
+    qmodel = sw.quantize(model, [torch.randn(4, *shape)])
     program = sw.compile(qmodel, TINY)
-    x = torch.randn(t, 12)
+    x = torch.randn(*shape)
     y = sw.Device(TINY, backend="rtl").run(program, x)
     assert torch.equal(y, qmodel(x))
     assert torch.equal(y, sw.Device(TINY).run(program, x))
