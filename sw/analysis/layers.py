@@ -402,9 +402,9 @@ def _matmul_layer(c: Compiler, cnt: _Counter, node, layer_id, args, dst) -> tupl
     count = math.prod(batch)
     total = [0.0, 0.0, 0.0]
 
-    def add(parts, times=1):
+    def add(parts):
         for i in range(3):
-            total[i] += times * parts[i]
+            total[i] += parts[i]
     if b.elem_strides[-2] != 1:
         mode = mm.TRANSPOSE if mm.TRANSPOSE != "auto" else mm.transpose_mode(k, n, c.R, c.C)
         if mode == "dma" or b.elem_strides[-1] != 1:
@@ -415,11 +415,13 @@ def _matmul_layer(c: Compiler, cnt: _Counter, node, layer_id, args, dst) -> tupl
             add(_alu_layer(c, cnt, ops.get("copy"), copy, layer_id, [view],
                            Tensor(copy.name, view.shape, b.q, 0, flat=True)))
         else:
-            for n0 in range(0, n, c.R):
-                rn = min(c.R, n - n0)
-                add(_gemm_layer(c, cnt, node, (rn, rn, 1), k, 1, 1, (1, 1), (0, 0), 1, False,
-                                (k, rn, 1)), count)
-    add(_gemm_layer(c, cnt, node, (k, m, 1), n, 1, 1, (1, 1), (0, 0), 1, False, (n, m, 1)), count)
+            for _ in range(count):         # each call counts its traffic as well
+                for n0 in range(0, n, c.R):
+                    rn = min(c.R, n - n0)
+                    add(_gemm_layer(c, cnt, node, (rn, rn, 1), k, 1, 1, (1, 1), (0, 0), 1, False,
+                                    (k, rn, 1)))
+    for _ in range(count):
+        add(_gemm_layer(c, cnt, node, (k, m, 1), n, 1, 1, (1, 1), (0, 0), 1, False, (n, m, 1)))
     return total[0], total[1], total[2]
 
 
