@@ -7,7 +7,8 @@ integer golden (``sw.golden``) layer by layer, exactly as the NPU must, and
 returns the dequantized float output.
 
 Rules (docs/numerics.md): activations int8 per tensor, asymmetric, from the
-calibrated min/max (widened to include 0); weights int8 per output channel,
+calibrated min/max (widened to include 0), symmetric where a matmul of two activations
+reads them (``sw.ops.symmetric_operands``); weights int8 per output channel,
 symmetric; bias int32 at scale ``s_in * s_w``, with the input zero point folded
 in; requantization multiplier and shift per channel. Max pooling, flatten and a
 standalone ReLU keep their input's quantization; average pooling keeps it too

@@ -120,7 +120,7 @@ def _from_mul(t: fx.Tracer, fx_node) -> None:
         return                                         # attention's scaling of a matmul
     if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)):
         raise UnsupportedOpError(f"mul at {t.place(fx_node)}: multiplying by a constant is not "
-                                 f"supported")
+                                 f"supported (except a matmul's scaling, folded into it)")
     # Which operand is a per-channel vector is known once shapes are (the quantizer puts
     # it second).
     t.add(Node(fx_node.name, "mul", [t.src(a), t.src(b)], where=t.where(fx_node)))
