@@ -224,14 +224,14 @@ class GemmSchedule:
                     where = {ci: slot + p * m_blk for p, ci in enumerate(kgrp)}
                     gemms = []
                     for jj, j in enumerate(group):
-                        mine = [(ci, waddr) for dy, dx, c0, waddr in tiles[j]
+                        mine = [(ci, wload) for dy, dx, c0, wload in tiles[j]
                                 for ci in [chunk_pos[(dy, dx, c0)]] if ci in where]
                         rest = any(chunk_pos[(dy, dx, c0)] in later[q] for dy, dx, c0, _ in tiles[j])
-                        for pos, (ci, waddr) in enumerate(mine):
+                        for pos, (ci, wload) in enumerate(mine):
                             first = j not in seen
                             seen.add(j)
                             gemms.append(dict(j=j, acc=acc_base + jj * m_blk, inp=where[ci],
-                                              waddr=waddr, first=first,
+                                              wload=wload, first=first,
                                               last=pos == len(mine) - 1 and not rest))
                     stores = []
                     if q == len(k_groups) - 1:
@@ -261,7 +261,7 @@ class GemmSchedule:
                 popped += K["pops"]
                 for i, gm in enumerate(K["gemms"]):
                     g = g_idx % 2
-                    wloads = gm["waddr"](w_slot[g])
+                    wloads = gm["wload"](w_slot[g])
                     unit = carry + wloads[:-1] + [wloads[-1].replace(push_next=1)]
                     carry = []
                     if g_idx >= 2:
