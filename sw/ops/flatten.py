@@ -54,7 +54,7 @@ def _from_flatten(t: fx.Tracer, fx_node) -> None:
     t.add(Node(fx_node.name, "flatten", [t.src(fx_node.args[0])], where=t.where(fx_node)))
 
 
-@fx.function("view", "reshape")
+@fx.function("view", "reshape", torch.reshape)
 def _from_view(t: fx.Tracer, fx_node) -> None:
     target, name = fx_node.target, fx_node.name
     shape = t.const(tuple(fx_node.args[1:]))

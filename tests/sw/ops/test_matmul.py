@@ -68,8 +68,8 @@ class Attention(nn.Module):
 
 
 class Permuted(nn.Module):
-    """Heads split by reshape + permute, scores scaled by a product, merged by permute +
-    reshape (a reshape that copies)."""
+    """Heads split by torch.reshape + permute, scores scaled by a product, merged by
+    permute + reshape (a reshape that copies)."""
 
     def __init__(self, f=12, heads=3):
         super().__init__()
@@ -79,7 +79,7 @@ class Permuted(nn.Module):
 
     def forward(self, x):
         b, t, f = x.shape
-        h = self.qkv(x).reshape(b, t, self.heads, f // self.heads).permute(0, 2, 1, 3)
+        h = torch.reshape(self.qkv(x), (b, t, self.heads, f // self.heads)).permute(0, 2, 1, 3)
         p = 0.5 * torch.matmul(h, h.permute(0, 1, 3, 2))
         return self.o((p @ h).permute(0, 2, 1, 3).reshape(b, t, f))
 
