@@ -123,53 +123,52 @@ def copy_strided(c, node: QNode, layer_id: int, src: int, shape, strides, dst: i
                  first: bool = True) -> None:
     """Emit the copy of the int8 tensor of ``shape`` at DRAM ``src`` with element
     ``strides`` to ``dst``, row-major: LOADs into the accumulator and STOREs through
-    the identity requantizer, each a serialized step (``chunk``). Rows of the last
-    dimension go as vectors of up to ``cols`` elements when it is contiguous; otherwise
-    every element is a vector of one, in the destination's order, so that a STORE of
-    one byte per row with a stride of one writes them contiguously (this is how a
-    transpose is done by DMA). ``first``: this begins the layer (its CONFIG, the
-    identity parameters)."""
+    the identity requantizer, each a serialized step (``chunk``). Where the last
+    dimension is contiguous its rows are the vectors (up to ``cols`` elements) and one
+    LOAD gathers a 2D pattern of them over the two dimensions before it (a head merge
+    ``[T, H, D]`` is one LOAD of T x H rows of D); otherwise every element is a vector of
+    one, the pattern over the last two dimensions, so that a STORE of one byte per row
+    with a stride of one writes them contiguously (this is how a transpose is done by
+    DMA). In both the accumulator rows are in the destination's order, so each step's
+    STORE is one run. ``first``: this begins the layer (its CONFIG, the identity
+    parameters)."""
     shape, strides = list(shape), list(strides)
-    if len(shape) == 1:
+    if strides[-1] != 1:
+        shape, strides = shape + [1], strides + [1]          # vectors of one element
+    while len(shape) < 3:
         shape, strides = [1] + shape, [0] + strides
-    Y, X = shape[-2], shape[-1]
-    sy, sx = strides[-2], strides[-1]
+    if shape[-2] > 1 and strides[-2] > c.MAX_X_STRIDE:
+        # Vectors further apart than x_stride reaches: they are the pattern's y instead.
+        shape = shape[:-2] + [1] + shape[-2:]
+        strides = strides[:-2] + [0] + strides[-2:]
+    Y, X, L = shape[-3:]
+    sy, sx = strides[-3], strides[-2]
+    c.check(sx <= c.MAX_Y_STRIDE, node, f"elements {sx} bytes apart are over what a LOAD "
+                                        f"reaches ({c.MAX_Y_STRIDE} bytes)")
     per = min(c.cfg.acc_depth, c.MAX_VECTORS)
     x_max = isa.field_max(isa.Opcode.LOAD, "x_size")
-    c.check(sy <= c.MAX_Y_STRIDE and sx <= c.MAX_X_STRIDE, node,
-            f"strides {strides} are over what a LOAD reaches ({c.MAX_Y_STRIDE} bytes between "
-            f"rows, {c.MAX_X_STRIDE} between vectors)")
-    params = [c.identity_params(0)]
-
-    def step(load, store):
-        nonlocal first
-        c.chunk(layer_id, first, [load], params, [], [store])
-        first = False
-
-    def store(dram, rows, stride, length):
-        return isa.store(acc=0, dram=dram, rows=rows, stride=stride, length=length, param=0,
-                         out_zp=0, clamp_lo=-128, clamp_hi=127)
-
-    for n, idx in enumerate(itertools.product(*map(range, shape[:-2]))):
-        s0 = src + sum(i * s for i, s in zip(idx, strides))
-        d0 = dst + n * Y * X
-        if sx == 1:
-            for x0 in range(0, X, c.C):
-                length = min(c.C, X - x0)
-                for y0 in range(0, Y, per):
-                    rows = min(per, Y - y0)
-                    step(c.acc_load(0, s0 + y0 * sy + x0, rows, sy if rows > 1 else 0, 1, 0, length),
-                         store(d0 + y0 * X + x0, rows, X, length))
-            continue
+    if X > 1 and sx > c.MAX_X_STRIDE:
+        nx, ny = 1, 1
+    else:
         nx = min(X, per, x_max)
-        ny = max(1, min(per // nx, c.MAX_VECTORS)) if nx == X else 1
-        for y0 in range(0, Y, ny):
-            rows = min(ny, Y - y0)
-            for x0 in range(0, X, nx):
-                cols = min(nx, X - x0)
-                step(c.acc_load(0, s0 + y0 * sy + x0 * sx, rows, sy if rows > 1 else 0, cols,
-                                sx if cols > 1 else 0, 1),
-                     store(d0 + y0 * X + x0, rows * cols, 1, 1))
+        ny = max(1, min(per // nx, c.MAX_VECTORS, Y)) if nx == X and sy <= c.MAX_Y_STRIDE else 1
+    params = [c.identity_params(0)]
+    for n, idx in enumerate(itertools.product(*map(range, shape[:-3]))):
+        s0 = src + sum(i * s for i, s in zip(idx, strides))
+        d0 = dst + n * Y * X * L
+        for l0 in range(0, L, c.C):
+            length = min(c.C, L - l0)
+            for y0 in range(0, Y, ny):
+                rows = min(ny, Y - y0)
+                for x0 in range(0, X, nx):
+                    cols = min(nx, X - x0)
+                    load = c.acc_load(0, s0 + y0 * sy + x0 * sx + l0, rows, sy if rows > 1 else 0,
+                                      cols, sx if cols > 1 else 0, length)
+                    store = isa.store(acc=0, dram=d0 + (y0 * X + x0) * L + l0, rows=rows * cols,
+                                      stride=L, length=length, param=0, out_zp=0,
+                                      clamp_lo=-128, clamp_hi=127)
+                    c.chunk(layer_id, first, [load], params, [], [store])
+                    first = False
 
 
 def _value(t: fx.Tracer, fx_node, arg) -> torch.Tensor:
