@@ -138,20 +138,16 @@ def copy_strided(c, node: QNode, layer_id: int, src: int, shape, strides, dst: i
     while len(shape) < 3:
         shape, strides = [1] + shape, [0] + strides
     if shape[-2] > 1 and strides[-2] > c.MAX_X_STRIDE:
-        # Vectors further apart than x_stride reaches: they are the pattern's y instead.
-        shape = shape[:-2] + [1] + shape[-2:]
-        strides = strides[:-2] + [0] + strides[-2:]
+        # Vectors further apart than x_stride reaches: they are the pattern's y instead
+        # (the dimension before them goes outside, a step each).
+        shape = shape[:-1] + [1] + shape[-1:]
+        strides = strides[:-1] + [0] + strides[-1:]
     Y, X, L = shape[-3:]
     sy, sx = strides[-3], strides[-2]
-    c.check(sx <= c.MAX_Y_STRIDE, node, f"elements {sx} bytes apart are over what a LOAD "
-                                        f"reaches ({c.MAX_Y_STRIDE} bytes)")
     per = min(c.cfg.acc_depth, c.MAX_VECTORS)
-    x_max = isa.field_max(isa.Opcode.LOAD, "x_size")
-    if X > 1 and sx > c.MAX_X_STRIDE:
-        nx, ny = 1, 1
-    else:
-        nx = min(X, per, x_max)
-        ny = max(1, min(per // nx, c.MAX_VECTORS, Y)) if nx == X and sy <= c.MAX_Y_STRIDE else 1
+    nx = min(X, per, isa.field_max(isa.Opcode.LOAD, "x_size"))
+    # Rows further apart than y_stride reaches: a step each.
+    ny = max(1, min(per // nx, c.MAX_VECTORS, Y)) if nx == X and sy <= c.MAX_Y_STRIDE else 1
     params = [c.identity_params(0)]
     for n, idx in enumerate(itertools.product(*map(range, shape[:-3]))):
         s0 = src + sum(i * s for i, s in zip(idx, strides))

@@ -232,6 +232,20 @@ def test_patch_tokens_are_views(transpose):
     bit_exact_on_func(PatchAttention, (3, 8, 8))
 
 
+def test_copy_of_elements_further_apart_than_a_load_strides():
+    """A transpose whose elements are 4097 bytes apart, over the 4095 of LOAD.x_stride:
+    the copy makes them the pattern's y dimension instead."""
+    class Wide(nn.Module):
+        def forward(self, x):
+            return x.transpose(1, 2).contiguous()
+    torch.manual_seed(0)
+    qmodel = sw.quantize(Wide().eval(), [torch.randn(3, 3, 4097)])
+    assert [n.op for n in qmodel.nodes] == ["input", "view", "copy"]
+    program = sw.compile(qmodel, TINY)
+    x = torch.randn(3, 4097)
+    assert torch.equal(sw.Device(TINY).run(program, x), qmodel(x))
+
+
 def test_transpose_modes_differ_only_in_cost():
     """Both ways of transposing V give the same bytes; the array needs MAC slots, the
     DMA none; "auto" picks one of them."""
