@@ -205,6 +205,8 @@ def _add_node(t: Tracer, fx_node, modules: dict) -> None:
         if any(n.op == "input" for n in t.nodes):
             raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")
         t.add(Node(name, "input", [], where=name))
+    elif fx_node.op == "get_attr" and name in t.values:
+        return                      # a parameter, read as a constant by the pattern using it
     elif fx_node.op == "call_module":
         mod = modules[fx_node.target]
         inp = t.src(fx_node.args[0])

@@ -20,6 +20,8 @@ front-end patterns.
 ``flatten``       Flatten, flatten, view/reshape(batch, -1) (:mod:`sw.ops.flatten`)
 ``softmax``       Softmax over token features, integer-only (I-BERT exp, Newton reciprocal),
                   optionally causal (:mod:`sw.ops.softmax`, a row program: :mod:`sw.ops.rows`)
+``layernorm``     LayerNorm, F.layer_norm over token features, integer-only (Newton rsqrt),
+                  gamma and beta in the store path (:mod:`sw.ops.layernorm`, a row program)
 ================  ====================================================================
 
 Dropout and Identity disappear in the front end (:mod:`sw.ops.identity`). Adding an
@@ -31,7 +33,7 @@ with :func:`register` and its front-end patterns, imported below; and its tests
 from .base import OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register, token_ops
 
 # Registration order is the order of the supported-module list in messages.
-from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity, softmax  # noqa: E402, F401, A004
+from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity, softmax, layernorm  # noqa: E402, F401, A004
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
            "token_ops"]
