@@ -19,7 +19,6 @@ import pathlib
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import sw
 from hw import NPUConfig
