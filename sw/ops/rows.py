@@ -34,7 +34,8 @@ _REDUCE = {"rsum": "add", "rmax": "max"}
 @dataclass(frozen=True)
 class Step:
     """``dst = op(dst, src or imm)``; ``masked``: needed only where the layer has a mask (on
-    a zero mask it changes nothing, so layers without one leave it out)."""
+    the lanes of real features with nothing masked it changes nothing: softmax's mask is 0
+    there, LayerNorm's 1; so layers without a mask, and the golden of those, leave it out)."""
     op: str
     dst: str
     src: str | None = None
