@@ -3,23 +3,27 @@
 Per token row of F int8 inputs ``x``, as a row program (:mod:`sw.ops.rows`):
 
 1. ``d = F x - sum(x)`` (``RSUM``): ``F (x - mean)`` exactly, with no division (and the
-   input zero point cancelled);
-2. ``V = sum(((d >> k) ** 2) >> h)`` with rounding shifts ``k``, ``h`` fixed by F so that
-   nothing leaves int32: ``F**3 var / 2**(2k + h)``, plus ``eps`` in the same units (at
-   least 1, so that a constant row divides by no zero);
-3. ``1/sqrt(V)`` by Newton's iteration ``y = y (3 - v y**2) / 2`` (``MULH``), three steps
+   input zero point cancelled), shifted left by a fixed ``L`` (``|d << L| < 2**30``);
+2. a per-row shift ``j`` from the row's largest ``|d|`` (``RMAX``, ``CLZ``) brings it to
+   ``2**B`` (``F 2**(2B) <= 2**30``): ``s = (d << L) >> j`` with rounding (``RSHR``) keeps
+   ``B`` bits whatever the row's spread, and ``V = sum(s**2)`` stays in int32;
+3. ``eps`` in the units of ``V``, which depend on ``j``: a constant shifted right by
+   ``2 (j - j_eps)``; ``j_eps``, the least shift at which that constant fits, is also the
+   least ``j`` (a row whose variance is far below eps needs no more bits);
+4. ``1/sqrt(V)`` by Newton's iteration ``y = y (3 - v y**2) / 2`` (``MULH``), three steps
    from a minimax line on ``v = V 2**e / 2**30`` in [0.5, 2) (``CLZ`` gives the even shift
    ``e``): relative error under 1e-6 before the fixed point's truncations;
-4. ``(d << L) * y`` (``MULH``), shifted right by ``15 - e/2`` with rounding (``RSHR``): the
-   normalized value in a fixed scale ``G``;
-5. gamma and beta fold into the store path: per feature, the multiplier
+5. ``((d << L) >> j2) * (y >> 15)``, ``j2 = max(j - 15 + B, 0)`` (15 bits of the row's
+   largest ``|d|``, more than ``s`` keeps), shifted right by ``15 - e/2 + j - j2`` with
+   rounding: the normalized value ``(x - mean) / sigma`` in a fixed scale
+   ``G = sqrt(F) 2**-15`` (``j`` cancels: the operand and ``V`` carry the same shift);
+6. gamma and beta fold into the store path: per feature, the multiplier
    ``G gamma / s_out`` (negative for a negative gamma) and the bias ``beta / (G gamma)``.
    A gamma so small that this bias leaves +-2**30 is raised to the smallest that keeps it
    in (an output error below ``2**-30 |beta| |x - mean| / sigma`` in real units).
 
 Lanes past the features (a last, partial block of ``cols``) are zeroed by a mask of ones
-(a DRAM constant, padded with 0) before the squares are summed. Error figures:
-docs/numerics.md.
+(a DRAM constant, padded with 0) before the reductions. Error figures: docs/numerics.md.
 """
 
 from __future__ import annotations
@@ -58,34 +62,38 @@ class LayerNormAttrs:
 
 @dataclass(frozen=True)
 class QLayerNorm:
-    """Integer attributes: the row program's shifts and eps, and the store path's
-    per-feature bias, multiplier and shift."""
+    """Integer attributes: the row program's shifts (``shift_l`` = L, ``bits`` = B,
+    ``j_eps``) and eps constant, and the store path's per-feature bias, multiplier and
+    shift."""
     features: int
-    k: int
-    h: int
     shift_l: int
+    bits: int
+    j_eps: int
     eps: int
     bias: tuple[int, ...]
     mult: tuple[int, ...]
     shift: tuple[int, ...]
 
 
-def _shifts(f: int) -> tuple[int, int, int]:
-    """(k, h, L) for F features: ``|d >> k| <= 2**15`` (``k < 0``: shifted left), ``F ((d >> k)**2 >> h) < 2**30``,
-    ``|d << L| < 2**30``."""
-    bound = 255 * max(f - 1, 0)
-    bits = bound.bit_length()
-    k = bits - 15                                     # negative: a left shift (small F)
-    sq = (((bound + (1 << k >> 1)) >> k) if k >= 0 else bound << -k) ** 2
-    h = 0
-    while f * ((sq + (1 << h >> 1)) >> h) >= 1 << 30:
-        h += 1
-    return k, h, 30 - bits
+#: The largest eps constant (V units at the least shift): V's sum of squares and eps
+#: together stay under 2**31.
+EPS_MAX = 1 << 29
 
 
-def _scale(f: int, k: int, h: int, shift_l: int) -> float:
-    """G: the real normalized value of one accumulator unit."""
-    return math.sqrt(f) * 2.0 ** (2 - shift_l - k - h / 2)
+def _shifts(f: int) -> tuple[int, int]:
+    """(L, B) for F features: ``|d << L| < 2**30`` for ``|d| <= 255 (F - 1)``, and
+    ``F 2**(2B) <= 2**30``."""
+    return 30 - (255 * max(f - 1, 0)).bit_length(), (30 - (f - 1).bit_length()) // 2
+
+
+def _eps(eps: float, s_in: float, f: int, shift_l: int) -> tuple[int, int]:
+    """(j_eps, constant): ``eps`` in the units of V at shift ``j``, which are
+    ``2**(2L - 2j) F**3`` per squared input step, is ``constant >> 2 (j - j_eps)``."""
+    e = eps / s_in ** 2 * f ** 3 * 4.0 ** shift_l
+    j = 0
+    while e / 4.0 ** j > EPS_MAX:
+        j += 1
+    return j, int(round(e / 4.0 ** j))
 
 
 def layernorm_program(a: QLayerNorm) -> RowProgram:
@@ -95,12 +103,27 @@ def layernorm_program(a: QLayerNorm) -> RowProgram:
         Step("mul", "x", imm=a.features),
         Step("sub", "x", "m"),                        # d = F (x - mean)
         Step("mul", "x", "z", masked=True),           # 0 past the features
+        Step("shl", "x", imm=a.shift_l),              # |d << L| < 2**30
         Step("mov", "q", "x"),
-        Step("rshr", "q", imm=a.k) if a.k >= 0 else Step("shl", "q", imm=-a.k),
+        Step("mul", "q", imm=-1),
+        Step("max", "q", "x"),                        # |d << L|
+        Step("rmax", "j", "q"),
+        Step("clz", "j", "j"),
+        Step("mul", "j", imm=-1),
+        Step("add", "j", imm=32 - a.bits),            # bit length - B
+        Step("max", "j", imm=a.j_eps),                # the row's shift j
+        Step("mov", "q", "x"),
+        Step("rshr", "q", "j"),                       # s, |s| <= 2**B
         Step("mul", "q", "q"),
-        Step("rshr", "q", imm=a.h),
-        Step("rsum", "v", "q"),
-        Step("add", "v", imm=a.eps),                  # V >= 1
+        Step("rsum", "v", "q"),                       # V = sum(s**2) <= 2**30
+        Step("mov", "t", "j"),
+        Step("add", "t", imm=-a.j_eps),
+        Step("shl", "t", imm=1),
+        Step("min", "t", imm=31),
+        Step("mov", "w", imm=a.eps),
+        Step("shr", "w", "t"),                        # eps at shift j
+        Step("add", "v", "w"),
+        Step("max", "v", imm=1),                      # a constant row, eps 0: no zero
         Step("clz", "n", "v"),
         Step("add", "n", imm=-1),
         Step("shr", "n", imm=1),                      # e / 2
@@ -125,12 +148,19 @@ def layernorm_program(a: QLayerNorm) -> RowProgram:
             Step("shl", "y", imm=5),                  # half of it, Q30
         ]
     steps += [
-        Step("shl", "x", imm=a.shift_l),
-        Step("mulh", "x", "y"),
-        Step("rshr", "x", "n"),
+        Step("mov", "t", "j"),                        # the output's operand keeps 15 bits:
+        Step("add", "t", imm=a.bits - 15),            # (d << L) >> j2, j2 = max(j - 15 + B, 0)
+        Step("max", "t", imm=0),
+        Step("rshr", "x", "t"),
+        Step("add", "n", "j"),                        # and its shift grows by j - j2
+        Step("sub", "n", "t"),
+        Step("shr", "y", imm=15),                     # Q15, so that the product fits int32
+        Step("mul", "x", "y"),
+        Step("rshr", "x", "n"),                       # (x - mean) / sigma / G
     ]
-    return RowProgram(tuple(steps), wide=("x", "z", "q"), narrow=("m", "v", "n", "e", "y", "w"),
-                      x_pad=0, mask_pad=0, out="x")
+    return RowProgram(tuple(steps), wide=("x", "z", "q"),
+                      narrow=("m", "v", "n", "e", "y", "w", "j", "t"), x_pad=0, mask_pad=0,
+                      out="x")
 
 
 @register
@@ -160,9 +190,9 @@ class LayerNorm(Op):
         a = node.attrs
         f = a.features
         q_in, out = ctx.q(node.inputs[0]), ctx.out(node)
-        k, h, shift_l = _shifts(f)
-        eps = max(1, min(1 << 30, round(a.eps / q_in.scale ** 2 * f ** 3 / 2 ** (2 * k + h))))
-        g = _scale(f, k, h, shift_l)
+        shift_l, bits = _shifts(f)
+        j_eps, eps = _eps(a.eps, q_in.scale, f, shift_l)
+        g = math.sqrt(f) * 2.0 ** -15
         weight = a.weight if a.weight is not None else (1.0,) * f
         beta = a.bias if a.bias is not None else (0.0,) * f
         bias, mult, shift = [], [], []
@@ -174,7 +204,7 @@ class LayerNorm(Op):
             mult.append(-m if w < 0 else m)
             shift.append(s)
             bias.append(int(round(b / (g * w))))
-        attrs = QLayerNorm(f, k, h, shift_l, eps, tuple(bias), tuple(mult), tuple(shift))
+        attrs = QLayerNorm(f, shift_l, bits, j_eps, eps, tuple(bias), tuple(mult), tuple(shift))
         return QNode(node.name, node.op, node.inputs, out, ctx.shape(node.name), attrs, None,
                      node.where)
 

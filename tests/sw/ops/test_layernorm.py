@@ -1,9 +1,10 @@
-"""sw/ops/layernorm.py: integer-only LayerNorm over token features (exact centring, Newton
-rsqrt, gamma and beta in the store path): the golden within 0.6 output steps of the float
-LayerNorm of its int8 input for F up to 768 on ordinary rows, the functional model and
-the RTL bit-exact against the golden for features below, at and above the array's
-columns, not a multiple of them, one token; with and without gamma and beta, from the
-module and the function; clear errors for what it does not take."""
+"""sw/ops/layernorm.py: integer-only LayerNorm over token features (exact centring, a
+per-row shift, Newton rsqrt, gamma and beta in the store path): the golden within 0.6
+output steps of the float LayerNorm of its int8 input up to 64 features and 0.75 up to
+3,072, whatever the rows' spread; the functional model and the RTL bit-exact against the
+golden for features below, at and above the array's columns, not a multiple of them, one
+token; with and without gamma and beta, from the module and the function; clear errors
+for what it does not take."""
 import pytest
 import torch
 import torch.nn as nn
@@ -54,11 +55,12 @@ def test_golden_tracks_float(t, f):
     golden_vs_float(lambda: Norm(f), (t, f), "layernorm", _tolerance)
 
 
-@pytest.mark.parametrize("f", [4, 7, 24, 64, 768])
-@pytest.mark.parametrize("spread", [255, 20])
+@pytest.mark.parametrize("f", [4, 7, 24, 64, 768, 3072])
+@pytest.mark.parametrize("spread", [255, 20, 3])
 def test_golden_on_int8_rows(f, spread):
-    """Straight from the golden: random int8 rows (one constant, one gamma 0), error in
-    output steps, max 0.6 and mean 0.35 (the rounding alone gives 0.5 and 0.25)."""
+    """Straight from the golden: random int8 rows spanning ``spread`` steps (one constant,
+    one gamma 0), error in output steps, max 0.6 up to 64 features and 0.75 beyond (the
+    sum of squares keeps fewer bits), mean 0.35 (the rounding alone gives 0.5 and 0.25)."""
     torch.manual_seed(f + spread)
     x = torch.randint(-128, -128 + spread, (64, f))
     x[0] = 5
@@ -73,7 +75,8 @@ def test_golden_on_int8_rows(f, spread):
     q = ops.get("layernorm").quantize(node, ctx)
     got = q.out.dequantize(ops.get("layernorm").golden(q, [x.to(torch.int8)]))
     err = (got - want).abs() / q.out.scale
-    assert err.max() <= 0.6 and err.mean() <= 0.35, (err.max().item(), err.mean().item())
+    bound = 0.6 if f <= 64 else 0.75
+    assert err.max() <= bound and err.mean() <= 0.35, (err.max().item(), err.mean().item())
 
 
 @pytest.mark.parametrize("t, f", SHAPES)
