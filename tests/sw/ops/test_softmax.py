@@ -147,3 +147,13 @@ def test_bit_exact_on_rtl(t, f, causal):
     y = sw.Device(TINY, backend="rtl").run(program, x)
     assert torch.equal(y, qmodel(x))
 
+
+
+def test_a_4d_tensor_is_refused_by_name():
+    """Per-head scores [batch, heads, T, T] are not token-shaped: refused, naming the layer."""
+    class Heads(nn.Module):
+        def forward(self, x):
+            return torch.softmax(x, dim=-1)
+
+    with pytest.raises(sw.UnsupportedOpError, match=r"softmax at softmax: a 4-D tensor"):
+        sw.quantize(Heads().eval(), [torch.randn(2, 2, 3, 3)])
