@@ -251,7 +251,7 @@ def _from_module(t: fx.Tracer, fx_node, mod, inp: str, where: str) -> None:
                where=where))
 
 
-@fx.function(F.layer_norm)
+@fx.function(F.layer_norm, constants=True)
 def _from_function(t: fx.Tracer, fx_node) -> None:
     names = ("input", "normalized_shape", "weight", "bias", "eps")
     args = dict(zip(names, fx_node.args))

@@ -138,3 +138,19 @@ def test_bit_exact_on_rtl(t, f):
     x = torch.randn(t, f)
     y = sw.Device(TINY, backend="rtl").run(program, x)
     assert torch.equal(y, qmodel(x))
+
+
+def test_a_parameter_read_by_another_operation_is_still_named():
+    """F.layer_norm reads its weight and bias as constants; a parameter anywhere else is
+    still an unsupported get_attr, named."""
+    class AddParam(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.p = nn.Parameter(torch.randn(4))
+
+        def forward(self, x):
+            return self.lin(x) + self.p
+
+    with pytest.raises(sw.UnsupportedOpError, match=r"unsupported node get_attr p at p"):
+        sw.quantize(AddParam().eval(), [torch.randn(2, 3, 4)])
