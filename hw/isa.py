@@ -17,6 +17,8 @@ Run ``python -m hw.isa`` to print the ISA document.
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 from typing import Any, Iterable, Iterator
 
@@ -59,16 +61,23 @@ class Mem(enum.Enum, shape=2):
     PARAM = 2  #: parameter memory: int32 elements, rows of ``cols``
 
 
-class AluOp(enum.Enum, shape=3):
-    """Operation of an ALU instruction, element-wise on int32 accumulator rows."""
-    MOV = 0  #: d = s
-    ADD = 1  #: d = d + s (wraps)
-    SUB = 2  #: d = d - s (wraps)
-    MUL = 3  #: d = low 32 bits of d * s
-    MAX = 4  #: d = max(d, s)
-    MIN = 5  #: d = min(d, s)
-    SHR = 6  #: d = d >> (s & 31), arithmetic (rounds toward minus infinity)
-    SHL = 7  #: d = d << (s & 31) (wraps)
+class AluOp(enum.Enum, shape=4):
+    """Operation of an ALU instruction on int32 accumulator rows: element-wise, except the
+    reductions RSUM and RMAX, which combine the source row's lanes and write the result to
+    every lane (what softmax and LayerNorm need, I-BERT style: docs/numerics.md)."""
+    MOV = 0    #: d = s
+    ADD = 1    #: d = d + s (wraps)
+    SUB = 2    #: d = d - s (wraps)
+    MUL = 3    #: d = low 32 bits of d * s
+    MAX = 4    #: d = max(d, s)
+    MIN = 5    #: d = min(d, s)
+    SHR = 6    #: d = d >> (s & 31), arithmetic (rounds toward minus infinity)
+    SHL = 7    #: d = d << (s & 31) (wraps)
+    RSUM = 8   #: d = the sum of the row's lanes of s, in every lane (wraps)
+    RMAX = 9   #: d = the largest of the row's lanes of s, in every lane
+    CLZ = 10   #: d = leading zero bits of s as a 32-bit word (32 for 0)
+    MULH = 11  #: d = high 32 bits of the signed 64-bit product d * s
+    RSHR = 12  #: d = d >> (s & 31), arithmetic, rounding half up (bit (s & 31) - 1 added)
 
 
 class Queue(enum.Enum, shape=2):
@@ -707,13 +716,27 @@ def _enum_table(cls: type) -> Iterator[str]:
     yield f"### {cls.__name__} ({_shape(cls).width} bits)"
     yield ""
     if cls.__doc__:
-        yield cls.__doc__.strip()
+        yield inspect.cleandoc(cls.__doc__)
         yield ""
-    yield "| value | name |"
-    yield "|---|---|"
-    for member in cls:
-        yield f"| {member.value} | `{member.name}` |"
+    docs = _member_docs(cls)
+    if docs:
+        yield "| value | name | meaning |"
+        yield "|---|---|---|"
+        for member in cls:
+            yield f"| {member.value} | `{member.name}` | {docs.get(member.name, '')} |"
+    else:
+        yield "| value | name |"
+        yield "|---|---|"
+        for member in cls:
+            yield f"| {member.value} | `{member.name}` |"
     yield ""
+
+
+def _member_docs(cls: type) -> dict[str, str]:
+    """The ``#:`` comments after an enum's members, by member name (the members' meaning
+    written once, next to their values)."""
+    found = re.findall(r"^\s*(\w+)\s*=\s*\d+\s*#:\s*(.+)$", inspect.getsource(cls), re.M)
+    return {name: text.strip().replace("|", "\\|") for name, text in found}
 
 
 def _neighbours(queue: Queue) -> tuple[str, str]:

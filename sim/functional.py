@@ -132,9 +132,24 @@ def _alu(op: AluOp, d: np.ndarray, s: np.ndarray | np.int32) -> np.ndarray:
         return np.maximum(d, s)
     if op is AluOp.MIN:
         return np.minimum(d, s)
+    if op is AluOp.RSUM:
+        s = np.broadcast_to(s, d.shape).astype(np.int64)
+        return np.broadcast_to(_wrap32(s.sum(axis=-1, keepdims=True)), d.shape).astype(np.int32)
+    if op is AluOp.RMAX:
+        s = np.broadcast_to(s, d.shape)
+        return np.broadcast_to(s.max(axis=-1, keepdims=True), d.shape).astype(np.int32)
+    if op is AluOp.CLZ:
+        u = np.broadcast_to(s, d.shape).astype(np.int64) & 0xFFFFFFFF
+        # frexp's exponent is the bit length (exact: u < 2**32 is a float64 integer).
+        return (32 - np.frexp(u.astype(np.float64))[1]).astype(np.int32)
+    if op is AluOp.MULH:
+        return ((d.astype(np.int64) * np.asarray(s, dtype=np.int64)) >> 32).astype(np.int32)
     sh = np.asarray(s, dtype=np.int64) & 31
     if op is AluOp.SHR:
         return (d.astype(np.int64) >> sh).astype(np.int32)
+    if op is AluOp.RSHR:
+        d = d.astype(np.int64)
+        return ((d >> sh) + ((d >> np.maximum(sh - 1, 0)) & (sh > 0))).astype(np.int32)
     return _wrap32(d.astype(np.int64) << sh).astype(np.int32)   # SHL
 
 

@@ -3,7 +3,7 @@ combinational step (the compute unit's control reads the operands and writes the
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,7 +13,13 @@ __all__ = ["VectorALU"]
 
 
 class VectorALU(wiring.Component):
-    """``out[c] = op(d[c], s[c])`` for every lane, int32 arithmetic that wraps.
+    """``out[c] = op(d[c], s[c])`` for every lane, int32 arithmetic that wraps; the
+    reductions (``RSUM``, ``RMAX``) write one value, of all of ``s``'s lanes, to every lane.
+
+    The lanes share what the operations have in common: one 32 x 32 multiplier per lane
+    gives ``MUL`` its low and ``MULH`` its high word, one shifter ``SHR`` and ``RSHR`` (the
+    rounding bit is the last bit shifted out); the reductions are an adder tree and a
+    comparator tree across the lanes (``lanes - 1`` each).
 
     Parameters
     ----------
@@ -37,26 +43,55 @@ class VectorALU(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        lanes = [self.s[c] for c in range(self.lanes)]
+        rsum = Signal(signed(32))
+        rmax = Signal(signed(32))
+        m.d.comb += [rsum.eq(_tree(lanes, lambda a, b: (a + b)[:32].as_signed())),
+                     rmax.eq(_tree(lanes, lambda a, b: Mux(a > b, a, b)))]
         for c in range(self.lanes):
             d, s = self.d[c], self.s[c]
+            prod = Signal(signed(64), name=f"prod{c}")
+            # (d << 1) >> sh: bits 32:1 are d >> sh, bit 0 the last bit shifted out.
+            shifted = Signal(signed(33), name=f"shifted{c}")
+            m.d.comb += [prod.eq(d * s), shifted.eq((d << 1) >> s[:5])]
+            shr = shifted[1:].as_signed()
+            semantics = {
+                AluOp.MOV: s,
+                AluOp.ADD: d + s,
+                AluOp.SUB: d - s,
+                AluOp.MUL: prod[:32],
+                AluOp.MAX: Mux(d > s, d, s),
+                AluOp.MIN: Mux(d < s, d, s),
+                AluOp.SHR: shr,
+                AluOp.SHL: d << s[:5],
+                AluOp.RSUM: rsum,
+                AluOp.RMAX: rmax,
+                AluOp.CLZ: _clz(s),
+                AluOp.MULH: prod[32:],
+                AluOp.RSHR: shr + shifted[0],
+            }
+            if set(semantics) != set(AluOp):  # pragma: no cover - a definition error
+                raise NotImplementedError(
+                    f"VectorALU lacks AluOp {sorted(op.name for op in set(AluOp) - set(semantics))}")
             with m.Switch(self.op):
-                for op in AluOp:
+                for op, value in semantics.items():
                     with m.Case(op):
-                        m.d.comb += self.out[c].eq(_SEMANTICS[op](d, s))
+                        m.d.comb += self.out[c].eq(value)
         return m
 
 
-#: Each operation's lane function (docs of :class:`~hw.isa.AluOp`).
-_SEMANTICS = {
-    AluOp.MOV: lambda d, s: s,
-    AluOp.ADD: lambda d, s: d + s,
-    AluOp.SUB: lambda d, s: d - s,
-    AluOp.MUL: lambda d, s: d * s,
-    AluOp.MAX: lambda d, s: Mux(d > s, d, s),
-    AluOp.MIN: lambda d, s: Mux(d < s, d, s),
-    AluOp.SHR: lambda d, s: d >> s[:5],
-    AluOp.SHL: lambda d, s: d << s[:5],
-}
-if set(_SEMANTICS) != set(AluOp):
-    raise NotImplementedError(
-        f"VectorALU lacks AluOp {sorted(op.name for op in set(AluOp) - set(_SEMANTICS))}")
+def _tree(values, combine):
+    """``combine`` over ``values`` as a balanced tree (depth log2 of their number)."""
+    while len(values) > 1:
+        values = [combine(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def _clz(v):
+    """Leading zero bits of the 32-bit word ``v`` (32 for 0): a priority encoder whose
+    highest set bit decides."""
+    out = Const(32, 6)
+    for i in range(32):
+        out = Mux(v[i], 31 - i, out)
+    return out

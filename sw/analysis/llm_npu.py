@@ -9,10 +9,15 @@ layer:
 * the attention GEMMs, per sequence and head: scores ``Q K^T`` (``T x head_dim x L``)
   and context ``P V`` (``T x L x head_dim``), the KV cache streamed like weights;
 * the residual adds (the NPU's vector ALU);
-* the operators the NPU cannot run yet, counted and listed as *host operators*:
-  normalisations (LayerNorm, RMSNorm), softmax, rotary embeddings, GELU and SiLU, the
-  SwiGLU product. OPT's ReLU folds into its up projection's output clamp, as the
-  compiler fuses it.
+* softmax (per sequence and head, ``T`` rows of ``L`` scores) and LayerNorm (``B*T`` rows
+  of the hidden size) on the vector ALU (:mod:`sw.ops.softmax`, :mod:`sw.ops.layernorm`),
+  costed by the layer-level model on :data:`VECTOR_ROWS` rows and scaled to all of
+  them (their row chunks are alike); one that the configuration cannot hold (a row
+  wider than the accumulator, more features than parameter groups) runs on the host;
+* the operators the NPU does not run yet, counted and listed as *host operators*:
+  RMSNorm, rotary embeddings, GELU and SiLU (tables the compiler has, not priced here
+  yet), the SwiGLU product. OPT's ReLU folds into its up projection's output clamp, as
+  the compiler fuses it.
 
 Every GEMM is costed as the compiler would tile it: as a 1x1 convolution over the
 tokens (``K`` channels, the tokens as pixels of rows of at most ``TOKEN_ROW`` pixels),
@@ -28,6 +33,7 @@ follow. :func:`gpu_step` gives the same step on a reference GPU from its peaks
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -41,19 +47,21 @@ from . import llm
 from .roofline import npu_roof
 
 __all__ = ["LLMOp", "OpCost", "NPUStep", "GPUStep", "layer_ops", "npu_step", "gpu_step",
-           "TOKEN_ROW"]
+           "TOKEN_ROW", "VECTOR_ROWS"]
 
 #: Tokens per row of the 1x1-convolution view of a GEMM (the GEMM's ``m`` per tile).
 TOKEN_ROW = 32
+#: Rows a softmax or LayerNorm is costed on (then scaled to all its rows).
+VECTOR_ROWS = 16
 
 
 @dataclass(frozen=True)
 class LLMOp:
     """One operator of a transformer layer's step, ``count`` instances of it."""
     name: str
-    kind: str            #: "gemm" (weights), "attention" (KV cache), "add", "host"
-    m: int = 0           #: GEMM rows (tokens)
-    k: int = 0           #: reduction
+    kind: str            #: "gemm" (weights), "attention" (KV cache), "add", "vector", "host"
+    m: int = 0           #: GEMM rows (tokens); vector: rows
+    k: int = 0           #: reduction; vector: features per row
     n: int = 0           #: outputs
     count: int = 1       #: instances per layer (attention: sequences x heads)
     elements: int = 0    #: elements in and out (add, host operators), all instances
@@ -81,17 +89,24 @@ def layer_ops(cfg: llm.LLMConfig, phase: str, *, batch: int, seq: int) -> list[L
     h, hd = cfg.hidden, cfg.head_dim
     kv = cfg.kv_heads * hd
     norm = "rmsnorm" if cfg.norm == "rmsnorm" else "layernorm"
-    out = [LLMOp(f"{norm}_attn", "host", elements=2 * tokens * h),
+
+    def norm_op(where):
+        if norm == "layernorm":
+            return LLMOp(f"layernorm_{where}", "vector", tokens, h, elements=2 * tokens * h)
+        return LLMOp(f"rmsnorm_{where}", "host", elements=2 * tokens * h)
+
+    out = [norm_op("attn"),
            LLMOp("q_proj", "gemm", tokens, h, h), LLMOp("k_proj", "gemm", tokens, h, kv),
            LLMOp("v_proj", "gemm", tokens, h, kv)]
     if cfg.positions == 0:               # rotary embeddings (Llama)
         out.append(LLMOp("rope", "host", elements=2 * tokens * (h + kv)))
     out += [LLMOp("scores", "attention", t, hd, ctx, batch * cfg.heads),
-            LLMOp("softmax", "host", elements=2 * batch * cfg.heads * t * ctx),
+            LLMOp("softmax", "vector", t, ctx, count=batch * cfg.heads,
+                  elements=2 * batch * cfg.heads * t * ctx),
             LLMOp("context", "attention", t, ctx, hd, batch * cfg.heads),
             LLMOp("o_proj", "gemm", tokens, h, h),
             LLMOp("residual_attn", "add", elements=3 * tokens * h),
-            LLMOp(f"{norm}_ffn", "host", elements=2 * tokens * h)]
+            norm_op("ffn")]
     inter = cfg.intermediate
     if cfg.ffn == "swiglu":
         out += [LLMOp("gate_proj", "gemm", tokens, h, inter), LLMOp("up_proj", "gemm", tokens, h, inter),
@@ -167,6 +182,32 @@ def _add_cost(config: NPUConfig, elements: int) -> tuple[float, int]:
     return layer.cycles, layer.dram_bytes
 
 
+@functools.lru_cache(maxsize=64)
+def _vector_cost(config: NPUConfig, name: str, rows: int, features: int) -> tuple[float, int]:
+    """(cycles, DRAM bytes) of a softmax or LayerNorm (``name``) over ``rows`` rows of
+    ``features``: the layer-level model on :data:`VECTOR_ROWS` rows, scaled. Raises
+    :class:`sw.compiler.CompileError` where the configuration cannot hold it."""
+    from .. import ops
+    from ..ir import Node, QNode, QParams
+    from ..ops.base import QuantContext
+    from ..ops.layernorm import LayerNormAttrs
+    from ..ops.softmax import SoftmaxAttrs
+    from ..quant import QuantizedModel
+    from .layers import estimate_layers
+    n = min(rows, VECTOR_ROWS)
+    shape = (n, features)
+    q = QParams(0.05, 0)
+    attrs = (SoftmaxAttrs() if name == "softmax"
+             else LayerNormAttrs(features, 1e-5, None, None))
+    op = "softmax" if name == "softmax" else "layernorm"
+    ctx = QuantContext({name: (-4.0, 4.0)}, {"x": q}, {name: shape})
+    node = ops.get(op).quantize(Node(name, op, ["x"], attrs=attrs, where=name), ctx)
+    nodes = [QNode("x", "input", [], q, shape, None, None, "tokens"), node]
+    est = estimate_layers(QuantizedModel(nodes, name, shape), config)
+    layer = next(x for x in est.layers if not x.host)
+    return layer.cycles * rows / n, round(layer.dram_bytes * rows / n)
+
+
 @dataclass(frozen=True)
 class NPUStep:
     """One step of all layers of a proxy on an NPU configuration."""
@@ -214,7 +255,7 @@ class NPUStep:
         return [c.op for c in self.ops if c.op.kind == "host"]
 
     def shares(self) -> dict[str, float]:
-        """Share of NPU cycles of each operator kind (gemm, attention, add)."""
+        """Share of NPU cycles of each operator kind (gemm, attention, add, vector)."""
         total = sum(c.cycles for c in self.ops) or 1.0
         out: dict[str, float] = {}
         for c in self.ops:
@@ -258,6 +299,14 @@ def npu_step(name: str | llm.LLMConfig, config: NPUConfig, *, phase: str, batch:
         elif op.kind == "add":
             cycles, dram = _add_cost(config, op.elements // 3)
             costs.append(OpCost(op, cycles, 0, dram))
+        elif op.kind == "vector":
+            from ..compiler import CompileError
+            try:
+                cycles, dram = _vector_cost(config, op.name.split("_")[0], op.m, op.k)
+            except CompileError:
+                costs.append(OpCost(dataclasses.replace(op, kind="host"), 0.0, 0, 0))
+                continue
+            costs.append(OpCost(op, op.count * cycles, 0, op.count * dram))
         else:
             costs.append(OpCost(op, 0.0, 0, 0))
     return NPUStep(cfg.name, phase, batch, seq, config, clock_mhz, roof.bytes_s, cost.layers,

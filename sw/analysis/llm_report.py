@@ -128,7 +128,12 @@ def format_llm(a: LLMAnalysis) -> str:
     lines.append(f"one layer, {n.phase} batch {n.batch}: {'operator':<16} {'kind':<9} "
                  f"{'M x K x N':>22} {'count':>6} {'cycles':>14} {'share':>6}")
     for c in n.ops:
-        shape = f"{c.op.m} x {c.op.k} x {c.op.n}" if c.op.m else f"{c.op.elements:,} elements"
+        if c.op.kind in ("vector", "host") and c.op.m:
+            shape = f"{c.op.m} rows x {c.op.k}"          # a softmax or LayerNorm
+        elif c.op.m:
+            shape = f"{c.op.m} x {c.op.k} x {c.op.n}"
+        else:
+            shape = f"{c.op.elements:,} elements"
         lines.append(f"{'':<33}{c.op.name:<16} {c.op.kind:<9} {shape:>22} {c.op.count:>6} "
                      f"{c.cycles:>14,.0f} {c.cycles / total:>6.1%}")
     lines.append(f"host operators (not run on the NPU, not in its time): "

@@ -27,6 +27,8 @@ __all__ = ["trace", "Tracer", "module", "function", "MODULES", "FUNCTIONS", "pai
 MODULES: dict[type, Callable[..., None]] = {}
 #: function, or method name -> pattern(tracer, fx_node)
 FUNCTIONS: dict[Any, Callable[..., None]] = {}
+#: functions whose patterns read their parameter operands as constants (``function(constants=True)``)
+CONSTANT_OPERANDS: set = set()
 #: how the patterns of MODULES are named in messages, in order of registration
 _MODULE_LABELS: list[str] = []
 
@@ -46,13 +48,19 @@ def module(*classes: type, label: str | None = None):
     return deco
 
 
-def function(*targets):
-    """Decorator: the pattern for calls of ``targets`` (functions, or method names as str)."""
+def function(*targets, constants: bool = False):
+    """Decorator: the pattern for calls of ``targets`` (functions, or method names as str).
+
+    ``constants``: the pattern reads parameter operands (``self.weight``) as constants,
+    from their values on the example input, so their ``get_attr`` nodes add nothing.
+    """
     def deco(fn):
         for t in targets:
             if t in FUNCTIONS:
                 raise ValueError(f"fx: a pattern for {t!r} is already registered")
             FUNCTIONS[t] = fn
+            if constants:
+                CONSTANT_OPERANDS.add(t)
         return fn
     return deco
 
@@ -205,6 +213,9 @@ def _add_node(t: Tracer, fx_node, modules: dict) -> None:
         if any(n.op == "input" for n in t.nodes):
             raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")
         t.add(Node(name, "input", [], where=name))
+    elif fx_node.op == "get_attr" and name in t.values and fx_node.users and all(
+            u.target in CONSTANT_OPERANDS for u in fx_node.users):
+        return                      # a parameter, read as a constant by the patterns using it
     elif fx_node.op == "call_module":
         mod = modules[fx_node.target]
         inp = t.src(fx_node.args[0])

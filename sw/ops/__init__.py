@@ -22,6 +22,10 @@ front-end patterns.
                   heads, a scalar factor folded in (:mod:`sw.ops.matmul`)
 ``view/copy``     view, reshape, transpose, permute, contiguous of flat (token-shaped) tensors:
                   strided views, or DMA copies where PyTorch copies (:mod:`sw.ops.reshape`)
+``softmax``       Softmax over token features, integer-only (I-BERT exp, Newton reciprocal),
+                  optionally causal (:mod:`sw.ops.softmax`, a row program: :mod:`sw.ops.rows`)
+``layernorm``     LayerNorm, F.layer_norm over token features, integer-only (Newton rsqrt),
+                  gamma and beta in the store path (:mod:`sw.ops.layernorm`, a row program)
 ================  ====================================================================
 
 Dropout and Identity disappear in the front end (:mod:`sw.ops.identity`). Adding an
@@ -35,7 +39,7 @@ from .base import (OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qpara
 
 # Registration order is the order of the supported-module list in messages.
 from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
-from . import matmul, reshape  # noqa: E402, F401
+from . import matmul, reshape, softmax, layernorm  # noqa: E402, F401
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
            "token_ops", "symmetric_operands", "symmetric_qparams"]

@@ -150,7 +150,7 @@ def _bad_enum(rng: np.random.Generator) -> int:
     if rng.random() < 0.3:
         word = int.from_bytes(rng.bytes(16), "little")
         return _set_bits(word, 0, 3, 7)      # Opcode has no 7
-    # Enum fields with values that name no member (AluOp uses all of its 3 bits).
+    # Enum fields with values that name no member (AluOp 13 to 15, among others).
     holes = [(op, off, width, [v for v in range(1 << width) if v not in {m.value for m in shape}])
              for op in Opcode for name, shape, off, width in _enum_fields(op)]
     holes = [h for h in holes if h[3]]

@@ -178,10 +178,10 @@ def alu_case(cfg: NPUConfig, seed: int, n_ops: int = 12) -> Case:
     b.emit(isa.load(mem="acc", sram=0, dram=src, y_size=48, x_size=1, y_stride=C, length=C,
                     push_next=1))
     b.emit(isa.sync(queue="compute", pop_prev=1))
-    ops = list(isa.AluOp) + [isa.AluOp(int(v)) for v in rng.integers(0, 8, n_ops)]
+    ops = list(isa.AluOp) + [isa.AluOp(int(v)) for v in rng.integers(0, len(isa.AluOp), n_ops)]
     for op in ops:
         use_imm = int(rng.integers(0, 2))
-        imm = int(rng.integers(-40, 40)) if op in (isa.AluOp.SHR, isa.AluOp.SHL) or rng.random() < .5 \
+        imm = int(rng.integers(-40, 40)) if op in (isa.AluOp.SHR, isa.AluOp.SHL, isa.AluOp.RSHR) or rng.random() < .5 \
             else int(rng.integers(-2**31, 2**31))
         count = int(rng.integers(1, 8))
         dst_stride = int(rng.integers(0, 3))

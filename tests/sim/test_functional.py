@@ -125,13 +125,23 @@ def test_alu_ops(op, use_imm):
     for i in range(5):
         d = before[10 + 3 * i]
         s = np.full(cfg.cols, imm, np.int64) if use_imm else before[40 + 2 * i]
-        expect = {
-            "MOV": lambda: s, "ADD": lambda: d + s, "SUB": lambda: d - s, "MUL": lambda: d * s,
-            "MAX": lambda: np.maximum(d, s), "MIN": lambda: np.minimum(d, s),
-            "SHR": lambda: d >> (s & 31), "SHL": lambda: d << (s & 31),
-        }[op.name]()
-        wrapped = [((int(v) + 2**31) % 2**32) - 2**31 for v in expect]
-        assert fm.acc[10 + 3 * i].tolist() == wrapped
+        expect = [_alu_lane(op, int(a), int(b), [int(v) for v in s]) for a, b in zip(d, s)]
+        assert fm.acc[10 + 3 * i].tolist() == expect, op.name
+
+
+def _alu_lane(op, d, s, row):
+    """One lane of an ALU operation in Python integers (``row``: the source's lanes)."""
+    def wrap(v):
+        return ((v + 2**31) % 2**32) - 2**31
+    sh = s & 31
+    return {
+        "MOV": lambda: s, "ADD": lambda: wrap(d + s), "SUB": lambda: wrap(d - s),
+        "MUL": lambda: wrap(d * s), "MAX": lambda: max(d, s), "MIN": lambda: min(d, s),
+        "SHR": lambda: d >> sh, "SHL": lambda: wrap(d << sh),
+        "RSUM": lambda: wrap(sum(row)), "RMAX": lambda: max(row),
+        "CLZ": lambda: 32 - (s % 2**32).bit_length(), "MULH": lambda: (d * s) >> 32,
+        "RSHR": lambda: (d + ((1 << sh) >> 1)) >> sh,
+    }[op.name]()
 
 
 def test_alu_reduction_is_sequential():

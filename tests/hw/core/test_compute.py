@@ -123,7 +123,7 @@ def _program(rng):
                                 keep_wgt=int(bool(out) and rng.random() < 0.3), push_next=1))
         else:
             count = int(rng.integers(1, 9))
-            out.append(isa.alu(op=isa.AluOp(int(rng.integers(0, 8))),
+            out.append(isa.alu(op=isa.AluOp(int(rng.integers(0, len(isa.AluOp)))),
                                use_imm=int(rng.integers(0, 2)), imm=int(rng.integers(-20, 20)),
                                dst=int(rng.integers(0, 100)), src=int(rng.integers(0, 100)),
                                count=count, dst_stride=int(rng.integers(0, 3)),

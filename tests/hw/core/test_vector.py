@@ -1,4 +1,4 @@
-"""The vector ALU datapath alone, in the Amaranth simulator, against numpy int32."""
+"""The vector ALU datapath alone, in the Amaranth simulator, against Python integers."""
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -7,15 +7,43 @@ from hw.core import VectorALU
 from hw.isa import AluOp
 
 
-def _reference(op, d, s):
-    d = d.astype(np.int64)
-    s = s.astype(np.int64)
-    out = {
+def _wrap(v):
+    return ((v + 2**31) % 2**32) - 2**31
+
+
+def _lane(op, d, s, row):
+    """One lane of ``op`` in Python integers (``row``: all of the source's lanes)."""
+    sh = s & 31
+    if op is AluOp.RSUM:
+        return _wrap(sum(row))
+    if op is AluOp.RMAX:
+        return max(row)
+    if op is AluOp.CLZ:
+        return 32 - (s % 2**32).bit_length()
+    if op is AluOp.MULH:
+        return (d * s) // 2**32
+    if op is AluOp.RSHR:
+        return (d + (1 << sh >> 1)) // 2**sh      # exact: round half up
+    return _wrap({
         AluOp.MOV: s, AluOp.ADD: d + s, AluOp.SUB: d - s, AluOp.MUL: d * s,
-        AluOp.MAX: np.maximum(d, s), AluOp.MIN: np.minimum(d, s),
-        AluOp.SHR: d >> (s & 31), AluOp.SHL: d << (s & 31),
-    }[op]
-    return (out & 0xFFFFFFFF).astype(np.uint32).astype(np.int32)
+        AluOp.MAX: max(d, s), AluOp.MIN: min(d, s),
+        AluOp.SHR: d // 2**sh, AluOp.SHL: d << sh,
+    }[op])
+
+
+def _reference(op, d, s):
+    row = [int(v) for v in s]
+    return np.array([_lane(op, int(a), int(b), row) for a, b in zip(d, s)], np.int64)
+
+
+def test_reference_edges():
+    """The references' corners: CLZ of 0 and of negative words, MULH's floor, RSHR's ties
+    and the shift of 0, RSUM's wrap."""
+    assert [_lane(AluOp.CLZ, 0, v, []) for v in (0, 1, -1, 2**30)] == [32, 31, 0, 1]
+    assert _lane(AluOp.MULH, -1, 1, []) == -1 and _lane(AluOp.MULH, 2**31 - 1, 2**31 - 1, []) == 2**30 - 1
+    assert [_lane(AluOp.RSHR, d, 1, []) for d in (-3, -2, -1, 1, 3)] == [-1, -1, 0, 1, 2]
+    assert _lane(AluOp.RSHR, 2**31 - 1, 0, []) == 2**31 - 1
+    assert _lane(AluOp.RSUM, 0, 0, [2**31 - 1, 1]) == -2**31
 
 
 @pytest.mark.parametrize("lanes", [1, 4, 7])
@@ -31,6 +59,8 @@ def test_every_op_against_numpy(lanes):
                 lo, hi = (-2**31, 2**31) if big else (-300, 300)
                 d = rng.integers(lo, hi, lanes, dtype=np.int64).astype(np.int32)
                 s = rng.integers(lo, hi, lanes, dtype=np.int64).astype(np.int32)
+                if trial % 5 == 4:
+                    s[:] = rng.choice([0, 1, -1, -2**31, 2**31 - 1], lanes)   # corners
                 ctx.set(dut.op, op)
                 for c in range(lanes):
                     ctx.set(dut.d[c], int(d[c]))

@@ -23,8 +23,12 @@ def test_layer_ops_do_the_phase_cost_work(name, phase, batch, seq):
     assert 2 * gemm == cost.linear_flops
     assert 2 * attention == cost.attention_flops
     host = {op.name for op in ops if op.kind == "host"}
-    assert "softmax" in host
-    assert any(h.endswith("norm_attn") for h in host) and any(h.endswith("norm_ffn") for h in host)
+    vector = {op.name: op for op in ops if op.kind == "vector"}
+    # Softmax and LayerNorm run on the vector ALU; RMSNorm on the host.
+    assert vector["softmax"].k == cost.context and vector["softmax"].count == batch * cfg.heads
+    norms = {"layernorm_attn", "layernorm_ffn"} if cfg.norm == "layernorm" else set()
+    assert set(vector) == {"softmax"} | norms
+    assert ({"rmsnorm_attn", "rmsnorm_ffn"} <= host) == (cfg.norm == "rmsnorm")
     assert ("rope" in host) == (name == "llama2-7b")
     assert ("silu" in host) == (cfg.ffn == "swiglu")
     assert "relu" not in host                  # OPT's ReLU folds into up_proj
@@ -58,6 +62,21 @@ def test_decode_is_bandwidth_bound_and_prefill_compute_bound_on_the_npu():
     assert b8.tokens_per_s > 2 * decode.tokens_per_s
 
 
+def test_vector_ops_are_priced_or_fall_back_to_the_host():
+    """BERT's LayerNorm (768 features, 48 parameter groups) fits the default config and
+    is priced, linearly in the rows; OPT-13B's (5,120 features) does not and runs on the host."""
+    bert = llm_npu.npu_step("bert-base", DEFAULT, phase="prefill", batch=1, seq=128, layers=1)
+    costs = {c.op.name: c for c in bert.ops}
+    assert costs["layernorm_attn"].op.kind == "vector" and costs["layernorm_attn"].cycles > 0
+    assert costs["softmax"].cycles > 0 and "vector" in bert.shares()
+    assert not any(op.name.startswith(("softmax", "layernorm")) for op in bert.host_ops)
+    twice = llm_npu.npu_step("bert-base", DEFAULT, phase="prefill", batch=2, seq=128, layers=1)
+    assert {c.op.name: c for c in twice.ops}["layernorm_attn"].cycles == pytest.approx(
+        2 * costs["layernorm_attn"].cycles)
+    opt = llm_npu.npu_step("opt-13b", DEFAULT, phase="decode", batch=1, seq=64, layers=1)
+    assert {"layernorm_attn", "layernorm_ffn"} <= {op.name for op in opt.host_ops}
+
+
 def test_gpu_reference_step_is_the_roofline():
     g = llm_npu.gpu_step("opt-13b", "A100", phase="decode", batch=1, seq=2048)
     cost = llm.phase_cost(llm.get("opt-13b"), "decode", batch=1, seq=2048)
@@ -74,7 +93,7 @@ def test_llm_cli_writes_its_report(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0
     assert "KV cache 819 KB per token" in text           # PagedAttention's 800 KB (decimal)
-    assert "softmax" in text and "host operators" in text
+    assert "layernorm_attn" in text and "host operators" in text
     for name in ("llm.json", "llm_steps.csv", "report.html", "footprint.png", "footprint.svg",
                  "roofline.png", "roofline.svg", "llm_ops.png", "llm_ops.svg"):
         assert (tmp_path / name).stat().st_size > 0, name

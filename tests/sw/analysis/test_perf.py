@@ -106,6 +106,10 @@ _MODELS = {
     "global_pool": (_seq(nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(16, 10)), (8, 6, 6)),
     "residual_add": (lambda: _Residual(8), (8, 8, 8)),
+    # Token rows on the vector ALU: reductions, a mask where 10 features are no multiple
+    # of the columns.
+    "softmax": (_seq(nn.Linear(10, 10), nn.Softmax(dim=-1)), (6, 10)),
+    "layernorm": (_seq(nn.Linear(16, 16), nn.LayerNorm(16)), (5, 16)),
 }
 
 

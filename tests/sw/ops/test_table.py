@@ -81,3 +81,26 @@ def test_an_unknown_gelu_approximation_is_refused():
             return F.gelu(x, approximate="erf")
     with pytest.raises(sw.frontend.UnsupportedOpError, match="approximate='erf'"):
         sw.frontend.trace(Bad())
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_module_and_function_forms_agree_on_tokens(approximate):
+    """nn.GELU() and F.gelu(x), nn.GELU(approximate="tanh") and F.gelu(x, approximate="tanh"),
+    on token tensors: the same table as the module, and bit-exact on the functional model."""
+    class Fn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return F.gelu(y) if approximate == "none" else F.gelu(y, approximate="tanh")
+
+    torch.manual_seed(0)
+    fn = Fn().eval()
+    mod = Seq(nn.Linear(8, 8), nn.GELU(approximate=approximate)).eval()
+    mod.body[0].load_state_dict(fn.lin.state_dict())
+    x = torch.randn(4, 3, 8)
+    tables = [sw.quantize(m, [x]).nodes[-1].attrs.table for m in (fn, mod)]
+    assert tables[0] == tables[1]
+    bit_exact_on_func(Fn, (3, 8))
