@@ -248,7 +248,15 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "shufflenet_v2_x0_5": (lambda: _vision().ShuffleNetV2(), (3, 224, 224)),
     "efficientnet_b0": (lambda: _vision().EfficientNet(), (3, 224, 224)),
     "mobilenet_v3_small": (lambda: _vision().MobileNetV3(), (3, 224, 224)),
+    # transformers (sw.zoo_transformer): hidden states [tokens, features] in, the same out.
+    "bert_encoder": (lambda: _transformer().BertEncoder(), (16, 64)),
+    "gpt2_decoder": (lambda: _transformer().GPT2Decoder(), (16, 64)),
 }
+
+
+def _transformer():
+    from . import zoo_transformer
+    return zoo_transformer
 
 
 def _vision():

@@ -24,6 +24,8 @@ front-end patterns.
                   strided views, or DMA copies where PyTorch copies (:mod:`sw.ops.reshape`)
 ``softmax``       Softmax over token features, integer-only (I-BERT exp, Newton reciprocal),
                   optionally causal (:mod:`sw.ops.softmax`, a row program: :mod:`sw.ops.rows`)
+``attention``     F.scaled_dot_product_attention (causal or not), nn.MultiheadAttention: as
+                  their linears, views, matmuls and softmax (:mod:`sw.ops.attention`)
 ``layernorm``     LayerNorm, F.layer_norm over token features, integer-only (Newton rsqrt),
                   gamma and beta in the store path (:mod:`sw.ops.layernorm`, a row program)
 ================  ====================================================================
@@ -39,7 +41,7 @@ from .base import (OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qpara
 
 # Registration order is the order of the supported-module list in messages.
 from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
-from . import matmul, reshape, softmax, layernorm  # noqa: E402, F401
+from . import matmul, reshape, softmax, layernorm, attention  # noqa: E402, F401
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
            "token_ops", "symmetric_operands", "symmetric_qparams"]

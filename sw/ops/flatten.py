@@ -46,9 +46,12 @@ def _from_module(t: fx.Tracer, fx_node, mod: nn.Flatten, inp: str, where: str) -
 def _from_flatten(t: fx.Tracer, fx_node) -> None:
     start = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs.get("start_dim", 0)
     if start != 1:
-        from .reshape import image_rows_pattern
+        from .reshape import image_rows_pattern, is_flat, reshape_pattern
         if start == 2 and image_rows_pattern(t, fx_node):
             return                                   # an image's pixels as rows: a view
+        if start % 8 not in (0, 1) and is_flat(t, fx_node.args[0]):
+            reshape_pattern(t, fx_node, "shape")     # heads merged: [B, T, H, D] to [B, T, H*D]
+            return
         raise UnsupportedOpError(f"flatten at {t.place(fx_node)}: only start_dim=1 is supported"
                                  f" (and start_dim=2 of an image)")
     t.add(Node(fx_node.name, "flatten", [t.src(fx_node.args[0])], where=t.where(fx_node)))

@@ -151,6 +151,14 @@ def _slices(t: fx.Tracer, fx_node, sizes_of) -> None:
     src = fx_node.args[0]
     shape = _shape(t, fx_node, src)
     dim = fx_node.args[2] if len(fx_node.args) > 2 else fx_node.kwargs.get("dim", 0)
+    from .reshape import is_flat, slice_pattern
+    if is_flat(t, src):
+        bounds, start = [], 0
+        for size in sizes_of(shape[dim]):
+            bounds.append((start, start + size))
+            start += size
+        if slice_pattern(t, fx_node, dim, bounds):
+            return
     if len(shape) != 4 or dim % 4 != 1:
         raise UnsupportedOpError(f"{fx_node.target} at {t.place(fx_node)}: only slices of the "
                                  f"channels (dim=1) of [N, C, H, W] tensors are supported")
@@ -181,6 +189,14 @@ def _from_split(t: fx.Tracer, fx_node) -> None:
 def _from_getitem(t: fx.Tracer, fx_node) -> None:
     src, index = fx_node.args
     pending = t.pending.get(getattr(src, "name", None))
+    if pending is not None and pending[0] == "mha":
+        from .attention import mha_output
+        mha_output(t, fx_node, pending, index)
+        return
+    if pending is not None and pending[0] == "flat_slices" and isinstance(index, int):
+        from .reshape import slice_part
+        slice_part(t, fx_node, pending, index)
+        return
     if pending is None or pending[0] != "slices" or not isinstance(index, int):
         raise UnsupportedOpError(f"indexing at {t.place(fx_node)} is not supported (only the "
                                  f"parts of x.chunk / torch.split along channels)")

@@ -28,18 +28,21 @@ from ..ir import Node, QNode
 from .base import Op, QuantContext, register
 
 __all__ = ["Reshape", "ViewOp", "Copy", "copy_strided", "is_flat", "image_rows_pattern",
-           "reshape_pattern"]
+           "reshape_pattern", "slice_pattern", "slice_part"]
 
 
 @dataclass(frozen=True)
 class Reshape:
-    """A view of one sample: ``kind`` "shape" (``arg`` the new shape) or "permute" (``arg``
-    the order of the dimensions)."""
+    """A view of one sample: ``kind`` "shape" (``arg`` the new shape), "permute" (``arg``
+    the order of the dimensions) or "slice" (``arg`` the dimension, start and stop)."""
     kind: str
     arg: tuple[int, ...]
 
 
 def _apply(a: Reshape, x: torch.Tensor) -> torch.Tensor:
+    if a.kind == "slice":
+        dim, start, stop = a.arg
+        return x.narrow(dim + 1, start, stop - start)
     if a.kind == "permute":
         return x.permute(0, *[d + 1 for d in a.arg])
     return x.reshape(x.shape[0], *a.arg)
@@ -74,7 +77,13 @@ class ViewOp(Op):
         c.check(src.flat or not src.pad_w, node, f"operand {src.name} {list(src.shape)} is stored "
                                                  f"with a row border; it has no views")
         a = node.attrs
-        if a.kind == "permute":
+        addr = src.addr
+        if a.kind == "slice":
+            dim, start, stop = a.arg
+            shape = src.shape[:dim] + (stop - start,) + src.shape[dim + 1:]
+            strides = src.elem_strides
+            addr = src.addr + start * strides[dim]
+        elif a.kind == "permute":
             shape = tuple(src.shape[d] for d in a.arg)
             strides = tuple(src.elem_strides[d] for d in a.arg)
         else:
@@ -88,11 +97,11 @@ class ViewOp(Op):
                                      f"{list(src.elem_strides)} has shape {list(node.shape)}")
             shape, strides = tuple(v.shape), tuple(v.stride())
         if strides == Tensor(node.name, shape, node.out, flat=True).elem_strides:
-            return Tensor(node.name, shape, node.out, src.addr, flat=True)   # row-major again
-        if len(shape) == 3 and strides == (1, shape[2] * shape[0], shape[0]):
+            return Tensor(node.name, shape, node.out, addr, flat=True)   # row-major again
+        if len(shape) == 3 and strides == (1, shape[2] * shape[0], shape[0]) and addr == src.addr:
             # A channel-last image ([C, H, W] of tokens [H*W, C] transposed): a conv's operand.
-            return Tensor(node.name, shape, node.out, src.addr)
-        return Tensor(node.name, shape, node.out, src.addr, flat=True, strides=strides)
+            return Tensor(node.name, shape, node.out, addr)
+        return Tensor(node.name, shape, node.out, addr, flat=True, strides=strides)
 
 
 @register
@@ -205,6 +214,19 @@ def image_rows_pattern(t: fx.Tracer, fx_node) -> bool:
     return True
 
 
+def _as_compiled(t: fx.Tracer, name: str, value: torch.Tensor) -> torch.Tensor:
+    """IR node ``name``'s value (``value`` from the example run) with the strides the
+    compiled program gives it: every operator stores row-major, a view takes its operand's
+    strides (PyTorch's own kernels may return other strides, e.g. its CPU attention)."""
+    node = next((n for n in t.nodes if n.name == name), None)
+    if node is None or node.op != "view":
+        return value.contiguous()
+    base = t.values.get(node.inputs[0])
+    if not isinstance(base, torch.Tensor):
+        return value
+    return _apply(node.attrs, _as_compiled(t, node.inputs[0], base))
+
+
 def reshape_pattern(t: fx.Tracer, fx_node, kind: str, arg=None) -> None:
     """Add the nodes of a ``view``/``reshape`` (``kind`` "shape"), ``transpose``/``permute``
     (``kind`` "permute", ``arg`` the batched dimension order) or ``contiguous`` (``kind``
@@ -217,7 +239,7 @@ def reshape_pattern(t: fx.Tracer, fx_node, kind: str, arg=None) -> None:
             kind == "permute" and arg[0] != 0:
         raise UnsupportedOpError(f"{fx_node.target} at {t.place(fx_node)}: only reshapes that "
                                  f"keep the batch dimension first and whole are supported")
-    sample = x[0]
+    sample = _as_compiled(t, inp, x)[0]
     copies = kind == "contiguous" and not sample.is_contiguous()
     if kind == "shape":
         try:
@@ -235,6 +257,40 @@ def reshape_pattern(t: fx.Tracer, fx_node, kind: str, arg=None) -> None:
     attrs = Reshape("permute", tuple(d - 1 for d in arg[1:])) if kind == "permute" else \
         Reshape("shape", tuple(y.shape[1:]))
     t.add(Node(fx_node.name, "view", [inp], attrs, where=where))
+
+
+@fx.function(torch.unflatten, "unflatten")
+def _from_unflatten(t: fx.Tracer, fx_node) -> None:
+    dim = fx_node.args[1] if len(fx_node.args) > 1 else fx_node.kwargs.get("dim")
+    x = _value(t, fx_node, fx_node.args[0])
+    if not is_flat(t, fx_node.args[0]) or dim % x.dim() == 0:
+        raise UnsupportedOpError(f"unflatten at {t.place(fx_node)}: only the unflatten of a "
+                                 f"feature dimension of a flat (token-shaped) tensor is supported")
+    reshape_pattern(t, fx_node, "shape")             # heads split: [B, T, H*D] to [B, T, H, D]
+
+
+def slice_pattern(t: fx.Tracer, fx_node, dim: int, bounds: list[tuple[int, int]]) -> bool:
+    """``split``/``chunk`` of a flat tensor along a dimension other than the batch (GPT-2's
+    fused ``q, k, v``): each part a strided view of its operand's bytes; True if handled
+    (the parts are taken by ``getitem``, :func:`slice_part`)."""
+    src = fx_node.args[0]
+    if not is_flat(t, src):
+        return False
+    x = _value(t, fx_node, src)
+    dim %= x.dim()
+    if dim == 0:
+        raise UnsupportedOpError(f"{fx_node.target} at {t.place(fx_node)}: a split of the batch "
+                                 f"dimension is not supported")
+    t.pending[fx_node.name] = ("flat_slices", t.src(src), bounds, dim - 1)
+    return True
+
+
+def slice_part(t: fx.Tracer, fx_node, pending, index: int) -> None:
+    """Part ``index`` of a :func:`slice_pattern`: a view node."""
+    _, inp, bounds, dim = pending
+    start, stop = bounds[index]
+    t.add(Node(fx_node.name, "view", [inp], Reshape("slice", (dim, start, stop)),
+               where=t.where(fx_node)))
 
 
 @fx.function(torch.permute, "permute")

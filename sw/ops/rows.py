@@ -119,6 +119,9 @@ def lower_rows(c, node, layer_id: int, prog: RowProgram, src, out, *, mask_addr:
     a [T or 1, F] byte constant ``mask_stride`` bytes a row, when not None), the steps,
     and a STORE per block through parameter group ``group_of_block(b)`` (``params``: their
     LOADs) with ``out_zp``."""
+    c.check(src.flat, node, f"operand {src.name} {list(src.shape)} is a channel-last image "
+                            f"(a model input of [batch, C, H, W]); this operator works on rows "
+                            f"of the last dimension of a token-shaped or flat tensor")
     F, T, _ = src.geometry
     C = c.C
     nb = -(-F // C)

@@ -36,11 +36,14 @@ from ..ir import Node, QNode, QParams
 from .base import Op, QuantContext, register
 from .rows import RowProgram, Step, lower_rows, mask_bytes, run_rows
 
-__all__ = ["QSoftmax", "Softmax", "SoftmaxAttrs", "causal_softmax", "SOFTMAX_OUT",
+__all__ = ["QSoftmax", "Softmax", "SoftmaxAttrs", "causal_softmax", "SOFTMAX_OUT", "SOFTMAX_OUT_SYMMETRIC",
            "softmax_program"]
 
 #: The output quantization: probabilities in [0, 1) in 1/256 steps (1 itself clamps to 255/256).
 SOFTMAX_OUT = QParams(1.0 / 256, -128)
+#: The output quantization where a matmul reads it (P @ V takes symmetric operands, zero
+#: point 0): probabilities in 1/128 steps, [0, 127] (one bit less; 1 clamps to 127/128).
+SOFTMAX_OUT_SYMMETRIC = QParams(1.0 / 128, 0)
 #: Fraction bits of the exponent ``z`` and of the polynomial.
 FRAC = 15
 #: 2**(-u) ~ 1 + POLY_B u + POLY_A u**2 on u in [0, 1), in Q15.
@@ -61,13 +64,16 @@ class SoftmaxAttrs:
 
 @dataclass(frozen=True)
 class QSoftmax:
-    """Integer attributes: the exponent multiplier ``A`` and the causal mask flag."""
+    """Integer attributes: the exponent multiplier ``A``, the causal mask flag, and whether
+    the output is :data:`SOFTMAX_OUT_SYMMETRIC` (else :data:`SOFTMAX_OUT`)."""
     a: int
     causal: bool
+    symmetric: bool = False
 
 
-def softmax_program(a: int) -> RowProgram:
-    """The row program of a softmax with exponent multiplier ``a``."""
+def softmax_program(a: int, symmetric: bool = False) -> RowProgram:
+    """The row program of a softmax with exponent multiplier ``a``, the output in 1/256
+    steps (``symmetric``: 1/128)."""
     steps = [
         Step("shl", "v", imm=8, masked=True),        # v: the mask, 0 or 1, times 256
         Step("sub", "x", "v", masked=True),
@@ -94,7 +100,7 @@ def softmax_program(a: int) -> RowProgram:
         Step("clz", "n", "s"),
         Step("mov", "r", "n"),
         Step("mul", "r", imm=-1),
-        Step("add", "r", imm=21),                     # the output's shift, 21 - clz >= 5
+        Step("add", "r", imm=21 + symmetric),         # the output's shift, 21 - clz >= 5
         Step("add", "n", imm=-1),
         Step("shl", "s", "n"),                        # v = S << (clz - 1), in [2**30, 2**31)
         Step("mov", "y", "s"),
@@ -147,10 +153,10 @@ class Softmax(Op):
         if a.dim not in (-1, x.dim() - 1):
             raise UnsupportedOpError(f"softmax at {node.where}: dim={a.dim} of a {x.dim()}-D "
                                      f"tensor; only the last dimension (features) is supported")
-        if x.dim() not in (2, 3):
+        if x.dim() < 2:
             raise UnsupportedOpError(f"softmax at {node.where}: a {x.dim()}-D tensor; supported: "
-                                     f"[batch, features] and [batch, tokens, features]")
-        if a.causal and (x.dim() != 3 or x.shape[-1] != x.shape[-2]):
+                                     f"[batch, ..., features] (rows of the last dimension)")
+        if a.causal and (x.dim() < 3 or x.shape[-1] != x.shape[-2]):
             raise UnsupportedOpError(f"softmax at {node.where}: a causal mask needs a square "
                                      f"[T, T] block, not {list(x.shape[1:])}")
 
@@ -165,13 +171,16 @@ class Softmax(Op):
         q_in = ctx.q(node.inputs[0])
         a = max(1, min(A_MAX, round(q_in.scale * (1 << FRAC) / math.log(2))))
         causal = (node.attrs or SoftmaxAttrs()).causal
-        return QNode(node.name, node.op, node.inputs, SOFTMAX_OUT, ctx.shape(node.name),
-                     QSoftmax(a, causal), None, node.where)
+        symmetric = node.name in ctx.symmetric
+        out = SOFTMAX_OUT_SYMMETRIC if symmetric else SOFTMAX_OUT
+        return QNode(node.name, node.op, node.inputs, out, ctx.shape(node.name),
+                     QSoftmax(a, causal, symmetric), None, node.where)
 
     def golden(self, node: QNode, args: list[torch.Tensor]) -> torch.Tensor:
         x = args[0].to(torch.int64)
         mask = _causal_mask(x.shape[-2], x.shape[-1]) if node.attrs.causal else None
-        y = run_rows(softmax_program(node.attrs.a), x, mask) + SOFTMAX_OUT.zero_point
+        y = run_rows(softmax_program(node.attrs.a, node.attrs.symmetric), x, mask) + \
+            node.out.zero_point
         return torch.clamp(y, -128, 127).to(torch.int8)
 
     def lower(self, c, node, layer_id, args, out):
@@ -181,12 +190,14 @@ class Softmax(Op):
         mask_addr = None
         stride = f
         if a.causal:
-            mask_addr = c.const(mask_bytes(_causal_mask(t, f).numpy()))
+            # [..., T, T] scores (heads first): the [T, T] mask once per block of T rows.
+            block = _causal_mask(x.shape[-2], f).numpy()
+            mask_addr = c.const(mask_bytes(np.tile(block, (t // block.shape[0], 1))))
         elif f % c.C:
             mask_addr, stride = c.const(mask_bytes(np.zeros(f))), 0   # one row, read T times
-        lower_rows(c, node, layer_id, softmax_program(a.a), x, out, mask_addr=mask_addr,
+        lower_rows(c, node, layer_id, softmax_program(a.a, a.symmetric), x, out, mask_addr=mask_addr,
                    mask_stride=stride, params=[c.identity_params(0)], group_of_block=lambda b: 0,
-                   out_zp=SOFTMAX_OUT.zero_point)
+                   out_zp=node.out.zero_point)
         return 0
 
 

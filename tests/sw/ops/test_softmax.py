@@ -15,7 +15,7 @@ from hw import NPUConfig
 from sw import ops
 from sw.ops.softmax import SOFTMAX_OUT, causal_softmax
 
-from .common import TINY, bit_exact_on_func, golden_vs_float
+from .common import CONFIGS, TINY, bit_exact_on_func, golden_vs_float
 
 
 class Scores(nn.Module):
@@ -149,11 +149,27 @@ def test_bit_exact_on_rtl(t, f, causal):
 
 
 
-def test_a_4d_tensor_is_refused_by_name():
-    """Per-head scores [batch, heads, T, T] are not token-shaped: refused, naming the layer."""
+def test_per_head_scores_are_rows_and_an_image_is_refused():
+    """Per-head scores [batch, heads, T, T] made by a matmul are rows of the last
+    dimension (bit-exact, causal too); a 4-D model input is a channel-last image, whose
+    bytes are not rows of its last dimension: refused by name, never a wrong answer."""
+    class Scores(nn.Module):
+        def __init__(self, causal):
+            super().__init__()
+            self.causal = causal
+
+        def forward(self, x):
+            q = x.unflatten(-1, (2, -1)).transpose(1, 2)             # [B, 2, T, D]
+            s = q @ q.transpose(-2, -1)
+            return causal_softmax(s) if self.causal else torch.softmax(s, dim=-1)
+
+    for causal in (False, True):
+        bit_exact_on_func(lambda: Scores(causal), (5, 8))
+
     class Heads(nn.Module):
         def forward(self, x):
             return torch.softmax(x, dim=-1)
 
-    with pytest.raises(sw.UnsupportedOpError, match=r"softmax at softmax: a 4-D tensor"):
-        sw.quantize(Heads().eval(), [torch.randn(2, 2, 3, 3)])
+    qmodel = sw.quantize(Heads().eval(), [torch.randn(2, 2, 3, 3)])
+    with pytest.raises(sw.CompileError, match=r"softmax.*channel-last image"):
+        sw.compile(qmodel, CONFIGS[0])
