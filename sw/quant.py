@@ -115,11 +115,14 @@ class QuantizedModel(nn.Module):
 
 
 def quantize(model: nn.Module | Graph,
-             calibration: Iterable[torch.Tensor] | None) -> QuantizedModel:
+             calibration: Iterable[torch.Tensor] | None, *,
+             frontend: str = "auto") -> QuantizedModel:
     """Post-training quantization of ``model`` calibrated on ``calibration`` inputs.
 
-    ``model`` is an ``nn.Module`` (traced with torch.fx) or a graph a front end made
-    (:func:`sw.import_onnx`). ``calibration`` is an iterable of float input tensors, each
+    ``model`` is an ``nn.Module`` or a graph a front end made (:func:`sw.import_onnx`).
+    A module is traced by ``frontend`` (:func:`sw.frontend.trace`): ``"fx"``,
+    ``"export"`` (torch.export, on the first calibration batch), or ``"auto"``, fx
+    and torch.export where fx cannot trace the model. ``calibration`` is an iterable of float input tensors, each
     ``[batch, *shape]``; a single tensor is taken as one batch. A QDQ ONNX model's
     quantization is used as given; such a model needs no calibration (``None``) when it
     quantizes every tensor. ``model`` itself is left as it is (its
@@ -148,10 +151,11 @@ def quantize(model: nn.Module | Graph,
     first = next(calibration, None)
     if isinstance(model, Graph):
         graph = model
-    elif isinstance(first, torch.Tensor) and first.dtype.is_floating_point and first.dim() >= 2:
-        graph = trace(model, example=first)
+    elif isinstance(first, torch.Tensor) and first.dim() >= 2 and \
+            (first.dtype.is_floating_point or first.dtype == torch.int64):
+        graph = trace(model, example=first, frontend=frontend)
     else:
-        graph = trace(model)
+        graph = trace(model, frontend=frontend)
     calibration = itertools.chain([] if first is None else [first], calibration)
     record: dict[str, tuple[float, float]] = {}
     shapes: dict[str, tuple[int, ...]] = {}

@@ -19,9 +19,9 @@ import torch.fx
 import torch.nn as nn
 
 from ..ir import Graph, Node
-from . import GraphBuilder, UnsupportedOpError
+from . import GraphBuilder, TraceError, UnsupportedOpError
 
-__all__ = ["trace", "Tracer", "module", "function", "MODULES", "FUNCTIONS", "pair"]
+__all__ = ["trace", "walk", "Tracer", "module", "function", "MODULES", "FUNCTIONS", "pair"]
 
 #: module class -> pattern(tracer, fx_node, module, operand name, where)
 MODULES: dict[type, Callable[..., None]] = {}
@@ -74,6 +74,15 @@ class Tracer(GraphBuilder):
         super().__init__()
         self.values = values or {}
         self.pending: dict[str, tuple] = {}
+        #: fx node name -> the tensor of a ``get_attr`` node (a parameter, a buffer, or a
+        #: constant the export front end folded), read by the patterns through :meth:`constant`
+        self.constants: dict[str, torch.Tensor] = {}
+
+    def constant(self, arg) -> torch.Tensor | None:
+        """The tensor of an fx operand that is a constant (a ``get_attr`` node), else None."""
+        if isinstance(arg, torch.fx.Node):
+            return self.constants.get(arg.name)
+        return None
 
     def const(self, arg):
         """``arg`` itself, or for an fx node that computed a shape or a number on the
@@ -102,13 +111,19 @@ class Tracer(GraphBuilder):
             return repr(str(fx_node.target))
         stack = fx_node.meta.get("nn_module_stack") or {}
         cls = list(stack.values())[-1][1] if stack else None
-        owner = getattr(cls, "__name__", "the model") if cls else "the model's forward"
+        if isinstance(cls, str):        # torch.export records the class by its qualified name
+            owner = cls.rsplit(".", 1)[-1]
+        else:
+            owner = getattr(cls, "__name__", "the model") if cls else "the model's forward"
         return f"{self.where(fx_node)} (in {owner})"
 
     def src(self, arg) -> str:
         """The IR name of an fx operand; constants are not supported."""
         if not isinstance(arg, torch.fx.Node):
             raise UnsupportedOpError(f"constant operand {arg!r} is not supported")
+        if arg.name in self.constants:
+            shape = list(self.constants[arg.name].shape)
+            raise UnsupportedOpError(f"constant tensor operand {arg.name} {shape} is not supported")
         return self.resolve(arg.name)
 
 
@@ -154,8 +169,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types for data-dependent control flow
-        raise UnsupportedOpError(f"torch.fx could not trace the model: {exc}") from None
-    modules = dict(gm.named_modules())
+        raise TraceError(f"torch.fx could not trace the model: {exc}") from None
     values: dict[str, Any] = {}
     if example is not None:
         recorder = _Recorder(gm)
@@ -167,16 +181,33 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
             # The shapes stay unknown: the patterns that need them say so; the error
             # itself shows when the quantizer runs the model.
             values = {}
+    return walk(gm, values)
+
+
+def walk(gm: torch.fx.GraphModule, values: dict[str, Any]) -> Graph:
+    """The graph of fx graph module ``gm`` through the pattern tables; ``values``: what
+    each fx node computed on the example input (empty without one). The torch.export
+    front end (:mod:`sw.frontend.export`) walks its aten graph, rewritten to the torch
+    functions, through here too. Raises :class:`sw.UnsupportedOpError` naming every
+    operation no pattern supports."""
+    modules = dict(gm.named_modules())
     # The operator files fill the pattern tables when the op table is imported; they import
     # this module for its decorators, so the import is here rather than at the top.
     from ..ops.activation import fuse_activations
     t = Tracer(values)
+    for fx_node in gm.graph.nodes:
+        if fx_node.op == "get_attr":
+            t.constants[fx_node.name] = _fetch(gm, fx_node.target)
     out_name = None
     problems: list[str] = []
     for fx_node in gm.graph.nodes:
         try:
             if fx_node.op == "output":
-                out_name = t.src(fx_node.args[0])
+                out = fx_node.args[0]
+                if isinstance(out, (tuple, list)) and len(out) != 1:
+                    raise UnsupportedOpError(f"the model returns {len(out)} tensors; one output "
+                                             f"is supported")
+                out_name = t.src(out[0] if isinstance(out, (tuple, list)) else out)
             else:
                 _add_node(t, fx_node, modules)
         except UnsupportedOpError as exc:
@@ -198,9 +229,19 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
     return graph
 
 
+def _fetch(gm: torch.nn.Module, target: str):
+    """The attribute ``target`` (a dotted path) of ``gm``, as a ``get_attr`` node reads it."""
+    value = gm
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
 def _add_node(t: Tracer, fx_node, modules: dict) -> None:
     """Add one fx node to the graph through its pattern; UnsupportedOpError if none fits."""
     name = fx_node.name
+    if fx_node.op == "get_attr":
+        return                      # a constant: the patterns that read it take it (Tracer.constant)
     if fx_node.op == "placeholder":
         if any(n.op == "input" for n in t.nodes):
             raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")
