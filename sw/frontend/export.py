@@ -25,6 +25,7 @@ unsupported operation, in one error.
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 from typing import Any, Callable
@@ -165,8 +166,18 @@ def trace(model: nn.Module, example: torch.Tensor) -> Graph:
     except Exception as exc:  # noqa: BLE001 - export raises many types; the reason is kept
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TraceError(f"torch.export could not export the model: {first}") from None
-    gm, values = _Rewriter(ep).run(example)
+    gm, values = _Rewriter(ep, _input_name(model)).run(example)
     return fx.walk(gm, values)
+
+
+def _input_name(model: nn.Module) -> str:
+    """The name of the first parameter of ``model.forward`` (``input_ids``), which the
+    graph's input takes (rather than the wrapper's)."""
+    try:
+        params = list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        params = []
+    return params[0] if params and params[0].isidentifier() else "x"
 
 
 class _Const:
@@ -179,8 +190,9 @@ class _Const:
 class _Rewriter:
     """The exported aten graph as an fx graph module of torch calls (see the module doc)."""
 
-    def __init__(self, ep: torch.export.ExportedProgram) -> None:
+    def __init__(self, ep: torch.export.ExportedProgram, input_name: str) -> None:
         self.ep = ep
+        self.input_name = input_name
         self.graph = torch.fx.Graph()
         self.root = nn.Module()
         self.env: dict[str, Any] = {}          # aten node name -> new fx node
@@ -252,7 +264,7 @@ class _Rewriter:
                 if n.name in lifted:
                     self.consts[n.name] = state[lifted[n.name]]
                 else:
-                    self.env[n.name] = self._copy_meta(self.graph.placeholder(n.name), n)
+                    self.env[n.name] = self._copy_meta(self.graph.placeholder(self.input_name), n)
             elif n.op == "call_function":
                 self._call(n)
             elif n.op == "output":

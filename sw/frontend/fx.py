@@ -245,7 +245,9 @@ def _add_node(t: Tracer, fx_node, modules: dict) -> None:
     if fx_node.op == "placeholder":
         if any(n.op == "input" for n in t.nodes):
             raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")
-        t.add(Node(name, "input", [], where=name))
+        # Token ids (an int64 example) stay integers: the embedding reads them.
+        ids = getattr(t.values.get(name), "dtype", None) == torch.int64
+        t.add(Node(name, "input", [], "int64" if ids else None, where=name))
     elif fx_node.op == "call_module":
         mod = modules[fx_node.target]
         inp = t.src(fx_node.args[0])
@@ -257,7 +259,8 @@ def _add_node(t: Tracer, fx_node, modules: dict) -> None:
         pattern(t, fx_node, mod, inp, str(fx_node.target))
     elif fx_node.op in ("call_function", "call_method"):
         target = fx_node.target
-        tname = getattr(target, "__name__", str(target))
+        tname = str(target) if isinstance(target, torch._ops.OpOverload) else \
+            getattr(target, "__name__", str(target))
         if name in t.values and _is_constant(t.values[name]):
             return                  # shape arithmetic, folded into the patterns that read it
         if target in ("size", getattr):

@@ -18,6 +18,8 @@ front-end patterns.
                   shuffles folded into their readers: :mod:`sw.compiler.fold`)
 ``mul``           element-wise and per-channel (squeeze-and-excitation) multiply (:mod:`sw.ops.mul`)
 ``flatten``       Flatten, flatten, view/reshape(batch, -1) (:mod:`sw.ops.flatten`)
+``embedding``     Embedding of int64 token ids, on the host; position embeddings folded in
+                  (:mod:`sw.ops.embedding`)
 ================  ====================================================================
 
 Dropout and Identity disappear in the front end (:mod:`sw.ops.identity`). Adding an
@@ -29,7 +31,7 @@ with :func:`register` and its front-end patterns, imported below; and its tests
 from .base import OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qparams, register, token_ops
 
 # Registration order is the order of the supported-module list in messages.
-from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
+from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity, embedding  # noqa: E402, F401, A004
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
            "token_ops"]

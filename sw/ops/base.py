@@ -72,7 +72,9 @@ class Op:
     * ``op_class``: the group the analysis reports it in (:data:`OP_CLASSES`);
     * ``tokens``: takes token-shaped operands ([batch, tokens, features]; one sample
       [T, F], in DRAM T rows of F bytes), which the flow refuses, naming the layer,
-      for the operators without.
+      for the operators without;
+    * ``ids``: its operands are integer token ids (an int64 model input), which the flow
+      refuses, naming the layer, for the operators without.
     """
     name: ClassVar[str] = ""
     host: ClassVar[bool] = False
@@ -80,6 +82,7 @@ class Op:
     fuses_activation: ClassVar[bool] = False
     op_class: ClassVar[str] = "data"
     tokens: ClassVar[bool] = False
+    ids: ClassVar[bool] = False
 
     def vector_ops(self, node: QNode, in_shapes: list[tuple[int, ...]]) -> int:
         """Arithmetic operations of one sample besides MACs (one per comparison, add or
