@@ -48,9 +48,11 @@ def float_forward(graph: Graph, feeds: dict[str, torch.Tensor], record: dict | N
         args = [feeds[node.name]] if node.op == "input" else [env[i] for i in node.inputs]
         if node.op != "input" and op.ids != any(not a.dtype.is_floating_point for a in args):
             bad = next(i for i, a in zip(node.inputs, args) if op.ids == a.dtype.is_floating_point)
+            hint = "; the model takes float tensors" \
+                if not op.ids and graph.node(bad).op == "input" else ""
             raise UnsupportedOpError(
                 f"{node.op} at {node.where}: its operand {bad} is "
-                + ("int64 token ids, which only an embedding takes" if not op.ids else
+                + (f"int64 token ids, which only an embedding takes{hint}" if not op.ids else
                    "float, not the integer token ids it takes"))
         if not op.tokens and any(a.dim() == 3 for a in args):
             bad = next(i for i, a in zip(node.inputs, args) if a.dim() == 3)

@@ -274,11 +274,26 @@ class _Rewriter:
             raise UnsupportedOpError("the model has an output that depends on no input")
         vals = [self._val(a) for a in outs]
         self.graph.output(vals[0] if len(vals) == 1 else tuple(vals))
+        self._name_leaf_calls()
         gm = torch.fx.GraphModule(self.root, self.graph)
         recorder = fx._Recorder(gm)
         with torch.no_grad():
             recorder.run(example)
         return gm, recorder.values
+
+    def _name_leaf_calls(self) -> None:
+        """A module's only call, in a module that holds no other (a Linear, a GELU), is
+        named by the module's path alone (``encoder.layer.0.intermediate.dense``), as the
+        fx front end names a module call."""
+        calls = [n for n in self.graph.nodes if n.op in ("call_function", "call_method")]
+        count: dict[str, int] = {}
+        for n in calls:
+            for path in n.meta.get("nn_module_stack", {}):
+                count[path] = count.get(path, 0) + 1
+        for n in calls:
+            stack = list(n.meta.get("nn_module_stack", {}))
+            if stack and count[stack[-1]] == 1:
+                n.meta["module_path"] = stack[-1]
 
     def _copy_meta(self, new, old):
         stack = old.meta.get("nn_module_stack") or {}

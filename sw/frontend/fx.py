@@ -101,6 +101,8 @@ class Tracer(GraphBuilder):
         (``features.denseblock1.cat_1``; ``cat_1`` at the top level)."""
         if fx_node.op == "call_module":
             return str(fx_node.target)
+        if "module_path" in fx_node.meta:      # the export front end: a leaf module's one call
+            return fx_node.meta["module_path"]
         stack = fx_node.meta.get("nn_module_stack") or {}
         return f"{list(stack)[-1]}.{fx_node.name}" if stack else fx_node.name
 
@@ -179,8 +181,8 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
             values = recorder.values
         except Exception:  # noqa: BLE001 - the model's own error on this input
             # The shapes stay unknown: the patterns that need them say so; the error
-            # itself shows when the quantizer runs the model.
-            values = {}
+            # itself shows when the quantizer runs the model. The input's dtype is known.
+            values = {n.name: example for n in gm.graph.nodes if n.op == "placeholder"}
     return walk(gm, values)
 
 
