@@ -262,3 +262,15 @@ def test_full_hf_models_name_what_is_missing(name):
     assert "embedding" not in msg.replace("embeddings.", "")
     assert "constant" not in msg
     assert "linear" not in msg and "gelu" not in msg
+
+
+def test_embedding_model_bit_exact_on_rtl():
+    """The int64 ids cross to the rtl backend's DRAM and back to the host's lookup."""
+    torch.manual_seed(7)
+    model = Tokens(positions=True).eval()
+    qmodel = sw.quantize(model, [torch.randint(0, 20, (16, 3))], frontend="export")
+    program = sw.compile(qmodel, TINY)
+    x = torch.randint(0, 20, (2, 3))
+    with sw.Device(TINY, backend="rtl") as device:
+        y = device.run(program, x)
+    assert torch.equal(y, qmodel(x)) and device.stats["host_ops"][0]["op"] == "embedding"
