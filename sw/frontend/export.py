@@ -237,15 +237,10 @@ class _Rewriter:
             attr = f"_c{len(self.root._buffers)}"
             if isinstance(value, torch.Tensor):
                 self.root.register_buffer(attr, value.detach())
-                node = self.graph.get_attr(attr)
-                node.name = name if name not in self._names() else node.name
-                self.env[key] = node
+                self.env[key] = self.graph.create_node("get_attr", attr, name=name)
             else:
                 self.env[key] = value
         return self.env[key]
-
-    def _names(self) -> set[str]:
-        return {n.name for n in self.graph.nodes}
 
     @staticmethod
     def _shape(node) -> tuple[int, ...] | None:
@@ -408,7 +403,8 @@ class _Rewriter:
                 # names it (a view to [B * T, K] is not supported).
                 del self.merged[a.name]
                 self._emit(view, view.target, view.args, view.kwargs)
-                a = view
+                self._emit(n, F.linear, [a, *operands], {})
+                return True
             self._emit(n, F.linear, [x, *operands], {})
             self.restored |= {u.name for u in n.users}
             return True

@@ -77,6 +77,8 @@ class Tracer(GraphBuilder):
         #: fx node name -> the tensor of a ``get_attr`` node (a parameter, a buffer, or a
         #: constant the export front end folded), read by the patterns through :meth:`constant`
         self.constants: dict[str, torch.Tensor] = {}
+        #: the fx node whose pattern runs (for messages)
+        self.node = None
 
     def constant(self, arg) -> torch.Tensor | None:
         """The tensor of an fx operand that is a constant (a ``get_attr`` node), else None."""
@@ -125,7 +127,9 @@ class Tracer(GraphBuilder):
             raise UnsupportedOpError(f"constant operand {arg!r} is not supported")
         if arg.name in self.constants:
             shape = list(self.constants[arg.name].shape)
-            raise UnsupportedOpError(f"constant tensor operand {arg.name} {shape} is not supported")
+            where = f" of {self.place(self.node)}" if self.node is not None else ""
+            raise UnsupportedOpError(f"constant tensor operand {arg.name} {shape}{where} is not "
+                                     f"supported")
         return self.resolve(arg.name)
 
 
@@ -203,6 +207,7 @@ def walk(gm: torch.fx.GraphModule, values: dict[str, Any]) -> Graph:
     out_name = None
     problems: list[str] = []
     for fx_node in gm.graph.nodes:
+        t.node = fx_node
         try:
             if fx_node.op == "output":
                 out = fx_node.args[0]

@@ -274,3 +274,45 @@ def test_embedding_model_bit_exact_on_rtl():
     with sw.Device(TINY, backend="rtl") as device:
         y = device.run(program, x)
     assert torch.equal(y, qmodel(x)) and device.stats["host_ops"][0]["op"] == "embedding"
+
+
+class FunctionalLinear(nn.Module):
+    """F.linear on the module's own parameters: fx sees get_attr nodes, export placeholders."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(6, 8) / 3)
+        self.b = nn.Parameter(torch.randn(6) / 3)
+
+    def forward(self, x):
+        return F.relu(F.linear(x, self.w, self.b))
+
+
+@pytest.mark.parametrize("frontend", ["fx", "export"])
+def test_functional_linear_on_parameters(frontend):
+    torch.manual_seed(8)
+    model = FunctionalLinear().eval()
+    qmodel, *_ = run_on_func(model, torch.randn(16, 5, 8), torch.randn(2, 5, 8), frontend)
+    assert [n.op for n in qmodel.nodes] == ["input", "linear"] and qmodel.nodes[1].act == "relu"
+
+
+class ConstantsLeft(nn.Module):
+    """What cannot be folded: a parameter added to an activation, a dtype conversion."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.offset = nn.Parameter(torch.randn(3, 4))
+
+    def forward(self, x):
+        if x.shape[1] > 1:
+            x = self.fc(x) + self.offset
+        return x.to(torch.float64)
+
+
+def test_what_cannot_be_folded_is_named():
+    with pytest.raises(sw.UnsupportedOpError) as info:
+        sw.quantize(ConstantsLeft().eval(), [torch.randn(2, 3, 4)])
+    msg = str(info.value)
+    assert "add at add (in the model's forward): adding a constant is not supported" in msg
+    assert "unsupported operation 'aten._to_copy.default' at _to_copy" in msg
