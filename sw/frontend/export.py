@@ -13,11 +13,12 @@ pattern for ``torch.matmul`` makes ``aten.matmul`` and ``aten.bmm`` work here to
 
 On the way, what depends on no input is folded into constants (position ids sliced from
 a buffer, the attention mask built from ``arange`` when no mask is given, a weight's
-transpose), and what is the identity is dropped: clones, ``contiguous``, a view or
+transpose), and what is the identity is dropped: clones (as ``contiguous``), a view or
 expand to the shape it already has, a concatenation with an empty cache, a dtype
 conversion to the dtype the tensor has, the metadata assertions export inserts. The
 ``view(-1, K)`` / ``addmm`` / ``view(B, T, N)`` of Hugging Face's ``Conv1D`` is one
-token-shaped Linear. Parameters, buffers and constants come from the exported program's
+token-shaped Linear; a view to ``[B, C * H * W]`` (the example's batch written in the
+shape) is a flatten. Parameters, buffers and constants come from the exported program's
 state; module paths for messages from each node's ``nn_module_stack``. An aten op
 without a mapping keeps its aten name, which the walk reports, with every other
 unsupported operation, in one error.
@@ -100,18 +101,28 @@ ATEN: dict[Any, Callable] = {
     aten.flatten: _same(torch.flatten),
     aten.mean: _same(torch.mean),
     aten.adaptive_avg_pool2d: _same(F.adaptive_avg_pool2d),
+    aten.conv2d: _same(F.conv2d),
+    aten._native_batch_norm_legit_no_training: lambda args, kwargs: (
+        F.batch_norm, (args[0], args[3], args[4], args[1], args[2], False, *args[5:7]), {}),
+    aten.max_pool2d: _same(F.max_pool2d),
+    aten.max_pool2d_with_indices: _same(F.max_pool2d),
+    aten.avg_pool2d: _same(F.avg_pool2d),
     aten.split: _same(torch.split),
     aten.chunk: _same(torch.chunk),
+    # A copy: the identity for the patterns ("contiguous" aliases its operand), a copy in
+    # the fx graph (a view after a transpose needs its operand contiguous).
+    aten.clone: _first("contiguous", 1),
+    aten.contiguous: _first("contiguous", 1),
 }
 
 #: aten ops that are the identity on their first operand (in eval mode, after
 #: functionalization)
-IDENTITY = {aten.clone, aten.alias, aten.detach, aten.contiguous, aten.dropout,
-            aten.lift_fresh_copy}
+IDENTITY = {aten.alias, aten.detach, aten.dropout, aten.lift_fresh_copy}
 
 #: aten ops that return a tuple whose first element is what the mapped torch function
 #: returns (``native_layer_norm`` also returns its mean and rstd)
-_TUPLE_FIRST = {aten.native_layer_norm}
+_TUPLE_FIRST = {aten.native_layer_norm, aten._native_batch_norm_legit_no_training,
+                aten.max_pool2d_with_indices}
 
 #: aten ops export inserts that compute nothing (checks of the example's metadata)
 _CHECKS = {aten._assert_tensor_metadata, aten._assert_scalar, aten.sym_constrain_range,
@@ -272,23 +283,34 @@ class _Rewriter:
         self._name_leaf_calls()
         gm = torch.fx.GraphModule(self.root, self.graph)
         recorder = fx._Recorder(gm)
-        with torch.no_grad():
-            recorder.run(example)
+        try:
+            with torch.no_grad():
+                recorder.run(example)
+        except Exception as exc:  # noqa: BLE001 - a rewrite this front end got wrong
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TraceError(f"torch.export: the graph rewritten from its aten ops does not run "
+                             f"on the example ({first}); please report the model") from None
         return gm, recorder.values
 
     def _name_leaf_calls(self) -> None:
-        """A module's only call, in a module that holds no other (a Linear, a GELU), is
-        named by the module's path alone (``encoder.layer.0.intermediate.dense``), as the
-        fx front end names a module call."""
+        """The calls of a module that holds no other are named by the module's path alone
+        (``encoder.layer.0.intermediate.dense``), as the fx front end names a module call:
+        a module's only call, or each call of a PyTorch module (a ReLU used twice)."""
         calls = [n for n in self.graph.nodes if n.op in ("call_function", "call_method")]
         count: dict[str, int] = {}
         for n in calls:
             for path in n.meta.get("nn_module_stack", {}):
                 count[path] = count.get(path, 0) + 1
+        inner = {list(n.meta["nn_module_stack"])[-1] for n in calls if n.meta["nn_module_stack"]}
+        outer = {p for n in calls for p in list(n.meta["nn_module_stack"])[:-1]}
         for n in calls:
-            stack = list(n.meta.get("nn_module_stack", {}))
-            if stack and count[stack[-1]] == 1:
-                n.meta["module_path"] = stack[-1]
+            stack = n.meta["nn_module_stack"]
+            if not stack:
+                continue
+            path, (_, cls) = list(stack.items())[-1]
+            builtin = isinstance(cls, str) and cls.startswith("torch.nn.modules.")
+            if path in inner and path not in outer and (count[path] == 1 or builtin):
+                n.meta["module_path"] = path
 
     def _copy_meta(self, new, old):
         stack = old.meta.get("nn_module_stack") or {}
@@ -348,8 +370,15 @@ class _Rewriter:
                 self._alias(n, kept[0])
                 return
             args[0] = kept
-        if packet in (aten.view, aten._unsafe_view, aten.reshape) and self._merges_rows(n):
-            return
+        if packet in (aten.view, aten._unsafe_view, aten.reshape):
+            if self._merges_rows(n):
+                return
+            shape, src = self._shape(n), self._shape(args[0])
+            if shape is not None and src is not None and len(src) >= 3 and \
+                    shape == (src[0], math.prod(src[1:])):
+                # x.view(x.size(0), -1) with the example's batch in the shape: a flatten.
+                self._emit(n, torch.flatten, [args[0], 1], {})
+                return
         if packet in (aten.addmm, aten.mm) and self._gemm(n, packet):
             return
         mapping = ATEN.get(packet)

@@ -316,3 +316,22 @@ def test_what_cannot_be_folded_is_named():
     msg = str(info.value)
     assert "add at add (in the model's forward): adding a constant is not supported" in msg
     assert "unsupported operation 'aten._to_copy.default' at _to_copy" in msg
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet8", "mobilenetv2_small", "shufflenet_v2_x0_5"])
+def test_cnns_same_on_both_front_ends(name):
+    """Convolutions, folded BatchNorm, pooling, flatten, channel shuffles through export:
+    the same layers and the same integers as through fx."""
+    from sw import zoo
+    model, shape = zoo.build(name)
+    torch.manual_seed(9)
+    calib, x = torch.randn(4, *shape), torch.randn(2, *shape)
+    fx_q = sw.quantize(model, [calib], frontend="fx")
+    ex_q = sw.quantize(model, [calib], frontend="export")
+    assert [n.op for n in ex_q.nodes] == [n.op for n in fx_q.nodes]
+    assert [n.where for n in ex_q.nodes if n.op == "conv"][:3] == \
+        [n.where for n in fx_q.nodes if n.op == "conv"][:3]        # module paths
+    assert torch.equal(ex_q.forward_int(x), fx_q.forward_int(x))
+    if name == "resnet8":
+        program = sw.compile(ex_q, TINY)
+        assert torch.equal(sw.Device(TINY).run(program, x), ex_q(x))
