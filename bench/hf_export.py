@@ -7,9 +7,10 @@ configuration and run on the functional model; the output is checked bit-exact a
 the golden, then compared with the float model (max |error| over max |output|, a figure,
 not a pass criterion). The full ``BertModel`` and ``GPT2Model`` are traced too and the
 operations they still lack are counted (docs/user-guide.md, "torch.export and Hugging
-Face models").
+Face models"). With ``--zoo``, every model of the zoo is also traced by both front ends
+on one example and the layers compared (the same operators in the same order).
 
-    python bench/hf_export.py [--samples 64]
+    python bench/hf_export.py [--samples 64] [--zoo]
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=64, help="calibration samples")
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--zoo", action="store_true", help="compare the front ends on the zoo")
     args = parser.parse_args()
     import transformers
     transformers.logging.set_verbosity_error()
@@ -88,6 +90,19 @@ def main() -> None:
             count = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
             print(f"{name}: {len(kinds)} unsupported: "
                   + ", ".join(f"{k} x{n}" for k, n in count.items()))
+    if args.zoo:
+        from sw import zoo
+        from sw.frontend import trace
+        same = []
+        for name in zoo.ZOO:
+            model, shape = zoo.build(name)
+            x = torch.randn(1, *shape)
+            ops = [[n.op for n in trace(model, x, frontend=f).nodes] for f in ("fx", "export")]
+            (same if ops[0] == ops[1] else []).append(name)
+            if ops[0] != ops[1]:
+                print(f"zoo {name}: the front ends differ")
+        print(f"zoo: {len(same)} of {len(zoo.ZOO)} models trace to the same layers through "
+              f"torch.export as through fx: {', '.join(same)}")
 
 
 if __name__ == "__main__":
