@@ -14,7 +14,8 @@ pattern for ``torch.matmul`` makes ``aten.matmul`` and ``aten.bmm`` work here to
 On the way, what depends on no input is folded into constants (position ids sliced from
 a buffer, the attention mask built from ``arange`` when no mask is given, a weight's
 transpose), and what is the identity is dropped: clones (as ``contiguous``), a view or
-expand to the shape it already has, a concatenation with an empty cache, a dtype
+expand to the shape it already has, the addition of zeros (the attention mask when none is
+given), a concatenation with an empty cache, a dtype
 conversion to the dtype the tensor has, the metadata assertions export inserts. The
 ``view(-1, K)`` / ``addmm`` / ``view(B, T, N)`` of Hugging Face's ``Conv1D`` is one
 token-shaped Linear; a view to ``[B, C * H * W]`` (the example's batch written in the
@@ -363,6 +364,8 @@ class _Rewriter:
         if packet in _SHAPES and self._shape(n) == self._shape(args[0]):
             self._alias(n, args[0])
             return
+        if packet is aten.add and self._adds_zero(n):
+            return
         if packet is aten.cat:
             kept = [a for a in args[0] if not (self._is_const(a) and
                                                self._const_value(a).numel() == 0)]
@@ -387,6 +390,18 @@ class _Rewriter:
             return
         new_target, new_args, new_kwargs = mapping(tuple(args), kwargs)
         self._emit(n, new_target, new_args, new_kwargs)
+
+    def _adds_zero(self, n) -> bool:
+        """``x + 0`` by a constant of zeros (the attention mask when none is given) as ``x``."""
+        for i, j in ((0, 1), (1, 0)):
+            x, c = n.args[i], n.args[j]
+            if self._is_const(c) and not self._is_const(x) and self._shape(n) == self._shape(x):
+                value = self._const_value(c)
+                if (isinstance(value, torch.Tensor) and not bool(value.any())) or \
+                        (isinstance(value, (int, float)) and value == 0):
+                    self._alias(n, x)
+                    return True
+        return False
 
     def _same_dtype(self, n) -> bool:
         val, src = n.meta.get("val"), n.args[0].meta.get("val")

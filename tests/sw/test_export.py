@@ -219,50 +219,68 @@ def test_gpt2_mlp_conv1d_as_linear_bit_exact():
     assert (y - ref).abs().max() <= 0.1 * ref.abs().max()
 
 
-# What the full models still lack, by operator, with the module path the error must name.
-# When an operator lands (its fx pattern registered), delete its entries: the test then
-# checks that the error no longer names it, and once nothing is left, that the model runs.
-BERT_MISSING = {
-    "layer_norm": ["embeddings.LayerNorm (in LayerNorm)",
-                   "encoder.layer.0.attention.output.LayerNorm (in LayerNorm)"],
-    "scaled_dot_product_attention": ["encoder.layer.0.attention.self.scaled_dot_product_attention "
-                                     "(in BertSelfAttention)"],
-    "view": ["encoder.layer.0.attention.self.view (in BertSelfAttention)"],
-    "transpose": ["encoder.layer.0.attention.self.transpose (in BertSelfAttention)"],
-    "aten.select.int": ["pooler.select (in BertPooler)"],
-    "the model returns 2 tensors": [""],      # last_hidden_state and the pooler's output
-}
-GPT2_MISSING = {
-    "layer_norm": ["h.0.ln_1 (in LayerNorm)", "ln_f (in LayerNorm)"],
-    "scaled_dot_product_attention": ["h.0.attn.scaled_dot_product_attention (in GPT2Attention)"],
-    "view": ["h.0.attn.view_3 (in GPT2Attention)"],
-    "transpose": ["h.0.attn.transpose (in GPT2Attention)"],
+# What the full models still lack, by operator, with the module path the error must name
+# (Hugging Face's default attention is one scaled_dot_product_attention, its "eager" one
+# matmul, softmax, matmul). When an operator lands (its fx pattern registered), delete its
+# entries: the test then checks the rest, and the listing no longer naming what landed is
+# the next thing to assert.
+MISSING = {
+    ("bert", "sdpa"): {
+        "layer_norm": ["embeddings.LayerNorm (in LayerNorm)",
+                       "encoder.layer.0.attention.output.LayerNorm (in LayerNorm)"],
+        "scaled_dot_product_attention": [
+            "encoder.layer.0.attention.self.scaled_dot_product_attention (in BertSelfAttention)"],
+        "view": ["encoder.layer.0.attention.self.view (in BertSelfAttention)"],
+        "transpose": ["encoder.layer.0.attention.self.transpose (in BertSelfAttention)"],
+        "aten.select.int": ["pooler.select (in BertPooler)"],
+        "the model returns 2 tensors": [""],      # last_hidden_state and the pooler's output
+    },
+    ("bert", "eager"): {
+        "layer_norm": ["encoder.layer.0.output.LayerNorm (in LayerNorm)"],
+        "matmul": ["encoder.layer.0.attention.self.matmul (in BertSelfAttention)",
+                   "encoder.layer.0.attention.self.matmul_1 (in BertSelfAttention)"],
+        "softmax": ["encoder.layer.0.attention.self.softmax (in BertSelfAttention)"],
+        "mul": ["encoder.layer.0.attention.self.mul (in BertSelfAttention)"],   # by 1/sqrt(d)
+    },
+    ("gpt2", "sdpa"): {
+        "layer_norm": ["h.0.ln_1 (in LayerNorm)", "ln_f (in LayerNorm)"],
+        "scaled_dot_product_attention": ["h.0.attn.scaled_dot_product_attention (in GPT2Attention)"],
+        "view": ["h.0.attn.view_3 (in GPT2Attention)"],
+        "transpose": ["h.0.attn.transpose (in GPT2Attention)"],
+    },
+    ("gpt2", "eager"): {
+        "matmul": ["h.0.attn.matmul (in GPT2Attention)"],
+        "softmax": ["h.0.attn.softmax (in GPT2Attention)"],
+        "add": ["h.0.attn.add_4 (in GPT2Attention)"],      # the causal mask, a constant
+    },
 }
 
 
-@pytest.mark.parametrize("name", ["bert", "gpt2"])
-def test_full_hf_models_name_what_is_missing(name):
+@pytest.mark.parametrize("name, attention", list(MISSING))
+def test_full_hf_models_name_what_is_missing(name, attention):
     torch.manual_seed(6)
     if name == "bert":
-        model, missing = BertModel(BertConfig(**BERT)), BERT_MISSING
+        model = BertModel(BertConfig(**BERT, attn_implementation=attention))
     else:
-        model, missing = GPT2Model(GPT2Config(**GPT2, activation_function="gelu_pytorch_tanh")), \
-            GPT2_MISSING
+        model = GPT2Model(GPT2Config(**GPT2, activation_function="gelu_pytorch_tanh",
+                                     attn_implementation=attention))
     ids = torch.randint(0, 50, (2, 6))
     with pytest.raises(sw.UnsupportedOpError) as info:
         sw.quantize(model, [ids])          # auto: fx fails on HF's forward, export traces it
     msg = str(info.value)
     assert not isinstance(info.value, TraceError)
-    for op, places in missing.items():
+    for op, places in MISSING[name, attention].items():
         for place in places:
             assert (f"{op} at {place}" in msg or f"'{op}' at {place}" in msg) if place \
                 else op in msg, (op, place)
     # The embeddings are supported: the word embedding on the host, the position and
-    # token-type embeddings (constants: no mask, no ids given) folded into it.
+    # token-type embeddings (constants: no ids given for them) folded into it; so are the
+    # Linears and GELUs, and BERT's mask when none is given (zeros, added: folded away).
     assert "embedding" not in msg.replace("embeddings.", "")
-    assert "constant" not in msg
+    assert "constant tensor" not in msg
     assert "linear" not in msg and "gelu" not in msg
-
+    if name == "bert":
+        assert "adding a constant" not in msg
 
 def test_embedding_model_bit_exact_on_rtl():
     """The int64 ids cross to the rtl backend's DRAM and back to the host's lookup."""
