@@ -342,6 +342,8 @@ def test_cnns_same_on_both_front_ends(name):
     the same layers and the same integers as through fx."""
     from sw import zoo
     model, shape = zoo.build(name)
+    if name == "shufflenet_v2_x0_5":
+        shape = (3, 32, 32)        # any size runs (a global pool); 224 x 224 takes 20 s here
     torch.manual_seed(9)
     calib, x = torch.randn(4, *shape), torch.randn(2, *shape)
     fx_q = sw.quantize(model, [calib], frontend="fx")
