@@ -14,9 +14,9 @@ pattern for ``torch.matmul`` makes ``aten.matmul`` and ``aten.bmm`` work here to
 On the way, what depends on no input is folded into constants (position ids sliced from
 a buffer, the attention mask built from ``arange`` when no mask is given, a weight's
 transpose), and what is the identity is dropped: clones (as ``contiguous``), a view or
-expand to the shape it already has, the addition of zeros (the attention mask when none is
-given), a concatenation with an empty cache, a dtype
-conversion to the dtype the tensor has, the metadata assertions export inserts. The
+expand to the shape it already has, the addition of zeros (the attention mask when none
+is given), a concatenation with an empty cache, a dtype conversion to the dtype the
+tensor has, the metadata assertions export inserts. The
 ``view(-1, K)`` / ``addmm`` / ``view(B, T, N)`` of Hugging Face's ``Conv1D`` is one
 token-shaped Linear; a view to ``[B, C * H * W]`` (the example's batch written in the
 shape) is a flatten. Parameters, buffers and constants come from the exported program's

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import sw
+import sw.ops
 from hw import NPUConfig
 from sw.frontend import TraceError, trace
 
@@ -219,40 +220,44 @@ def test_gpt2_mlp_conv1d_as_linear_bit_exact():
     assert (y - ref).abs().max() <= 0.1 * ref.abs().max()
 
 
-# What the full models still lack, by operator, with the module path the error must name
-# (Hugging Face's default attention is one scaled_dot_product_attention, its "eager" one
-# matmul, softmax, matmul). When an operator lands (its fx pattern registered), delete its
-# entries: the test then checks the rest, and the listing no longer naming what landed is
-# the next thing to assert.
+# What the full models lack, with the module path the error names, each with the op-table
+# operator whose arrival makes the flow support it (None: none planned). Hugging Face's
+# default attention is one scaled_dot_product_attention, its "eager" one matmul, mul by
+# 1/sqrt(d), softmax, matmul. An entry whose operator is in the op table must no longer be
+# named; the others must: the test flips by itself as operators land.
 MISSING = {
-    ("bert", "sdpa"): {
-        "layer_norm": ["embeddings.LayerNorm (in LayerNorm)",
-                       "encoder.layer.0.attention.output.LayerNorm (in LayerNorm)"],
-        "scaled_dot_product_attention": [
-            "encoder.layer.0.attention.self.scaled_dot_product_attention (in BertSelfAttention)"],
-        "view": ["encoder.layer.0.attention.self.view (in BertSelfAttention)"],
-        "transpose": ["encoder.layer.0.attention.self.transpose (in BertSelfAttention)"],
-        "aten.select.int": ["pooler.select (in BertPooler)"],
-        "the model returns 2 tensors": [""],      # last_hidden_state and the pooler's output
-    },
-    ("bert", "eager"): {
-        "layer_norm": ["encoder.layer.0.output.LayerNorm (in LayerNorm)"],
-        "matmul": ["encoder.layer.0.attention.self.matmul (in BertSelfAttention)",
-                   "encoder.layer.0.attention.self.matmul_1 (in BertSelfAttention)"],
-        "softmax": ["encoder.layer.0.attention.self.softmax (in BertSelfAttention)"],
-        "mul": ["encoder.layer.0.attention.self.mul (in BertSelfAttention)"],   # by 1/sqrt(d)
-    },
-    ("gpt2", "sdpa"): {
-        "layer_norm": ["h.0.ln_1 (in LayerNorm)", "ln_f (in LayerNorm)"],
-        "scaled_dot_product_attention": ["h.0.attn.scaled_dot_product_attention (in GPT2Attention)"],
-        "view": ["h.0.attn.view_3 (in GPT2Attention)"],
-        "transpose": ["h.0.attn.transpose (in GPT2Attention)"],
-    },
-    ("gpt2", "eager"): {
-        "matmul": ["h.0.attn.matmul (in GPT2Attention)"],
-        "softmax": ["h.0.attn.softmax (in GPT2Attention)"],
-        "add": ["h.0.attn.add_4 (in GPT2Attention)"],      # the causal mask, a constant
-    },
+    ("bert", "sdpa"): [
+        ("layer_norm", "embeddings.LayerNorm (in LayerNorm)", "layernorm"),
+        ("layer_norm", "encoder.layer.0.attention.output.LayerNorm (in LayerNorm)", "layernorm"),
+        ("scaled_dot_product_attention",
+         "encoder.layer.0.attention.self.scaled_dot_product_attention (in BertSelfAttention)",
+         None),
+        ("view", "encoder.layer.0.attention.self.view (in BertSelfAttention)", "view"),
+        ("transpose", "encoder.layer.0.attention.self.transpose (in BertSelfAttention)", "view"),
+        ("aten.select.int", "pooler.select (in BertPooler)", None),
+        ("the model returns 2 tensors", "", None),  # last_hidden_state and the pooler's output
+    ],
+    ("bert", "eager"): [
+        ("layer_norm", "encoder.layer.0.output.LayerNorm (in LayerNorm)", "layernorm"),
+        ("matmul", "encoder.layer.0.attention.self.matmul (in BertSelfAttention)", "matmul"),
+        ("matmul", "encoder.layer.0.attention.self.matmul_1 (in BertSelfAttention)", "matmul"),
+        ("softmax", "encoder.layer.0.attention.self.softmax (in BertSelfAttention)", "softmax"),
+        ("mul", "encoder.layer.0.attention.self.mul (in BertSelfAttention)", "matmul"),
+        ("aten.select.int", "pooler.select (in BertPooler)", None),
+    ],
+    ("gpt2", "sdpa"): [
+        ("layer_norm", "h.0.ln_1 (in LayerNorm)", "layernorm"),
+        ("layer_norm", "ln_f (in LayerNorm)", "layernorm"),
+        ("scaled_dot_product_attention",
+         "h.0.attn.scaled_dot_product_attention (in GPT2Attention)", None),
+        ("view", "h.0.attn.view_3 (in GPT2Attention)", "view"),
+        ("transpose", "h.0.attn.transpose (in GPT2Attention)", "view"),
+    ],
+    ("gpt2", "eager"): [
+        ("matmul", "h.0.attn.matmul (in GPT2Attention)", "matmul"),
+        ("softmax", "h.0.attn.softmax (in GPT2Attention)", "softmax"),
+        ("add", "h.0.attn.add_4 (in GPT2Attention)", None),    # the causal mask, a constant
+    ],
 }
 
 
@@ -269,10 +274,9 @@ def test_full_hf_models_name_what_is_missing(name, attention):
         sw.quantize(model, [ids])          # auto: fx fails on HF's forward, export traces it
     msg = str(info.value)
     assert not isinstance(info.value, TraceError)
-    for op, places in MISSING[name, attention].items():
-        for place in places:
-            assert (f"{op} at {place}" in msg or f"'{op}' at {place}" in msg) if place \
-                else op in msg, (op, place)
+    for op, place, operator in MISSING[name, attention]:
+        named = (f"{op} at {place}" in msg or f"'{op}' at {place}" in msg) if place else op in msg
+        assert named == (operator not in sw.ops.REGISTRY), (op, place, operator)
     # The embeddings are supported: the word embedding on the host, the position and
     # token-type embeddings (constants: no ids given for them) folded into it; so are the
     # Linears and GELUs, and BERT's mask when none is given (zeros, added: folded away).
