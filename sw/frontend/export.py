@@ -129,6 +129,12 @@ _TUPLE_FIRST = {aten.native_layer_norm, aten._native_batch_norm_legit_no_trainin
 _CHECKS = {aten._assert_tensor_metadata, aten._assert_scalar, aten.sym_constrain_range,
            aten.sym_constrain_range_for_size}
 
+#: aten ops that are element-wise on one tensor (with scalar constants): a model's own
+#: module made only of these on one input is one table (:class:`sw.ops.table.Elementwise`)
+_ELEMENTWISE = {aten.mul, aten.add, aten.sub, aten.rsub, aten.div, aten.pow, aten.tanh,
+                aten.sigmoid, aten.exp, aten.erf, aten.neg, aten.sqrt, aten.rsqrt, aten.abs,
+                aten.clamp, aten.relu, aten.gelu, aten.silu, aten.reciprocal, aten.log1p}
+
 #: aten ops that give their operand another shape; the same shape is the identity
 _SHAPES = {aten.view, aten.reshape, aten._unsafe_view, aten.expand}
 
@@ -178,7 +184,7 @@ def trace(model: nn.Module, example: torch.Tensor) -> Graph:
     except Exception as exc:  # noqa: BLE001 - export raises many types; the reason is kept
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TraceError(f"torch.export could not export the model: {first}") from None
-    gm, values = _Rewriter(ep, _input_name(model)).run(example)
+    gm, values = _Rewriter(ep, _input_name(model), model).run(example)
     return fx.walk(gm, values)
 
 
@@ -202,9 +208,12 @@ class _Const:
 class _Rewriter:
     """The exported aten graph as an fx graph module of torch calls (see the module doc)."""
 
-    def __init__(self, ep: torch.export.ExportedProgram, input_name: str) -> None:
+    def __init__(self, ep: torch.export.ExportedProgram, input_name: str,
+                 model: nn.Module) -> None:
         self.ep = ep
         self.input_name = input_name
+        self.model = model
+        self.fused: dict[str, Any] = {}         # aten node name -> its element-wise module
         self.graph = torch.fx.Graph()
         self.root = nn.Module()
         self.env: dict[str, Any] = {}          # aten node name -> new fx node
@@ -267,6 +276,10 @@ class _Rewriter:
                   if s.kind != torch.export.graph_signature.InputKind.USER_INPUT}
         out_node = None
         for n in self.ep.graph.nodes:
+            if n.op == "placeholder" and n.name in lifted:
+                self.consts[n.name] = state[lifted[n.name]]
+        self._find_elementwise()
+        for n in self.ep.graph.nodes:
             if n.op == "placeholder":
                 if n.name in lifted:
                     self.consts[n.name] = state[lifted[n.name]]
@@ -292,6 +305,40 @@ class _Rewriter:
             raise TraceError(f"torch.export: the graph rewritten from its aten ops does not run "
                              f"on the example ({first}); please report the model") from None
         return gm, recorder.values
+
+    def _find_elementwise(self) -> None:
+        """The model's own leaf modules whose calls are several element-wise aten ops of
+        one input with scalar constants (``NewGELUActivation``): each call becomes one
+        :class:`sw.ops.table.Elementwise` of the module (``fused``: its nodes)."""
+        from ..ops.table import Elementwise
+        groups: dict[str, list] = {}
+        for n in self.ep.graph.nodes:
+            stack = n.meta.get("nn_module_stack") if n.op == "call_function" else None
+            if stack:
+                groups.setdefault(list(stack.values())[-1][0], []).append(n)
+        for path, nodes in groups.items():
+            if len(nodes) < 2 or not path.startswith("model."):
+                continue
+            try:
+                module = self.model.get_submodule(path.removeprefix("model."))
+            except AttributeError:
+                continue
+            if any(True for _ in module.children()) or \
+                    type(module).__module__.startswith("torch.nn"):
+                continue
+            inside = set(nodes)
+            outside_in = {a for n in nodes for a in n.all_input_nodes
+                          if a not in inside and not self._is_const(a)}
+            outputs = [n for n in nodes if any(u not in inside for u in n.users)]
+            scalars = all(not isinstance(a, torch.fx.Node) or a in inside or a in outside_in
+                          for n in nodes for a in n.args)
+            if len(outside_in) != 1 or len(outputs) != 1 or not scalars or not all(
+                    getattr(n.target, "overloadpacket", None) in _ELEMENTWISE for n in nodes):
+                continue
+            (x,) = outside_in
+            for n in nodes:
+                self.fused[n.name] = None
+            self.fused[outputs[0].name] = (x, Elementwise(module))
 
     def _name_leaf_calls(self) -> None:
         """The calls of a module that holds no other are named by the module's path alone
@@ -338,6 +385,16 @@ class _Rewriter:
             self.env[n.name] = self._val(src)
 
     def _call(self, n) -> None:
+        if n.name in self.fused:
+            if self.fused[n.name] is not None:     # the call's output: the whole module
+                x, module = self.fused[n.name]
+                attr = f"_fn{len(self.root._modules)}"
+                self.root.add_module(attr, module)
+                new = self.graph.create_node("call_module", attr, (self._val(x),), {},
+                                             name=n.name)
+                self.env[n.name] = self._copy_meta(new, n)
+                new.meta["module_path"] = list(new.meta["nn_module_stack"])[-1]
+            return
         target, args, kwargs = n.target, list(n.args), dict(n.kwargs)
         packet = getattr(target, "overloadpacket", None)
         if packet in _CHECKS:

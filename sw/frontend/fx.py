@@ -101,10 +101,10 @@ class Tracer(GraphBuilder):
         (``layer1.0.conv1``); for a function or method call, the path of the module whose
         ``forward`` makes it (fx's ``nn_module_stack``) and the call's name
         (``features.denseblock1.cat_1``; ``cat_1`` at the top level)."""
+        if "module_path" in fx_node.meta:      # the export front end: a leaf module's call
+            return fx_node.meta["module_path"]
         if fx_node.op == "call_module":
             return str(fx_node.target)
-        if "module_path" in fx_node.meta:      # the export front end: a leaf module's one call
-            return fx_node.meta["module_path"]
         stack = fx_node.meta.get("nn_module_stack") or {}
         return f"{list(stack)[-1]}.{fx_node.name}" if stack else fx_node.name
 
@@ -112,7 +112,7 @@ class Tracer(GraphBuilder):
         """:meth:`where`, for messages: a function or method call also names the class
         whose ``forward`` makes it (``features.denseblock1.cat_1 (in _DenseBlock)``)."""
         if fx_node.op == "call_module":
-            return repr(str(fx_node.target))
+            return repr(self.where(fx_node))
         stack = fx_node.meta.get("nn_module_stack") or {}
         cls = list(stack.values())[-1][1] if stack else None
         if isinstance(cls, str):        # torch.export records the class by its qualified name
@@ -261,9 +261,9 @@ def _add_node(t: Tracer, fx_node, modules: dict) -> None:
         pattern = next((MODULES[c] for c in type(mod).__mro__ if c in MODULES), None)
         if pattern is None:
             raise UnsupportedOpError(
-                f"unsupported module {type(mod).__name__} at {fx_node.target!r}; supported: "
+                f"unsupported module {type(mod).__name__} at {t.where(fx_node)!r}; supported: "
                 f"{', '.join(_MODULE_LABELS)}")
-        pattern(t, fx_node, mod, inp, str(fx_node.target))
+        pattern(t, fx_node, mod, inp, t.where(fx_node))
     elif fx_node.op in ("call_function", "call_method"):
         target = fx_node.target
         tname = str(target) if isinstance(target, torch._ops.OpOverload) else \

@@ -7,7 +7,8 @@ front-end patterns.
 ``linear``        Linear (:mod:`sw.ops.linear`)
 ``relu/relu6``    ReLU, ReLU6, fused into their producer where possible (:mod:`sw.ops.activation`)
 ``silu`` ...      SiLU, Sigmoid, Hardswish, Hardsigmoid, Tanh, GELU, LeakyReLU: 256-entry
-                  tables on the store path (:mod:`sw.ops.table`)
+                  tables on the store path (:mod:`sw.ops.table`); ``elementwise``: a
+                  model's own element-wise module (torch.export), tabulated the same way
 ``maxpool``       MaxPool2d (:mod:`sw.ops.pool`)
 ``avgpool``       AvgPool2d, any ceil_mode, count_include_pad, divisor_override (:mod:`sw.ops.pool`)
 ``gap``           AdaptiveAvgPool2d(1), ``x.mean([2, 3])`` (:mod:`sw.ops.gap`)

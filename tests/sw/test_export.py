@@ -203,17 +203,21 @@ def test_bert_intermediate_bit_exact():
     assert qmodel.nodes[1].where == "dense"        # the module path of its Linear
 
 
-def test_gpt2_mlp_conv1d_as_linear_bit_exact():
-    """GPT-2's Conv1D is view(-1, K), addmm, view(B, T, N): one token Linear. (Its default
-    gelu_new is the tanh formula written out; gelu_pytorch_tanh is the same function.)"""
+@pytest.mark.parametrize("activation, op", [("gelu_pytorch_tanh", "gelu"),
+                                            ("gelu_new", "elementwise")])
+def test_gpt2_mlp_conv1d_as_linear_bit_exact(activation, op):
+    """GPT-2's Conv1D is view(-1, K), addmm, view(B, T, N): one token Linear. Its default
+    activation, gelu_new, is the tanh formula written out in nine aten ops inside
+    NewGELUActivation: one table of that module."""
     torch.manual_seed(5)
-    config = GPT2Config(**GPT2, activation_function="gelu_pytorch_tanh")
+    config = GPT2Config(**GPT2, activation_function=activation)
     model = GPT2MLP(64, config).eval()
     with pytest.raises(sw.UnsupportedOpError, match="addmm"):
         sw.quantize(model, [torch.randn(2, 6, 16)], frontend="fx")   # fx traces, can't map it
     x = torch.randn(2, 6, 16)
     qmodel, _, _, y = run_on_func(model, torch.randn(64, 6, 16), x, "export")
-    assert [n.op for n in qmodel.nodes] == ["input", "linear", "gelu", "linear"]
+    assert [n.op for n in qmodel.nodes] == ["input", "linear", op, "linear"]
+    assert [n.where for n in qmodel.nodes[1:]] == ["c_fc", "act", "c_proj"]
     graph = trace(model, x, frontend="export")
     assert torch.equal(graph.nodes[1].attrs.weight, model.c_fc.weight.t())
     ref = model(x)
@@ -359,3 +363,34 @@ def test_cnns_same_on_both_front_ends(name):
     if name == "resnet8":
         program = sw.compile(ex_q, TINY)
         assert torch.equal(sw.Device(TINY).run(program, x), ex_q(x))
+
+
+class Softplusish(nn.Module):
+    """An element-wise function of the model's own, in several aten ops: one table."""
+
+    def forward(self, x):
+        return torch.log1p(torch.exp(-x.abs())) + x.clamp(min=0) * 0.5
+
+
+class UsesOwnActivation(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.act = Softplusish()
+        self.skip = nn.Linear(8, 8)
+
+    def forward(self, x):
+        if x.shape[1] > 1:
+            return self.act(self.fc(x)) + self.skip(x)
+        return x
+
+
+def test_elementwise_module_is_one_table():
+    torch.manual_seed(10)
+    model = UsesOwnActivation().eval()
+    x = torch.randn(2, 4, 8)
+    qmodel, *_ = run_on_func(model, torch.randn(32, 4, 8), x, "auto")
+    node = next(n for n in qmodel.nodes if n.where == "act")
+    assert node.op == "elementwise" and len(node.attrs.table) == 256
+    ref = model(x)
+    assert (qmodel(x) - ref).abs().max() <= 0.1 * ref.abs().max()
