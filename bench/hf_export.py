@@ -33,6 +33,8 @@ def modules():
     gpt2 = GPT2Config(n_embd=64, n_head=4, activation_function="gelu_pytorch_tanh")
     yield "BertIntermediate (64 -> 256, GELU)", BertIntermediate(bert), 64
     yield "GPT2MLP (Conv1D 64 -> 256, GELU tanh, Conv1D 256 -> 64)", GPT2MLP(256, gpt2), 64
+    yield "GPT2MLP, default gelu_new (NewGELUActivation as one table)", \
+        GPT2MLP(256, GPT2Config(n_embd=64, n_head=4)), 64
 
 
 def full_models():
