@@ -258,7 +258,9 @@ class _Rewriter:
             attr = f"_c{len(self.root._buffers)}"
             if isinstance(value, torch.Tensor):
                 self.root.register_buffer(attr, value.detach())
-                self.env[key] = self.graph.create_node("get_attr", attr, name=name)
+                node = self.graph.create_node("get_attr", attr, name=name)
+                node.meta["folded"] = True     # read by whatever pattern uses it (fx.walk)
+                self.env[key] = node
             else:
                 self.env[key] = value
         return self.env[key]

@@ -27,6 +27,8 @@ __all__ = ["trace", "walk", "Tracer", "module", "function", "MODULES", "FUNCTION
 MODULES: dict[type, Callable[..., None]] = {}
 #: function, or method name -> pattern(tracer, fx_node)
 FUNCTIONS: dict[Any, Callable[..., None]] = {}
+#: functions whose patterns read their parameter operands as constants (``function(constants=True)``)
+CONSTANT_OPERANDS: set = set()
 #: how the patterns of MODULES are named in messages, in order of registration
 _MODULE_LABELS: list[str] = []
 
@@ -46,13 +48,19 @@ def module(*classes: type, label: str | None = None):
     return deco
 
 
-def function(*targets):
-    """Decorator: the pattern for calls of ``targets`` (functions, or method names as str)."""
+def function(*targets, constants: bool = False):
+    """Decorator: the pattern for calls of ``targets`` (functions, or method names as str).
+
+    ``constants``: the pattern reads parameter operands (``self.weight``) as constants
+    (:meth:`Tracer.constant`), so their ``get_attr`` nodes add nothing.
+    """
     def deco(fn):
         for t in targets:
             if t in FUNCTIONS:
                 raise ValueError(f"fx: a pattern for {t!r} is already registered")
             FUNCTIONS[t] = fn
+            if constants:
+                CONSTANT_OPERANDS.add(t)
         return fn
     return deco
 
@@ -76,6 +84,7 @@ class Tracer(GraphBuilder):
         self.pending: dict[str, tuple] = {}
         #: fx node name -> the tensor of a ``get_attr`` node (a parameter, a buffer, or a
         #: constant the export front end folded), read by the patterns through :meth:`constant`
+        #: (those of ``function(constants=True)``; the export front end's constants by any)
         self.constants: dict[str, torch.Tensor] = {}
         #: the fx node whose pattern runs (for messages)
         self.node = None
@@ -247,8 +256,11 @@ def _fetch(gm: torch.nn.Module, target: str):
 def _add_node(t: Tracer, fx_node, modules: dict) -> None:
     """Add one fx node to the graph through its pattern; UnsupportedOpError if none fits."""
     name = fx_node.name
-    if fx_node.op == "get_attr":
-        return                      # a constant: the patterns that read it take it (Tracer.constant)
+    if fx_node.op == "get_attr" and (fx_node.meta.get("folded") or fx_node.users and all(
+            u.target in CONSTANT_OPERANDS for u in fx_node.users)):
+        # A parameter read as a constant by the patterns using it, or a constant the export
+        # front end made (Tracer.constant reads it; a pattern that cannot says so).
+        return
     if fx_node.op == "placeholder":
         if any(n.op == "input" for n in t.nodes):
             raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")

@@ -111,7 +111,7 @@ def _from_conv2d(t: fx.Tracer, fx_node, mod: nn.Conv2d, inp: str, where: str) ->
                                                  mod.groups), where=where))
 
 
-@fx.function(F.conv2d)
+@fx.function(F.conv2d, constants=True)
 def _from_function(t: fx.Tracer, fx_node) -> None:
     """``F.conv2d`` with constant weights (a module's parameters, or the torch.export front
     end's ``aten.conv2d``)."""
@@ -146,7 +146,7 @@ def _from_batchnorm(t: fx.Tracer, fx_node, bn: nn.BatchNorm2d, inp: str, where: 
                bn.eps)
 
 
-@fx.function(F.batch_norm)
+@fx.function(F.batch_norm, constants=True)
 def _from_batch_norm(t: fx.Tracer, fx_node) -> None:
     """``F.batch_norm`` in inference (the torch.export front end's
     ``_native_batch_norm_legit_no_training``), on constant statistics."""

@@ -118,7 +118,7 @@ def _from_module(t: fx.Tracer, fx_node, mod: nn.Embedding, inp: str, where: str)
                where=where))
 
 
-@fx.function(F.embedding)
+@fx.function(F.embedding, constants=True)
 def _from_function(t: fx.Tracer, fx_node) -> None:
     args = list(fx_node.args) + [None] * (2 - len(fx_node.args))
     weight = t.constant(fx_node.kwargs.get("weight", args[1]))

@@ -76,7 +76,7 @@ def _from_module(t: fx.Tracer, fx_node, mod: nn.Linear, inp: str, where: str) ->
     t.add(Node(fx_node.name, "linear", [inp], Linear(w, b), where=where))
 
 
-@fx.function(F.linear)
+@fx.function(F.linear, constants=True)
 def _from_function(t: fx.Tracer, fx_node) -> None:
     """``F.linear(x, weight, bias)`` with constant weights: a module's parameters read in
     its ``forward``, or the torch.export front end's ``aten.linear`` / ``aten.addmm``."""
