@@ -66,13 +66,16 @@ class TensorInfo:
     zero_point: int
     layout: str = "nhwc"         #: how the bytes sit in DRAM ("nhwc" for 3-D, "flat")
     pad_w: int = 0               #: zero-point columns on each side of every row (3-D only)
+    #: "int8", or "int64" for token ids (the input of a model that starts with an
+    #: embedding, which the host reads; no scale or zero point)
+    dtype: str = "int8"
 
     @property
     def nbytes(self) -> int:
         if len(self.shape) == 3 and self.pad_w:
             c, h, w = self.shape
             return c * h * (w + 2 * self.pad_w)
-        return int(np.prod(self.shape))
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
     def to_device(self, q: np.ndarray) -> np.ndarray:
         """int8 sample in PyTorch layout -> bytes in DRAM layout."""
@@ -81,10 +84,13 @@ class TensorInfo:
             if self.pad_w:
                 q = np.pad(q, ((0, 0), (self.pad_w, self.pad_w), (0, 0)),
                            constant_values=self.zero_point)
-        return np.ascontiguousarray(q).view(np.uint8).reshape(-1)
+        return np.ascontiguousarray(q.astype(self.dtype, copy=False)).view(np.uint8).reshape(-1)
 
     def quantize(self, x: torch.Tensor) -> np.ndarray:
-        """Float tensor (any leading dimensions) -> int8 with this tensor's scale and zero point."""
+        """Float tensor (any leading dimensions) -> int8 with this tensor's scale and zero
+        point; token ids (an int64 tensor) as they are."""
+        if self.dtype == "int64":
+            return x.to(torch.int64).numpy()
         return golden.quantize(x, self.scale, self.zero_point).numpy()
 
     def dequantize(self, q: np.ndarray) -> torch.Tensor:
@@ -92,8 +98,8 @@ class TensorInfo:
         return golden.dequantize(torch.from_numpy(q), self.scale, self.zero_point)
 
     def from_device(self, raw: np.ndarray) -> np.ndarray:
-        """Bytes in DRAM layout -> int8 sample in PyTorch layout."""
-        q = raw.view(np.int8)
+        """Bytes in DRAM layout -> int8 (or int64) sample in PyTorch layout."""
+        q = raw.view(np.dtype(self.dtype))
         if len(self.shape) == 3 and self.layout == "nhwc":
             c, h, w = self.shape
             return q.reshape(h, w, c).transpose(2, 0, 1).copy()

@@ -47,6 +47,14 @@ def float_forward(graph: Graph, feeds: dict[str, torch.Tensor], record: dict | N
     for node in graph.nodes:
         op = ops.get(node.op)
         args = [feeds[node.name]] if node.op == "input" else [env[i] for i in node.inputs]
+        if node.op != "input" and op.ids != any(not a.dtype.is_floating_point for a in args):
+            bad = next(i for i, a in zip(node.inputs, args) if op.ids == a.dtype.is_floating_point)
+            hint = "; the model takes float tensors" \
+                if not op.ids and graph.node(bad).op == "input" else ""
+            raise UnsupportedOpError(
+                f"{node.op} at {node.where}: its operand {bad} is "
+                + (f"int64 token ids, which only an embedding takes{hint}" if not op.ids else
+                   "float, not the integer token ids it takes"))
         if not op.tokens and any(a.dim() == 3 for a in args):
             bad = next(i for i, a in zip(node.inputs, args) if a.dim() == 3)
             raise UnsupportedOpError(
@@ -86,10 +94,19 @@ class QuantizedModel(nn.Module):
     def output_qparams(self) -> QParams:
         return self.node(self.output).out
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """What the model takes: float, or int64 token ids (a model that starts with an
+        embedding)."""
+        return torch.int64 if self.nodes[0].attrs == "int64" else torch.float32
+
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor, not {type(x).__name__}")
-        if not x.dtype.is_floating_point:
+        if self.input_dtype == torch.int64:
+            if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+                raise TypeError(f"input must be integer token ids, not {x.dtype}")
+        elif not x.dtype.is_floating_point:
             raise TypeError(f"input must be a float tensor, not {x.dtype}")
         shape = tuple(x.shape)
         if shape == self.input_shape:
@@ -116,11 +133,14 @@ class QuantizedModel(nn.Module):
 
 
 def quantize(model: nn.Module | Graph,
-             calibration: Iterable[torch.Tensor] | None) -> QuantizedModel:
+             calibration: Iterable[torch.Tensor] | None, *,
+             frontend: str = "auto") -> QuantizedModel:
     """Post-training quantization of ``model`` calibrated on ``calibration`` inputs.
 
-    ``model`` is an ``nn.Module`` (traced with torch.fx) or a graph a front end made
-    (:func:`sw.import_onnx`). ``calibration`` is an iterable of float input tensors, each
+    ``model`` is an ``nn.Module`` or a graph a front end made (:func:`sw.import_onnx`).
+    A module is traced by ``frontend`` (:func:`sw.frontend.trace`): ``"fx"``,
+    ``"export"`` (torch.export, on the first calibration batch), or ``"auto"``, fx
+    and torch.export where fx cannot trace the model. ``calibration`` is an iterable of float input tensors, each
     ``[batch, *shape]``; a single tensor is taken as one batch. A QDQ ONNX model's
     quantization is used as given; such a model needs no calibration (``None``) when it
     quantizes every tensor. ``model`` itself is left as it is (its
@@ -149,10 +169,11 @@ def quantize(model: nn.Module | Graph,
     first = next(calibration, None)
     if isinstance(model, Graph):
         graph = model
-    elif isinstance(first, torch.Tensor) and first.dtype.is_floating_point and first.dim() >= 2:
-        graph = trace(model, example=first)
+    elif isinstance(first, torch.Tensor) and first.dim() >= 2 and \
+            (first.dtype.is_floating_point or first.dtype == torch.int64):
+        graph = trace(model, example=first, frontend=frontend)
     else:
-        graph = trace(model)
+        graph = trace(model, frontend=frontend)
     calibration = itertools.chain([] if first is None else [first], calibration)
     record: dict[str, tuple[float, float]] = {}
     shapes: dict[str, tuple[int, ...]] = {}
@@ -161,9 +182,12 @@ def quantize(model: nn.Module | Graph,
         input_shape = model.input_shape
     n = 0
     with torch.no_grad():
+        ids = graph.nodes[0].attrs == "int64"      # token ids (an embedding's input)
         for x in calibration:
-            if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point or x.dim() < 2:
-                raise ValueError("calibration must yield float tensors of shape [batch, *input]")
+            if not isinstance(x, torch.Tensor) or x.dim() < 2 or \
+                    (x.dtype != torch.int64 if ids else not x.dtype.is_floating_point):
+                raise ValueError(f"calibration must yield {'int64' if ids else 'float'} tensors "
+                                 f"of shape [batch, *input]")
             if not torch.isfinite(x).all():
                 raise ValueError(f"calibration batch {n} holds NaN or infinite values")
             if input_shape is None:
@@ -188,7 +212,8 @@ def quantize(model: nn.Module | Graph,
             n += 1
         if n == 0 and input_shape is None:
             raise ValueError("calibration is empty: give at least one input batch")
-        float_forward(graph, {graph.inputs[0]: torch.zeros((1,) + input_shape)}, shapes=shapes)
+        zeros = torch.zeros((1,) + input_shape, dtype=torch.int64 if ids else torch.float32)
+        float_forward(graph, {graph.inputs[0]: zeros}, shapes=shapes)
 
     # An operand that its producer stores straight into a concatenation takes the
     # concatenation's quantization (sw.ops.cat: the range of all its operands).

@@ -40,6 +40,7 @@ class Tensor:
         self.pad_w = pad_w             # zero-point columns each side of a row (the input only)
         self.pstride = pstride         # bytes between pixels, when not the channels (a slice)
         self.in_place = False          # stored into its slice of a concatenation
+        self.dtype = "int8"            # "int64": token ids (the model input of an embedding)
 
     @property
     def pixel_stride(self) -> int:
@@ -52,7 +53,7 @@ class Tensor:
         if len(self.shape) == 3 and self.pad_w:
             c, h, w = self.shape
             return c * h * (w + 2 * self.pad_w)
-        return int(np.prod(self.shape))
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
     @property
     def elem_strides(self) -> tuple[int, ...]:
@@ -89,7 +90,7 @@ class Tensor:
         nhwc = stored and self.chw is not None or len(self.shape) == 3 and not self.flat
         shape = self.chw if stored and self.chw is not None else self.shape
         return TensorInfo(self.name, self.addr, shape, self.q.scale, self.q.zero_point,
-                          "nhwc" if nhwc else "flat", self.pad_w)
+                          "nhwc" if nhwc else "flat", self.pad_w, self.dtype)
 
 
 class Compiler(GemmSchedule, AluSchedule):
@@ -187,6 +188,8 @@ class Compiler(GemmSchedule, AluSchedule):
         self.emit(isa.sync(queue="compute", push_prev=1))   # the first layer's barrier token
         inp = nodes[0]
         t = Tensor(inp.name, inp.shape, inp.out, pad_w=self.input_padding())
+        if inp.attrs == "int64":
+            t.dtype = "int64"
         t.addr = self.memory.alloc(t.nbytes)
         self.tensors[inp.name] = t
         layer_id = 0
@@ -195,6 +198,9 @@ class Compiler(GemmSchedule, AluSchedule):
             op = ops.get(node.op)
             args = [self.tensors[name] for name in node.inputs]
             for a in args:
+                self.check(op.ids == (a.dtype == "int64"), node,
+                           f"operand {a.name} is {a.dtype}; {node.op} takes "
+                           f"{'token ids' if op.ids else 'int8 activations'}")
                 self.check(op.tokens or not a.flat or len(a.shape) == 1, node,
                            f"token-shaped operand {a.name} {list(a.shape)} ([tokens, features]) "
                            f"is not supported by {node.op}; {ops.token_ops()} take token tensors")

@@ -19,9 +19,9 @@ import torch.fx
 import torch.nn as nn
 
 from ..ir import Graph, Node
-from . import GraphBuilder, UnsupportedOpError
+from . import GraphBuilder, TraceError, UnsupportedOpError
 
-__all__ = ["trace", "Tracer", "module", "function", "MODULES", "FUNCTIONS", "pair"]
+__all__ = ["trace", "walk", "Tracer", "module", "function", "MODULES", "FUNCTIONS", "pair"]
 
 #: module class -> pattern(tracer, fx_node, module, operand name, where)
 MODULES: dict[type, Callable[..., None]] = {}
@@ -51,8 +51,8 @@ def module(*classes: type, label: str | None = None):
 def function(*targets, constants: bool = False):
     """Decorator: the pattern for calls of ``targets`` (functions, or method names as str).
 
-    ``constants``: the pattern reads parameter operands (``self.weight``) as constants,
-    from their values on the example input, so their ``get_attr`` nodes add nothing.
+    ``constants``: the pattern reads parameter operands (``self.weight``) as constants
+    (:meth:`Tracer.constant`), so their ``get_attr`` nodes add nothing.
     """
     def deco(fn):
         for t in targets:
@@ -82,6 +82,18 @@ class Tracer(GraphBuilder):
         super().__init__()
         self.values = values or {}
         self.pending: dict[str, tuple] = {}
+        #: fx node name -> the tensor of a ``get_attr`` node (a parameter, a buffer, or a
+        #: constant the export front end folded), read by the patterns through :meth:`constant`
+        #: (those of ``function(constants=True)``; the export front end's constants by any)
+        self.constants: dict[str, torch.Tensor] = {}
+        #: the fx node whose pattern runs (for messages)
+        self.node = None
+
+    def constant(self, arg) -> torch.Tensor | None:
+        """The tensor of an fx operand that is a constant (a ``get_attr`` node), else None."""
+        if isinstance(arg, torch.fx.Node):
+            return self.constants.get(arg.name)
+        return None
 
     def const(self, arg):
         """``arg`` itself, or for an fx node that computed a shape or a number on the
@@ -98,6 +110,8 @@ class Tracer(GraphBuilder):
         (``layer1.0.conv1``); for a function or method call, the path of the module whose
         ``forward`` makes it (fx's ``nn_module_stack``) and the call's name
         (``features.denseblock1.cat_1``; ``cat_1`` at the top level)."""
+        if "module_path" in fx_node.meta:      # the export front end: a leaf module's call
+            return fx_node.meta["module_path"]
         if fx_node.op == "call_module":
             return str(fx_node.target)
         stack = fx_node.meta.get("nn_module_stack") or {}
@@ -107,16 +121,24 @@ class Tracer(GraphBuilder):
         """:meth:`where`, for messages: a function or method call also names the class
         whose ``forward`` makes it (``features.denseblock1.cat_1 (in _DenseBlock)``)."""
         if fx_node.op == "call_module":
-            return repr(str(fx_node.target))
+            return repr(self.where(fx_node))
         stack = fx_node.meta.get("nn_module_stack") or {}
         cls = list(stack.values())[-1][1] if stack else None
-        owner = getattr(cls, "__name__", "the model") if cls else "the model's forward"
+        if isinstance(cls, str):        # torch.export records the class by its qualified name
+            owner = cls.rsplit(".", 1)[-1]
+        else:
+            owner = getattr(cls, "__name__", "the model") if cls else "the model's forward"
         return f"{self.where(fx_node)} (in {owner})"
 
     def src(self, arg) -> str:
         """The IR name of an fx operand; constants are not supported."""
         if not isinstance(arg, torch.fx.Node):
             raise UnsupportedOpError(f"constant operand {arg!r} is not supported")
+        if arg.name in self.constants:
+            shape = list(self.constants[arg.name].shape)
+            where = f" of {self.place(self.node)}" if self.node is not None else ""
+            raise UnsupportedOpError(f"constant tensor operand {arg.name} {shape}{where} is not "
+                                     f"supported")
         return self.resolve(arg.name)
 
 
@@ -162,8 +184,7 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # fx raises many types for data-dependent control flow
-        raise UnsupportedOpError(f"torch.fx could not trace the model: {exc}") from None
-    modules = dict(gm.named_modules())
+        raise TraceError(f"torch.fx could not trace the model: {exc}") from None
     values: dict[str, Any] = {}
     if example is not None:
         recorder = _Recorder(gm)
@@ -173,18 +194,36 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
             values = recorder.values
         except Exception:  # noqa: BLE001 - the model's own error on this input
             # The shapes stay unknown: the patterns that need them say so; the error
-            # itself shows when the quantizer runs the model.
-            values = {}
+            # itself shows when the quantizer runs the model. The input's dtype is known.
+            values = {n.name: example for n in gm.graph.nodes if n.op == "placeholder"}
+    return walk(gm, values)
+
+
+def walk(gm: torch.fx.GraphModule, values: dict[str, Any]) -> Graph:
+    """The graph of fx graph module ``gm`` through the pattern tables; ``values``: what
+    each fx node computed on the example input (empty without one). The torch.export
+    front end (:mod:`sw.frontend.export`) walks its aten graph, rewritten to the torch
+    functions, through here too. Raises :class:`sw.UnsupportedOpError` naming every
+    operation no pattern supports."""
+    modules = dict(gm.named_modules())
     # The operator files fill the pattern tables when the op table is imported; they import
     # this module for its decorators, so the import is here rather than at the top.
     from ..ops.activation import fuse_activations
     t = Tracer(values)
+    for fx_node in gm.graph.nodes:
+        if fx_node.op == "get_attr":
+            t.constants[fx_node.name] = _fetch(gm, fx_node.target)
     out_name = None
     problems: list[str] = []
     for fx_node in gm.graph.nodes:
+        t.node = fx_node
         try:
             if fx_node.op == "output":
-                out_name = t.src(fx_node.args[0])
+                out = fx_node.args[0]
+                if isinstance(out, (tuple, list)) and len(out) != 1:
+                    raise UnsupportedOpError(f"the model returns {len(out)} tensors; one output "
+                                             f"is supported")
+                out_name = t.src(out[0] if isinstance(out, (tuple, list)) else out)
             else:
                 _add_node(t, fx_node, modules)
         except UnsupportedOpError as exc:
@@ -206,28 +245,41 @@ def trace(model: nn.Module, example: torch.Tensor | None = None) -> Graph:
     return graph
 
 
+def _fetch(gm: torch.nn.Module, target: str):
+    """The attribute ``target`` (a dotted path) of ``gm``, as a ``get_attr`` node reads it."""
+    value = gm
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
 def _add_node(t: Tracer, fx_node, modules: dict) -> None:
     """Add one fx node to the graph through its pattern; UnsupportedOpError if none fits."""
     name = fx_node.name
+    if fx_node.op == "get_attr" and (fx_node.meta.get("folded") or fx_node.users and all(
+            u.target in CONSTANT_OPERANDS for u in fx_node.users)):
+        # A parameter read as a constant by the patterns using it, or a constant the export
+        # front end made (Tracer.constant reads it; a pattern that cannot says so).
+        return
     if fx_node.op == "placeholder":
         if any(n.op == "input" for n in t.nodes):
             raise UnsupportedOpError(f"model has more than one input ({name}); one is supported")
-        t.add(Node(name, "input", [], where=name))
-    elif fx_node.op == "get_attr" and name in t.values and fx_node.users and all(
-            u.target in CONSTANT_OPERANDS for u in fx_node.users):
-        return                      # a parameter, read as a constant by the patterns using it
+        # Token ids (an int64 example) stay integers: the embedding reads them.
+        ids = getattr(t.values.get(name), "dtype", None) == torch.int64
+        t.add(Node(name, "input", [], "int64" if ids else None, where=name))
     elif fx_node.op == "call_module":
         mod = modules[fx_node.target]
         inp = t.src(fx_node.args[0])
         pattern = next((MODULES[c] for c in type(mod).__mro__ if c in MODULES), None)
         if pattern is None:
             raise UnsupportedOpError(
-                f"unsupported module {type(mod).__name__} at {fx_node.target!r}; supported: "
+                f"unsupported module {type(mod).__name__} at {t.where(fx_node)!r}; supported: "
                 f"{', '.join(_MODULE_LABELS)}")
-        pattern(t, fx_node, mod, inp, str(fx_node.target))
+        pattern(t, fx_node, mod, inp, t.where(fx_node))
     elif fx_node.op in ("call_function", "call_method"):
         target = fx_node.target
-        tname = getattr(target, "__name__", str(target))
+        tname = str(target) if isinstance(target, torch._ops.OpOverload) else \
+            getattr(target, "__name__", str(target))
         if name in t.values and _is_constant(t.values[name]):
             return                  # shape arithmetic, folded into the patterns that read it
         if target in ("size", getattr):

@@ -7,7 +7,8 @@ front-end patterns.
 ``linear``        Linear (:mod:`sw.ops.linear`)
 ``relu/relu6``    ReLU, ReLU6, fused into their producer where possible (:mod:`sw.ops.activation`)
 ``silu`` ...      SiLU, Sigmoid, Hardswish, Hardsigmoid, Tanh, GELU, LeakyReLU: 256-entry
-                  tables on the store path (:mod:`sw.ops.table`)
+                  tables on the store path (:mod:`sw.ops.table`); ``elementwise``: a
+                  model's own element-wise module (torch.export), tabulated the same way
 ``maxpool``       MaxPool2d (:mod:`sw.ops.pool`)
 ``avgpool``       AvgPool2d, any ceil_mode, count_include_pad, divisor_override (:mod:`sw.ops.pool`)
 ``gap``           AdaptiveAvgPool2d(1), ``x.mean([2, 3])`` (:mod:`sw.ops.gap`)
@@ -28,6 +29,8 @@ front-end patterns.
                   their linears, views, matmuls and softmax (:mod:`sw.ops.attention`)
 ``layernorm``     LayerNorm, F.layer_norm over token features, integer-only (Newton rsqrt),
                   gamma and beta in the store path (:mod:`sw.ops.layernorm`, a row program)
+``embedding``     Embedding of int64 token ids, on the host; position embeddings folded in
+                  (:mod:`sw.ops.embedding`)
 ================  ====================================================================
 
 Dropout and Identity disappear in the front end (:mod:`sw.ops.identity`). Adding an
@@ -41,7 +44,7 @@ from .base import (OP_CLASSES, REGISTRY, Op, QuantContext, act_clamp, get, qpara
 
 # Registration order is the order of the supported-module list in messages.
 from . import input, conv, linear, activation, table, pool, gap, adaptive, add, mul, cat, flatten, layout, identity  # noqa: E402, F401, A004
-from . import matmul, reshape, softmax, layernorm, attention  # noqa: E402, F401
+from . import matmul, reshape, softmax, layernorm, attention, embedding  # noqa: E402, F401
 
 __all__ = ["Op", "QuantContext", "REGISTRY", "OP_CLASSES", "register", "get", "qparams", "act_clamp",
            "token_ops", "symmetric_operands", "symmetric_qparams"]

@@ -106,6 +106,10 @@ class Add(Op):
 @fx.function(operator.add, torch.add, "add", operator.iadd)
 def _from_add(t: fx.Tracer, fx_node) -> None:
     a, b = fx_node.args[:2]
-    if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)):
+    from .embedding import add_constant      # position embeddings fold into the lookup
+    if add_constant(t, fx_node, a, b) or add_constant(t, fx_node, b, a):
+        return
+    if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)) or \
+            t.constant(a) is not None or t.constant(b) is not None:
         raise UnsupportedOpError(f"add at {t.place(fx_node)}: adding a constant is not supported")
     t.add(Node(fx_node.name, "add", [t.src(a), t.src(b)], where=t.where(fx_node)))

@@ -91,6 +91,8 @@ class Op:
       its rank (not a channel-last image);
     * ``symmetric_inputs``: its operands' producers are quantized symmetric (zero point
       0; :func:`symmetric_operands`).
+    * ``ids``: its operands are integer token ids (an int64 model input), which the flow
+      refuses, naming the layer, for the operators without.
     """
     name: ClassVar[str] = ""
     host: ClassVar[bool] = False
@@ -101,6 +103,7 @@ class Op:
     strided: ClassVar[bool] = False
     flat_output: ClassVar[bool] = False
     symmetric_inputs: ClassVar[bool] = False
+    ids: ClassVar[bool] = False
 
     def vector_ops(self, node: QNode, in_shapes: list[tuple[int, ...]]) -> int:
         """Arithmetic operations of one sample besides MACs (one per comparison, add or

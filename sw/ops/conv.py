@@ -111,17 +111,65 @@ def _from_conv2d(t: fx.Tracer, fx_node, mod: nn.Conv2d, inp: str, where: str) ->
                                                  mod.groups), where=where))
 
 
+@fx.function(F.conv2d, constants=True)
+def _from_function(t: fx.Tracer, fx_node) -> None:
+    """``F.conv2d`` with constant weights (a module's parameters, or the torch.export front
+    end's ``aten.conv2d``)."""
+    names = ["input", "weight", "bias", "stride", "padding", "dilation", "groups"]
+    kw = {**dict(zip(names, fx_node.args)), **fx_node.kwargs}
+    where = t.place(fx_node)
+    w, b = t.constant(kw.get("weight")), t.constant(kw.get("bias"))
+    if w is None or (kw.get("bias") is not None and b is None):
+        raise UnsupportedOpError(f"conv2d at {where}: only constant weights and bias are "
+                                 f"supported")
+    padding = kw.get("padding", 0)
+    if padding == "valid":
+        padding = 0
+    elif padding == "same" and all(k % 2 for k in w.shape[2:]):
+        padding = tuple(k // 2 for k in w.shape[2:])
+    refuse_options(where, "conv2d", dilation=(fx.pair(kw.get("dilation", 1)), (1, 1)),
+                   **({"padding": (padding, "numeric, 'valid', or 'same' with odd kernels")}
+                      if isinstance(padding, str) else {}))
+    w = w.detach().clone().float()
+    b = b.detach().clone().float() if b is not None else torch.zeros(w.shape[0])
+    t.add(Node(fx_node.name, "conv", [t.src(kw["input"])],
+               Conv(w, b, fx.pair(kw.get("stride", 1)), fx.pair(padding), kw.get("groups", 1)),
+               where=t.where(fx_node)))
+
+
 @fx.module(nn.BatchNorm2d)
 def _from_batchnorm(t: fx.Tracer, fx_node, bn: nn.BatchNorm2d, inp: str, where: str) -> None:
-    """Folded into the convolution it follows; otherwise (pre-activation BatchNorm, as in
-    DenseNet) a per-channel affine map: a depthwise 1x1 convolution."""
     if bn.running_mean is None or bn.running_var is None:
         raise UnsupportedOpError(f"BatchNorm2d at {where}: track_running_stats=False is not "
                                  f"supported (inference needs the running statistics)")
-    gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(bn.running_var)
-    beta = bn.bias.detach() if bn.bias is not None else torch.zeros_like(bn.running_var)
-    scale = gamma / torch.sqrt(bn.running_var + bn.eps)
-    shift = beta - bn.running_mean * scale
+    _batchnorm(t, fx_node, inp, where, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+               bn.eps)
+
+
+@fx.function(F.batch_norm, constants=True)
+def _from_batch_norm(t: fx.Tracer, fx_node) -> None:
+    """``F.batch_norm`` in inference (the torch.export front end's
+    ``_native_batch_norm_legit_no_training``), on constant statistics."""
+    names = ["input", "running_mean", "running_var", "weight", "bias", "training", "momentum",
+             "eps"]
+    kw = {**dict(zip(names, fx_node.args)), **fx_node.kwargs}
+    where = t.place(fx_node)
+    stats = [t.constant(kw.get(k)) for k in ("running_mean", "running_var")]
+    if kw.get("training") or any(s is None for s in stats):
+        raise UnsupportedOpError(f"batch_norm at {where}: only inference on the running "
+                                 f"statistics is supported")
+    _batchnorm(t, fx_node, t.src(kw["input"]), t.where(fx_node), t.constant(kw.get("weight")),
+               t.constant(kw.get("bias")), *stats, kw.get("eps", 1e-5))
+
+
+def _batchnorm(t: fx.Tracer, fx_node, inp: str, where: str, gamma, beta, mean, var,
+               eps: float) -> None:
+    """Folded into the convolution it follows; otherwise (pre-activation BatchNorm, as in
+    DenseNet) a per-channel affine map: a depthwise 1x1 convolution."""
+    gamma = gamma.detach() if gamma is not None else torch.ones_like(var)
+    beta = beta.detach() if beta is not None else torch.zeros_like(var)
+    scale = gamma / torch.sqrt(var + eps)
+    shift = beta - mean * scale
     prev = t.find(inp)
     if prev.op == "conv" and len(fx_node.args[0].users) == 1 and not prev.act:
         w, b = prev.attrs.weight, prev.attrs.bias

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import golden
-from ..frontend import fx
+from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
 from .base import QuantContext, register
 from .gemm import GemmOp, QLinear, quantize_gemm
@@ -74,3 +74,20 @@ def _from_module(t: fx.Tracer, fx_node, mod: nn.Linear, inp: str, where: str) ->
     w = mod.weight.detach().clone()
     b = mod.bias.detach().clone() if mod.bias is not None else torch.zeros(w.shape[0])
     t.add(Node(fx_node.name, "linear", [inp], Linear(w, b), where=where))
+
+
+@fx.function(F.linear, constants=True)
+def _from_function(t: fx.Tracer, fx_node) -> None:
+    """``F.linear(x, weight, bias)`` with constant weights: a module's parameters read in
+    its ``forward``, or the torch.export front end's ``aten.linear`` / ``aten.addmm``."""
+    args = list(fx_node.args) + [None] * (3 - len(fx_node.args))
+    x = args[0]
+    w = t.constant(fx_node.kwargs.get("weight", args[1]))
+    b_arg = fx_node.kwargs.get("bias", args[2])
+    b = t.constant(b_arg)
+    if w is None or (b_arg is not None and b is None):
+        raise UnsupportedOpError(f"linear at {t.place(fx_node)}: only constant weights and bias "
+                                 f"are supported (a product of two activations is a matmul)")
+    w = w.detach().clone().float()
+    b = b.detach().clone().float() if b is not None else torch.zeros(w.shape[0])
+    t.add(Node(fx_node.name, "linear", [t.src(x)], Linear(w, b), where=t.where(fx_node)))

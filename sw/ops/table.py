@@ -27,7 +27,7 @@ from ..ir import Node, QNode, QParams
 from .activation import load_store
 from .base import Op, QuantContext, register
 
-__all__ = ["QTable", "TableActivation", "activation_table", "TABLE_OPS"]
+__all__ = ["QTable", "TableActivation", "activation_table", "TABLE_OPS", "Elementwise"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,19 @@ class TableActivation(Op):
         return load_store(c, layer_id, args[0], out, params, clamp_lo=-128, clamp_hi=127, lut=1)
 
 
+class Elementwise(nn.Module):
+    """A module that computes an element-wise function of its one input in several
+    operations (Hugging Face's ``NewGELUActivation``: the tanh formula written out), as one
+    table: the torch.export front end puts it in place of those operations."""
+
+    def __init__(self, fn: nn.Module) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
 #: op name -> (float function of (x, node), modules, functions and methods)
 TABLE_OPS = {
     "silu": (lambda x, node: F.silu(x), [nn.SiLU], [F.silu, "silu"]),
@@ -84,6 +97,8 @@ TABLE_OPS = {
     "tanh": (lambda x, node: torch.tanh(x), [nn.Tanh], [torch.tanh, F.tanh, "tanh"]),
     "gelu": (lambda x, node: F.gelu(x, approximate=node.attrs or "none"), [nn.GELU], [F.gelu]),
     "leaky_relu": (lambda x, node: F.leaky_relu(x, node.attrs), [nn.LeakyReLU], [F.leaky_relu]),
+    # any element-wise module (attrs: the module), tabulated by running it
+    "elementwise": (lambda x, node: node.attrs(x), [Elementwise], []),
 }
 
 
@@ -92,6 +107,8 @@ def _module_attr(name, mod):
         return mod.approximate
     if name == "leaky_relu":
         return float(mod.negative_slope)
+    if name == "elementwise":
+        return mod.fn
     return None
 
 

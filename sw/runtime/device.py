@@ -168,7 +168,10 @@ class Device:
         self._check(program)
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor, not {type(x).__name__}")
-        if not x.dtype.is_floating_point:
+        if program.input.dtype == "int64":
+            if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+                raise TypeError(f"input must be integer token ids, not {x.dtype}")
+        elif not x.dtype.is_floating_point:
             raise TypeError(f"input must be a float tensor, not {x.dtype}")
         if not torch.isfinite(x).all():
             raise ValueError("input holds NaN or infinite values")
