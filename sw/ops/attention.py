@@ -49,12 +49,44 @@ def _arg(fx_node, index: int, key: str, default=None):
     return fx_node.kwargs.get(key, default)
 
 
-@fx.function(F.scaled_dot_product_attention)
+def _mask_kind(t: fx.Tracer, fx_node, mask) -> str | None:
+    """What a constant ``attn_mask`` is: None (every key attended: no mask) or "causal"
+    (the keys after the query masked, the same for every batch and head: what Hugging Face
+    models pass once the front end has folded their mask). Anything else is refused."""
+    if mask is None:
+        return None
+    place = t.place(fx_node)
+    value = t.constant(mask)
+    if value is None:
+        value = t.values.get(getattr(mask, "name", None)) if isinstance(mask, torch.fx.Node) \
+            else None
+        if value is not None and isinstance(mask, torch.fx.Node) and mask.op != "get_attr":
+            value = None                    # computed from the input: not a constant
+    if not isinstance(value, torch.Tensor) or value.dim() < 2:
+        raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: an attn_mask that "
+                                 f"is not a constant is not supported (is_causal=True is)")
+    keep = value if value.dtype == torch.bool else value > torch.finfo(value.dtype).min / 2
+    if value.dtype != torch.bool and not torch.all((value == 0) | ~keep):
+        raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: an additive "
+                                 f"attn_mask with values other than 0 and -inf is not supported")
+    keep = keep.reshape(-1, *keep.shape[-2:])
+    if not torch.all(keep == keep[:1]):
+        raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: an attn_mask that "
+                                 f"differs between samples or heads is not supported")
+    keep = keep[0]
+    if bool(keep.all()):
+        return None
+    tq, tk = keep.shape
+    if tq == tk and torch.equal(keep, torch.ones(tq, tk, dtype=torch.bool).tril()):
+        return "causal"
+    raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: an attn_mask other "
+                             f"than none or causal (lower-triangular) is not supported")
+
+
+@fx.function(F.scaled_dot_product_attention, constants=True)
 def _from_sdpa(t: fx.Tracer, fx_node) -> None:
     place = t.place(fx_node)
-    if _arg(fx_node, 3, "attn_mask") is not None:
-        raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: attn_mask is not "
-                                 f"supported (is_causal=True is)")
+    mask = _mask_kind(t, fx_node, _arg(fx_node, 3, "attn_mask"))
     if t.const(_arg(fx_node, 4, "dropout_p", 0.0)) != 0.0:
         raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: dropout_p must be 0")
     if fx_node.kwargs.get("enable_gqa"):
@@ -71,7 +103,7 @@ def _from_sdpa(t: fx.Tracer, fx_node) -> None:
         raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: q {list(vq.shape)}, "
                                  f"k {list(vk.shape)}, v {list(vv.shape)}; supported: the same "
                                  f"batch and heads, k and v of one shape")
-    causal = bool(t.const(_arg(fx_node, 5, "is_causal", False)))
+    causal = bool(t.const(_arg(fx_node, 5, "is_causal", False))) or mask == "causal"
     if causal and vq.shape[-2] != vk.shape[-2]:
         raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: is_causal with "
                                  f"{vq.shape[-2]} queries and {vk.shape[-2]} keys (prefill "

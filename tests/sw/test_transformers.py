@@ -125,15 +125,6 @@ def test_unsupported_attention_forms_are_named(bad, match):
         sw.quantize(Wrap().eval(), [torch.randn(2, 4, 16)])
 
 
-def test_sdpa_with_a_mask_tensor_is_refused():
-    class Masked(nn.Module):
-        def forward(self, x):
-            q = x.unflatten(-1, (2, -1)).transpose(1, 2)
-            return F.scaled_dot_product_attention(q, q, q, attn_mask=torch.ones(4, 4).bool())
-    with pytest.raises(UnsupportedOpError, match="attn_mask"):
-        sw.quantize(Masked().eval(), [torch.randn(2, 4, 16)])
-
-
 RTL_MODELS = {
     "bert": (lambda: BertEncoder(layers=1, hidden=16, heads=2, ffn=32), (8, 16)),
     "gpt2": (lambda: GPT2Block(hidden=16, heads=2), (8, 16)),
@@ -154,3 +145,99 @@ def test_transformer_bit_exact_on_rtl(name):
     assert torch.equal(func.run(program, x), y)
     for key in ("macs", "dram_read_bytes", "dram_write_bytes"):
         assert rtl.stats[key] == func.stats[key], key
+
+
+class MaskedSDPA(SDPA):
+    """SDPA with a constant mask buffer (as a model that builds its mask once has)."""
+
+    def __init__(self, mask):
+        super().__init__(causal=False)
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        def heads(t):
+            return t.unflatten(-1, (self.h, -1)).transpose(1, 2)
+        y = F.scaled_dot_product_attention(heads(self.q(x)), heads(self.k(x)), heads(self.v(x)),
+                                           attn_mask=self.mask)
+        return self.o(y.transpose(1, 2).flatten(2))
+
+
+T = 6
+CAUSAL_BOOL = torch.ones(T, T, dtype=torch.bool).tril()
+CAUSAL_ADD = torch.zeros(T, T).masked_fill(~CAUSAL_BOOL, float("-inf"))
+
+
+@pytest.mark.parametrize("mask, same_as", [(CAUSAL_BOOL, True), (CAUSAL_ADD, True),
+                                           (CAUSAL_BOOL[None, None].expand(1, 2, T, T), True),
+                                           (torch.ones(T, T, dtype=torch.bool), False)])
+def test_a_constant_causal_or_empty_mask_is_understood(mask, same_as):
+    torch.manual_seed(4)
+    model = MaskedSDPA(mask.clone()).eval()
+    ref = SDPA(causal=same_as).eval()
+    ref.load_state_dict({k: v for k, v in model.state_dict().items() if k != "mask"})
+    calib = [torch.randn(4, T, 24) for _ in range(3)]
+    q, qref = sw.quantize(model, calib), sw.quantize(ref, calib)
+    x = torch.randn(2, T, 24)
+    assert torch.equal(q(x), qref(x))
+    program = sw.compile(q, TINY)
+    assert torch.equal(sw.Device(TINY).run(program, x), q(x))
+
+
+def test_other_masks_are_refused_by_name():
+    band = CAUSAL_BOOL & torch.ones(T, T, dtype=torch.bool).triu(-2)     # a sliding window
+    with pytest.raises(UnsupportedOpError, match="other than none or causal"):
+        sw.quantize(MaskedSDPA(band).eval(), [torch.randn(2, T, 24)])
+    soft = torch.randn(T, T)
+    with pytest.raises(UnsupportedOpError, match="other than 0 and -inf"):
+        sw.quantize(MaskedSDPA(soft).eval(), [torch.randn(2, T, 24)])
+
+
+def _hf(kind, hidden=32, layers=2, heads=2):
+    transformers = pytest.importorskip("transformers")
+    if kind == "bert":
+        cfg = transformers.BertConfig(vocab_size=64, hidden_size=hidden, num_hidden_layers=layers,
+                                      num_attention_heads=heads, intermediate_size=2 * hidden,
+                                      max_position_embeddings=32, hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.0)
+        model = transformers.BertModel(cfg, add_pooling_layer=False)
+    else:
+        cfg = transformers.GPT2Config(vocab_size=64, n_embd=hidden, n_layer=layers, n_head=heads,
+                                      n_positions=32, bos_token_id=0, eos_token_id=0)
+        model = transformers.GPT2Model(cfg)
+
+    class LastHidden(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids):
+            return self.model(input_ids=ids).last_hidden_state
+    return LastHidden().eval()
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_hugging_face_models_run_with_only_the_embedding_on_the_host(kind):
+    torch.manual_seed(5)
+    model = _hf(kind)
+    qmodel = sw.quantize(model, [torch.randint(0, 64, (4, 12)) for _ in range(2)])
+    x = torch.randint(0, 64, (2, 12))
+    for cfg in (TINY, NPUConfig()):
+        program = sw.compile(qmodel, cfg)
+        assert program.host_ops == ["embedding"]
+        assert {"matmul", "softmax", "layernorm"} <= {layer["op"] for layer in program.layers}
+        assert torch.equal(sw.Device(cfg).run(program, x), qmodel(x)), cfg.describe()
+    with torch.no_grad():
+        cos = F.cosine_similarity(qmodel(x).flatten(), model(x).flatten(), dim=0)
+    assert cos > 0.98, float(cos)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
+def test_hugging_face_model_bit_exact_on_rtl(kind):
+    torch.manual_seed(6)
+    model = _hf(kind, hidden=16, layers=1)
+    qmodel = sw.quantize(model, [torch.randint(0, 64, (4, 8)) for _ in range(2)])
+    program = sw.compile(qmodel, TINY)
+    x = torch.randint(0, 64, (1, 8))
+    with sw.Device(TINY, backend="rtl") as rtl:
+        y = rtl.run(program, x)
+    assert torch.equal(y, qmodel(x))
