@@ -13,7 +13,7 @@ the configuration (default 16x16) and, with ``--rtl``, measured in Verilator on 
 4x4 configuration for the small variants (hidden 16, 8 tokens), with each layer's cycles
 and utilization (real MACs / MAC slots of its span).
 
-    python bench/transformers.py [--models bert_encoder,...] [--rtl] [--json FILE]
+    python bench/transformer_models.py [--models bert_encoder,...] [--rtl] [--json FILE]
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def _hf(kind: str, hidden: int, layers: int, heads: int):
                                       attention_probs_dropout_prob=0.0)
         return transformers.BertModel(cfg, add_pooling_layer=False)
     cfg = transformers.GPT2Config(vocab_size=128, n_embd=hidden, n_layer=layers, n_head=heads,
-                                  n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                                  n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                  bos_token_id=0, eos_token_id=0)
     return transformers.GPT2Model(cfg)
 
 
