@@ -7,7 +7,8 @@ with ``transformers`` installed, Hugging Face ``BertModel`` and ``GPT2Model`` fr
 configs with random weights (token ids in, through the torch.export front end).
 
 Float agreement is a figure, not a pass criterion: the cosine and the SQNR (dB) of the
-NPU's dequantized output against the float model on random inputs. Every run is checked
+NPU's dequantized output against the float model on random inputs, for the model and for
+every layer (the golden's output at each node against the float model's there). Every run is checked
 bit-exact against the integer golden on ``func``; cycles are the performance model's on
 the configuration (default 16x16) and, with ``--rtl``, measured in Verilator on the tiny
 4x4 configuration for the small variants (hidden 16, 8 tokens), with each layer's cycles
@@ -86,6 +87,31 @@ def _agreement(y: torch.Tensor, f: torch.Tensor) -> tuple[float, float]:
     return float(cos.mean()), sqnr
 
 
+def layer_agreement(model: nn.Module, qmodel, x: torch.Tensor) -> list[dict]:
+    """Per layer: the golden's dequantized output against the float model's at the same
+    node (float all the way from the input: the error each layer has accumulated)."""
+    from sw import ops
+    from sw.frontend import trace
+    from sw.ir import Graph
+    from sw.quant import float_forward
+    graph = trace(model, example=x)
+    every = Graph(graph.nodes, [n.name for n in graph.nodes])     # every node's output
+    fenv = float_forward(every, {graph.nodes[0].name: x})
+    env: dict[str, torch.Tensor] = {}
+    rows = []
+    for q in qmodel.nodes:
+        args = [x] if q.op == "input" else [env[i] for i in q.inputs]
+        env[q.name] = ops.get(q.op).golden(q, args)
+        if q.op == "input" or q.name not in fenv or ops.get(q.op).view:
+            continue
+        got = q.out.dequantize(env[q.name]) if env[q.name].dtype == torch.int8 else None
+        if got is None or got.shape != fenv[q.name].shape:
+            continue
+        cos, sqnr = _agreement(got.flatten(1), fenv[q.name].flatten(1).float())
+        rows.append({"name": q.name, "op": q.op, "where": q.where, "cosine": cos, "sqnr_db": sqnr})
+    return rows
+
+
 def run_one(name: str, cfg: NPUConfig, batch: int, rtl: bool) -> dict:
     factory, shape, small, small_shape, ids = MODELS[name]
     torch.manual_seed(0)
@@ -109,6 +135,7 @@ def run_one(name: str, cfg: NPUConfig, batch: int, rtl: bool) -> dict:
         "instructions": program.insn_count, "macs": macs, "host_ops": list(program.host_ops),
         "cosine": cos, "sqnr_db": sqnr, "compile_s": t2 - t1, "quantize_s": t1 - t0,
         "cycles": timing.cycles, "utilization": macs / (timing.cycles * cfg.macs),
+        "layers": layer_agreement(model, qmodel, x),
     }
     if rtl:
         tiny = NPUConfig.preset("tiny")
@@ -161,6 +188,12 @@ def main(argv=None) -> int:
               f"{len(r['host_ops']):>4} {r['instructions']:>7,} {r['macs'] / 1e6:>7.2f} "
               f"{r['cosine']:>7.4f} {r['sqnr_db']:>5.1f}dB {r['compile_s']:>7.1f}s "
               f"{r['cycles'] / 1e3:>8.1f} {100 * r['utilization']:>5.1f}%", flush=True)
+    for r in rows:
+        print(f"\n{r['model']}: float agreement per layer (golden vs float at each node)")
+        print(f"  {'layer':<40} {'op':<10} {'cos':>7} {'SQNR':>7}")
+        for layer in r["layers"]:
+            print(f"  {layer['name'][:40]:<40} {layer['op']:<10} {layer['cosine']:>7.4f} "
+                  f"{layer['sqnr_db']:>5.1f}dB")
     if args.rtl:
         for r in rows:
             s = r["rtl"]
