@@ -84,8 +84,9 @@ class OnnxGraph(Graph):
 
     def context(self, ranges: dict, shapes: dict):
         """The :class:`sw.ops.QuantContext` of ``sw.quantize``: given quantization first,
-        calibrated ranges for the rest."""
-        return _GivenContext(ranges, {}, shapes, self.given)
+        calibrated ranges for the rest (symmetric where a matmul reads them)."""
+        from ..ops.base import symmetric_operands
+        return _GivenContext(ranges, {}, shapes, self.given, symmetric_operands(self.nodes))
 
     def quantize_node(self, node: Node, ctx) -> QNode:
         """The quantized node: the op table's quantization, with a QDQ model's weights
@@ -97,16 +98,17 @@ class OnnxGraph(Graph):
         return ops.get(node.op).quantize(node, ctx)
 
 
-# Operators that keep their input's quantization (sw.ops: pooling, flatten, clamps).
+# Operators that keep their input's quantization (sw.ops: pooling, flatten, clamps, views).
 _KEEPS_INPUT = {"input", "maxpool", "avgpool", "gap", "flatten", "relu", "relu6",
-                "adaptive_maxpool", "adaptive_avgpool"}
+                "adaptive_maxpool", "adaptive_avgpool", "view", "copy"}
 
 
 class _GivenContext(QuantContext):
     """Calibrated quantization, except where the QDQ model gives it."""
 
-    def __init__(self, ranges, qparams, shapes, given: dict[str, QParams]) -> None:
-        super().__init__(ranges, qparams, shapes)
+    def __init__(self, ranges, qparams, shapes, given: dict[str, QParams],
+                 symmetric: set[str] | None = None) -> None:
+        super().__init__(ranges, qparams, shapes, symmetric or set())
         self.given = given
 
     def out(self, node: Node) -> QParams:
@@ -190,6 +192,9 @@ class Importer(GraphBuilder):
         self.pending: dict[str, tuple] = {}
         self.used: set[str] = set()
         self.consumers: dict[str, int] = {}
+        self.readers: dict[str, list] = {}
+        self.skip: set[int] = set()
+        self.tanh_gelu: dict[int, str] = {}
         self.input_shape: tuple[int, ...] | None = None
         self.values: dict[str, torch.Tensor] = {}
 
@@ -335,6 +340,8 @@ def import_onnx(model, *, check: bool = True) -> OnnxGraph:
     for n in g.node:
         for i in n.input:
             imp.consumers[i] = imp.consumers.get(i, 0) + 1
+            imp.readers.setdefault(i, []).append(n)
+    _match_tanh_gelu(imp, g)
     inputs = [vi for vi in g.input if vi.name not in consts]
     problems: list[str] = []
     if len(inputs) != 1:
@@ -355,6 +362,8 @@ def import_onnx(model, *, check: bool = True) -> OnnxGraph:
 
     for n in g.node:
         fn = PATTERNS.get(n.op_type) if n.domain in ("", "ai.onnx") else None
+        if id(n) in imp.skip:
+            continue                  # inside a pattern of several nodes (tanh-GELU)
         if _fold(imp, n):
             continue                  # shape arithmetic on constants, evaluated here
         try:
@@ -384,9 +393,11 @@ def import_onnx(model, *, check: bool = True) -> OnnxGraph:
         raise UnsupportedOpError(f"ONNX model {source} has {len(outputs)} outputs; one is "
                                  f"supported")
     if imp.pending:
-        raise UnsupportedOpError(f"ONNX model {source}: a layout change "
-                                 f"({', '.join(imp.pending)}) is not a channel shuffle")
+        raise UnsupportedOpError(f"ONNX model {source}: " + "; ".join(
+            _PENDING_LEFT.get(p[0], "a layout change that is not a channel shuffle") + f" ({v!r})"
+            for v, p in imp.pending.items()))
     nodes = _drop_unused(imp.nodes, outputs)
+    _exact_attention_scale(imp, nodes)
     given = {k: v for k, v in imp.given.items() if any(n.name == k for n in nodes)}
     graph = OnnxGraph(nodes, outputs, source=source, input_shape=input_shape, given=given,
                       weights=imp.weights)
@@ -468,7 +479,47 @@ FOLDABLE: dict[str, Callable[..., np.ndarray]] = {
     "Concat": lambda a, *xs: np.concatenate(xs, axis=a.get("axis", 0)),
     "Cast": lambda a, x: x.astype(_np_type(a["to"])),
     "Identity": lambda a, x: x,
+    # Attention's shape arithmetic and its causal mask (Trilu, Equal, Where of constants).
+    "Mod": lambda a, x, y: np.fmod(x, y) if a.get("fmod", 0) else np.mod(x, y),
+    "Sqrt": lambda a, x: np.sqrt(x),
+    "Reshape": lambda a, x, shape: x.reshape(_target_shape(x.shape, shape, a)),
+    "Slice": lambda a, x, starts, ends, axes=None, steps=None: _slice_np(x, starts, ends, axes,
+                                                                         steps),
+    "Expand": lambda a, x, shape: x * np.ones(tuple(int(v) for v in shape), x.dtype),
+    "Trilu": lambda a, x, k=None: (np.triu if a.get("upper", 1) else np.tril)(
+        x, int(k.reshape(-1)[0]) if k is not None else 0),
+    "Equal": lambda a, x, y: np.equal(x, y),
+    "Where": lambda a, c, x, y: np.where(c, x, y),
+    "ConstantOfShape": lambda a, shape: np.full(
+        tuple(int(v) for v in shape), _const_value(a), _const_value(a).dtype),
 }
+
+
+def _const_value(a: dict) -> np.ndarray:
+    import onnx
+    v = a.get("value")
+    return onnx.numpy_helper.to_array(v).reshape(-1)[0] if v is not None else np.float32(0)
+
+
+def _target_shape(shape, target, a: dict) -> tuple[int, ...]:
+    """A Reshape's target with ONNX's 0 (copy the dimension; unless ``allowzero``) and -1
+    resolved against ``shape``."""
+    out = [int(v) for v in np.asarray(target).reshape(-1)]
+    if not a.get("allowzero", 0):
+        out = [shape[i] if v == 0 else v for i, v in enumerate(out)]
+    if -1 in out:
+        known = math.prod(v for v in out if v != -1)
+        out[out.index(-1)] = math.prod(shape) // known if known else 0
+    return tuple(out)
+
+
+def _slice_np(x, starts, ends, axes, steps) -> np.ndarray:
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    index = [slice(None)] * x.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        index[int(ax)] = slice(int(s), int(e), int(st))
+    return x[tuple(index)]
 
 
 def _np_type(elem: int):
@@ -513,7 +564,8 @@ def _from_slice(imp: Importer, n) -> None:
     steps = (imp.const(n.input[4], n, "steps").reshape(-1) if len(n.input) > 4 and n.input[4]
              else np.ones(len(starts), np.int64))
     shape = imp.shape(n.input[0])
-    if shape is None or shape[1] is None or len(starts) != 1 or int(axes[0]) % len(shape) != 1 \
+    if shape is None or len(shape) < 2 or shape[1] is None or len(starts) != 1 or \
+            int(axes[0]) % len(shape) != 1 \
             or int(steps[0]) != 1:
         raise UnsupportedOpError(f"{imp.where(n)}: only a slice of channels (axis 1, step 1) "
                                  f"of a tensor of known shape is supported")
@@ -732,16 +784,21 @@ def _from_gemm(imp: Importer, n) -> None:
 
 @pattern("MatMul")
 def _from_matmul(imp: Importer, n) -> None:
+    """A MatMul by a constant weight is a linear layer; of two activations (attention's
+    ``q kᵀ`` and ``p v``), a ``matmul`` with the scalars folded into its factor."""
+    if n.input[0] in imp.consts and n.input[1] not in imp.consts:
+        raise UnsupportedOpError(f"{imp.where(n)}: a constant first operand "
+                                 f"({n.input[0]!r}) is not supported (a weight is the second)")
     if n.input[1] not in imp.consts:
-        raise UnsupportedOpError(f"{imp.where(n)}: a matmul of two activations is not "
-                                 f"supported (the second operand must be a constant weight)")
+        _matmul(imp, n)
+        return
     w = imp.const(n.input[1], n, "the weight")
     if w.ndim != 2:
         raise UnsupportedOpError(f"{imp.where(n)}: a weight of shape {list(w.shape)} (2-D only)")
     shape = imp.shape(n.input[0])
-    if shape is not None and len(shape) != 2:
+    if shape is not None and len(shape) not in (2, 3):
         raise UnsupportedOpError(f"{imp.where(n)}: an operand of shape {list(shape)} "
-                                 f"([batch, features] only)")
+                                 f"([batch, features] or [batch, tokens, features] only)")
     given = _given_weights(imp, n, n.input[1], None, transpose=True)
     _linear(imp, n, imp.src(n.input[0], n), w.T, None, given)
 
@@ -768,16 +825,23 @@ def _from_add(imp: Importer, n) -> None:
                         bq.scale.reshape(-1), bias.shape).copy()))
             imp.names[n.output[0]] = prev.name
             return
+        if prev.op == "matmul" and imp.consumers.get(x, 0) == 1:
+            _causal_mask(imp, n, prev, imp.consts[c])
+            return
         raise UnsupportedOpError(f"{imp.where(n)}: adding a constant is not supported (only as "
-                                 f"the bias of a MatMul)")
+                                 f"the bias of a MatMul or a causal mask on attention scores)")
     imp.emit(n, "add", [imp.src(a, n), imp.src(b, n)])
 
 
 @pattern("Mul")
 def _from_mul(imp: Importer, n) -> None:
     a, b = n.input[0], n.input[1]
-    if a in imp.consts or b in imp.consts:
-        raise UnsupportedOpError(f"{imp.where(n)}: multiplying by a constant is not supported")
+    if (a in imp.consts) != (b in imp.consts):
+        x, c = (b, a) if a in imp.consts else (a, b)
+        _scale(imp, n, x, imp.consts[c], divide=False)
+        return
+    if a in imp.consts:
+        raise UnsupportedOpError(f"{imp.where(n)}: multiplying two constants is not supported")
     sa, sb = imp.src(a, n), imp.src(b, n)
     # x * sigmoid(x) is SiLU (as PyTorch exports nn.SiLU).
     for x, s in ((sa, sb), (sb, sa)):
@@ -852,13 +916,18 @@ def _from_gelu(imp: Importer, n) -> None:
 
 @pattern("Div")
 def _from_div(imp: Importer, n) -> None:
-    """Only as the start of the erf form of GELU: ``x / sqrt(2)``, then Erf, +1, * x, * 0.5
-    (as PyTorch exports ``nn.GELU()`` before opset 20)."""
-    if n.input[1] in imp.consts and abs(float(imp.consts[n.input[1]].reshape(-1)[0])
-                                        - math.sqrt(2)) < 1e-3 and n.input[0] not in imp.consts:
+    """The start of the erf form of GELU: ``x / sqrt(2)``, then Erf, +1, * x, * 0.5 (as
+    PyTorch exports ``nn.GELU()`` before opset 20); or attention's ``scores / sqrt(d)``."""
+    erf = any(r.op_type == "Erf" for r in imp.readers.get(n.output[0], []))
+    if erf and n.input[1] in imp.consts and abs(float(imp.consts[n.input[1]].reshape(-1)[0])
+                                                - math.sqrt(2)) < 1e-3 and n.input[0] not in imp.consts:
         imp.pending[n.output[0]] = ("gelu", "div", imp.src(n.input[0], n), n)
         return
-    raise UnsupportedOpError(f"{imp.where(n)}: Div is supported only in GELU's erf form")
+    if n.input[1] in imp.consts and n.input[0] not in imp.consts:
+        _scale(imp, n, n.input[0], imp.consts[n.input[1]], divide=True)
+        return
+    raise UnsupportedOpError(f"{imp.where(n)}: Div is supported only in GELU's erf form and as "
+                             f"a matmul's scaling (a division by a scalar constant)")
 
 
 @pattern("Erf")
@@ -896,7 +965,9 @@ def _gelu_step(imp: Importer, n) -> bool:
 
 def _with_gelu(fn):
     def wrapped(imp: Importer, n) -> None:
-        if not _gelu_step(imp, n):
+        if id(n) in imp.tanh_gelu:
+            imp.emit(n, "gelu", [imp.src(imp.tanh_gelu[id(n)], n)], "tanh")
+        elif not _gelu_step(imp, n):
             fn(imp, n)
     return wrapped
 
@@ -981,6 +1052,9 @@ def _from_reshape(imp: Importer, n) -> None:
     if pending is not None:
         raise UnsupportedOpError(f"{imp.where(n)}: only a channel shuffle (Reshape to groups, "
                                  f"Transpose [0, 2, 1, 3, 4], Reshape back) is supported")
+    if in_shape is not None and len(in_shape) >= 3 and _is_flat(imp, imp.src(x, n)):
+        _view_reshape(imp, n, x, _target_shape(in_shape, target, _attrs(n)))
+        return
     if len(target) == 5 and in_shape is not None and len(in_shape) == 4 and \
             target[1] * target[2] == in_shape[1] and tuple(target[3:]) == tuple(in_shape[2:]):
         imp.pending[n.output[0]] = ("groups", imp.src(x, n), target[1], in_shape)
@@ -990,7 +1064,8 @@ def _from_reshape(imp: Importer, n) -> None:
         _flatten(imp, n, x)
         return
     raise UnsupportedOpError(f"{imp.where(n)}: Reshape to {target} (only to [batch, -1], a "
-                             f"flatten, or a channel shuffle's groups)")
+                             f"flatten, a channel shuffle's groups, or a view of a token-shaped "
+                             f"tensor keeping the batch first)")
 
 
 @pattern("Transpose")
@@ -1000,8 +1075,18 @@ def _from_transpose(imp: Importer, n) -> None:
     if pending is not None and pending[0] == "groups" and perm == [0, 2, 1, 3, 4]:
         imp.pending[n.output[0]] = ("swapped",) + pending[1:]
         return
+    if pending is None and perm and perm[0] == 0 and n.input[0] in imp.names and \
+            _is_flat(imp, imp.src(n.input[0], n)):
+        if perm == sorted(perm):
+            imp.same(n, n.input[0])
+        else:
+            from ..ops.reshape import Reshape
+            imp.emit(n, "view", [imp.src(n.input[0], n)],
+                     Reshape("permute", tuple(d - 1 for d in perm[1:])))
+        return
     raise UnsupportedOpError(f"{imp.where(n)}: Transpose {perm} (only a channel shuffle's "
-                             f"[0, 2, 1, 3, 4] after a Reshape to groups)")
+                             f"[0, 2, 1, 3, 4] after a Reshape to groups, or a permutation of "
+                             f"a token-shaped tensor keeping the batch first)")
 
 
 def _shuffle(imp: Importer, n, inp: str, channels: int, groups: int) -> None:
@@ -1068,3 +1153,338 @@ def _from_constant(imp: Importer, n) -> None:
     if "value" not in a:
         raise UnsupportedOpError(f"{imp.where(n)}: only a tensor value is supported")
     imp.consts[n.output[0]] = onnx.numpy_helper.to_array(a["value"].t)
+
+
+# --- transformers -------------------------------------------------------------------------
+# The nodes the fx front end makes for attention (sw.ops.attention): linears, head views
+# (Reshape, Transpose, Split as strided views; a copy where no view exists), matmuls of two
+# activations with attention's scaling folded into their factor, softmax (causal where
+# the scores get the exporter's lower-triangular mask), LayerNorm, GELU (erf or tanh).
+
+#: What a pattern left half-matched at the end of the graph was (the import's error).
+_PENDING_LEFT = {
+    "scale": "a Mul/Div by a constant whose result is not a matmul's operand",
+    "causal": "a causal mask added to scores that no Softmax reads",
+    "gelu": "an incomplete GELU (erf form)",
+}
+
+
+def _is_flat(imp: Importer, name: str) -> bool:
+    """Whether IR node ``name`` is a flat tensor (PyTorch's order in DRAM): made by a view,
+    copy or matmul, token-shaped (at most 3-D), or made by a token operator from flat
+    operands; a channel-last image is not (as :func:`sw.ops.reshape.is_flat`)."""
+    from .. import ops
+    node = imp.find(name)
+    if node.op in ("view", "copy", "matmul", "unsupported"):
+        return True                   # (a placeholder: its own error is the one to report)
+    try:
+        if imp._value(name).dim() <= 3:
+            return True
+    except Exception:  # noqa: BLE001 - an operand the reference cannot run: its operands say
+        pass
+    return bool(node.inputs) and ops.get(node.op).tokens and \
+        all(_is_flat(imp, i) for i in node.inputs)
+
+
+def _compiled(imp: Importer, name: str) -> torch.Tensor:
+    """IR node ``name``'s value with the strides the compiled program gives it: every
+    operator stores row-major, a view takes its operand's strides."""
+    from .. import ops
+    node = imp.find(name)
+    if node.op != "view":
+        return imp._value(name).contiguous()
+    return ops.get("view").forward(node, [_compiled(imp, node.inputs[0])])
+
+
+def _view_reshape(imp: Importer, n, x: str, target: tuple[int, ...]) -> None:
+    """A Reshape of a flat tensor to ``target`` (batch first, unchanged): a view, after a
+    copy where no view has it (a head merge of transposed heads)."""
+    from ..ops.reshape import Reshape
+    in_shape = imp.shape(x)
+    if target[0] != in_shape[0]:
+        raise UnsupportedOpError(f"{imp.where(n)}: Reshape of {list(in_shape)} to "
+                                 f"{list(target)} (only reshapes that keep the batch dimension "
+                                 f"first and whole are supported)")
+    if tuple(target) == tuple(in_shape):
+        imp.same(n, x)
+        return
+    inp = imp.src(x, n)
+    name, where = imp.node_name(n), n.name or n.output[0]
+    try:
+        _compiled(imp, inp)[0].view(target[1:])
+    except RuntimeError:
+        inp = imp.add(Node(f"{name}_copy", "copy", [inp], where=f"{where} (copy)")).name
+    imp.names[n.output[0]] = imp.add(Node(name, "view", [inp], Reshape("shape", tuple(target[1:])),
+                                          where=where)).name
+
+
+def _matmul(imp: Importer, n) -> None:
+    """A MatMul of two activations: a ``matmul`` node; the scalar factors pending on its
+    operands (:func:`_scale`) folded into its factor."""
+    from ..ops.matmul import Matmul
+    factor = 1.0
+    ins = []
+    for v in n.input[:2]:
+        p = imp.pending.get(v)
+        if p is not None and p[0] == "scale":
+            imp.pending.pop(v)
+            factor *= p[2]
+            ins.append(p[1])
+        else:
+            ins.append(imp.src(v, n))
+    sa, sb = imp.shape(n.input[0]), imp.shape(n.input[1])
+    if sa is not None and sb is not None and (
+            len(sa) < 3 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]):
+        raise UnsupportedOpError(f"{imp.where(n)}: operands {list(sa)} and {list(sb)}; "
+                                 f"supported: [batch, ..., M, K] @ [batch, ..., K, N] with the "
+                                 f"same leading dimensions (no broadcasting)")
+    for v, name in zip(n.input[:2], ins):
+        if not _is_flat(imp, name):
+            raise UnsupportedOpError(f"{imp.where(n)}: operand {v!r} is not a token-shaped "
+                                     f"tensor")
+    imp.emit(n, "matmul", ins, Matmul(factor))
+
+
+def _exact_attention_scale(imp: Importer, nodes: list[Node]) -> None:
+    """A matmul factor that is ``1 / sqrt(K)`` (``K`` its reduction length) to float32
+    precision becomes ``1 / sqrt(K)`` exactly: the exporter wrote the model's scale as a
+    float32 (``scaled_dot_product_attention`` as the float32 square root of it on ``q``
+    and on ``kᵀ``), and a factor a few 1e-8 apart moves the scores' calibrated range, and
+    with it a rounding, away from the torch path's."""
+    from ..ops.matmul import Matmul
+    for node in nodes:
+        if node.op == "matmul":
+            exact = 1.0 / math.sqrt(imp._value(node.inputs[0]).shape[-1])
+            if abs(node.attrs.factor / exact - 1) < 1e-6:
+                node.attrs = Matmul(exact)
+
+
+def _scalar(imp: Importer, n, c: np.ndarray) -> float:
+    if c.size != 1:
+        raise UnsupportedOpError(f"{imp.where(n)}: a {n.op_type} by a constant of shape "
+                                 f"{list(c.shape)} is not supported (by a scalar: a matmul's "
+                                 f"scaling)")
+    return float(c.reshape(-1)[0])
+
+
+def _scale(imp: Importer, n, x: str, c: np.ndarray, divide: bool) -> None:
+    """``x * c`` or ``x / c`` with ``c`` a scalar: folded into the matmul that computes
+    ``x`` (``scores * scale``) or, where every reader of the result is a MatMul, into that
+    matmul's factor (the exporter's ``q * sqrt(scale)``, ``kᵀ * sqrt(scale)`` of
+    ``scaled_dot_product_attention``)."""
+    from ..ops.matmul import Matmul
+    value = _scalar(imp, n, c)
+    if divide:
+        if value == 0:
+            raise UnsupportedOpError(f"{imp.where(n)}: a division by zero")
+        value = 1.0 / value
+    if x in imp.pending:
+        raise UnsupportedOpError(f"{imp.where(n)}: a {n.op_type} by a constant inside another "
+                                 f"pattern ({imp.pending[x][0]})")
+    prev = imp.find(imp.src(x, n))
+    if prev.op == "matmul" and prev.act is None and imp.consumers.get(x, 0) == 1 and \
+            prev.name not in imp.given:
+        prev.attrs = Matmul(prev.attrs.factor * value)
+        imp.names[n.output[0]] = prev.name
+        return
+    readers = imp.readers.get(n.output[0], [])
+    if readers and all(r.op_type == "MatMul" and all(i not in imp.consts for i in r.input)
+                       for r in readers) and imp.consumers.get(n.output[0], 0) == 1:
+        imp.pending[n.output[0]] = ("scale", imp.src(x, n), value)
+        return
+    raise UnsupportedOpError(f"{imp.where(n)}: a {n.op_type} by a constant is supported only as "
+                             f"a matmul's scaling (of its result, or of an operand only it reads)")
+
+
+def _causal_mask(imp: Importer, n, scores: Node, mask: np.ndarray) -> None:
+    """``scores + mask`` with ``mask`` the exporter's causal mask ([T, T]: 0 on and below the
+    diagonal, -inf above): the Softmax that reads it is causal."""
+    m = mask.reshape(mask.shape[-2:]) if mask.ndim >= 2 and math.prod(mask.shape[:-2]) == 1 \
+        else None
+    shape = imp.shape(n.input[0] if n.input[0] not in imp.consts else n.input[1])
+    ok = m is not None and m.shape[0] == m.shape[1] and (
+        shape is None or tuple(shape[-2:]) == m.shape)
+    if ok:
+        above = np.triu(np.ones(m.shape, bool), 1)
+        ok = bool(np.all(m[~above] == 0) and np.all(m[above] <= -1e4))
+    if not ok:
+        raise UnsupportedOpError(f"{imp.where(n)}: an added mask of shape {list(mask.shape)} "
+                                 f"that is not a causal one (0 on and below the diagonal, -inf "
+                                 f"above, as is_causal=True exports); other masks are not "
+                                 f"supported")
+    imp.pending[n.output[0]] = ("causal", scores.name)
+
+
+@pattern("Softmax")
+def _from_softmax(imp: Importer, n) -> None:
+    from ..ops.softmax import SoftmaxAttrs
+    x = n.input[0]
+    p = imp.pending.pop(x, None)
+    if p is not None and p[0] != "causal":
+        raise UnsupportedOpError(f"{imp.where(n)}: its operand is inside another pattern "
+                                 f"({p[0]})")
+    src = p[1] if p is not None else imp.src(x, n)
+    shape = imp.shape(x) if p is None else tuple(imp._value(src).shape)
+    rank = len(shape) if shape else None
+    axis = int(_attrs(n).get("axis", -1))
+    if rank is None or axis % rank != rank - 1:
+        raise UnsupportedOpError(f"{imp.where(n)}: Softmax over axis {axis} of a tensor of "
+                                 f"shape {list(shape) if shape else 'unknown'} (the last axis "
+                                 f"is supported)")
+    if not _is_flat(imp, src):
+        raise UnsupportedOpError(f"{imp.where(n)}: a Softmax of an image (of token-shaped "
+                                 f"tensors only)")
+    imp.emit(n, "softmax", [src], SoftmaxAttrs(-1, causal=p is not None))
+
+
+@pattern("LayerNormalization")
+def _from_layernorm(imp: Importer, n) -> None:
+    from ..ops.layernorm import LayerNormAttrs
+    a = _attrs(n)
+    shape = imp.shape(n.input[0])
+    axis = int(a.get("axis", -1))
+    if shape is None or axis % len(shape) != len(shape) - 1:
+        raise UnsupportedOpError(f"{imp.where(n)}: LayerNormalization over axis {axis} (only "
+                                 f"over the last axis)")
+    if any(o for o in n.output[1:]):
+        raise UnsupportedOpError(f"{imp.where(n)}: the Mean and InvStdDev outputs are not "
+                                 f"supported")
+    f = shape[-1]
+
+    def values(i: int, what: str):
+        if len(n.input) <= i or not n.input[i]:
+            return None
+        v = imp.const(n.input[i], n, what).astype(np.float64).reshape(-1)
+        if v.size == 1:
+            v = np.full(f, float(v[0]))
+        if v.size != f:
+            raise UnsupportedOpError(f"{imp.where(n)}: {what} of {v.size} values for {f} "
+                                     f"features")
+        return tuple(float(t) for t in v)
+
+    imp.emit(n, "layernorm", [imp.src(n.input[0], n)],
+             LayerNormAttrs(int(f), _decimal(a.get("epsilon", 1e-5)), values(1, "the scale"),
+                            values(2, "the bias")))
+
+
+def _decimal(value: float) -> float:
+    """A float32 attribute as the shortest decimal that float32 rounds to it (ONNX keeps
+    ``epsilon=1e-5`` as 9.99999975e-06; the fx front end, and the integer LayerNorm's
+    rounded epsilon, see 1e-5)."""
+    return float(repr(np.float32(value)).removeprefix("np.float32(").removesuffix(")"))
+
+
+@pattern("Split")
+def _from_split(imp: Importer, n) -> None:
+    """A split of a flat tensor along a dimension other than the batch (GPT-2's fused
+    ``q, k, v``): each part a strided view (a ``slice`` view, as the fx front end's)."""
+    from ..ops.reshape import Reshape
+    a = _attrs(n)
+    x = n.input[0]
+    shape = imp.shape(x)
+    inp = imp.src(x, n)
+    if shape is None or not _is_flat(imp, inp):
+        raise UnsupportedOpError(f"{imp.where(n)}: only a split of a token-shaped tensor of "
+                                 f"known shape is supported")
+    axis = int(a.get("axis", 0)) % len(shape)
+    if axis == 0:
+        raise UnsupportedOpError(f"{imp.where(n)}: a split of the batch dimension is not "
+                                 f"supported")
+    if len(n.input) > 1 and n.input[1]:
+        sizes = [int(v) for v in imp.const(n.input[1], n, "the split").reshape(-1)]
+    elif "split" in a:
+        sizes = [int(v) for v in a["split"]]
+    else:
+        k = len(n.output)
+        step = -(-shape[axis] // k)
+        sizes = [min(step, shape[axis] - i * step) for i in range(k)]
+    if sum(sizes) != shape[axis] or len(sizes) != len(n.output):
+        raise UnsupportedOpError(f"{imp.where(n)}: split {sizes} of a dimension of "
+                                 f"{shape[axis]}")
+    start = 0
+    for out, size in zip(n.output, sizes):
+        node = imp.add(Node(imp.node_name(n), "view", [inp],
+                            Reshape("slice", (axis - 1, start, start + size)),
+                            where=f"{n.name or n.output[0]} ({start}:{start + size})"))
+        if out:
+            imp.names[out] = node.name
+        start += size
+
+
+def _match_tanh_gelu(imp: Importer, g) -> None:
+    """Find the tanh form of GELU as PyTorch exports ``nn.GELU(approximate="tanh")``:
+    ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x * x * x)))``; the last Mul
+    becomes one ``gelu`` node (``"tanh"``), the other nodes are skipped. Every value inside
+    must be read only inside the pattern."""
+    producer = {o: nd for nd in g.node for o in nd.output}
+
+    def const(v):
+        if v in imp.consts:
+            return imp.consts[v]
+        nd = producer.get(v)
+        if nd is not None and nd.op_type == "Constant" and nd.attribute and \
+                nd.attribute[0].name == "value":
+            import onnx
+            return onnx.numpy_helper.to_array(nd.attribute[0].t)
+        return None
+
+    def near(v, want):
+        c = const(v)
+        return c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - want) < 1e-4
+
+    def split(nd, op, want=None):
+        """``nd`` as ``op(other, c)`` (either order) with ``c`` near ``want`` (or, None,
+        any non-constant); returns the other operand or None."""
+        if nd is None or nd.op_type != op or len(nd.input) != 2:
+            return None
+        for i in (0, 1):
+            a, b = nd.input[i], nd.input[1 - i]
+            if want is None and const(a) is None and const(b) is None:
+                return nd.input
+            if want is not None and near(b, want) and const(a) is None:
+                return a
+        return None
+
+    def only_inside(values, inside):
+        ids = {id(x) for x in inside}
+        return all(id(r) in ids for v in values for r in imp.readers.get(v, []))
+
+    for t in g.node:
+        if t.op_type != "Tanh":
+            continue
+        inner = split(producer.get(t.input[0]), "Mul", math.sqrt(2 / math.pi))
+        add = producer.get(inner) if inner else None
+        ops_ = split(add, "Add")
+        if ops_ is None:
+            continue
+        found = None
+        for x, cube in (ops_, ops_[::-1]):
+            m2 = producer.get(cube)
+            m1_out = split(m2, "Mul", 0.044715)
+            m1 = producer.get(m1_out) if m1_out else None
+            pair = split(m1, "Mul")
+            if pair is None or x not in pair:
+                continue
+            m0 = producer.get(pair[1] if pair[0] == x else pair[0])
+            if m0 is not None and m0.op_type == "Mul" and list(m0.input) == [x, x]:
+                found = (x, [m0, m1, m2, add, producer[t.input[0]], t])
+                break
+        if found is None:
+            continue
+        x, chain = found
+        plus = [r for r in imp.readers.get(t.output[0], []) if split(r, "Add", 1.0) is not None]
+        if len(plus) != 1:
+            continue
+        times = [r for r in imp.readers.get(plus[0].output[0], [])
+                 if split(r, "Mul") is not None and x in r.input]
+        if len(times) != 1:
+            continue
+        half = [r for r in imp.readers.get(times[0].output[0], [])
+                if split(r, "Mul", 0.5) is not None]
+        if len(half) != 1:
+            continue
+        inside = chain + [plus[0], times[0]]
+        if not only_inside([nd.output[0] for nd in inside], inside + half):
+            continue
+        imp.skip.update(id(nd) for nd in inside)
+        imp.tanh_gelu[id(half[0])] = x

@@ -1,0 +1,183 @@
+"""The ONNX front end on transformers: the zoo's BERT-style encoder and GPT-2 block exported
+with torch.onnx.export (opset 17) import as the graph the torch.fx front end makes (linears,
+head views, matmuls of two activations with attention's scaling folded in, softmax, causal
+where the exporter writes the mask, LayerNorm, GELU in its erf and tanh forms), run
+bit-exactly against the golden on func with no host operator, and give the torch path's
+quantized output; masks and forms the NPU does not take are named."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import sw
+from hw import NPUConfig
+from sw.frontend import UnsupportedOpError
+from sw.zoo_transformer import BertEncoder, GPT2Block
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+CFG = NPUConfig.preset("tiny")
+SHAPE = (16, 64)
+MODELS = {"bert_encoder": BertEncoder, "gpt2_block": GPT2Block}
+
+
+def export(model: nn.Module, shape, path) -> str:
+    """The TorchScript exporter at opset 17 (LayerNormalization; GELU as its formula), batch 1."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.randn(1, *shape),), str(path), dynamo=False,
+                          opset_version=17)
+    return str(path)
+
+
+def ort_run(path, x: torch.Tensor) -> torch.Tensor:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    return torch.from_numpy(np.concatenate([s.run(None, {name: x[i:i + 1].numpy()})[0]
+                                            for i in range(len(x))]))
+
+
+def _skeleton(graph):
+    """The graph as its operators and their attributes in order (views, matmul factors to
+    float32 precision: ONNX keeps the scale as a float32, softmax's causal flag, GELU's
+    form), names left out."""
+    out = []
+    for n in graph.nodes:
+        a = n.attrs
+        if n.op == "matmul":
+            a = round(a.factor, 6)
+        elif n.op not in ("view", "softmax", "gelu"):
+            a = None
+        out.append((n.op, a, n.act))
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("onnx_transformers")
+    out = {}
+    for name, cls in MODELS.items():
+        torch.manual_seed(0)
+        model = cls().eval()
+        out[name] = (model, export(model, SHAPE, tmp / f"{name}.onnx"))
+    return out
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_exported_transformer_bit_exact_and_as_the_torch_path(name, exported):
+    model, path = exported[name]
+    graph = sw.import_onnx(path)
+    assert graph.input_shape == SHAPE and not graph.prequantized
+    ops = [n.op for n in graph.nodes]
+    assert ops.count("matmul") == 2 * (2 if name == "bert_encoder" else 1)
+    softmax = [n for n in graph.nodes if n.op == "softmax"]
+    assert all(n.attrs.causal == (name == "gpt2_block") for n in softmax)
+    gen = torch.Generator().manual_seed(1)
+    calib = [torch.randn(4, *SHAPE, generator=gen) for _ in range(2)]
+    q_onnx, q_torch = sw.quantize(graph, calib), sw.quantize(model, calib)
+    program = sw.compile(q_onnx, CFG)
+    assert program.host_ops == [], program.host_ops
+    x = torch.randn(2, *SHAPE, generator=gen)
+    y = sw.Device(CFG).run(program, x)
+    assert torch.equal(y, q_onnx(x))
+    # The fx front end's IR, but for the kᵀ view: ONNX transposes the heads of k once
+    # ([0, 2, 3, 1]) where the model writes two transposes (two views).
+    fx_skel = _skeleton(sw.frontend.trace(model, calib[0]))
+    onnx_skel = _skeleton(graph)
+    assert [s for s in onnx_skel if s[0] != "view"] == [s for s in fx_skel if s[0] != "view"]
+    views = [s for s in onnx_skel if s[0] == "view"]
+    assert len(views) == len([s for s in fx_skel if s[0] == "view"]) - len(softmax)
+    # The same calibration gives the same ranges, so the same quantized output.
+    assert torch.equal(q_torch(x), q_onnx(x))
+    # Float agreement with onnxruntime is a figure (bench/onnx_transformers.py); here a
+    # bound that a wrong head order or a lost mask would break.
+    cos = F.cosine_similarity(y.flatten(), ort_run(path, x).flatten(), dim=0)
+    assert cos > 0.98, float(cos)
+
+
+def test_tanh_gelu_needs_its_whole_formula(tmp_path):
+    # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with another constant is no GELU:
+    # its Muls by constants are named, not taken for one.
+    class NotGelu(nn.Module):
+        def forward(self, x):
+            return 0.5 * x * (1 + torch.tanh(0.7 * (x + 0.044715 * x * x * x)))
+    with pytest.raises(UnsupportedOpError, match="Mul node"):
+        sw.import_onnx(export(NotGelu(), (4, 8), tmp_path / "g.onnx"))
+
+
+def _attention_graph(mask: np.ndarray | None, t=4, d=8):
+    """``softmax(x xᵀ + mask) x`` (no mask: ``softmax(x xᵀ) x``) on ``[1, t, d]`` as a
+    hand-written ONNX graph."""
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["x", "xt"], ["s" if mask is not None else "m"]),
+             helper.make_node("Softmax", ["m"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "x"], ["y"])]
+    if mask is not None:
+        nodes.insert(2, helper.make_node("Add", ["s", "mask"], ["m"]))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, t, d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, t, d])],
+        [] if mask is None else [numpy_helper.from_array(mask.astype(np.float32), "mask")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_causal_mask_constant_is_softmax_causal():
+    t = 4
+    mask = np.triu(np.full((t, t), -np.inf, np.float32), 1)
+    graph = sw.import_onnx(_attention_graph(mask))
+    softmax = [n for n in graph.nodes if n.op == "softmax"]
+    assert len(softmax) == 1 and softmax[0].attrs.causal
+    calib = [torch.randn(4, t, 8)]
+    q = sw.quantize(graph, calib)
+    x = torch.randn(2, t, 8)
+    assert torch.equal(sw.Device(CFG).run(sw.compile(q, CFG), x), q(x))
+    # The mask matters: the first token sees only itself.
+    plain = sw.quantize(sw.import_onnx(_attention_graph(None)), calib)
+    assert not torch.equal(q(x)[:, 0], plain(x)[:, 0])
+
+
+@pytest.mark.parametrize("mask", [
+    np.tril(np.full((4, 4), -np.inf), -1),            # upper triangle kept: anti-causal
+    np.where(np.eye(4) > 0, 0.0, -1.0),               # a soft bias, not a mask
+    np.zeros((2, 4, 4)),                              # per-head
+])
+def test_other_masks_are_refused_naming_the_node(mask):
+    with pytest.raises(UnsupportedOpError, match=r"Add node 'm': an added mask .* not a "
+                                                 r"causal one"):
+        sw.import_onnx(_attention_graph(mask))
+
+
+def test_attention_mask_input_is_named(tmp_path):
+    class Masked(nn.Module):
+        def forward(self, x, mask):
+            q = x.unflatten(-1, (2, -1)).transpose(1, 2)
+            return F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+    path = str(tmp_path / "m.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Masked().eval(), (torch.randn(1, 4, 16), torch.zeros(4, 4)), path,
+                          dynamo=False, opset_version=17, input_names=["x", "attn_mask"])
+    with pytest.raises(UnsupportedOpError, match="2 inputs.*attn_mask"):
+        sw.import_onnx(path)
+
+
+def test_broadcast_matmul_is_refused_naming_the_node():
+    # [1, 2, t, d] @ [1, 1, d, t]: broadcasting over heads.
+    nodes = [helper.make_node("Reshape", ["x", "s1"], ["a"]),
+             helper.make_node("Reshape", ["x", "s2"], ["b"]),
+             helper.make_node("MatMul", ["a", "b"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 8])],
+        [numpy_helper.from_array(np.array([1, 2, 4, 4], np.int64), "s1"),
+         numpy_helper.from_array(np.array([1, 1, 4, 8], np.int64), "s2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedOpError, match="^MatMul node 'y': operands .*no broadcasting"):
+        sw.import_onnx(model)
