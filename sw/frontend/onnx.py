@@ -95,6 +95,16 @@ class OnnxGraph(Graph):
         given = self.weights.get(node.name)
         if given is not None:
             return _quantize_given_gemm(node, ctx, given)
+        if node.op == "matmul" and self.given:
+            for i in node.inputs:
+                q = ctx.q(i)
+                if q.zero_point != 0:
+                    raise UnsupportedOpError(
+                        f"MatMul node {node.where!r}: its operand {i!r} has zero point "
+                        f"{q.zero_point} in the QDQ model; the NPU's matmul of two activations "
+                        f"takes symmetric operands (zero point 0): quantize with "
+                        f"quantize_static(..., activation_type=QuantType.QInt8, "
+                        f"extra_options={{'ActivationSymmetric': True}})")
         return ops.get(node.op).quantize(node, ctx)
 
 
@@ -194,6 +204,7 @@ class Importer(GraphBuilder):
         self.consumers: dict[str, int] = {}
         self.readers: dict[str, list] = {}
         self.skip: set[int] = set()
+        self.unquantized: set[str] = set()
         self.tanh_gelu: dict[int, str] = {}
         self.input_shape: tuple[int, ...] | None = None
         self.values: dict[str, torch.Tensor] = {}
@@ -604,16 +615,25 @@ def _from_quantize(imp: Importer, n) -> None:
     zp = imp.const(n.input[2], n, "the zero point") if len(n.input) > 2 and n.input[2] else None
     dtype = zp.dtype if zp is not None else np.uint8
     if x in imp.consts:
+        if not np.all(np.isfinite(scale)) or np.any(scale == 0):
+            # A constant no scale represents (onnxruntime gives the -inf of a causal mask
+            # scale inf): its float values, for the pattern that reads it to judge.
+            imp.consts[n.output[0]] = imp.consts[x]
+            imp.unquantized.add(n.output[0])
+            return
         # A constant quantized in the graph (weights not folded): evaluate it.
         q = _quantize_np(imp.consts[x], scale, zp, _attrs(n).get("axis", 1), dtype)
         imp.consts[n.output[0]] = q
         return
-    q = _qparams(imp, n, scale, zp, dtype)
     if x in imp.pending:
         # Inside a pattern of several nodes (a channel shuffle's grouped view, GELU's erf
         # form): the pattern's result has a quantization of its own; this one is dropped.
         imp.pending[n.output[0]] = imp.pending.pop(x)
         return
+    q = _qparams(imp, n, scale, zp, dtype)
+    if not math.isfinite(q.scale) or q.scale <= 0:
+        raise ValueError(f"{imp.where(n)}: {x!r} is quantized with scale {q.scale} (onnxruntime's "
+                         f"calibration saw an infinite or empty range)")
     target = imp.src(x, n)
     old = imp.given.get(target)
     if old is not None and old != q:
@@ -638,6 +658,9 @@ def _from_dequantize(imp: Importer, n) -> None:
     x = n.input[0]
     scale = imp.const(n.input[1], n, "the scale").astype(np.float64)
     zp = imp.const(n.input[2], n, "the zero point") if len(n.input) > 2 and n.input[2] else None
+    if x in imp.unquantized:
+        imp.consts[n.output[0]] = imp.consts[x]
+        return
     if x in imp.consts:
         q = imp.consts[x]
         axis = _attrs(n).get("axis", 1)
@@ -823,6 +846,9 @@ def _from_add(imp: Importer, n) -> None:
                         bq.q.astype(np.int64).reshape(-1), bias.shape).copy()),
                     bias_scale=torch.from_numpy(np.broadcast_to(
                         bq.scale.reshape(-1), bias.shape).copy()))
+            # A QDQ model's quantization of the product before the bias is of a tensor the
+            # fused linear does not store: the Add's output quantization is the linear's.
+            imp.given.pop(prev.name, None)
             imp.names[n.output[0]] = prev.name
             return
         if prev.op == "matmul" and imp.consumers.get(x, 0) == 1:
@@ -946,7 +972,7 @@ def _gelu_step(imp: Importer, n) -> bool:
             continue
         c = imp.consts.get(n.input[other])
         stage = p[1]
-        if n.op_type == "Add" and stage == "erf" and c is not None and float(c.reshape(-1)[0]) == 1.0:
+        if n.op_type == "Add" and stage == "erf" and c is not None and _near(c, 1.0):
             imp.pending.pop(n.input[k])
             imp.pending[n.output[0]] = ("gelu", "plus1", p[2], p[3])
             return True
@@ -955,12 +981,17 @@ def _gelu_step(imp: Importer, n) -> bool:
             imp.pending.pop(n.input[k])
             imp.pending[n.output[0]] = ("gelu", "times_x", p[2], p[3])
             return True
-        if n.op_type == "Mul" and stage == "times_x" and c is not None and \
-                float(c.reshape(-1)[0]) == 0.5:
+        if n.op_type == "Mul" and stage == "times_x" and c is not None and _near(c, 0.5):
             imp.pending.pop(n.input[k])
             imp.emit(n, "gelu", [p[2]], "none")
             return True
     return False
+
+
+def _near(c: np.ndarray, want: float) -> bool:
+    """Whether constant ``c`` is the scalar ``want`` (to 1e-4: a QDQ model dequantizes the
+    formula's constants from int8)."""
+    return c.size == 1 and abs(float(c.reshape(-1)[0]) - want) < 1e-4
 
 
 def _with_gelu(fn):
@@ -1259,6 +1290,27 @@ def _exact_attention_scale(imp: Importer, nodes: list[Node]) -> None:
                 node.attrs = Matmul(exact)
 
 
+def _readers(imp: Importer, value: str) -> list:
+    """The ONNX nodes that read ``value``, through a QDQ model's QuantizeLinear and
+    DequantizeLinear pairs."""
+    out = []
+    for r in imp.readers.get(value, []):
+        if r.op_type in ("QuantizeLinear", "DequantizeLinear") and r.input[0] == value:
+            out.extend(_readers(imp, r.output[0]))
+        else:
+            out.append(r)
+    return out
+
+
+def _qdq_after(imp: Importer, value: str) -> list:
+    """The QuantizeLinear and DequantizeLinear nodes that pass ``value`` on (a QDQ model's)."""
+    out = []
+    for r in imp.readers.get(value, []):
+        if r.op_type in ("QuantizeLinear", "DequantizeLinear") and r.input[0] == value:
+            out += [r] + _qdq_after(imp, r.output[0])
+    return out
+
+
 def _scalar(imp: Importer, n, c: np.ndarray) -> float:
     if c.size != 1:
         raise UnsupportedOpError(f"{imp.where(n)}: a {n.op_type} by a constant of shape "
@@ -1282,14 +1334,16 @@ def _scale(imp: Importer, n, x: str, c: np.ndarray, divide: bool) -> None:
         raise UnsupportedOpError(f"{imp.where(n)}: a {n.op_type} by a constant inside another "
                                  f"pattern ({imp.pending[x][0]})")
     prev = imp.find(imp.src(x, n))
-    if prev.op == "matmul" and prev.act is None and imp.consumers.get(x, 0) == 1 and \
-            prev.name not in imp.given:
+    if prev.op == "matmul" and prev.act is None and imp.consumers.get(x, 0) == 1:
         prev.attrs = Matmul(prev.attrs.factor * value)
+        # A QDQ model's quantization of the unscaled product is of a tensor the matmul does
+        # not store: the scaled one's is the matmul's.
+        imp.given.pop(prev.name, None)
         imp.names[n.output[0]] = prev.name
         return
-    readers = imp.readers.get(n.output[0], [])
-    if readers and all(r.op_type == "MatMul" and all(i not in imp.consts for i in r.input)
-                       for r in readers) and imp.consumers.get(n.output[0], 0) == 1:
+    readers = _readers(imp, n.output[0])
+    if len(readers) == 1 and readers[0].op_type == "MatMul" and \
+            all(i not in imp.consts for i in readers[0].input):
         imp.pending[n.output[0]] = ("scale", imp.src(x, n), value)
         return
     raise UnsupportedOpError(f"{imp.where(n)}: a {n.op_type} by a constant is supported only as "
@@ -1413,24 +1467,33 @@ def _from_split(imp: Importer, n) -> None:
 
 def _match_tanh_gelu(imp: Importer, g) -> None:
     """Find the tanh form of GELU as PyTorch exports ``nn.GELU(approximate="tanh")``:
-    ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x * x * x)))``; the last Mul
-    becomes one ``gelu`` node (``"tanh"``), the other nodes are skipped. Every value inside
-    must be read only inside the pattern."""
+    ``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x * x * x)))`` (in a QDQ model
+    with a QuantizeLinear/DequantizeLinear pair after each node and constant); the last
+    Mul becomes one ``gelu`` node (``"tanh"``), the other nodes, and the pairs between
+    them, are skipped. Every value inside must be read only inside the pattern."""
     producer = {o: nd for nd in g.node for o in nd.output}
 
+    def prod(v):
+        """The node computing ``v``, through Q/DQ pairs."""
+        nd = producer.get(v)
+        while nd is not None and nd.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            nd = producer.get(nd.input[0])
+        return nd
+
     def const(v):
+        nd = producer.get(v)
+        while nd is not None and nd.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            v, nd = nd.input[0], producer.get(nd.input[0])
         if v in imp.consts:
             return imp.consts[v]
-        nd = producer.get(v)
         if nd is not None and nd.op_type == "Constant" and nd.attribute and \
                 nd.attribute[0].name == "value":
             import onnx
             return onnx.numpy_helper.to_array(nd.attribute[0].t)
         return None
 
-    def near(v, want):
-        c = const(v)
-        return c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - want) < 1e-4
+    def same(a, b):
+        return a == b or prod(a) is not None and prod(a) is prod(b)
 
     def split(nd, op, want=None):
         """``nd`` as ``op(other, c)`` (either order) with ``c`` near ``want`` (or, None,
@@ -1440,51 +1503,48 @@ def _match_tanh_gelu(imp: Importer, g) -> None:
         for i in (0, 1):
             a, b = nd.input[i], nd.input[1 - i]
             if want is None and const(a) is None and const(b) is None:
-                return nd.input
-            if want is not None and near(b, want) and const(a) is None:
+                return list(nd.input)
+            if want is not None and const(b) is not None and _near(const(b), want) and \
+                    const(a) is None:
                 return a
         return None
-
-    def only_inside(values, inside):
-        ids = {id(x) for x in inside}
-        return all(id(r) in ids for v in values for r in imp.readers.get(v, []))
 
     for t in g.node:
         if t.op_type != "Tanh":
             continue
-        inner = split(producer.get(t.input[0]), "Mul", math.sqrt(2 / math.pi))
-        add = producer.get(inner) if inner else None
+        m3 = prod(t.input[0])
+        add = prod(split(m3, "Mul", math.sqrt(2 / math.pi)) or "")
         ops_ = split(add, "Add")
         if ops_ is None:
             continue
         found = None
         for x, cube in (ops_, ops_[::-1]):
-            m2 = producer.get(cube)
-            m1_out = split(m2, "Mul", 0.044715)
-            m1 = producer.get(m1_out) if m1_out else None
+            m2 = prod(cube)
+            m1 = prod(split(m2, "Mul", 0.044715) or "")
             pair = split(m1, "Mul")
-            if pair is None or x not in pair:
+            if pair is None or not any(same(x, v) for v in pair):
                 continue
-            m0 = producer.get(pair[1] if pair[0] == x else pair[0])
-            if m0 is not None and m0.op_type == "Mul" and list(m0.input) == [x, x]:
-                found = (x, [m0, m1, m2, add, producer[t.input[0]], t])
+            m0 = prod(pair[1] if same(pair[0], x) else pair[0])
+            if m0 is not None and m0.op_type == "Mul" and all(same(v, x) for v in m0.input):
+                found = (x, [m0, m1, m2, add, m3, t])
                 break
         if found is None:
             continue
         x, chain = found
-        plus = [r for r in imp.readers.get(t.output[0], []) if split(r, "Add", 1.0) is not None]
+        plus = [r for r in _readers(imp, t.output[0]) if split(r, "Add", 1.0) is not None]
         if len(plus) != 1:
             continue
-        times = [r for r in imp.readers.get(plus[0].output[0], [])
-                 if split(r, "Mul") is not None and x in r.input]
+        times = [r for r in _readers(imp, plus[0].output[0])
+                 if split(r, "Mul") is not None and any(same(x, v) for v in r.input)]
         if len(times) != 1:
             continue
-        half = [r for r in imp.readers.get(times[0].output[0], [])
-                if split(r, "Mul", 0.5) is not None]
+        half = [r for r in _readers(imp, times[0].output[0]) if split(r, "Mul", 0.5) is not None]
         if len(half) != 1:
             continue
         inside = chain + [plus[0], times[0]]
-        if not only_inside([nd.output[0] for nd in inside], inside + half):
+        ids = {id(nd) for nd in inside + half}
+        if not all(id(r) in ids for nd in inside for r in _readers(imp, nd.output[0])):
             continue
-        imp.skip.update(id(nd) for nd in inside)
+        pairs = [q for nd in inside for q in _qdq_after(imp, nd.output[0])]
+        imp.skip.update(id(nd) for nd in inside + pairs)
         imp.tanh_gelu[id(half[0])] = x

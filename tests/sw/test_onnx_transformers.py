@@ -181,3 +181,67 @@ def test_broadcast_matmul_is_refused_naming_the_node():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(UnsupportedOpError, match="^MatMul node 'y': operands .*no broadcasting"):
         sw.import_onnx(model)
+
+
+# --- QDQ models from onnxruntime's static quantization ---------------------------------------
+
+def qdq(path: str, *, symmetric: bool, exclude=()) -> str:
+    """``path`` quantized by onnxruntime (QDQ, int8, weights per channel), calibrated on
+    random inputs; ``symmetric``: activations too (zero points 0)."""
+    import logging
+
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    logging.getLogger().setLevel(logging.ERROR)
+    name = onnx.load(path).graph.input[0].name
+    gen = torch.Generator().manual_seed(0)
+    batches = iter([{name: torch.randn(1, *SHAPE, generator=gen).numpy()} for _ in range(8)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    out = path.replace(".onnx", f"_qdq{'_sym' if symmetric else ''}.onnx")
+    quantize_static(path, out, Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, nodes_to_exclude=list(exclude),
+                    extra_options={"ActivationSymmetric": symmetric})
+    return out
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_qdq_transformer_runs_with_its_quantization_as_given(name, exported):
+    _, path = exported[name]
+    graph = sw.import_onnx(qdq(path, symmetric=True))
+    assert graph.prequantized and graph.quantizes_all()
+    assert {"matmul", "softmax", "layernorm", "gelu"} <= {n.op for n in graph.nodes}
+    assert [n.attrs.causal for n in graph.nodes if n.op == "softmax"][0] == (name == "gpt2_block")
+    q = sw.quantize(graph, None)
+    # The given scales, not calibrated ones: the first linear's output is the QDQ model's.
+    first = next(n for n in q.nodes if n.op == "linear")
+    assert first.out == graph.given[first.name]
+    program = sw.compile(q, CFG)
+    assert program.host_ops == []
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sw.Device(CFG).run(program, x), q(x))
+
+
+def test_qdq_matmul_operands_with_zero_points_are_named(exported):
+    _, path = exported["bert_encoder"]
+    graph = sw.import_onnx(qdq(path, symmetric=False))
+    with pytest.raises(UnsupportedOpError, match=r"MatMul node '/layers/layers.0/attention/"
+                                                 r"MatMul': its operand .* zero point .*"
+                                                 r"ActivationSymmetric"):
+        sw.quantize(graph, None)
+
+
+def test_qdq_quantized_mask_of_infinite_scale_stays_a_mask(exported):
+    # onnxruntime quantizes the causal mask's -inf with scale inf: the mask is read as its
+    # float values (still causal), the masked scores' quantization is not used.
+    _, path = exported["gpt2_block"]
+    proto = onnx.load(qdq(path, symmetric=True))
+    scales = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
+              if i.name.endswith("_scale")}
+    assert any(np.isinf(v).any() for v in scales.values())
+    graph = sw.import_onnx(proto)
+    assert [n.attrs.causal for n in graph.nodes if n.op == "softmax"] == [True]
