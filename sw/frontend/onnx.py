@@ -26,6 +26,15 @@ Two kinds of models:
   requantization follows it (a one-operand ``cat``, TFLite's integer rounding).
   docs/user-guide.md ("ONNX models") gives the measured agreement with onnxruntime.
 
+Transformers (as ``torch.onnx.export`` writes attention) become the nodes the fx front
+end makes for them (:mod:`sw.ops.attention`): MatMul of two activations a ``matmul`` with
+attention's scaling folded into its factor, head Reshape/Transpose/Split ``view`` nodes
+(a ``copy`` where no view exists), Softmax (causal where the exporter's lower-triangular
+mask is added), LayerNormalization or its decomposition, GELU's erf and tanh formulas.
+Patterns of several nodes whose middle would match other patterns (tanh-GELU, the
+LayerNorm decomposition) are found before the walk (:func:`_match_tanh_gelu`,
+:func:`_match_layernorm`).
+
 ``onnx`` is imported only when a model is imported, so ``import sw`` stays fast.
 """
 
@@ -188,7 +197,10 @@ class Importer(GraphBuilder):
 
     ``consts``: constant tensors (initializers, Constant nodes, dequantized weights) by
     ONNX name; ``qconsts``: the integer form of the dequantized ones; ``shapes``: value
-    shapes from ONNX shape inference; ``names``: ONNX value name -> IR node name.
+    shapes from ONNX shape inference; ``names``: ONNX value name -> IR node name;
+    ``readers``: ONNX value name -> the nodes reading it; ``skip`` (node ids): nodes inside
+    a pattern found before the walk, ``fused`` (node id -> pattern): its last node;
+    ``unquantized``: constants a QDQ model quantizes with no finite scale (kept as floats).
     """
 
     def __init__(self, consts: dict[str, np.ndarray], shapes: dict[str, tuple]) -> None:
@@ -205,7 +217,7 @@ class Importer(GraphBuilder):
         self.readers: dict[str, list] = {}
         self.skip: set[int] = set()
         self.unquantized: set[str] = set()
-        self.tanh_gelu: dict[int, str] = {}
+        self.fused: dict[int, Callable[["Importer", Any], None]] = {}
         self.input_shape: tuple[int, ...] | None = None
         self.values: dict[str, torch.Tensor] = {}
 
@@ -353,6 +365,7 @@ def import_onnx(model, *, check: bool = True) -> OnnxGraph:
             imp.consumers[i] = imp.consumers.get(i, 0) + 1
             imp.readers.setdefault(i, []).append(n)
     _match_tanh_gelu(imp, g)
+    _match_layernorm(imp, g)
     inputs = [vi for vi in g.input if vi.name not in consts]
     problems: list[str] = []
     if len(inputs) != 1:
@@ -373,6 +386,7 @@ def import_onnx(model, *, check: bool = True) -> OnnxGraph:
 
     for n in g.node:
         fn = PATTERNS.get(n.op_type) if n.domain in ("", "ai.onnx") else None
+        fn = imp.fused.get(id(n), fn)     # the last node of a pattern found beforehand
         if id(n) in imp.skip:
             continue                  # inside a pattern of several nodes (tanh-GELU)
         if _fold(imp, n):
@@ -996,9 +1010,7 @@ def _near(c: np.ndarray, want: float) -> bool:
 
 def _with_gelu(fn):
     def wrapped(imp: Importer, n) -> None:
-        if id(n) in imp.tanh_gelu:
-            imp.emit(n, "gelu", [imp.src(imp.tanh_gelu[id(n)], n)], "tanh")
-        elif not _gelu_step(imp, n):
+        if not _gelu_step(imp, n):
             fn(imp, n)
     return wrapped
 
@@ -1547,4 +1559,96 @@ def _match_tanh_gelu(imp: Importer, g) -> None:
             continue
         pairs = [q for nd in inside for q in _qdq_after(imp, nd.output[0])]
         imp.skip.update(id(nd) for nd in inside + pairs)
-        imp.tanh_gelu[id(half[0])] = x
+        imp.fused[id(half[0])] = lambda imp, n, x=x: imp.emit(n, "gelu", [imp.src(x, n)], "tanh")
+
+
+def _match_layernorm(imp: Importer, g) -> None:
+    """Find LayerNorm as PyTorch exports ``nn.LayerNorm`` before opset 17: ``d = x -
+    ReduceMean(x)``, ``d / Sqrt(ReduceMean(Pow(d, 2)) + eps)``, then ``Mul`` by the weight
+    and ``Add`` of the bias (each optional), all over the last axis; the last node becomes
+    one ``layernorm`` node, the others are skipped. Every value inside must be read only
+    inside the pattern."""
+    from ..ops.layernorm import LayerNormAttrs
+    producer = {o: nd for nd in g.node for o in nd.output}
+
+    def const(v):
+        while v in producer and producer[v].op_type == "Identity":
+            v = producer[v].input[0]      # (the exporter shares equal parameters so)
+        if v in imp.consts:
+            return imp.consts[v]
+        nd = producer.get(v)
+        if nd is not None and nd.op_type == "Constant" and nd.attribute and \
+                nd.attribute[0].name == "value":
+            import onnx
+            return onnx.numpy_helper.to_array(nd.attribute[0].t)
+        return None
+
+    def last_axis_mean(nd) -> bool:
+        if nd is None or nd.op_type != "ReduceMean" or not _attrs(nd).get("keepdims", 1):
+            return False
+        axes = _attrs(nd).get("axes")
+        if axes is None and len(nd.input) > 1 and nd.input[1]:
+            c = const(nd.input[1])
+            axes = None if c is None else c.reshape(-1).tolist()
+        shape = imp.shapes.get(nd.input[0])
+        return axes is not None and len(axes) == 1 and (
+            int(axes[0]) == -1 or shape is not None and int(axes[0]) == len(shape) - 1)
+
+    def only(v, op):
+        rs = imp.readers.get(v, [])
+        return rs[0] if len(rs) == 1 and rs[0].op_type == op else None
+
+    for r1 in g.node:
+        if not last_axis_mean(r1):
+            continue
+        x = r1.input[0]
+        sub = next((r for r in imp.readers.get(r1.output[0], []) if r.op_type == "Sub" and
+                    list(r.input) == [x, r1.output[0]]), None)
+        if sub is None or len(imp.readers.get(r1.output[0], [])) != 1:
+            continue
+        d = sub.output[0]
+        users = imp.readers.get(d, [])
+        pow_ = next((r for r in users if r.op_type == "Pow" and r.input[0] == d and
+                     const(r.input[1]) is not None and _near(const(r.input[1]), 2.0)), None)
+        div = next((r for r in users if r.op_type == "Div" and r.input[0] == d), None)
+        if pow_ is None or div is None or len(users) != 2:
+            continue
+        r2 = only(pow_.output[0], "ReduceMean")
+        add = only(r2.output[0], "Add") if r2 is not None and last_axis_mean(r2) else None
+        if add is None:
+            continue
+        eps = next((const(v) for v in add.input if v != r2.output[0]), None)
+        sqrt = only(add.output[0], "Sqrt")
+        if eps is None or eps.size != 1 or sqrt is None or only(sqrt.output[0], "Div") is not div \
+                or div.input[1] != sqrt.output[0]:
+            continue
+        inside, last = [r1, sub, pow_, r2, add, sqrt], div
+        weight = bias = None
+        for op in ("Mul", "Add"):
+            nxt = only(last.output[0], op)
+            c = None if nxt is None else next(
+                (const(v) for v in nxt.input if v != last.output[0]), None)
+            if c is None or c.ndim > 1:
+                break
+            inside.append(last)
+            last = nxt
+            if op == "Mul":
+                weight = c
+            else:
+                bias = c
+        def emit(imp, n, x=x, eps=_decimal(float(eps.reshape(-1)[0])), weight=weight,
+                 bias=bias):
+            f = imp._value(imp.src(x, n)).shape[-1]
+            for v, what in ((weight, "weight"), (bias, "bias")):
+                if v is not None and v.size not in (1, f):
+                    raise UnsupportedOpError(f"{imp.where(n)}: a LayerNorm (its decomposition) "
+                                             f"with a {what} of {v.size} values for {f} "
+                                             f"features")
+
+            def values(v):
+                return None if v is None else tuple(
+                    float(t) for t in np.broadcast_to(v.astype(np.float64).reshape(-1), (f,)))
+            imp.emit(n, "layernorm", [imp.src(x, n)], LayerNormAttrs(int(f), eps, values(weight),
+                                                                   values(bias)))
+        imp.skip.update(id(nd) for nd in inside)
+        imp.fused[id(last)] = emit

@@ -102,6 +102,29 @@ def test_exported_transformer_bit_exact_and_as_the_torch_path(name, exported):
     assert cos > 0.98, float(cos)
 
 
+def test_layernorm_decomposition_of_older_opsets_and_a_dynamic_batch(tmp_path):
+    # Before opset 17 nn.LayerNorm exports as ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt,
+    # Div, Mul, Add; with a dynamic batch the head reshapes' shapes come from Shape of
+    # tensors whose batch is unknown.
+    torch.manual_seed(0)
+    model = GPT2Block().eval()
+    path = str(tmp_path / "gpt2_14.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(1, *SHAPE),), path, dynamo=False, opset_version=14,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    assert "LayerNormalization" not in {n.op_type for n in onnx.load(path).graph.node}
+    graph = sw.import_onnx(path)
+    norms = [n for n in graph.nodes if n.op == "layernorm"]
+    assert len(norms) == 2 and norms[0].attrs.eps == 1e-5 and norms[0].attrs.weight == tuple(
+        float(v) for v in model.ln_1.weight.detach())
+    calib = [torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(1))]
+    q = sw.quantize(graph, calib)
+    x = torch.randn(3, *SHAPE)
+    assert torch.equal(sw.Device(CFG).run(sw.compile(q, CFG), x), q(x))
+    assert torch.equal(q(x), sw.quantize(model, calib)(x))
+
+
 def test_tanh_gelu_needs_its_whole_formula(tmp_path):
     # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with another constant is no GELU:
     # its Muls by constants are named, not taken for one.
