@@ -466,6 +466,10 @@ def _requantize_kept(graph: OnnxGraph) -> None:
                 effective[node.name] = inherited
                 graph.given.pop(node.name, None)
                 continue
+            if node.op in ("view", "copy"):
+                raise ValueError(f"ONNX node {node.where!r}: the QDQ model quantizes this "
+                                 f"reshape's output ({own}) unlike its operand ({inherited}); a "
+                                 f"view on the NPU keeps its operand's quantization")
             # Requantize: a new node carries the given quantization.
             effective[node.name] = inherited
             del graph.given[node.name]

@@ -268,3 +268,25 @@ def test_qdq_quantized_mask_of_infinite_scale_stays_a_mask(exported):
     assert any(np.isinf(v).any() for v in scales.values())
     graph = sw.import_onnx(proto)
     assert [n.attrs.causal for n in graph.nodes if n.op == "softmax"] == [True]
+
+
+def test_qdq_reshape_with_a_quantization_of_its_own_is_named():
+    # A Transpose whose output a QDQ graph quantizes unlike its input: views keep theirs.
+    def qdq_pair(v, s, name):
+        return [helper.make_node("QuantizeLinear", [v, f"s{s}", "z"], [f"{name}_q"]),
+                helper.make_node("DequantizeLinear", [f"{name}_q", f"s{s}", "z"], [f"{name}_d"])]
+    nodes = (qdq_pair("x", 1, "x") +
+             [helper.make_node("Transpose", ["x_d"], ["t"], perm=[0, 2, 1], name="heads")] +
+             qdq_pair("t", 2, "t") +
+             [helper.make_node("MatMul", ["x_d", "t_d"], ["m"])] + qdq_pair("m", 3, "m") +
+             [helper.make_node("Identity", ["m_d"], ["y"])])
+    inits = {"s1": np.float32(0.02), "s2": np.float32(0.03), "s3": np.float32(0.1),
+             "z": np.int8(0)}
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ValueError, match="ONNX node 'heads': the QDQ model quantizes this "
+                                         "reshape's output"):
+        sw.import_onnx(model)
