@@ -23,7 +23,9 @@ Two kinds of models:
   4-bit types, per-axis activation scales) is a ``ValueError`` naming the tensor.
   Where the QDQ model gives an operator that keeps its input's quantization on the NPU
   (global average pooling, max pooling) an output quantization of its own, a
-  requantization follows it (a one-operand ``cat``, TFLite's integer rounding).
+  requantization follows it (a one-operand ``cat``, TFLite's integer rounding). A matmul
+  of two activations takes symmetric operands: an operand the model gives a zero point
+  is quantized symmetric over the same range instead (:meth:`OnnxGraph.context`).
   docs/user-guide.md ("ONNX models") gives the measured agreement with onnxruntime.
 
 Transformers (as ``torch.onnx.export`` writes attention) become the nodes the fx front
@@ -93,9 +95,22 @@ class OnnxGraph(Graph):
 
     def context(self, ranges: dict, shapes: dict):
         """The :class:`sw.ops.QuantContext` of ``sw.quantize``: given quantization first,
-        calibrated ranges for the rest (symmetric where a matmul reads them)."""
-        from ..ops.base import symmetric_operands
-        return _GivenContext(ranges, {}, shapes, self.given, symmetric_operands(self.nodes))
+        calibrated ranges for the rest (symmetric where a matmul reads them).
+
+        The NPU's matmul of two activations takes symmetric operands: where the QDQ model
+        gives one a zero point other than 0 (onnxruntime's default, asymmetric
+        activations), its producer is requantized to the symmetric quantization of the
+        range the given one spans (``max|x| / 127``, zero point 0; at most one bit
+        coarser), so the model runs with no calibration."""
+        from ..ops.base import symmetric_operands, symmetric_qparams
+        symmetric = symmetric_operands(self.nodes)
+        given = dict(self.given)
+        for name in symmetric & given.keys():
+            q = given[name]
+            if q.zero_point != 0:
+                given[name] = symmetric_qparams(q.scale * (-128 - q.zero_point),
+                                                q.scale * (127 - q.zero_point))
+        return _GivenContext(ranges, {}, shapes, given, symmetric)
 
     def quantize_node(self, node: Node, ctx) -> QNode:
         """The quantized node: the op table's quantization, with a QDQ model's weights
@@ -104,16 +119,6 @@ class OnnxGraph(Graph):
         given = self.weights.get(node.name)
         if given is not None:
             return _quantize_given_gemm(node, ctx, given)
-        if node.op == "matmul" and self.given:
-            for i in node.inputs:
-                q = ctx.q(i)
-                if q.zero_point != 0:
-                    raise UnsupportedOpError(
-                        f"MatMul node {node.where!r}: its operand {i!r} has zero point "
-                        f"{q.zero_point} in the QDQ model; the NPU's matmul of two activations "
-                        f"takes symmetric operands (zero point 0): quantize with "
-                        f"quantize_static(..., activation_type=QuantType.QInt8, "
-                        f"extra_options={{'ActivationSymmetric': True}})")
         return ops.get(node.op).quantize(node, ctx)
 
 

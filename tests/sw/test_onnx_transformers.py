@@ -249,13 +249,27 @@ def test_qdq_transformer_runs_with_its_quantization_as_given(name, exported):
     assert torch.equal(sw.Device(CFG).run(program, x), q(x))
 
 
-def test_qdq_matmul_operands_with_zero_points_are_named(exported):
+def test_qdq_matmul_operands_with_zero_points_are_requantized_symmetric(exported):
+    # onnxruntime's asymmetric activations give q, k, v zero points; the NPU's matmul takes
+    # symmetric operands: their producers are quantized symmetric over the given range.
     _, path = exported["bert_encoder"]
     graph = sw.import_onnx(qdq(path, symmetric=False))
-    with pytest.raises(UnsupportedOpError, match=r"MatMul node '/layers/layers.0/attention/"
-                                                 r"MatMul': its operand .* zero point .*"
-                                                 r"ActivationSymmetric"):
-        sw.quantize(graph, None)
+    q = sw.quantize(graph, None)
+    by_name = {n.name: n for n in q.nodes}
+    query = next(n for n in q.nodes if n.op == "linear")      # the first: q, k or v
+    given = graph.given[query.name]
+    assert given.zero_point != 0 and query.out.zero_point == 0
+    span = max(abs(given.scale * (-128 - given.zero_point)), given.scale * (127 - given.zero_point))
+    assert query.out.scale == pytest.approx(span / 127)
+    for n in q.nodes:
+        if n.op == "matmul":
+            assert all(by_name[i].out.zero_point == 0 for i in n.inputs)
+    # Elsewhere the given quantization stays: a LayerNorm's output is asymmetric as given.
+    norm = next(n for n in q.nodes if n.op == "layernorm")
+    assert norm.out == graph.given[norm.name] and norm.out.zero_point != 0
+    program = sw.compile(q, CFG)
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sw.Device(CFG).run(program, x), q(x))
 
 
 def test_qdq_quantized_mask_of_infinite_scale_stays_a_mask(exported):
