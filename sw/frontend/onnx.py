@@ -967,7 +967,7 @@ def _from_gelu(imp: Importer, n) -> None:
 def _from_div(imp: Importer, n) -> None:
     """The start of the erf form of GELU: ``x / sqrt(2)``, then Erf, +1, * x, * 0.5 (as
     PyTorch exports ``nn.GELU()`` before opset 20); or attention's ``scores / sqrt(d)``."""
-    erf = any(r.op_type == "Erf" for r in imp.readers.get(n.output[0], []))
+    erf = any(r.op_type == "Erf" for r in _readers(imp, n.output[0]))
     if erf and n.input[1] in imp.consts and abs(float(imp.consts[n.input[1]].reshape(-1)[0])
                                                 - math.sqrt(2)) < 1e-3 and n.input[0] not in imp.consts:
         imp.pending[n.output[0]] = ("gelu", "div", imp.src(n.input[0], n), n)

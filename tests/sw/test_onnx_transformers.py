@@ -125,6 +125,35 @@ def test_layernorm_decomposition_of_older_opsets_and_a_dynamic_batch(tmp_path):
     assert torch.equal(q(x), sw.quantize(model, calib)(x))
 
 
+class DividedScores(nn.Module):
+    """Single-head attention written with a division and 3-D transposes, a GELU of the tanh
+    form between two linears."""
+
+    def __init__(self, d=16):
+        super().__init__()
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.act, self.d = nn.GELU(approximate="tanh"), d
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).split(self.d, dim=-1)
+        p = (q @ k.transpose(1, 2) / self.d ** 0.5).softmax(-1)
+        return self.out(self.act(p @ v))
+
+
+def test_division_by_a_scalar_and_split_match_the_torch_path(tmp_path):
+    torch.manual_seed(2)
+    model = DividedScores().eval()
+    graph = sw.import_onnx(export(model, (6, 16), tmp_path / "div.onnx"))
+    matmuls = [n for n in graph.nodes if n.op == "matmul"]
+    assert [n.attrs.factor for n in matmuls] == [0.25, 1.0]
+    assert [n.attrs for n in graph.nodes if n.op == "gelu"] == ["tanh"]
+    calib = [torch.randn(4, 6, 16)]
+    q = sw.quantize(graph, calib)
+    x = torch.randn(2, 6, 16)
+    assert torch.equal(sw.Device(CFG).run(sw.compile(q, CFG), x), q(x))
+    assert torch.equal(q(x), sw.quantize(model, calib)(x))
+
+
 def test_tanh_gelu_needs_its_whole_formula(tmp_path):
     # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with another constant is no GELU:
     # its Muls by constants are named, not taken for one.
