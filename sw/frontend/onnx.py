@@ -281,6 +281,9 @@ class Importer(GraphBuilder):
     def _value(self, name: str) -> torch.Tensor:
         """The float reference's output of IR node ``name`` on one zero input."""
         from .. import ops
+        if self.input_shape is None:
+            raise UnsupportedOpError(f"the shape of {name!r} is needed but the model's input "
+                                     f"shape is not fixed (export it with a fixed shape)")
         if name not in self.values:
             node = self.find(name)
             if node.op == "input":
@@ -393,7 +396,7 @@ def import_onnx(model, *, check: bool = True) -> OnnxGraph:
         fn = PATTERNS.get(n.op_type) if n.domain in ("", "ai.onnx") else None
         fn = imp.fused.get(id(n), fn)     # the last node of a pattern found beforehand
         if id(n) in imp.skip:
-            continue                  # inside a pattern of several nodes (tanh-GELU)
+            continue                  # inside a pattern found beforehand (tanh-GELU, LayerNorm)
         if _fold(imp, n):
             continue                  # shape arithmetic on constants, evaluated here
         try:
@@ -1304,6 +1307,8 @@ def _exact_attention_scale(imp: Importer, nodes: list[Node]) -> None:
     and on ``kᵀ``), and a factor a few 1e-8 apart moves the scores' calibrated range, and
     with it a rounding, away from the torch path's."""
     from ..ops.matmul import Matmul
+    if imp.input_shape is None:
+        return
     for node in nodes:
         if node.op == "matmul":
             exact = 1.0 / math.sqrt(imp._value(node.inputs[0]).shape[-1])
