@@ -1381,18 +1381,41 @@ def _causal_mask(imp: Importer, n, scores: Node, mask: np.ndarray) -> None:
     diagonal, -inf above): the Softmax that reads it is causal."""
     m = mask.reshape(mask.shape[-2:]) if mask.ndim >= 2 and math.prod(mask.shape[:-2]) == 1 \
         else None
-    shape = imp.shape(n.input[0] if n.input[0] not in imp.consts else n.input[1])
+    try:
+        shape = tuple(imp._value(scores.name).shape)
+    except Exception:  # noqa: BLE001 - scores the reference cannot run: their own error
+        shape = None
     ok = m is not None and m.shape[0] == m.shape[1] and (
         shape is None or tuple(shape[-2:]) == m.shape)
     if ok:
         above = np.triu(np.ones(m.shape, bool), 1)
         ok = bool(np.all(m[~above] == 0) and np.all(m[above] <= -1e4))
     if not ok:
-        raise UnsupportedOpError(f"{imp.where(n)}: an added mask of shape {list(mask.shape)} "
-                                 f"that is not a causal one (0 on and below the diagonal, -inf "
-                                 f"above, as is_causal=True exports); other masks are not "
-                                 f"supported")
+        what = "an added mask" if n.op_type == "Add" else "a mask"
+        raise UnsupportedOpError(f"{imp.where(n)}: {what} of shape {list(mask.shape)} that is "
+                                 f"not a causal one (0 on and below the diagonal, -inf above, "
+                                 f"as is_causal=True exports); other masks are not supported")
     imp.pending[n.output[0]] = ("causal", scores.name)
+
+
+@pattern("Where")
+def _from_where(imp: Importer, n) -> None:
+    """``Where(mask, -inf, scores)`` (``scores.masked_fill(mask, -inf)``) or ``Where(keep,
+    scores, -inf)`` with a constant condition: a causal mask where the masked positions are
+    the keys after each query (:func:`_causal_mask`)."""
+    cond, a, b = n.input
+    if cond not in imp.consts or (a in imp.consts) == (b in imp.consts):
+        raise UnsupportedOpError(f"{imp.where(n)}: Where is supported only as a constant mask "
+                                 f"of attention scores (a constant condition, the scores and "
+                                 f"a constant fill)")
+    x, fill, masked = (b, a, imp.consts[cond].astype(bool)) if a in imp.consts else \
+        (a, b, ~imp.consts[cond].astype(bool))
+    prev = imp.find(imp.src(x, n))
+    value = imp.consts[fill]
+    if prev.op != "matmul" or imp.consumers.get(x, 0) != 1 or np.any(value > -1e4):
+        raise UnsupportedOpError(f"{imp.where(n)}: Where is supported only as a mask of a "
+                                 f"matmul's scores with -inf (or below -1e4)")
+    _causal_mask(imp, n, prev, np.where(masked, -np.inf, 0.0))
 
 
 @pattern("Softmax")

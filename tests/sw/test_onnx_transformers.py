@@ -195,6 +195,36 @@ def test_causal_mask_constant_is_softmax_causal():
     assert not torch.equal(q(x)[:, 0], plain(x)[:, 0])
 
 
+class MaskedFill(nn.Module):
+    """Attention masked as model code writes it: ``scores.masked_fill(mask, -inf)``."""
+
+    def __init__(self, mask):
+        super().__init__()
+        self.q = nn.Linear(16, 16)
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        q = self.q(x).unflatten(-1, (2, -1)).transpose(1, 2)
+        s = (q @ q.transpose(-2, -1)).masked_fill(self.mask, float("-inf"))
+        return (s.softmax(-1) @ q).transpose(1, 2).flatten(2)
+
+
+def test_masked_fill_of_the_keys_after_each_query_is_causal(tmp_path):
+    torch.manual_seed(4)
+    model = MaskedFill(torch.triu(torch.ones(6, 6, dtype=torch.bool), 1)).eval()
+    graph = sw.import_onnx(export(model, (6, 16), tmp_path / "mf.onnx"))
+    assert [n.attrs.causal for n in graph.nodes if n.op == "softmax"] == [True]
+    q = sw.quantize(graph, [torch.randn(4, 6, 16)])
+    x = torch.randn(2, 6, 16)
+    y = sw.Device(CFG).run(sw.compile(q, CFG), x)
+    assert torch.equal(y, q(x))
+    assert F.cosine_similarity(y.flatten(), model(x).flatten(), dim=0) > 0.98
+    # Another mask (the diagonal's keys hidden too) is named.
+    other = MaskedFill(torch.triu(torch.ones(6, 6, dtype=torch.bool), 0)).eval()
+    with pytest.raises(UnsupportedOpError, match="Where node '/Where': a mask of shape"):
+        sw.import_onnx(export(other, (6, 16), tmp_path / "mf2.onnx"))
+
+
 @pytest.mark.parametrize("mask", [
     np.tril(np.full((4, 4), -np.inf), -1),            # upper triangle kept: anti-causal
     np.where(np.eye(4) > 0, 0.0, -1.0),               # a soft bias, not a mask
