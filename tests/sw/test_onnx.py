@@ -99,8 +99,8 @@ class Activations(nn.Module):
 @pytest.mark.parametrize("opset", [17, 20])
 def test_exported_activations_bit_exact_with_torch_path(opset, tmp_path):
     torch.manual_seed(0)
-    # GELU's tanh form is one Gelu node from opset 20 (before, a polynomial: unsupported).
-    model, shape = Activations(tanh_gelu=opset >= 20).eval(), (3, 8, 8)
+    # GELU's tanh form is one Gelu node from opset 20 (before, its formula: Mul, Add, Tanh).
+    model, shape = Activations(tanh_gelu=True).eval(), (3, 8, 8)
     path = str(tmp_path / "a.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -333,7 +333,7 @@ def test_unsupported_ops_are_all_named_with_their_nodes():
         sw.import_onnx(make_model(nodes, {}, (3, 4, 4), (3, 4, 4)))
     msg = str(info.value)
     assert "2 unsupported operations" in msg
-    assert "LRN at node 'norm1'" in msg and "Softmax at node 'probs'" in msg
+    assert "LRN at node 'norm1'" in msg and "Softmax node 'probs': Softmax over axis 1" in msg
     assert isinstance(info.value, ValueError)
 
 
