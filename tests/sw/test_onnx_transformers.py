@@ -363,3 +363,18 @@ def test_qdq_reshape_with_a_quantization_of_its_own_is_named():
     with pytest.raises(ValueError, match="ONNX node 'heads': the QDQ model quantizes this "
                                          "reshape's output"):
         sw.import_onnx(model)
+
+
+@pytest.mark.parametrize("name", ["bert_encoder", "gpt2_block"])
+def test_exported_transformer_bit_exact_on_rtl(name, tmp_path):
+    """The imported encoder and decoder block, small, on Verilator (tiny 4x4)."""
+    torch.manual_seed(2)
+    model = BertEncoder(1, 16, 2, 32) if name == "bert_encoder" else GPT2Block(16, 2)
+    path = export(model, (8, 16), tmp_path / f"{name}.onnx")
+    qmodel = sw.quantize(sw.import_onnx(path), [torch.randn(4, 8, 16) for _ in range(2)])
+    program = sw.compile(qmodel, CFG)
+    assert program.host_ops == []
+    x = torch.randn(1, 8, 16)
+    with sw.Device(CFG, backend="rtl") as rtl:
+        y = rtl.run(program, x)
+    assert torch.equal(y, qmodel(x))
