@@ -109,6 +109,9 @@ def _from_add(t: fx.Tracer, fx_node) -> None:
     from .embedding import add_constant      # position embeddings fold into the lookup
     if add_constant(t, fx_node, a, b) or add_constant(t, fx_node, b, a):
         return
+    from .attention import causal_mask_add   # a causal mask added to attention scores
+    if causal_mask_add(t, fx_node, a, b) or causal_mask_add(t, fx_node, b, a):
+        return
     if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)) or \
             t.constant(a) is not None or t.constant(b) is not None:
         raise UnsupportedOpError(f"add at {t.place(fx_node)}: adding a constant is not supported")

@@ -25,7 +25,7 @@ from .matmul import Matmul
 from .reshape import Reshape
 from .softmax import SoftmaxAttrs
 
-__all__ = ["attention_nodes", "mha_output"]
+__all__ = ["attention_nodes", "mha_output", "causal_mask_add", "causal_input"]
 
 
 def attention_nodes(t: fx.Tracer, name: str, where: str, q: str, k: str, v: str, *,
@@ -55,7 +55,6 @@ def _mask_kind(t: fx.Tracer, fx_node, mask) -> str | None:
     models pass once the front end has folded their mask). Anything else is refused."""
     if mask is None:
         return None
-    place = t.place(fx_node)
     value = t.constant(mask)
     if value is None:
         value = t.values.get(getattr(mask, "name", None)) if isinstance(mask, torch.fx.Node) \
@@ -63,15 +62,24 @@ def _mask_kind(t: fx.Tracer, fx_node, mask) -> str | None:
         if value is not None and isinstance(mask, torch.fx.Node) and mask.op != "get_attr":
             value = None                    # computed from the input: not a constant
     if not isinstance(value, torch.Tensor) or value.dim() < 2:
-        raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: an attn_mask that "
-                                 f"is not a constant is not supported (is_causal=True is)")
+        raise UnsupportedOpError(f"scaled_dot_product_attention at {t.place(fx_node)}: an "
+                                 f"attn_mask that is not a constant is not supported "
+                                 f"(is_causal=True is)")
+    return _classify(value, f"scaled_dot_product_attention at {t.place(fx_node)}")
+
+
+def _classify(value: torch.Tensor, what: str) -> str | None:
+    """None (no key masked) or "causal" for a constant mask ``value`` (boolean, True to
+    attend, or additive, 0 or -inf / the dtype's lowest); UnsupportedOpError otherwise."""
+    if value.dtype != torch.bool and not value.is_floating_point():
+        raise UnsupportedOpError(f"{what}: an attn_mask of {value.dtype} is not supported")
     keep = value if value.dtype == torch.bool else value > torch.finfo(value.dtype).min / 2
     if value.dtype != torch.bool and not torch.all((value == 0) | ~keep):
-        raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: an additive "
+        raise UnsupportedOpError(f"{what}: an additive "
                                  f"attn_mask with values other than 0 and -inf is not supported")
     keep = keep.reshape(-1, *keep.shape[-2:])
     if not torch.all(keep == keep[:1]):
-        raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: an attn_mask that "
+        raise UnsupportedOpError(f"{what}: an attn_mask that "
                                  f"differs between samples or heads is not supported")
     keep = keep[0]
     if bool(keep.all()):
@@ -79,8 +87,34 @@ def _mask_kind(t: fx.Tracer, fx_node, mask) -> str | None:
     tq, tk = keep.shape
     if tq == tk and torch.equal(keep, torch.ones(tq, tk, dtype=torch.bool).tril()):
         return "causal"
-    raise UnsupportedOpError(f"scaled_dot_product_attention at {place}: an attn_mask other "
+    raise UnsupportedOpError(f"{what}: an attn_mask other "
                              f"than none or causal (lower-triangular) is not supported")
+
+
+def causal_mask_add(t: fx.Tracer, fx_node, x, mask) -> bool:
+    """``scores + mask`` where ``mask`` is a constant causal mask (0 and -inf, or the dtype's
+    lowest, as Hugging Face's eager attention adds it) and the sum's one reader is a
+    softmax: the sum is the scores, and that softmax causal (:func:`causal_input`). True if
+    ``fx_node`` is one (and handled)."""
+    value = t.constant(mask)
+    users = list(fx_node.users)
+    if value is None or not value.is_floating_point() or value.dim() < 2 or \
+            not isinstance(x, torch.fx.Node) or len(users) != 1 \
+            or "softmax" not in str(getattr(users[0].target, "__name__", users[0].target)):
+        return False
+    try:
+        if _classify(value, f"add at {t.place(fx_node)}") != "causal":
+            return False
+    except UnsupportedOpError:
+        return False
+    t.alias(fx_node.name, t.src(x))
+    t.pending[fx_node.name] = ("causal_mask",)
+    return True
+
+
+def causal_input(t: fx.Tracer, arg) -> bool:
+    """Whether fx operand ``arg`` is scores with a causal mask added (:func:`causal_mask_add`)."""
+    return t.pending.get(getattr(arg, "name", None), (None,))[0] == "causal_mask"
 
 
 @fx.function(F.scaled_dot_product_attention, constants=True)

@@ -222,7 +222,9 @@ def _from_function(t: fx.Tracer, fx_node) -> None:
         raise UnsupportedOpError(f"softmax at {t.place(fx_node)}: dim={dim!r}; give dim=-1")
     if fx_node.kwargs.get("dtype") is not None:
         raise UnsupportedOpError(f"softmax at {t.place(fx_node)}: dtype= is not supported")
-    t.add(Node(fx_node.name, "softmax", [t.src(fx_node.args[0])], attrs=SoftmaxAttrs(dim),
+    from .attention import causal_input       # scores + a constant causal mask
+    t.add(Node(fx_node.name, "softmax", [t.src(fx_node.args[0])],
+               attrs=SoftmaxAttrs(dim, causal=causal_input(t, fx_node.args[0])),
                where=t.where(fx_node)))
 
 

@@ -260,7 +260,7 @@ MISSING = {
     ("gpt2", "eager"): [
         ("matmul", "h.0.attn.matmul (in GPT2Attention)", "matmul"),
         ("softmax", "h.0.attn.softmax (in GPT2Attention)", "softmax"),
-        ("add", "h.0.attn.add_4 (in GPT2Attention)", None),    # the causal mask, a constant
+        ("add", "h.0.attn.add_4 (in GPT2Attention)", "softmax"),  # the causal mask: causal softmax
     ],
 }
 
