@@ -128,6 +128,8 @@ def test_unsupported_attention_forms_are_named(bad, match):
 RTL_MODELS = {
     "bert": (lambda: BertEncoder(layers=1, hidden=16, heads=2, ffn=32), (8, 16)),
     "gpt2": (lambda: GPT2Block(hidden=16, heads=2), (8, 16)),
+    "encoder_layer": (lambda: nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True),
+                      (8, 16)),
 }
 
 
