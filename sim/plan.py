@@ -31,7 +31,9 @@ interpreter on random programs of every instruction and on a compiled model.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +46,25 @@ __all__ = ["PlannedModel", "Plan"]
 
 _EXACT_TERMS = 1 << 10        # float32: 2**10 products of |x| <= 2**14 stay below 2**24
 _MAX_PLANS = 4                # plans kept per model (programs differ by their words)
+
+#: BLAS threads for the chain products of a run (``NPU_BLAS_THREADS``; 0: the library's
+#: default). The products are many and small (at most 1024-term reductions into 16 to 64
+#: columns), where threads cost more than they give: ResNet-18's replay on 16x16 took
+#: 0.25-0.34 s with one thread and 0.69-1.33 s with OpenBLAS's default of two, the other
+#: core busy (``python bench/func_threads.py``).
+BLAS_THREADS = int(os.environ.get("NPU_BLAS_THREADS", "1"))
+_blas = None
+
+
+def _blas_limit():
+    """A context that holds BLAS at :data:`BLAS_THREADS` threads (threadpoolctl's)."""
+    global _blas
+    if BLAS_THREADS <= 0:
+        return contextlib.nullcontext()
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=BLAS_THREADS, user_api="blas")
 
 
 class _Unplannable(Exception):
@@ -225,6 +246,10 @@ class PlannedModel(FunctionalModel):
     def run(self, dram: np.ndarray, insn_base: int, insn_count: int,
             window: tuple[int, int] | None = None) -> Counts:
         """Run a program as :meth:`FunctionalModel.run` does, from its plan when it has one."""
+        with _blas_limit():
+            return self._run(dram, insn_base, insn_count, window)
+
+    def _run(self, dram, insn_base, insn_count, window) -> Counts:
         window = self.check_args(dram, insn_base, insn_count, window)
         key = (insn_base, insn_count, window, len(dram))
         plan = self._plans.get(key)

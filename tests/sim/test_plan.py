@@ -141,3 +141,23 @@ def test_the_model_reads_alone():
     code = "import sys, sim.functional; print('sim.plan' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_blas_threads_are_limited_during_a_run(monkeypatch):
+    """The chain products run on NPU_BLAS_THREADS BLAS threads (1 by default: many small
+    products, bench/func_threads.py); 0 leaves the library's own setting."""
+    from threadpoolctl import threadpool_info
+
+    import sim.plan as plan
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    outside = blas_threads()
+    monkeypatch.setattr(plan, "BLAS_THREADS", 1)
+    with plan._blas_limit():
+        assert blas_threads() == {1}
+    assert blas_threads() == outside
+    monkeypatch.setattr(plan, "BLAS_THREADS", 0)
+    with plan._blas_limit():
+        assert blas_threads() == outside
