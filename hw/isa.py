@@ -428,16 +428,13 @@ class Instruction:
     def __init__(self, opcode: Opcode, **fields: Any) -> None:
         if not isinstance(opcode, Opcode):
             raise ISAError(f"opcode must be an Opcode, not {opcode!r}")
-        values: dict[str, Any] = {}
-        known = {name: (shape, width) for name, shape, _, width in _USER_FIELDS[opcode]}
-        unknown = sorted(set(fields) - set(known))
-        if unknown:
+        rules = _RULES[opcode]
+        if not fields.keys() <= rules.keys():
             raise ISAError(
-                f"{opcode.name} has no field(s) {', '.join(unknown)}; "
-                f"fields: {', '.join(known)}")
-        for name, (shape, width) in known.items():
-            value = fields.get(name, 0)
-            values[name] = _check_field(opcode, name, shape, value)
+                f"{opcode.name} has no field(s) {', '.join(sorted(fields.keys() - rules.keys()))}; "
+                f"fields: {', '.join(rules)}")
+        values = {name: _check_field(opcode, name, rule, fields.get(name, 0))
+                  for name, rule in rules.items()}
         object.__setattr__(self, "opcode", opcode)
         object.__setattr__(self, "fields", values)
 
@@ -451,7 +448,15 @@ class Instruction:
         raise AttributeError("Instruction is immutable; use .replace()")
 
     def replace(self, **changes: Any) -> "Instruction":
-        return Instruction(self.opcode, **{**self.fields, **changes})
+        rules = _RULES[self.opcode]
+        if not changes.keys() <= rules.keys():
+            return Instruction(self.opcode, **{**self.fields, **changes})   # names the field
+        new = object.__new__(Instruction)
+        object.__setattr__(new, "opcode", self.opcode)
+        # The other fields were checked when this instruction was made.
+        object.__setattr__(new, "fields", {**self.fields, **{
+            name: _check_field(self.opcode, name, rules[name], v) for name, v in changes.items()}})
+        return new
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Instruction) and self.opcode is other.opcode
@@ -471,8 +476,27 @@ class Instruction:
         return encode(self)
 
 
-def _check_field(opcode: Opcode, name: str, shape: Any, value: Any) -> Any:
+def _field_rule(shape: Any) -> tuple:
+    """What a field's values must be: ``(shape, None, None)`` for an enum field, else
+    ``(Shape, lo, hi)`` (computed once per field: casting shapes is slow)."""
     if _is_enum(shape):
+        return shape, None, None
+    sh = _shape(shape)
+    if sh.signed:
+        return sh, -(1 << (sh.width - 1)), (1 << (sh.width - 1)) - 1
+    return sh, 0, (1 << sh.width) - 1
+
+
+#: opcode -> field name -> its rule (:func:`_field_rule`), in layout order.
+_RULES = {op: {name: _field_rule(shape) for name, shape, _, _ in flds}
+          for op, flds in _USER_FIELDS.items()}
+
+
+def _check_field(opcode: Opcode, name: str, rule: tuple, value: Any) -> Any:
+    shape, lo, hi = rule
+    if lo is not None and type(value) is int and lo <= value <= hi:
+        return value                                     # the common case, quickly
+    if lo is None:
         if isinstance(value, shape):
             return value
         if isinstance(value, str):
@@ -488,12 +512,12 @@ def _check_field(opcode: Opcode, name: str, shape: Any, value: Any) -> Any:
         raise ISAError(
             f"{opcode.name}.{name} = {value!r} is not a {shape.__name__}; "
             f"allowed: {', '.join(m.name.lower() for m in shape)}")
-    sh = _shape(shape)
+    sh = shape
     if isinstance(value, bool):
         value = int(value)
     if not isinstance(value, int):
         raise ISAError(f"{opcode.name}.{name} must be an integer, not {value!r}")
-    lo, hi = (-(1 << (sh.width - 1)), (1 << (sh.width - 1)) - 1) if sh.signed else (0, (1 << sh.width) - 1)
+    value = int(value)                                   # an int subclass (numpy's, an enum)
     if not lo <= value <= hi:
         raise ISAError(
             f"{opcode.name}.{name} = {value} does not fit its {sh.width}-bit "
@@ -504,12 +528,18 @@ def _check_field(opcode: Opcode, name: str, shape: Any, value: Any) -> Any:
 def encode(insn: Instruction) -> int:
     """Encode an instruction to its 128-bit word (an int)."""
     word = int(insn.opcode.value)
-    for name, shape, offset, width in _USER_FIELDS[insn.opcode]:
-        value = insn.fields[name]
-        if _is_enum(shape):
+    fields = insn.fields
+    for name, offset, mask, is_enum in _ENCODING[insn.opcode]:
+        value = fields[name]
+        if is_enum:
             value = value.value
-        word |= (value & ((1 << width) - 1)) << offset
+        word |= (value & mask) << offset
     return word
+
+
+#: opcode -> (name, offset, mask, is an enum) of each field, for :func:`encode`.
+_ENCODING = {op: [(name, offset, (1 << width) - 1, _is_enum(shape))
+                  for name, shape, offset, width in flds] for op, flds in _USER_FIELDS.items()}
 
 
 def _decode_table() -> dict[Opcode, list[tuple]]:
