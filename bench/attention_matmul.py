@@ -54,11 +54,8 @@ def measure(cfg: NPUConfig, t: int, d: int, rtl: bool) -> dict:
     row = {"config": cfg.describe(), "rows": cfg.rows, "cols": cfg.cols, "T": t, "D": d}
     qm = sw.quantize(PV(t, d).eval(), [x])
     for mode in ("array", "dma", "auto"):
-        mm.TRANSPOSE = mode
-        try:
+        with mm.transposing(mode):
             program = sw.compile(qm, cfg)
-        finally:
-            mm.TRANSPOSE = "auto"
         row[mode], total = _layer_cycles(program)
         if rtl and mode != "auto":
             dev = sw.Device(cfg, backend="rtl")

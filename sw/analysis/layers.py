@@ -406,7 +406,7 @@ def _matmul_layer(c: Compiler, cnt: _Counter, node, layer_id, args, dst) -> tupl
         for i in range(3):
             total[i] += parts[i]
     if b.elem_strides[-2] != 1:
-        mode = mm.TRANSPOSE if mm.TRANSPOSE != "auto" else mm.transpose_mode(k, n, c.R, c.C)
+        mode = mm.chosen_transpose(k, n, c.R, c.C, b.elem_strides[-2], c.MAX_X_STRIDE)
         if mode == "dma" or b.elem_strides[-1] != 1:
             sb = b.elem_strides
             view = Tensor(b.name, (*batch, n, k), b.q, 0, flat=True,

@@ -20,6 +20,7 @@ operand and V's rows as the weights, stored through the identity requantizer) or
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -34,7 +35,7 @@ from ..frontend import UnsupportedOpError, fx
 from ..ir import Node, QNode
 from .base import Op, QuantContext, act_clamp, register
 
-__all__ = ["Matmul", "QMatmul", "MatmulOp", "TRANSPOSE", "transpose_mode", "scale_pattern"]
+__all__ = ["Matmul", "QMatmul", "MatmulOp", "TRANSPOSE", "transpose_mode", "chosen_transpose", "transposing", "scale_pattern"]
 
 #: How a row-major stationary operand is transposed: "array" (identity GEMMs), "dma"
 #: (element copies), or "auto" (the cheaper for its shape, :func:`transpose_mode`). A
@@ -69,6 +70,33 @@ def transpose_mode(k: int, n: int, rows: int, cols: int) -> str:
     dma = 4 * k * n + 50
     array = math.ceil(n / rows) * (60 + math.ceil(k / cols) * (50 + (rows + cols) / 2))
     return "dma" if dma < array else "array"
+
+
+def chosen_transpose(k: int, n: int, rows: int, cols: int, row_stride: int,
+                     max_x_stride: int) -> str:
+    """How a row-major ``[K, N]`` operand (``row_stride`` elements between its rows) is
+    transposed: as :data:`TRANSPOSE` says, or for "auto" the cheaper by
+    :func:`transpose_mode`, the array where the rows are further apart than a DMA element
+    copy reaches (``max_x_stride``). The compiler and the layer-level model both ask."""
+    if TRANSPOSE not in ("auto", "array", "dma"):
+        raise ValueError(f"sw.ops.matmul.TRANSPOSE is {TRANSPOSE!r}; expected 'auto', "
+                         f"'array' or 'dma'")
+    if TRANSPOSE != "auto":
+        return TRANSPOSE
+    if row_stride > max_x_stride:
+        return "array"
+    return transpose_mode(k, n, rows, cols)
+
+
+@contextlib.contextmanager
+def transposing(mode: str):
+    """Compile with :data:`TRANSPOSE` set to ``mode`` (to measure or test both ways)."""
+    global TRANSPOSE
+    saved, TRANSPOSE = TRANSPOSE, mode
+    try:
+        yield
+    finally:
+        TRANSPOSE = saved
 
 
 def _check_shapes(where: str, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -149,12 +177,7 @@ class MatmulOp(Op):
             nbytes = B.nbytes
             addr = c.memory.alloc(nbytes)
             scratch.append((addr, nbytes))
-            mode = TRANSPOSE if TRANSPOSE != "auto" else transpose_mode(K, N, c.R, c.C)
-            if mode not in ("array", "dma"):
-                raise ValueError(f"sw.ops.matmul.TRANSPOSE is {TRANSPOSE!r}; expected 'auto', "
-                                 f"'array' or 'dma'")
-            if TRANSPOSE == "auto" and sb[-2] > c.MAX_X_STRIDE:
-                mode = "array"            # rows further apart than a DMA element copy reaches
+            mode = chosen_transpose(K, N, c.R, c.C, sb[-2], c.MAX_X_STRIDE)
             if mode == "dma" or sb[-1] != 1:
                 copy_strided(c, node, layer_id, B.addr, (*batch, N, K), (*sb[:-2], sb[-1], sb[-2]),
                              addr, first)

@@ -254,11 +254,8 @@ def test_transpose_modes_differ_only_in_cost():
     x = torch.randn(2, 8, 12)
     slots = {}
     for mode in ("array", "dma", "auto"):
-        mm.TRANSPOSE = mode
-        try:
+        with mm.transposing(mode):
             program = sw.compile(qmodel, TINY)
-        finally:
-            mm.TRANSPOSE = "auto"
         slots[mode] = next(la["mac_slots"] for la in program.layers if la["op"] == "matmul")
         assert torch.equal(sw.Device(TINY).run(program, x), qmodel(x)), mode
     assert slots["array"] > slots["dma"]
@@ -268,12 +265,8 @@ def test_transpose_modes_differ_only_in_cost():
 
 def test_bad_transpose_switch():
     qmodel = sw.quantize(PV(4).eval(), [torch.randn(3, 4, 12)])
-    mm.TRANSPOSE = "sideways"
-    try:
-        with pytest.raises(ValueError, match="TRANSPOSE is 'sideways'"):
-            sw.compile(qmodel, TINY)
-    finally:
-        mm.TRANSPOSE = "auto"
+    with mm.transposing("sideways"), pytest.raises(ValueError, match="TRANSPOSE is 'sideways'"):
+        sw.compile(qmodel, TINY)
 
 
 @pytest.mark.parametrize("case, t, mode", [("attention", 5, "array"), ("attention", 5, "dma"),
