@@ -77,7 +77,8 @@ def ort_run(path: str, x: torch.Tensor, optimize: bool = True) -> torch.Tensor:
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return torch.from_numpy(np.concatenate([s.run(None, {"x": x[i:i + 1].numpy()})[0]
+    name = s.get_inputs()[0].name
+    return torch.from_numpy(np.concatenate([s.run(None, {name: x[i:i + 1].numpy()})[0]
                                             for i in range(len(x))]))
 
 

@@ -36,7 +36,6 @@ import os
 import tempfile
 import warnings
 
-import numpy as np
 import onnx
 import torch
 import torch.nn.functional as F
@@ -44,6 +43,8 @@ import torch.nn.functional as F
 import sw
 from hw import NPUConfig
 from sw.zoo_transformer import BertEncoder, GPT2Block
+
+from onnx_agreement import ort_run  # noqa: E402 - bench/ is the script's path
 
 MODELS = {"bert_encoder": BertEncoder, "gpt2_block": GPT2Block}
 SHAPE = (16, 64)
@@ -88,18 +89,6 @@ def mask_nodes(path: str) -> list[str]:
             out.append(n.name)
             names.add(n.output[0])
     return out
-
-
-def ort_run(path: str, x: torch.Tensor, optimize: bool = True) -> torch.Tensor:
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    name = s.get_inputs()[0].name
-    return torch.from_numpy(np.concatenate([s.run(None, {name: x[i:i + 1].numpy()})[0]
-                                            for i in range(len(x))]))
 
 
 def figures(y: torch.Tensor, ref: torch.Tensor, step: float) -> str:
