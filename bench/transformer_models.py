@@ -97,11 +97,9 @@ def layer_agreement(model: nn.Module, qmodel, x: torch.Tensor) -> list[dict]:
     graph = trace(model, example=x)
     every = Graph(graph.nodes, [n.name for n in graph.nodes])     # every node's output
     fenv = float_forward(every, {graph.nodes[0].name: x})
-    env: dict[str, torch.Tensor] = {}
+    env = qmodel.node_outputs(x)
     rows = []
     for q in qmodel.nodes:
-        args = [x] if q.op == "input" else [env[i] for i in q.inputs]
-        env[q.name] = ops.get(q.op).golden(q, args)
         if q.op == "input" or q.name not in fenv or ops.get(q.op).view:
             continue
         got = q.out.dequantize(env[q.name]) if env[q.name].dtype == torch.int8 else None

@@ -116,13 +116,18 @@ class QuantizedModel(nn.Module):
                              f"{self.input_shape} (or [batch, *{self.input_shape}])")
         return x
 
-    def forward_int(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer output (int8) of the golden for float input ``x`` (batched)."""
+    def node_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The golden's integer output of every node for input ``x`` (batched), by name
+        (per-layer agreement: bench/transformer_models.py)."""
         env: dict[str, torch.Tensor] = {}
         for node in self.nodes:
             args = [x] if node.op == "input" else [env[i] for i in node.inputs]
             env[node.name] = ops.get(node.op).golden(node, args)
-        return env[self.output]
+        return env
+
+    def forward_int(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer output (int8) of the golden for float input ``x`` (batched)."""
+        return self.node_outputs(x)[self.output]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The golden's float output; one sample in gives one sample out (as

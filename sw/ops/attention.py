@@ -238,14 +238,19 @@ def _child(t: fx.Tracer, name: str, mod: nn.Module, inp: str, where: str) -> str
 _ACTIVATIONS = {F.relu: nn.ReLU, F.gelu: nn.GELU}
 
 
+def _has_masks(fx_node) -> bool:
+    """An encoder call given a mask (or ``is_causal=True``) besides its input."""
+    return any(a is not None for a in fx_node.args[1:]) or \
+        any(v is not None and v is not False for v in fx_node.kwargs.values())
+
+
 @fx.module(nn.TransformerEncoderLayer)
 def _from_encoder_layer(t: fx.Tracer, fx_node, mod: nn.TransformerEncoderLayer, inp: str,
                         where: str) -> None:
     """``TransformerEncoderLayer`` (``batch_first``, eval, no masks): self-attention and the
     feed-forward block with their residual adds and LayerNorms, after (or, ``norm_first``,
     before) each."""
-    if fx_node.args[1:] or any(v is not None for k, v in fx_node.kwargs.items() if k != "is_causal") \
-            or fx_node.kwargs.get("is_causal"):
+    if _has_masks(fx_node):
         raise UnsupportedOpError(f"TransformerEncoderLayer at {where!r}: masks are not supported")
     act = mod.activation
     if not isinstance(act, nn.Module):
@@ -283,7 +288,7 @@ def _from_encoder_layer(t: fx.Tracer, fx_node, mod: nn.TransformerEncoderLayer, 
 @fx.module(nn.TransformerEncoder)
 def _from_encoder(t: fx.Tracer, fx_node, mod: nn.TransformerEncoder, inp: str, where: str) -> None:
     """``TransformerEncoder``: its layers one after another, then its ``norm`` if any."""
-    if fx_node.args[1:] or any(v is not None and v is not False for v in fx_node.kwargs.values()):
+    if _has_masks(fx_node):
         raise UnsupportedOpError(f"TransformerEncoder at {where!r}: masks are not supported")
     x = inp
     for i, layer in enumerate(mod.layers):
