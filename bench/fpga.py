@@ -2,6 +2,8 @@
 
     python bench/fpga.py [--only NAME ...] [--long] [-o bench/results/fpga.json]
 
+``--only`` rebuilds the rows it names and replaces them in the saved table, keeping the rest.
+
 Each row is one build through ``fpga.build`` (cached in build/fpga when unchanged): the
 SoC (NPU, RAM, UART bridge) with each board's configuration, and the systolic array
 alone (``--design array``) at the sizes the goals name. A build that does not fit is a
@@ -130,9 +132,17 @@ def main() -> int:
     for label, board, config, design, mac in todo:
         print(f"== {label}", flush=True)
         rows.append(run(label, board, config, design, mac, pathlib.Path(args.build_dir)))
+    out = pathlib.Path(args.output)
+    if args.only and out.exists():
+        # A partial run replaces its own rows in the saved table and keeps the others.
+        fresh = {r["label"]: r for r in rows}
+        saved = {r["label"]: r for r in json.loads(out.read_text())}
+        saved.update(fresh)
+        order = [r[0] for r in ROWS + LONG]
+        rows = sorted(saved.values(), key=lambda r: order.index(r["label"])
+                      if r["label"] in order else len(order))
     text = table(rows)
     print(text)
-    out = pathlib.Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")
     out.with_suffix(".txt").write_text(text + "\n")

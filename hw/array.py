@@ -11,7 +11,8 @@ out as a whole at cycle ``t + latency`` (``latency = rows + cols - 1``).
 Each input carries ``sel``, the weight buffer it multiplies with; ``sel`` travels
 with the data, so a new tile's weights take effect in a wavefront exactly behind
 the last vector of the previous tile. While one buffer is in use, the other is
-written through ``w_en``/``w_buf``/``w_col``/``w_data`` one column per cycle.
+written through ``w_en``/``w_buf``/``w_col``/``w_data`` one column per cycle, in column
+order (a write is in place :data:`WEIGHT_WRITE_LATENCY` cycles later).
 
 How the products are built is an implementation option (:class:`MacOptions`), not part
 of the array's function: every option computes the same outputs, so none is part of
@@ -50,7 +51,14 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal,
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SystolicArray", "MacOptions", "MAC_KINDS", "MAC_PRESETS"]
+__all__ = ["SystolicArray", "MacOptions", "MAC_KINDS", "MAC_PRESETS", "WEIGHT_WRITE_LATENCY"]
+
+#: Cycles from a weight write presented on ``w_*`` to the weight being in its register.
+#: It costs no time: when a buffer's columns are written in order, column ``c`` presented
+#: at cycle ``t + c`` is in place from ``t + c + 2``, and a vector entering at ``t + cols``
+#: (the cycle after the last column) reaches column ``c`` at ``t + cols + c``, later for any
+#: array of 2 or more columns. So a load and the first use of its buffer run back to back.
+WEIGHT_WRITE_LATENCY = 2
 
 #: The ways a product can be built.
 MAC_KINDS = ("generic", "ice40_dual")
@@ -261,16 +269,22 @@ class SystolicArray(wiring.Component):
         R, C = self.rows, self.cols
         width = [_sum_width(r + 1) if self.mac.narrow_sums else 32 for r in range(R)]
 
-        # Weight registers, two buffers per PE.
+        # Weight registers, two buffers per PE. A write is registered once before it reaches
+        # them: the column decode becomes one flip-flop per (buffer, column), each enabling
+        # only its own column's 8 * rows registers, so no decoded net spans the array (on the
+        # ECP5-85F 16x16 the unregistered decode was the critical path, 13.4 ns of routing on
+        # one net). See WEIGHT_WRITE_LATENCY for why the extra cycle costs no time.
         w = [[[Signal(signed(8), name=f"w{b}_{r}_{c}") for c in range(C)] for r in range(R)]
              for b in range(2)]
-        with m.If(self.w_en):
+        w_data = Signal.like(self.w_data, name="w_data_r")
+        m.d.sync += w_data.eq(self.w_data)
+        for b in range(2):
             for c in range(C):
-                with m.If(self.w_col == c):
-                    for b in range(2):
-                        with m.If(self.w_buf == b):
-                            for r in range(R):
-                                m.d.sync += w[b][r][c].eq(self.w_data[r])
+                we = Signal(name=f"w_we{b}_{c}")
+                m.d.sync += we.eq(self.w_en & (self.w_buf == b) & (self.w_col == c))
+                with m.If(we):
+                    for r in range(R):
+                        m.d.sync += w[b][r][c].eq(w_data[r])
 
         # Input skew: row r sees the vector r cycles late (row 0 directly).
         skew_a = []

@@ -127,3 +127,60 @@ def test_mac_option_errors():
         MacOptions(product_register=1)
     with pytest.raises(ValueError, match="operand_register must be a bool"):
         MacOptions(operand_register="yes")
+
+
+@pytest.mark.parametrize("rows, cols, mac", [(2, 2, None), (4, 4, "registered"), (3, 5, None)])
+def test_weights_rewritten_while_streaming_are_used_the_next_cycle(rows, cols, mac):
+    """Weight writes are registered (WEIGHT_WRITE_LATENCY): buffer 1 is rewritten column by
+    column while vectors stream on buffer 0, and the vector entering the cycle after its last
+    column already multiplies with the new weights; then buffer 0 is rewritten the same way."""
+    rng = np.random.default_rng(rows * cols)
+    dut = SystolicArray(rows=rows, cols=cols, mac=mac)
+    first = [rng.integers(-128, 128, (rows, cols)) for _ in range(2)]
+    second = [rng.integers(-128, 128, (rows, cols)) for _ in range(2)]
+    expect, outs = [], []
+
+    async def bench(ctx):
+        def write(b, c, tile):
+            ctx.set(dut.w_en, 1)
+            ctx.set(dut.w_buf, b)
+            ctx.set(dut.w_col, c)
+            for r in range(rows):
+                ctx.set(dut.w_data[r], int(tile[r][c]))
+
+        def vector(sel, tile):
+            v = rng.integers(-128, 128, rows)
+            ctx.set(dut.a_valid, 1)
+            ctx.set(dut.a_sel, sel)
+            for r in range(rows):
+                ctx.set(dut.a[r], int(v[r]))
+            expect.append(v @ tile)
+
+        async def tick():
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                outs.append([ctx.get(dut.out[c]) for c in range(cols)])
+
+        for c in range(cols):
+            write(0, c, first[0])
+            await tick()
+        # Buffer 1 is written while buffer 0 streams, then used at once, and the other way.
+        for b in (1, 0):
+            tile = first[1] if b == 1 else second[0]
+            for c in range(cols):
+                write(b, c, tile)
+                vector(1 - b, first[0] if b == 1 else first[1])
+                await tick()
+            ctx.set(dut.w_en, 0)
+            for _ in range(2):
+                vector(b, tile)
+                await tick()
+        ctx.set(dut.a_valid, 0)
+        for _ in range(dut.latency + 2):
+            await tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert np.array_equal(np.array(outs), np.array(expect))
