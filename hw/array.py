@@ -11,8 +11,9 @@ out as a whole at cycle ``t + latency`` (``latency = rows + cols - 1``).
 Each input carries ``sel``, the weight buffer it multiplies with; ``sel`` travels
 with the data, so a new tile's weights take effect in a wavefront exactly behind
 the last vector of the previous tile. While one buffer is in use, the other is
-written through ``w_en``/``w_buf``/``w_col``/``w_data`` one column per cycle, in column
-order (a write is in place :data:`WEIGHT_WRITE_LATENCY` cycles later).
+written through ``w_en``/``w_buf``/``w_col``/``w_data`` one column per cycle, in any order: a
+write travels through the array as a vector does and takes effect for the vectors that
+enter :data:`WEIGHT_WAVEFRONT` cycles after it or later.
 
 How the products are built is an implementation option (:class:`MacOptions`), not part
 of the array's function: every option computes the same outputs, so none is part of
@@ -51,14 +52,15 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal,
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SystolicArray", "MacOptions", "MAC_KINDS", "MAC_PRESETS", "WEIGHT_WRITE_LATENCY"]
+__all__ = ["SystolicArray", "MacOptions", "MAC_KINDS", "MAC_PRESETS", "WEIGHT_WAVEFRONT"]
 
-#: Cycles from a weight write presented on ``w_*`` to the weight being in its register.
-#: It costs no time: when a buffer's columns are written in order, column ``c`` presented
-#: at cycle ``t + c`` is in place from ``t + c + 2``, and a vector entering at ``t + cols``
-#: (the cycle after the last column) reaches column ``c`` at ``t + cols + c``, later for any
-#: array of 2 or more columns. So a load and the first use of its buffer run back to back.
-WEIGHT_WRITE_LATENCY = 2
+#: A weight write presented on ``w_*`` in cycle ``p`` is seen by the vectors that enter in
+#: cycle ``p + WEIGHT_WAVEFRONT`` or later, and by none that entered before: the write
+#: reaches PE ``(r, c)`` ``r + c`` cycles after it is presented, exactly as a vector does,
+#: and lands in the PE's register a cycle after its enable is decoded. The compute unit's first
+#: vector of a GEMM enters three cycles after its last weight column is presented, so the
+#: wavefront costs no time.
+WEIGHT_WAVEFRONT = 2
 
 #: The ways a product can be built.
 MAC_KINDS = ("generic", "ice40_dual")
@@ -269,22 +271,54 @@ class SystolicArray(wiring.Component):
         R, C = self.rows, self.cols
         width = [_sum_width(r + 1) if self.mac.narrow_sums else 32 for r in range(R)]
 
-        # Weight registers, two buffers per PE. A write is registered once before it reaches
-        # them: the column decode becomes one flip-flop per (buffer, column), each enabling
-        # only its own column's 8 * rows registers, so no decoded net spans the array (on the
-        # ECP5-85F 16x16 the unregistered decode was the critical path, 13.4 ns of routing on
-        # one net). See WEIGHT_WRITE_LATENCY for why the extra cycle costs no time.
+        # Weight registers, two buffers per PE, written by a wavefront that travels as the
+        # inputs do (WEIGHT_WAVEFRONT): row r's data enters r cycles late and moves right one
+        # column a cycle; each column's buffer enables are decoded once, at row 0, from a
+        # control word that moves right along row 0, and move down their column one row a
+        # cycle. Every net of the write path joins neighbouring PEs, so none spans the
+        # array (on the ECP5-85F 16x16 a decoded column enable was the critical path:
+        # 13-15 ns of routing across the chip, registered or not).
         w = [[[Signal(signed(8), name=f"w{b}_{r}_{c}") for c in range(C)] for r in range(R)]
              for b in range(2)]
-        w_data = Signal.like(self.w_data, name="w_data_r")
-        m.d.sync += w_data.eq(self.w_data)
-        for b in range(2):
+        ctl_layout = data.StructLayout({"en": 1, "buf": 1, "col": range(C)})
+        ctl = Signal(ctl_layout, name="w_ctl_0")
+        m.d.comb += [ctl.en.eq(self.w_en), ctl.buf.eq(self.w_buf), ctl.col.eq(self.w_col)]
+        we_row = []              # the enables of row 0: [column][buffer]
+        for c in range(C):
+            if c:
+                nxt = Signal(ctl_layout, name=f"w_ctl_{c}")
+                m.d.sync += nxt.eq(ctl)
+                ctl = nxt
+            col = []
+            for b in range(2):
+                we = Signal(name=f"w_we{b}_0_{c}")
+                m.d.sync += we.eq(ctl.en & (ctl.buf == b) & (ctl.col == c))
+                col.append(we)
+            we_row.append(col)
+        we_at = [[[None] * C for _ in range(R)] for _ in range(2)]
+        for c in range(C):
+            for b in range(2):
+                we = we_row[c][b]
+                for r in range(R):
+                    if r:
+                        nxt = Signal(name=f"w_we{b}_{r}_{c}")
+                        m.d.sync += nxt.eq(we)
+                        we = nxt
+                    we_at[b][r][c] = we
+        for r in range(R):
+            d = self.w_data[r]
+            for k in range(r + 1):      # r cycles of skew, then the enables' decode register
+                reg = Signal(signed(8), name=f"w_skew{r}_{k}")
+                m.d.sync += reg.eq(d)
+                d = reg
             for c in range(C):
-                we = Signal(name=f"w_we{b}_{c}")
-                m.d.sync += we.eq(self.w_en & (self.w_buf == b) & (self.w_col == c))
-                with m.If(we):
-                    for r in range(R):
-                        m.d.sync += w[b][r][c].eq(w_data[r])
+                if c:
+                    reg = Signal(signed(8), name=f"w_d{r}_{c}")
+                    m.d.sync += reg.eq(d)
+                    d = reg
+                for b in range(2):
+                    with m.If(we_at[b][r][c]):
+                        m.d.sync += w[b][r][c].eq(d)
 
         # Input skew: row r sees the vector r cycles late (row 0 directly).
         skew_a = []

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.array import MacOptions, SystolicArray
+from hw.array import WEIGHT_WAVEFRONT, MacOptions, SystolicArray
 
 
 def run_array(rows, cols, tiles, vectors, sels, seed=0, gap_every=0, mac=None):
@@ -22,6 +22,8 @@ def run_array(rows, cols, tiles, vectors, sels, seed=0, gap_every=0, mac=None):
                     ctx.set(dut.w_data[r], int(tile[r][c]))
                 await ctx.tick()
         ctx.set(dut.w_en, 0)
+        for _ in range(WEIGHT_WAVEFRONT - 1):     # the last column's write takes effect
+            await ctx.tick()
         i = 0
         t = 0
         while len(outs) < len(vectors):
@@ -129,32 +131,26 @@ def test_mac_option_errors():
         MacOptions(operand_register="yes")
 
 
-@pytest.mark.parametrize("rows, cols, mac", [(2, 2, None), (4, 4, "registered"), (3, 5, None)])
-def test_weights_rewritten_while_streaming_are_used_the_next_cycle(rows, cols, mac):
-    """Weight writes are registered (WEIGHT_WRITE_LATENCY): buffer 1 is rewritten column by
-    column while vectors stream on buffer 0, and the vector entering the cycle after its last
-    column already multiplies with the new weights; then buffer 0 is rewritten the same way."""
+@pytest.mark.parametrize("rows, cols, mac", [(2, 2, None), (4, 4, "registered"), (3, 5, None),
+                                             (5, 3, "pipelined")])
+def test_weight_writes_take_effect_as_a_wavefront(rows, cols, mac):
+    """The write contract (WEIGHT_WAVEFRONT): vectors stream on buffer 1 every cycle while
+    its columns are rewritten in a shuffled order, one every few cycles; a vector entering
+    in cycle e multiplies column c with the new weights exactly when e >= p_c + 2, where p_c
+    is the cycle column c's write was presented. Buffer 0, never rewritten, stays intact."""
     rng = np.random.default_rng(rows * cols)
     dut = SystolicArray(rows=rows, cols=cols, mac=mac)
-    first = [rng.integers(-128, 128, (rows, cols)) for _ in range(2)]
-    second = [rng.integers(-128, 128, (rows, cols)) for _ in range(2)]
+    old, new, other = (rng.integers(-128, 128, (rows, cols)) for _ in range(3))
+    order = rng.permutation(cols)
     expect, outs = [], []
 
     async def bench(ctx):
         def write(b, c, tile):
             ctx.set(dut.w_en, 1)
             ctx.set(dut.w_buf, b)
-            ctx.set(dut.w_col, c)
+            ctx.set(dut.w_col, int(c))
             for r in range(rows):
                 ctx.set(dut.w_data[r], int(tile[r][c]))
-
-        def vector(sel, tile):
-            v = rng.integers(-128, 128, rows)
-            ctx.set(dut.a_valid, 1)
-            ctx.set(dut.a_sel, sel)
-            for r in range(rows):
-                ctx.set(dut.a[r], int(v[r]))
-            expect.append(v @ tile)
 
         async def tick():
             await ctx.tick()
@@ -162,20 +158,37 @@ def test_weights_rewritten_while_streaming_are_used_the_next_cycle(rows, cols, m
                 outs.append([ctx.get(dut.out[c]) for c in range(cols)])
 
         for c in range(cols):
-            write(0, c, first[0])
+            write(1, c, old)
             await tick()
-        # Buffer 1 is written while buffer 0 streams, then used at once, and the other way.
-        for b in (1, 0):
-            tile = first[1] if b == 1 else second[0]
-            for c in range(cols):
-                write(b, c, tile)
-                vector(1 - b, first[0] if b == 1 else first[1])
-                await tick()
-            ctx.set(dut.w_en, 0)
-            for _ in range(2):
-                vector(b, tile)
-                await tick()
+            write(0, c, other)
+            await tick()
+        ctx.set(dut.w_en, 0)
+        await tick()
+        presented = {}
+        t = 0
+        while t < 3 * cols + 4:
+            if t % 3 == 1 and len(presented) < cols:
+                c = order[len(presented)]
+                write(1, c, new)
+                presented[c] = t
+            else:
+                ctx.set(dut.w_en, 0)
+            sel = int(t % 5 == 4)             # every fifth vector on the untouched buffer 0
+            v = rng.integers(-128, 128, rows)
+            ctx.set(dut.a_valid, 1)
+            ctx.set(dut.a_sel, 1 - sel)
+            for r in range(rows):
+                ctx.set(dut.a[r], int(v[r]))
+            if sel:
+                expect.append(v @ other)
+            else:
+                tile = np.array([[new[r][c] if c in presented and t >= presented[c] + WEIGHT_WAVEFRONT
+                                  else old[r][c] for c in range(cols)] for r in range(rows)])
+                expect.append(v @ tile)
+            await tick()
+            t += 1
         ctx.set(dut.a_valid, 0)
+        ctx.set(dut.w_en, 0)
         for _ in range(dut.latency + 2):
             await tick()
 
