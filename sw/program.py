@@ -69,9 +69,15 @@ class TensorInfo:
     #: "int8", or "int64" for token ids (the input of a model that starts with an
     #: embedding, which the host reads; no scale or zero point)
     dtype: str = "int8"
+    #: With layout "im2col": ``(kh, kw, sh, sw, ph, pw, k_pad)`` of the first convolution,
+    #: whose im2col matrix the host writes (:func:`im2col`).
+    im2col: tuple[int, ...] | None = None
 
     @property
     def nbytes(self) -> int:
+        if self.layout == "im2col":
+            oh, ow = im2col_size(self.shape, self.im2col)
+            return oh * ow * self.im2col[6]
         if len(self.shape) == 3 and self.pad_w:
             c, h, w = self.shape
             return c * h * (w + 2 * self.pad_w)
@@ -79,6 +85,8 @@ class TensorInfo:
 
     def to_device(self, q: np.ndarray) -> np.ndarray:
         """int8 sample in PyTorch layout -> bytes in DRAM layout."""
+        if self.layout == "im2col":
+            return im2col(q, self.im2col, self.zero_point).reshape(-1).view(np.uint8)
         if len(self.shape) == 3 and self.layout == "nhwc":
             q = q.transpose(1, 2, 0)
             if self.pad_w:
@@ -99,11 +107,43 @@ class TensorInfo:
 
     def from_device(self, raw: np.ndarray) -> np.ndarray:
         """Bytes in DRAM layout -> int8 (or int64) sample in PyTorch layout."""
+        if self.layout == "im2col":
+            raise ProgramError(f"tensor {self.name} is stored as an im2col matrix, which the "
+                               f"host writes and never reads back")
         q = raw.view(np.dtype(self.dtype))
         if len(self.shape) == 3 and self.layout == "nhwc":
             c, h, w = self.shape
             return q.reshape(h, w, c).transpose(2, 0, 1).copy()
         return q.reshape(self.shape).copy()
+
+
+def im2col_size(shape: tuple[int, ...], spec) -> tuple[int, int]:
+    """Output rows and columns of the convolution ``spec`` = ``(kh, kw, sh, sw, ph, pw,
+    k_pad)`` over a ``(C, H, W)`` input."""
+    kh, kw, sh, sw, ph, pw, _ = spec
+    _, h, w = shape
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def im2col(q: np.ndarray, spec, zero_point: int) -> np.ndarray:
+    """The im2col matrix of an int8 ``(C, H, W)`` sample for the convolution ``spec``
+    (:func:`im2col_size`): one row of ``k_pad`` bytes per output pixel, row-major, holding
+    the pixel's ``kh * kw * C`` taps in (kernel row, kernel column, channel) order, the
+    border and the row's tail filled with the zero point. The first convolution of a
+    network reads it as a 1x1 convolution over ``k_pad`` channels: with an image's 3
+    channels, ResNet's 7x7 stem reduces over 147 taps in 10 chunks of 16 instead of
+    14 (docs/compiler.md)."""
+    kh, kw, sh, sw, ph, pw, k_pad = spec
+    c = q.shape[0]
+    oh, ow = im2col_size(q.shape, spec)
+    padded = np.pad(q, ((0, 0), (ph, ph), (pw, pw)), constant_values=zero_point)
+    out = np.full((oh, ow, k_pad), zero_point, np.int8)
+    for dy in range(kh):
+        for dx in range(kw):
+            tap = padded[:, dy:dy + sh * (oh - 1) + 1:sh, dx:dx + sw * (ow - 1) + 1:sw]
+            k0 = (dy * kw + dx) * c
+            out[:, :, k0:k0 + c] = tap.transpose(1, 2, 0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -345,7 +385,8 @@ class Program:
                 raise ProgramError("configuration hash mismatch (file damaged?)")
 
             def tensor(d):
-                return TensorInfo(**{**d, "shape": tuple(d["shape"])})
+                return TensorInfo(**{**d, "shape": tuple(d["shape"]),
+                                     "im2col": tuple(d["im2col"]) if d.get("im2col") else None})
             # npuprog-1 files have no regions: the default (all but input and output
             # constant) is right for any program.
             regions = [Region(**r) for r in meta.get("regions", [])]

@@ -431,7 +431,7 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
     qmodel = c.model                # what the compiler lowers (channel shuffles folded)
     nodes = qmodel.nodes
     inp = nodes[0]
-    tensors = {inp.name: Tensor(inp.name, inp.shape, inp.out, 0, pad_w=c.input_padding())}
+    tensors = {inp.name: c.input_tensor(0)}
     out: list[LayerEstimate] = []
     layer_id = 0
     # Operands stored in their slice of a concatenation, as the compiler decides it.
@@ -456,11 +456,10 @@ def _layers(qmodel: QuantizedModel, config: NPUConfig, timing: Timing,
         layer_id += 1
         src = args[0]
         if node.op == "conv":
-            a = node.attrs
-            kh, kw = a.w_q.shape[2], a.w_q.shape[3]
-            packed = src.pad_w == a.padding[1] and a.padding[1] > 0 and op.packed(c, node, src.shape)
-            cycles, comp, mem = _gemm_layer(c, cnt, node, src.geometry, a.w_q.shape[0], kh, kw,
-                                            a.stride, a.padding, a.groups, packed, dst.geometry)
+            wt, geometry, stride, padding, groups, packed = op.gemm_form(c, node, src)
+            cycles, comp, mem = _gemm_layer(c, cnt, node, geometry, wt.shape[0], wt.shape[1],
+                                            wt.shape[2], stride, padding, groups, packed,
+                                            dst.geometry)
         elif node.op == "linear":
             cin = node.attrs.w_q.shape[1]
             rows = src.shape[0] if len(src.shape) == 2 else 1     # token-shaped [T, F]

@@ -338,6 +338,10 @@ class GemmSchedule:
                 break
             ng = max(1, min(nt, ng_cap, (cfg.acc_depth // 2) // m))
             kg = max(1, min(n_chunks, (cfg.spad_depth - 2 * C) // (2 * m)))
+            # Activation groups of equal size rather than full ones and a remainder: a small
+            # last group gives the next block's loads too few GEMMs to hide behind (ResNet-18
+            # at 224x224: 8.43 M cycles instead of 8.70 M, the performance model).
+            kg = _ceil(n_chunks, _ceil(n_chunks, kg))
             if 2 * kg * m + 2 * C > cfg.spad_depth or 2 * ng * m > cfg.acc_depth:
                 continue
             blocks = -(-oh_n // rows)

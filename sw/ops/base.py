@@ -152,6 +152,11 @@ class Op:
         (read when it is the input's only user); 0 for none."""
         return 0
 
+    def input_im2col(self, c: Compiler, node: QNode, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The im2col layout (:func:`sw.program.im2col`) this node wants the model input
+        written in (asked when it is the input's only user); ``None`` for none."""
+        return None
+
     def host_params(self, node: QNode) -> dict[str, Any]:
         """For a host operator: its parameters as JSON values (saved with the program)."""
         return {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,6 +24,10 @@ from .base import QuantContext, refuse_options, register
 from .gemm import GemmOp, QLinear, quantize_gemm
 
 __all__ = ["Conv", "QConv", "ConvOp"]
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 @dataclass(frozen=True)
@@ -84,14 +89,47 @@ class ConvOp(GemmOp):
     def input_pad_w(self, c, node: QNode, shape) -> int:
         return node.attrs.padding[1] if self.packed(c, node, shape) else 0
 
+    def input_im2col(self, c, node: QNode, shape) -> tuple[int, ...] | None:
+        """As the model input's only reader: the input as this layer's im2col matrix when
+        that needs fewer reduction chunks than reading it in place (an image's few
+        channels; ResNet's 7x7 stem: 10 chunks of 147 taps instead of 14 of kernel rows).
+
+        The host writes the matrix (:func:`sw.program.im2col`), so its rows are the taps in
+        the (kh, kw, channel) order of the weights, padded to a multiple of ``rows`` bytes
+        so that every chunk is one aligned vector."""
+        a = node.attrs
+        if a.groups != 1 or len(shape) != 3:
+            return None
+        cin = shape[0]
+        kh, kw = a.w_q.shape[2], a.w_q.shape[3]
+        if kh * kw == 1:
+            return None
+        k_pad = _ceil(kh * kw * cin, c.R) * c.R
+        in_place = kh * _ceil(kw * cin, c.R) if self.packed(c, node, shape) else \
+            kh * kw * _ceil(cin, c.R)
+        if k_pad // c.R >= in_place or k_pad > c.MAX_X_STRIDE:
+            return None
+        return (kh, kw, *a.stride, *a.padding, k_pad)
+
     def lower(self, c, node, layer_id, args, out):
         src = args[0]
+        return c.gemm_layer(node, layer_id, src, out, *self.gemm_form(c, node, src))
+
+    def gemm_form(self, c, node, src):
+        """How the compiler's implicit GEMM reads this layer (``gemm_layer``'s weights,
+        geometry, stride, padding, groups and ``packed``): over ``src`` as it is stored, or,
+        when ``src`` is this layer's im2col matrix, as a 1x1 convolution over its rows."""
         a = node.attrs
         wt = a.w_q.numpy().transpose(0, 2, 3, 1)          # [Cout, KH, KW, Cin_g]
+        if src.im2col is not None:
+            k_pad = src.im2col[6]
+            flat = np.zeros((wt.shape[0], 1, 1, k_pad), np.int8)
+            flat[:, 0, 0, :wt[0].size] = wt.reshape(wt.shape[0], -1)
+            _, oh, ow = node.shape
+            return flat, (k_pad, oh, ow), (1, 1), (0, 0), 1, False
         pw = a.padding[1]
         packed = src.pad_w == pw and pw > 0 and self.packed(c, node, src.shape)
-        return c.gemm_layer(node, layer_id, src, out, wt, src.geometry, a.stride, a.padding,
-                            a.groups, packed)
+        return wt, src.geometry, a.stride, a.padding, a.groups, packed
 
 
 @fx.module(nn.Conv2d)

@@ -77,7 +77,8 @@ def output_step(q) -> float:
 
 def bit_exact_on_func(factory, shape, configs=CONFIGS, seed: int = 0) -> None:
     """Compile the model ``factory()`` builds (seeded) for each config, run it on the functional model, compare with
-    the golden bit for bit."""
+    the golden bit for bit; where the first layer reads the input as its im2col matrix, also
+    compiled to read it in place."""
     torch.manual_seed(seed)
     model = factory().eval()
     qmodel = sw.quantize(model, [torch.randn(3, *shape) for _ in range(2)])
@@ -86,3 +87,7 @@ def bit_exact_on_func(factory, shape, configs=CONFIGS, seed: int = 0) -> None:
         program = sw.compile(qmodel, cfg)
         y = sw.Device(cfg).run(program, x)
         assert torch.equal(y, qmodel(x)), cfg.describe()
+        if program.input.layout == "im2col":      # the first layer read in place, too
+            program = sw.compile(qmodel, cfg, im2col=False)
+            assert program.input.layout != "im2col"
+            assert torch.equal(sw.Device(cfg).run(program, x), qmodel(x)), cfg.describe()
