@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib", type=int, default=4, help="calibration batches of 8 (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", metavar="FILE", help="also save the program (.npuprog)")
+    parser.add_argument("--im2col", action=argparse.BooleanOptionalAction, default=None,
+                        help="let a first convolution over few channels read the input as its "
+                             "im2col matrix, written by the host (sw.compile's im2col; default: "
+                             "on, except on a board, whose UART would carry the larger input)")
     parser.add_argument("--disassemble", action="store_true", help="print the program")
     parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
     parser.add_argument("--trace", metavar="FILE",
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         qmodel = sw.quantize(model, [torch.randn(8, *shape, generator=gen) for _ in range(args.calib)])
         t_quant = time.perf_counter() - t0
         t0 = time.perf_counter()
-        program = sw.compile(qmodel, config)
+        im2col = args.backend != "board" if args.im2col is None else args.im2col
+        program = sw.compile(qmodel, config, im2col=im2col)
     except (sw.UnsupportedOpError, sw.CompileError, ValueError) as exc:
         print(f"python -m sw.run: error: {exc}", file=sys.stderr)
         return 1

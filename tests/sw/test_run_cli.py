@@ -52,3 +52,12 @@ def test_demo_without_rtl_runs_and_shows_its_analysis():
                  "uJ per sample", "ridge", "hotspots: ", "time per operator class: gemm",
                  "analysis/report.html"):
         assert text in out.stdout, text
+
+
+def test_im2col_on_by_default_and_off_by_flag(tmp_path, capsys):
+    import sw
+    for flags, layout in (([], "im2col"), (["--no-im2col"], "nhwc")):
+        path = tmp_path / f"lenet{len(flags)}.npuprog"
+        assert main(["lenet5", "--preset", "tiny", "--save", str(path), *flags]) == 0
+        assert "bit-exact against the golden: True" in capsys.readouterr().out
+        assert sw.Program.load(path).input.layout == layout
