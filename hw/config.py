@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from .isa import FIELD_MAX, PARAM_GROUP_ROWS, Opcode
+from .isa import FIELD_MAX, LUT_ENTRIES, PARAM_GROUP_ROWS, Opcode, table_rows
 
 __all__ = ["NPUConfig", "ConfigError", "PRESETS", "require_config"]
 
@@ -69,6 +69,18 @@ class NPUConfig:
         Depth of each of the load, compute and store instruction queues.
     token_queue_depth:
         Capacity of each of the four dependency-token queues.
+    table_write_bytes:
+        Where the store path keeps a STORE's activation table (``lut``), and how fast it
+        loads it. 0 (the default): in registers, a parameter row per cycle (``table_rows``
+        cycles), one 256-to-1 multiplexer per lane. A power of two N that divides
+        ``4 * cols`` (a parameter row's bytes): in block RAM, one memory per lane (256 entries, N per word), written
+        N entries per cycle (``256 / N`` cycles), read through one synchronous port per
+        lane: the small FPGAs' option (on the iCE40UP5K the registers alone are 2,048 of
+        its 5,280 cells).
+
+    Fields added after the first release (``table_write_bytes``) are left out of the
+    canonical form, and so of the hash, while at their default: every configuration
+    that existed before keeps its hash.
     """
 
     rows: int = 16
@@ -84,6 +96,7 @@ class NPUConfig:
     dma_burst_len: int = 16
     insn_queue_depth: int = 8
     token_queue_depth: int = 8
+    table_write_bytes: int = field(default=0, metadata={"omit_default": True})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -125,6 +138,13 @@ class NPUConfig:
         self._check_pow2_range("dma_burst_len", 1, 256)
         self._check_pow2_range("insn_queue_depth", 2, 256)
         self._check_range("token_queue_depth", 1, 255)
+        if self.table_write_bytes and not (_is_pow2(self.table_write_bytes)
+                                           and (4 * self.cols) % self.table_write_bytes == 0):
+            # Each parameter row (4 * cols bytes) is written in whole words.
+            raise ConfigError(
+                f"NPUConfig.table_write_bytes is {self.table_write_bytes}; allowed: 0 (the "
+                f"activation table in registers) or a power of two that divides 4 * cols "
+                f"= {4 * self.cols}")
 
     def _check_range(self, name: str, lo: int, hi: int) -> None:
         value = getattr(self, name)
@@ -149,6 +169,14 @@ class NPUConfig:
         return self.param_depth // PARAM_GROUP_ROWS
 
     @property
+    def table_load_cycles(self) -> int:
+        """Cycles a STORE with ``lut`` spends loading its activation table, after its
+        parameter group (the performance model's figure)."""
+        if self.table_write_bytes:
+            return LUT_ENTRIES // self.table_write_bytes
+        return table_rows(self.cols)
+
+    @property
     def macs(self) -> int:
         """Multiply-accumulate units in the array."""
         return self.rows * self.cols
@@ -159,8 +187,13 @@ class NPUConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def canonical(self) -> str:
-        """The canonical text form: JSON, keys sorted, no spaces. The hash is of this."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """The canonical text form: JSON, keys sorted, no spaces. The hash is of this.
+
+        Fields marked ``omit_default`` (those added later) are left out at their default,
+        so that adding them changed no existing configuration's hash."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if not (f.metadata.get("omit_default") and getattr(self, f.name) == f.default)}
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
     @property
     def hash(self) -> int:

@@ -1,7 +1,9 @@
 """The store unit: STORE instructions, from accumulator rows to int8 rows in DRAM.
 
 For each STORE it reads the parameter group (bias, multiplier, shift rows) and, with
-``lut``, the activation table rows after it, then streams ``rows`` accumulator rows through the requantizer into a small FIFO and on to
+``lut``, the activation table rows after it (into registers, a row per cycle, or with
+``config.table_write_bytes`` into one block RAM per lane, that many entries per cycle),
+then streams ``rows`` accumulator rows through the requantizer into a small FIFO and on to
 the DMA writer, one row per cycle while the FIFO has room and compute leaves the
 row's accumulator bank free; it finishes (gives its tokens) once every row is
 written to DRAM. A SYNC in the store queue only takes and gives its tokens.
@@ -12,11 +14,13 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..config import NPUConfig, require_config
-from ..isa import INSTRUCTION, PARAM_GROUP_ROWS, PARAM_ROWS, Opcode, Queue, table_rows
+from ..isa import (INSTRUCTION, LUT_ENTRIES, PARAM_ELEM_BYTES, PARAM_GROUP_ROWS, PARAM_ROWS,
+                   Opcode, Queue, table_rows)
 from ..requant import Requantizer
 from ..sram import ReadClient
 from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, give_pushes, queue_head
@@ -94,7 +98,7 @@ class StoreUnit(wiring.Component):
         row_out = Signal(request)
         params = {name: Signal(32 * C, name=name) for name in PARAM_ROWS}
         T = table_rows(C)
-        table = [Signal(32 * C, name=f"table_{t}") for t in range(T)]
+        N = self.config.table_write_bytes
         pi = Signal(range(PARAM_GROUP_ROWS + T + 1))
         ri = Signal(13)
         row_addr = Signal(32)
@@ -114,10 +118,35 @@ class StoreUnit(wiring.Component):
         ]
         # The activation table (``lut``): each requantized lane v becomes table[v + 128];
         # the table rows' bytes in order are its entries.
-        flat = Cat(*table)
-        for j in range(C):
-            v = Value.cast(rq.o_data[j]).as_unsigned()
-            m.d.comb += row_out.data[j].eq(Mux(su.lut, flat.word_select(v ^ 0x80, 8), v))
+        if N:
+            # In block RAM: one memory per lane (each lane looks up any entry), N entries a
+            # word, written during TABLE; read by the requantizer's last stage's input, so
+            # the entry arrives with the lane's result.
+            per_row = PARAM_ELEM_BYTES * C // N        # words in a parameter row
+            t_row = Signal(range(T + 1))
+            t_sub = Signal(range(per_row))
+            t_wen = Signal()
+            for j in range(C):
+                mem = Memory(shape=8 * N, depth=LUT_ENTRIES // N, init=[])
+                m.submodules[f"table_{j}"] = mem
+                wr = mem.write_port()
+                rd = mem.read_port()
+                entry_next = Value.cast(rq.o_next[j]).as_unsigned() ^ 0x80
+                byte = Signal(range(N), name=f"table_byte_{j}")
+                m.d.sync += byte.eq(entry_next[:N.bit_length() - 1])
+                m.d.comb += [
+                    wr.en.eq(t_wen), wr.addr.eq(t_row * per_row + t_sub),
+                    wr.data.eq(self.param.data.word_select(t_sub, 8 * N)),
+                    rd.addr.eq(entry_next >> (N.bit_length() - 1)),
+                ]
+                v = Value.cast(rq.o_data[j]).as_unsigned()
+                m.d.comb += row_out.data[j].eq(Mux(su.lut, rd.data.word_select(byte, 8), v))
+        else:
+            table = [Signal(32 * C, name=f"table_{t}") for t in range(T)]
+            flat = Cat(*table)
+            for j in range(C):
+                v = Value.cast(rq.o_data[j]).as_unsigned()
+                m.d.comb += row_out.data[j].eq(Mux(su.lut, flat.word_select(v ^ 0x80, 8), v))
         issue = Signal()
         m.d.sync += [
             rd_valid.eq(issue), rd_addr.eq(row_addr),
@@ -147,12 +176,37 @@ class StoreUnit(wiring.Component):
                                 with m.If(~su.lut):
                                     m.d.sync += [ri.eq(0), row_addr.eq(su.dram)]
                                     m.next = "RUN"
-                    for t in range(T):
-                        with m.Case(PARAM_GROUP_ROWS + t + 1):
-                            m.d.sync += table[t].eq(self.param.data)
-                            if t + 1 == T:
-                                m.d.sync += [ri.eq(0), row_addr.eq(su.dram)]
-                                m.next = "RUN"
+                                if N:
+                                    with m.Else():
+                                        # Table row 0 is read in this cycle.
+                                        m.d.sync += [t_row.eq(0), t_sub.eq(0)]
+                                        m.next = "TABLE"
+                    if not N:
+                        for t in range(T):
+                            with m.Case(PARAM_GROUP_ROWS + t + 1):
+                                m.d.sync += table[t].eq(self.param.data)
+                                if t + 1 == T:
+                                    m.d.sync += [ri.eq(0), row_addr.eq(su.dram)]
+                                    m.next = "RUN"
+            if N:
+                with m.State("TABLE"):
+                    # Word t_sub of table row t_row is written; the row's data stays on the
+                    # read port while its address does, and the next row is addressed in its
+                    # last word's cycle, so a word is written every cycle (256 / N cycles).
+                    # It ends with the word of entry 255 (the last row may hold more).
+                    last_word = t_sub == per_row - 1
+                    m.d.comb += [
+                        t_wen.eq(1),
+                        self.param.addr.eq(su.param * PARAM_GROUP_ROWS + PARAM_GROUP_ROWS
+                                           + t_row + last_word),
+                    ]
+                    with m.If(last_word):
+                        m.d.sync += [t_sub.eq(0), t_row.eq(t_row + 1)]
+                    with m.Else():
+                        m.d.sync += t_sub.eq(t_sub + 1)
+                    with m.If(t_row * per_row + t_sub == LUT_ENTRIES // N - 1):
+                        m.d.sync += [ri.eq(0), row_addr.eq(su.dram)]
+                        m.next = "RUN"
             with m.State("RUN"):
                 # A row is read when the FIFO has room for it and for every row in flight
                 # (the read and the requantizer's stages), and compute leaves its bank free.

@@ -321,7 +321,7 @@ def _gemm_layer(c: Compiler, cnt: _Counter, node, geometry, cout, kh, kw, stride
 class _AluSummary:
     """What prices an ALU layer's instructions: its traffic and, with their multiplicity,
     its loads ``(vectors, bytes, padding rows, address mod 64, stride)``, its stores
-    ``(rows, bytes, address mod 64, stride, activation table rows)``, its ALU cycles before overheads, and the
+    ``(rows, bytes, address mod 64, stride, activation table load cycles)``, its ALU cycles before overheads, and the
     counts of ALU and other compute instructions."""
     traffic: Traffic
     loads: collections.Counter
@@ -358,7 +358,7 @@ def _alu_summary(c: Compiler, op, node, layer_id, args, out) -> _AluSummary:
             sm.loads[(vectors, insn.length * DRAM_ELEM_BYTES[insn.mem], ny * nx - vectors,
                       insn.dram % 64, stride)] += 1
         elif opc is Opcode.STORE:
-            table = isa.table_rows(cfg.cols) if insn.lut else 0   # its parameter-phase rows
+            table = cfg.table_load_cycles if insn.lut else 0   # its table-load cycles
             sm.stores[(insn.rows, insn.length, insn.dram % 64, insn.stride, table)] += 1
         elif opc is Opcode.ALU:
             rows = insn.count

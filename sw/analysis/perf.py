@@ -262,7 +262,7 @@ class _Model:
         self.insn_beats = _beats(0, INSN_BYTES, self.B) * self.beat_cycles
         # The array's latency; a register after each product adds one cycle.
         self.L = cfg.rows + cfg.cols - 1 + extra_latency
-        self.table_rows = isa.table_rows(cfg.cols)
+        self.table_cycles = cfg.table_load_cycles
         self.depth = cfg.insn_queue_depth
         self.tok_depth = cfg.token_queue_depth
         n = len(ops)
@@ -661,7 +661,7 @@ class _Model:
         # requantizer, the output FIFO.
         a = w + 1 + PARAM_GROUP_ROWS + 1 + Requantizer.LATENCY + _FIFO_LATENCY
         if lut:
-            a += self.table_rows
+            a += self.table_cycles
         if rows > 1:
             a += 1      # measured on the RTL: the second row reaches the writer a cycle late
         total, b_last, _ = _run_beats(dram % B, stride % B, length, rows, B)
