@@ -78,7 +78,14 @@ class NPUConfig:
         lane: the small FPGAs' option (on the iCE40UP5K the registers alone are 2,048 of
         its 5,280 cells).
 
-    Fields added after the first release (``table_write_bytes``) are left out of the
+    alu_mul_bits:
+        How the vector ALU multiplies (``MUL``, ``MULH``). 0 (the default): a 32 x 32
+        multiplier per lane, a row a cycle. 1, 2, 4, 8 or 16: sequentially, that many bits
+        of the source a cycle, on an adder per lane (``32 / alu_mul_bits`` cycles a row):
+        the option for FPGAs whose few DSPs the array and the requantizer need (a 32 x 32
+        product takes 4 of the iCE40UP5K's 8).
+
+    Fields added after the first release (``table_write_bytes``, ``alu_mul_bits``) are left out of the
     canonical form, and so of the hash, while at their default: every configuration
     that existed before keeps its hash.
     """
@@ -97,6 +104,7 @@ class NPUConfig:
     insn_queue_depth: int = 8
     token_queue_depth: int = 8
     table_write_bytes: int = field(default=0, metadata={"omit_default": True})
+    alu_mul_bits: int = field(default=0, metadata={"omit_default": True})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -146,6 +154,11 @@ class NPUConfig:
                 f"activation table in registers) or a power of two that divides 4 * cols "
                 f"= {4 * self.cols}")
 
+        if self.alu_mul_bits not in (0, 1, 2, 4, 8, 16):
+            raise ConfigError(
+                f"NPUConfig.alu_mul_bits is {self.alu_mul_bits}; allowed: 0 (a 32 x 32 "
+                f"multiplier per lane) or 1, 2, 4, 8, 16 (bits of the source a cycle)")
+
     def _check_range(self, name: str, lo: int, hi: int) -> None:
         value = getattr(self, name)
         if not lo <= value <= hi:
@@ -175,6 +188,12 @@ class NPUConfig:
         if self.table_write_bytes:
             return LUT_ENTRIES // self.table_write_bytes
         return table_rows(self.cols)
+
+    @property
+    def alu_mul_cycles(self) -> int:
+        """Cycles the vector ALU spends on a row of ``MUL`` or ``MULH`` (1 with the
+        default multiplier; the performance model's figure)."""
+        return 32 // self.alu_mul_bits if self.alu_mul_bits else 1
 
     @property
     def macs(self) -> int:

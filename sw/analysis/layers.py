@@ -368,6 +368,8 @@ def _alu_summary(c: Compiler, op, node, layer_id, args, out) -> _AluSummary:
                 meet = [(insn.dst - insn.src + i * step) % banks == 0 for i in range(banks)]
                 full, rest = divmod(rows, banks)
                 rows += full * sum(meet) + sum(meet[:rest])
+            if isa.AluOp(insn.op) in (isa.AluOp.MUL, isa.AluOp.MULH):
+                rows += insn.count * (cfg.alu_mul_cycles - 1)   # a sequential multiplier
             sm.alu_rows += rows
             sm.n_alu += 1
         else:

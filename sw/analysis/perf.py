@@ -201,7 +201,7 @@ _RECORD_FIELDS = {
     Opcode.LOAD: ("mem", "dram", "y_size", "x_size", "y_stride", "x_stride", "length",
                   "pad_top", "pad_bottom", "pad_left", "pad_right"),
     Opcode.GEMM: ("wgt", "inp", "m", "keep_wgt"),
-    Opcode.ALU: ("use_imm", "dst", "src", "count", "dst_stride", "src_stride"),
+    Opcode.ALU: ("use_imm", "dst", "src", "count", "dst_stride", "src_stride", "op"),
     Opcode.STORE: ("dram", "rows", "stride", "length", "lut"),
     Opcode.CONFIG: ("key", "value"),
     Opcode.SYNC: ("queue",),
@@ -624,8 +624,11 @@ class _Model:
             return h + m + 2 + L
         d = max(w + 1, self.pipe_empty)
         if op == _ALU:
-            use_imm, dst, src, count, ds, ss = self.records[j]
+            use_imm, dst, src, count, ds, ss, alu_op = self.records[j]
             n = count
+            if alu_op in _MUL_OPS:
+                # A sequential multiplier holds each row until its product is done.
+                n += count * (cfg.alu_mul_cycles - 1)
             banks = cfg.acc_banks
             if not use_imm:
                 # Destination and source in one bank: two reads.
@@ -695,6 +698,7 @@ _LOAD, _STORE, _GEMM, _ALU, _CONFIG, _SYNC, _FINISH = (
     Opcode.LOAD.value, Opcode.STORE.value, Opcode.GEMM.value, Opcode.ALU.value,
     Opcode.CONFIG.value, Opcode.SYNC.value, Opcode.FINISH.value)
 _LAYER_KEY = isa.CfgKey.LAYER.value
+_MUL_OPS = (isa.AluOp.MUL.value, isa.AluOp.MULH.value)
 
 
 def _npu_streams(program) -> tuple[list[tuple[int, int]], tuple[str, ...]]:

@@ -29,6 +29,8 @@ from hw import NPUConfig, ConfigError, PRESETS
     ("table_write_bytes", 3, "NPUConfig.table_write_bytes is 3; allowed: 0 (the activation "
                              "table in registers) or a power of two that divides 4 * cols = 64"),
     ("table_write_bytes", 128, "NPUConfig.table_write_bytes is 128; allowed: 0"),
+    ("alu_mul_bits", 32, "NPUConfig.alu_mul_bits is 32; allowed: 0 (a 32 x 32 multiplier per "
+                         "lane) or 1, 2, 4, 8, 16 (bits of the source a cycle)"),
     ("rows", "16", "NPUConfig.rows must be an int, not str '16'"),
     ("cols", True, "NPUConfig.cols must be an int, not bool True"),
 ])
@@ -41,7 +43,8 @@ def test_invalid_field_rejected_with_message(field, value, message):
 def test_every_field_has_a_rejection_case():
     tested = {"rows", "cols", "operand_width", "acc_width", "spad_depth", "spad_banks",
               "acc_depth", "acc_banks", "param_depth", "dma_data_width", "dma_burst_len",
-              "insn_queue_depth", "token_queue_depth", "table_write_bytes"}
+              "insn_queue_depth", "token_queue_depth", "table_write_bytes",
+              "alu_mul_bits"}
     assert tested == {f.name for f in dataclasses.fields(NPUConfig)}
 
 
@@ -127,10 +130,14 @@ def test_new_fields_at_their_default_leave_the_hash_unchanged():
     for name in PRESETS:
         cfg = NPUConfig.preset(name)
         assert "table_write_bytes" not in cfg.canonical()
-        ram = cfg.replace(table_write_bytes=2)
-        assert '"table_write_bytes":2' in ram.canonical()
-        assert ram.hash != cfg.hash
-        assert NPUConfig.from_json(ram.to_json()) == ram
+        assert "alu_mul_bits" not in cfg.canonical()
+        for field, value in (("table_write_bytes", 2), ("alu_mul_bits", 1)):
+            changed = cfg.replace(**{field: value})
+            assert f'"{field}":{value}' in changed.canonical()
+            assert changed.hash != cfg.hash
+            assert NPUConfig.from_json(changed.to_json()) == changed
     assert NPUConfig.preset("tiny", table_write_bytes=16).table_load_cycles == 16
     assert NPUConfig.preset("tiny", table_write_bytes=1).table_load_cycles == 256
     assert NPUConfig.preset("tiny").table_load_cycles == 16     # table_rows(4)
+    assert NPUConfig.preset("tiny", alu_mul_bits=2).alu_mul_cycles == 16
+    assert NPUConfig.preset("tiny").alu_mul_cycles == 1
