@@ -115,8 +115,12 @@ class VectorALU(wiring.Component):
         hi = Signal(signed(33 + b), name=f"mul_hi{c}")
         lo = Signal(32, name=f"mul_lo{c}")
         chunk = s.as_unsigned().word_select(k, b)
-        # The last chunk holds the sign bit: its weight is negative.
-        term = Mux(k == steps - 1, d * chunk.as_signed(), d * chunk)
+        # d times the chunk as shifted adds, not a `*` that Yosys would put on a DSP. The
+        # last chunk holds the sign bit: its weight is negative.
+        term = Signal(signed(33 + b), name=f"mul_term{c}")
+        top = Mux(k == steps - 1, -(d << (b - 1)), d << (b - 1))
+        m.d.comb += term.eq(sum((Mux(chunk[i], d << i, 0) for i in range(b - 1)),
+                                start=Mux(chunk[b - 1], top, 0)))
         total = Signal(signed(34 + b), name=f"mul_sum{c}")
         m.d.comb += total.eq(Mux(self.mul_start, 0, hi) + term)
         new_lo = Signal(32, name=f"mul_lo_next{c}")
