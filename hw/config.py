@@ -85,7 +85,13 @@ class NPUConfig:
         the option for FPGAs whose few DSPs the array and the requantizer need (a 32 x 32
         product takes 4 of the iCE40UP5K's 8).
 
-    Fields added after the first release (``table_write_bytes``, ``alu_mul_bits``) are left out of the
+    requant_lanes:
+        Lanes of the store path's requantizer (each a 32 x 32 product: 4 of the
+        iCE40UP5K's 8 DSPs). 0 (the default): ``cols``, a row a cycle. A divisor L of
+        ``cols``: each row in ``cols / L`` passes, a cycle each.
+
+    Fields added after the first release (``table_write_bytes``, ``alu_mul_bits``,
+    ``requant_lanes``) are left out of the
     canonical form, and so of the hash, while at their default: every configuration
     that existed before keeps its hash.
     """
@@ -105,6 +111,7 @@ class NPUConfig:
     token_queue_depth: int = 8
     table_write_bytes: int = field(default=0, metadata={"omit_default": True})
     alu_mul_bits: int = field(default=0, metadata={"omit_default": True})
+    requant_lanes: int = field(default=0, metadata={"omit_default": True})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -158,6 +165,10 @@ class NPUConfig:
             raise ConfigError(
                 f"NPUConfig.alu_mul_bits is {self.alu_mul_bits}; allowed: 0 (a 32 x 32 "
                 f"multiplier per lane) or 1, 2, 4, 8, 16 (bits of the source a cycle)")
+        if self.requant_lanes and (self.requant_lanes < 0 or self.cols % self.requant_lanes):
+            raise ConfigError(
+                f"NPUConfig.requant_lanes is {self.requant_lanes}; allowed: 0 (cols) or a "
+                f"divisor of cols = {self.cols}")
 
     def _check_range(self, name: str, lo: int, hi: int) -> None:
         value = getattr(self, name)
@@ -194,6 +205,11 @@ class NPUConfig:
         """Cycles the vector ALU spends on a row of ``MUL`` or ``MULH`` (1 with the
         default multiplier; the performance model's figure)."""
         return 32 // self.alu_mul_bits if self.alu_mul_bits else 1
+
+    @property
+    def requant_passes(self) -> int:
+        """Cycles the store path's requantizer takes a row (1 with the default lanes)."""
+        return self.cols // self.requant_lanes if self.requant_lanes else 1
 
     @property
     def macs(self) -> int:

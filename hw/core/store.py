@@ -90,7 +90,12 @@ class StoreUnit(wiring.Component):
         give_pushes(m, self.tokens, Queue.STORE, su.hdr, finished)
         m.d.comb += [self.begin.eq(self.tokens.start), self.end.eq(finished)]
 
-        m.submodules.requant = rq = Requantizer(lanes=C, tag_width=32)
+        # With requant_lanes L < cols, each row passes through the requantizer's L lanes in
+        # C / L consecutive cycles (its accumulator row read once a pass), the results of a
+        # row's passes gathered until its last.
+        L = self.config.requant_lanes or C
+        K = C // L
+        m.submodules.requant = rq = Requantizer(lanes=L, tag_width=32 + ceil_log2(K))
         # Each row carries its own length and instruction index through the FIFO: the unit
         # may go on to the next STORE while the last rows of this one wait for the DMA.
         request = store_request(C)
@@ -102,20 +107,29 @@ class StoreUnit(wiring.Component):
         pi = Signal(range(PARAM_GROUP_ROWS + T + 1))
         ri = Signal(13)
         row_addr = Signal(32)
-        rq_inflight = Signal(4)
+        rq_inflight = Signal(4)     # rows read (a pass at least) and not yet in the FIFO
         rd_valid = Signal()
         rd_addr = Signal(32)
+        ps = Signal(range(K))       # the pass of the row being read
+        rd_pass = Signal(range(K))
+        o_pass = Signal(range(K))
+        o_last = Signal()           # the requantizer's output is its row's last pass
+        m.d.comb += [o_pass.eq(rq.o_tag[32:]), o_last.eq(o_pass == K - 1)]
         m.d.comb += [
             self.param.en.eq(1),
             self.param.addr.eq(su.param * PARAM_GROUP_ROWS + pi),
             self.acc.addr.eq(su.acc + ri),
-            rq.bias.eq(params["bias"]), rq.mult.eq(params["mult"]), rq.shift.eq(params["shift"]),
+            rq.bias.eq(params["bias"].word_select(rd_pass, 32 * L)),
+            rq.mult.eq(params["mult"].word_select(rd_pass, 32 * L)),
+            rq.shift.eq(params["shift"].word_select(rd_pass, 32 * L)),
             rq.out_zp.eq(su.out_zp), rq.clamp_lo.eq(su.clamp_lo), rq.clamp_hi.eq(su.clamp_hi),
-            rq.i_valid.eq(rd_valid), rq.i_acc.eq(self.acc.data), rq.i_tag.eq(rd_addr),
-            row_out.addr.eq(rq.o_tag), row_out.nbytes.eq(su.length),
+            rq.i_valid.eq(rd_valid), rq.i_acc.eq(self.acc.data.word_select(rd_pass, 32 * L)),
+            rq.i_tag.eq(Cat(rd_addr, rd_pass)),
+            row_out.addr.eq(rq.o_tag[:32]), row_out.nbytes.eq(su.length),
             row_out.tag.eq(entry.index),
-            ofifo.w_en.eq(rq.o_valid), ofifo.w_data.eq(row_out),
+            ofifo.w_en.eq(rq.o_valid & o_last), ofifo.w_data.eq(row_out),
         ]
+        lanes_out = Signal(8 * L)   # the requantizer's lanes, through the table with lut
         # The activation table (``lut``): each requantized lane v becomes table[v + 128];
         # the table rows' bytes in order are its entries.
         if N:
@@ -126,7 +140,7 @@ class StoreUnit(wiring.Component):
             t_row = Signal(range(T + 1))
             t_sub = Signal(range(per_row))
             t_wen = Signal()
-            for j in range(C):
+            for j in range(L):
                 mem = Memory(shape=8 * N, depth=LUT_ENTRIES // N, init=[])
                 m.submodules[f"table_{j}"] = mem
                 wr = mem.write_port()
@@ -140,17 +154,26 @@ class StoreUnit(wiring.Component):
                     rd.addr.eq(entry_next >> (N.bit_length() - 1)),
                 ]
                 v = Value.cast(rq.o_data[j]).as_unsigned()
-                m.d.comb += row_out.data[j].eq(Mux(su.lut, rd.data.word_select(byte, 8), v))
+                m.d.comb += lanes_out.word_select(j, 8).eq(
+                    Mux(su.lut, rd.data.word_select(byte, 8), v))
         else:
             table = [Signal(32 * C, name=f"table_{t}") for t in range(T)]
             flat = Cat(*table)
-            for j in range(C):
+            for j in range(L):
                 v = Value.cast(rq.o_data[j]).as_unsigned()
-                m.d.comb += row_out.data[j].eq(Mux(su.lut, flat.word_select(v ^ 0x80, 8), v))
+                m.d.comb += lanes_out.word_select(j, 8).eq(
+                    Mux(su.lut, flat.word_select(v ^ 0x80, 8), v))
+        if K > 1:
+            gathered = Signal(8 * L * (K - 1))    # the row's earlier passes
+            with m.If(rq.o_valid & ~o_last):
+                m.d.sync += gathered.word_select(o_pass, 8 * L).eq(lanes_out)
+            m.d.comb += row_out.data.eq(Cat(gathered, lanes_out))
+        else:
+            m.d.comb += row_out.data.eq(lanes_out)
         issue = Signal()
         m.d.sync += [
-            rd_valid.eq(issue), rd_addr.eq(row_addr),
-            rq_inflight.eq(rq_inflight + issue - rq.o_valid),
+            rd_valid.eq(issue), rd_addr.eq(row_addr), rd_pass.eq(ps),
+            rq_inflight.eq(rq_inflight + (issue & (ps == 0)) - (rq.o_valid & o_last)),
         ]
         with m.FSM(name="fsm") as fsm:
             with queue_head(m, self.insn, entry, self.tokens, halt, self.stalled):
@@ -211,12 +234,20 @@ class StoreUnit(wiring.Component):
                 # A row is read when the FIFO has room for it and for every row in flight
                 # (the read and the requantizer's stages), and compute leaves its bank free.
                 # 16 entries keep a row per cycle flowing while the DMA takes one per cycle.
-                m.d.comb += self.acc.en.eq(~halt & (ofifo.level + rq_inflight < _FIFO_DEPTH))
+                # A row's later passes follow its first without that check.
+                room = ofifo.level + rq_inflight < _FIFO_DEPTH
+                m.d.comb += self.acc.en.eq(~halt & ((ps != 0) | room))
                 with m.If(self.acc.en & self.acc.grant):
                     m.d.comb += issue.eq(1)
-                    m.d.sync += [ri.eq(ri + 1), row_addr.eq(row_addr + su.stride)]
-                    with m.If(ri + 1 == su.rows):
-                        m.next = "FLUSH"
+                    with m.If(ps == K - 1):
+                        m.d.sync += [ri.eq(ri + 1), row_addr.eq(row_addr + su.stride)]
+                        if K > 1:
+                            m.d.sync += ps.eq(0)
+                        with m.If(ri + 1 == su.rows):
+                            m.next = "FLUSH"
+                    if K > 1:
+                        with m.Else():
+                            m.d.sync += ps.eq(ps + 1)
             with m.State("FLUSH"):
                 # Finished (and its token given) only once every row is in DRAM: the
                 # output FIFO empty (its level counts a row still moving in, which r_rdy

@@ -199,7 +199,13 @@ class _Counter:
         t.memories["param"].read_rows += isa.PARAM_GROUP_ROWS
         t.memories["param"].read_bits += isa.PARAM_GROUP_ROWS * 32 * self.C
         t.requant_lanes += rows * self.C
-        return rows * (self.tm.store_row + self.beat * _beats(length, self.B, offset, stride))
+        return rows * _store_row(self.tm, self.cfg, self.beat * _beats(length, self.B, offset, stride))
+
+
+def _store_row(tm, cfg: NPUConfig, beat_cycles: float) -> float:
+    """A stored row's cycles: the writer's, or the requantizer's passes when they are more
+    (``requant_lanes``)."""
+    return max(tm.store_row + beat_cycles, cfg.requant_passes)
 
 
 def _border(o0: int, n: int, stride: int, d: int, pad: int, size: int) -> tuple[int, int]:
@@ -387,7 +393,7 @@ def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tup
     cnt.traffic.add(sm.traffic)
     memory = sum(n * (tm.load_latency + pad + vectors * beat * _beats(nbytes, B, offset, stride))
                  for (vectors, nbytes, pad, offset, stride), n in sm.loads.items())
-    memory += sum(n * (table + rows * (tm.store_row + beat * _beats(nbytes, B, offset, stride)))
+    memory += sum(n * (table + rows * _store_row(tm, cnt.cfg, beat * _beats(nbytes, B, offset, stride)))
                   for (rows, nbytes, offset, stride, table), n in sm.stores.items())
     compute = sm.alu_rows + sm.n_alu * tm.alu_overhead + sm.n_other * tm.sync_cycles
     return compute + memory + tm.layer_overhead, compute, memory

@@ -665,19 +665,36 @@ class _Model:
         a = w + 1 + PARAM_GROUP_ROWS + 1 + Requantizer.LATENCY + _FIFO_LATENCY
         if lut:
             a += self.table_cycles
-        if rows > 1:
+        K = self.cfg.requant_passes
+        if K > 1:
+            finish = self._store_passes(a, K, dram, rows, stride, length) + 1
+        elif rows > 1:
             a += 1      # measured on the RTL: the second row reaches the writer a cycle late
-        total, b_last, _ = _run_beats(dram % B, stride % B, length, rows, B)
-        # Each row: the writer's IDLE and ADDR cycles, its beats, the response.
-        a_last = a + (2 * (rows - 1) + (total - b_last) * bc) + (rows - 1) * lat
-        finish = a_last + b_last * bc + 3 + lat
-        if rows == 1:
-            finish += 1     # measured on the RTL: FLUSH sees the FIFO empty a cycle later
+        if K == 1:
+            total, b_last, _ = _run_beats(dram % B, stride % B, length, rows, B)
+            # Each row: the writer's IDLE and ADDR cycles, its beats, the response.
+            a_last = a + (2 * (rows - 1) + (total - b_last) * bc) + (rows - 1) * lat
+            finish = a_last + b_last * bc + 3 + lat
+            if rows == 1:
+                finish += 1     # measured on the RTL: FLUSH sees the FIFO empty a cycle later
         self.ready[_SQ] = finish + 1
         if self.flags[j] & _PP:
             self.pushes[_S2C].append(finish)
         self.span = (w, finish + 1)
         return finish + 1
+
+    def _store_passes(self, a, K, dram, rows, stride, length):
+        """The last cycle of a STORE whose rows take ``K`` requantizer passes each: row i
+        reaches the writer ``K - 1 + i * K`` cycles after ``a`` (where one pass's first row
+        would) or when the writer is done with the row before, whichever is later."""
+        B, bc, lat = self.B, self.beat_cycles, self.lat
+        free = a
+        beats = 0
+        for i in range(rows):
+            start = max(a + K - 1 + i * K, free)
+            beats = ((dram + i * stride) % B + length + B - 1) // B
+            free = start + 2 + beats * bc + lat
+        return free - 2 + 3
 
     def run(self) -> None:
         self._dispatch_all()
