@@ -64,7 +64,8 @@ def test_cli_lists_boards_and_dry_runs(capsys, tmp_path):
     assert not any(tmp_path.iterdir())   # a dry run runs and writes nothing
     # Configuration fields alone change the board's configuration.
     assert fb.main(["--board", "icebreaker", "--dry-run", "--program", "--cols", "2"]) == 0
-    assert f"_2x2_{SMALL.replace(cols=2).hash:08x}_ice40_dual.bin" in capsys.readouterr().out
+    narrow = BOARDS["icebreaker"].config.replace(cols=2)
+    assert f"_2x2_{narrow.hash:08x}_ice40_dual.bin" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         fb.main(["--board", "versa_ecp5"])   # no configuration of its own
     assert "no NPU configuration" in capsys.readouterr().err
