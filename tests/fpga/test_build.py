@@ -17,8 +17,8 @@ from fpga.dfu import dfu_suffix, has_suffix
 from hw import NPUConfig
 from hw.config import ConfigError
 
-SMALL = NPUConfig(rows=2, cols=4, spad_depth=256, acc_depth=128, param_depth=48,
-                  dma_data_width=32, dma_burst_len=8, insn_queue_depth=4, token_queue_depth=4)
+#: The iCEBreaker's configuration (what `--board icebreaker` builds with its fields changed).
+SMALL = BOARDS["icebreaker"].config
 
 
 @pytest.mark.parametrize("name", sorted(BOARDS))
@@ -64,8 +64,7 @@ def test_cli_lists_boards_and_dry_runs(capsys, tmp_path):
     assert not any(tmp_path.iterdir())   # a dry run runs and writes nothing
     # Configuration fields alone change the board's configuration.
     assert fb.main(["--board", "icebreaker", "--dry-run", "--program", "--cols", "2"]) == 0
-    narrow = BOARDS["icebreaker"].config.replace(cols=2)
-    assert f"_2x2_{narrow.hash:08x}_ice40_dual.bin" in capsys.readouterr().out
+    assert f"_2x2_{SMALL.replace(cols=2).hash:08x}_ice40_dual.bin" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         fb.main(["--board", "versa_ecp5"])   # no configuration of its own
     assert "no NPU configuration" in capsys.readouterr().err
