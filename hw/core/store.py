@@ -37,6 +37,11 @@ def store_request(cols: int) -> data.StructLayout:
                               "data": data.ArrayLayout(8, cols), "tag": 32})
 
 
+def _select(value, index, width):
+    """Word ``index`` of ``width`` bits of ``value``; ``value`` itself when it is one word."""
+    return value if len(value) == width else value.word_select(index, width)
+
+
 class StoreUnit(wiring.Component):
     """The store queue's unit.
 
@@ -110,20 +115,21 @@ class StoreUnit(wiring.Component):
         rq_inflight = Signal(4)     # rows read (a pass at least) and not yet in the FIFO
         rd_valid = Signal()
         rd_addr = Signal(32)
-        ps = Signal(range(K))       # the pass of the row being read
-        rd_pass = Signal(range(K))
-        o_pass = Signal(range(K))
+        # (At least one bit each, so that no zero-width wire reaches the Verilog.)
+        ps = Signal(range(max(K, 2)))       # the pass of the row being read
+        rd_pass = Signal(range(max(K, 2)))
+        o_pass = Signal(range(max(K, 2)))
         o_last = Signal()           # the requantizer's output is its row's last pass
         m.d.comb += [o_pass.eq(rq.o_tag[32:]), o_last.eq(o_pass == K - 1)]
         m.d.comb += [
             self.param.en.eq(1),
             self.param.addr.eq(su.param * PARAM_GROUP_ROWS + pi),
             self.acc.addr.eq(su.acc + ri),
-            rq.bias.eq(params["bias"].word_select(rd_pass, 32 * L)),
-            rq.mult.eq(params["mult"].word_select(rd_pass, 32 * L)),
-            rq.shift.eq(params["shift"].word_select(rd_pass, 32 * L)),
+            rq.bias.eq(_select(params["bias"], rd_pass, 32 * L)),
+            rq.mult.eq(_select(params["mult"], rd_pass, 32 * L)),
+            rq.shift.eq(_select(params["shift"], rd_pass, 32 * L)),
             rq.out_zp.eq(su.out_zp), rq.clamp_lo.eq(su.clamp_lo), rq.clamp_hi.eq(su.clamp_hi),
-            rq.i_valid.eq(rd_valid), rq.i_acc.eq(self.acc.data.word_select(rd_pass, 32 * L)),
+            rq.i_valid.eq(rd_valid), rq.i_acc.eq(_select(self.acc.data, rd_pass, 32 * L)),
             rq.i_tag.eq(Cat(rd_addr, rd_pass)),
             row_out.addr.eq(rq.o_tag[:32]), row_out.nbytes.eq(su.length),
             row_out.tag.eq(entry.index),
@@ -138,7 +144,7 @@ class StoreUnit(wiring.Component):
             # the entry arrives with the lane's result.
             per_row = PARAM_ELEM_BYTES * C // N        # words in a parameter row
             t_row = Signal(range(T + 1))
-            t_sub = Signal(range(per_row))
+            t_sub = Signal(range(max(per_row, 2)))
             t_wen = Signal()
             for j in range(L):
                 mem = Memory(shape=8 * N, depth=LUT_ENTRIES // N, init=[])
@@ -146,16 +152,16 @@ class StoreUnit(wiring.Component):
                 wr = mem.write_port()
                 rd = mem.read_port()
                 entry_next = Value.cast(rq.o_next[j]).as_unsigned() ^ 0x80
-                byte = Signal(range(N), name=f"table_byte_{j}")
+                byte = Signal(range(max(N, 2)), name=f"table_byte_{j}")
                 m.d.sync += byte.eq(entry_next[:N.bit_length() - 1])
                 m.d.comb += [
                     wr.en.eq(t_wen), wr.addr.eq(t_row * per_row + t_sub),
-                    wr.data.eq(self.param.data.word_select(t_sub, 8 * N)),
+                    wr.data.eq(_select(self.param.data, t_sub, 8 * N)),
                     rd.addr.eq(entry_next >> (N.bit_length() - 1)),
                 ]
                 v = Value.cast(rq.o_data[j]).as_unsigned()
                 m.d.comb += lanes_out.word_select(j, 8).eq(
-                    Mux(su.lut, rd.data.word_select(byte, 8), v))
+                    Mux(su.lut, _select(rd.data, byte, 8), v))
         else:
             table = [Signal(32 * C, name=f"table_{t}") for t in range(T)]
             flat = Cat(*table)
