@@ -27,6 +27,9 @@ from fpga.boards import BOARDS  # noqa: E402
 from hw.array import MacOptions  # noqa: E402
 
 _ICE = BOARDS["icebreaker"].config
+#: The iCEBreaker's NPU without its area options (what it was before them).
+_ICE_PLAIN = _ICE.replace(table_write_bytes=0, requant_lanes=0, alu_mul_bits=0,
+                          insn_queue_depth=4)
 _ULX = BOARDS["ulx3s-85f"].config
 #: Pipelined products and partial sums only as wide as their values: the co-design options.
 _ICE_FAST = MacOptions(kind="ice40_dual", product_register=True, narrow_sums=True)
@@ -44,7 +47,9 @@ ROWS = [
     ("up5k-array-4x4", "icebreaker", _ICE.replace(rows=4), "array", None),
     ("up5k-array-4x4-fast", "icebreaker", _ICE.replace(rows=4), "array", _ICE_FAST),
     ("up5k-array-4x4-generic", "icebreaker", _ICE.replace(rows=4), "array", "generic"),
+    # The board's configuration (its area options), then the same NPU without them.
     ("up5k-soc-2x4", "icebreaker", None, "soc", None),
+    ("up5k-soc-2x4-no-area-options", "icebreaker", _ICE_PLAIN, "soc", None),
     ("ecp5-25f-soc-2x2", "orangecrab-r0.2", None, "soc", None),
     ("ecp5-85f-array-8x8", "ulx3s-85f", None, "array", None),
     ("ecp5-85f-array-8x8-fast", "ulx3s-85f", None, "array", _FAST),

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from .isa import FIELD_MAX, PARAM_GROUP_ROWS, Opcode
+from .isa import FIELD_MAX, LUT_ENTRIES, PARAM_GROUP_ROWS, Opcode, table_rows
 
 __all__ = ["NPUConfig", "ConfigError", "PRESETS", "require_config"]
 
@@ -69,6 +69,31 @@ class NPUConfig:
         Depth of each of the load, compute and store instruction queues.
     token_queue_depth:
         Capacity of each of the four dependency-token queues.
+    table_write_bytes:
+        Where the store path keeps a STORE's activation table (``lut``), and how fast it
+        loads it. 0 (the default): in registers, a parameter row per cycle (``table_rows``
+        cycles), one 256-to-1 multiplexer per lane. A power of two N that divides
+        ``4 * cols`` (a parameter row's bytes): in block RAM, one memory per lane (256 entries, N per word), written
+        N entries per cycle (``256 / N`` cycles), read through one synchronous port per
+        lane: the small FPGAs' option (on the iCE40UP5K the registers alone are 2,048 of
+        its 5,280 cells).
+
+    alu_mul_bits:
+        How the vector ALU multiplies (``MUL``, ``MULH``). 0 (the default): a 32 x 32
+        multiplier per lane, a row a cycle. 1, 2, 4, 8 or 16: sequentially, that many bits
+        of the source a cycle, on an adder per lane (``32 / alu_mul_bits`` cycles a row):
+        the option for FPGAs whose few DSPs the array and the requantizer need (a 32 x 32
+        product takes 4 of the iCE40UP5K's 8).
+
+    requant_lanes:
+        Lanes of the store path's requantizer (each a 32 x 32 product: 4 of the
+        iCE40UP5K's 8 DSPs). 0 (the default): ``cols``, a row a cycle. A divisor L of
+        ``cols``: each row in ``cols / L`` passes, a cycle each.
+
+    Fields added after the first release (``table_write_bytes``, ``alu_mul_bits``,
+    ``requant_lanes``) are left out of the
+    canonical form, and so of the hash, while at their default: every configuration
+    that existed before keeps its hash.
     """
 
     rows: int = 16
@@ -84,6 +109,9 @@ class NPUConfig:
     dma_burst_len: int = 16
     insn_queue_depth: int = 8
     token_queue_depth: int = 8
+    table_write_bytes: int = field(default=0, metadata={"omit_default": True})
+    alu_mul_bits: int = field(default=0, metadata={"omit_default": True})
+    requant_lanes: int = field(default=0, metadata={"omit_default": True})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -125,6 +153,22 @@ class NPUConfig:
         self._check_pow2_range("dma_burst_len", 1, 256)
         self._check_pow2_range("insn_queue_depth", 2, 256)
         self._check_range("token_queue_depth", 1, 255)
+        if self.table_write_bytes and not (_is_pow2(self.table_write_bytes)
+                                           and (4 * self.cols) % self.table_write_bytes == 0):
+            # Each parameter row (4 * cols bytes) is written in whole words.
+            raise ConfigError(
+                f"NPUConfig.table_write_bytes is {self.table_write_bytes}; allowed: 0 (the "
+                f"activation table in registers) or a power of two that divides 4 * cols "
+                f"= {4 * self.cols}")
+
+        if self.alu_mul_bits not in (0, 1, 2, 4, 8, 16):
+            raise ConfigError(
+                f"NPUConfig.alu_mul_bits is {self.alu_mul_bits}; allowed: 0 (a 32 x 32 "
+                f"multiplier per lane) or 1, 2, 4, 8, 16 (bits of the source a cycle)")
+        if self.requant_lanes and (self.requant_lanes < 0 or self.cols % self.requant_lanes):
+            raise ConfigError(
+                f"NPUConfig.requant_lanes is {self.requant_lanes}; allowed: 0 (cols) or a "
+                f"divisor of cols = {self.cols}")
 
     def _check_range(self, name: str, lo: int, hi: int) -> None:
         value = getattr(self, name)
@@ -149,6 +193,25 @@ class NPUConfig:
         return self.param_depth // PARAM_GROUP_ROWS
 
     @property
+    def table_load_cycles(self) -> int:
+        """Cycles a STORE with ``lut`` spends loading its activation table, after its
+        parameter group (the performance model's figure)."""
+        if self.table_write_bytes:
+            return LUT_ENTRIES // self.table_write_bytes
+        return table_rows(self.cols)
+
+    @property
+    def alu_mul_cycles(self) -> int:
+        """Cycles the vector ALU spends on a row of ``MUL`` or ``MULH`` (1 with the
+        default multiplier; the performance model's figure)."""
+        return 32 // self.alu_mul_bits if self.alu_mul_bits else 1
+
+    @property
+    def requant_passes(self) -> int:
+        """Cycles the store path's requantizer takes a row (1 with the default lanes)."""
+        return self.cols // self.requant_lanes if self.requant_lanes else 1
+
+    @property
     def macs(self) -> int:
         """Multiply-accumulate units in the array."""
         return self.rows * self.cols
@@ -159,8 +222,13 @@ class NPUConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def canonical(self) -> str:
-        """The canonical text form: JSON, keys sorted, no spaces. The hash is of this."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """The canonical text form: JSON, keys sorted, no spaces. The hash is of this.
+
+        Fields marked ``omit_default`` (those added later) are left out at their default,
+        so that adding them changed no existing configuration's hash."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if not (f.metadata.get("omit_default") and getattr(self, f.name) == f.default)}
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
     @property
     def hash(self) -> int:

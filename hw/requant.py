@@ -32,6 +32,9 @@ class Requantizer(wiring.Component):
     bias, mult, shift: per-lane parameters (int32), held while vectors flow.
     out_zp, clamp_lo, clamp_hi: int8 output zero point and clamp bounds.
     o_valid, o_data, o_tag: the result (int8 lanes), ``LATENCY`` cycles later.
+    o_next: the result one cycle before ``o_data`` (the last stage's input), so that a
+        synchronous memory read addressed by it (the store path's activation table in
+        block RAM) lands in the cycle of ``o_valid``.
     """
 
     LATENCY = 5
@@ -56,6 +59,7 @@ class Requantizer(wiring.Component):
             "clamp_hi": In(signed(8)),
             "o_valid": Out(1),
             "o_data": Out(data.ArrayLayout(signed(8), lanes)),
+            "o_next": Out(data.ArrayLayout(signed(8), lanes)),
             "o_tag": Out(tag_width),
         })
 
@@ -125,6 +129,7 @@ class Requantizer(wiring.Component):
             # Stage 5: zero point and clamp.
             y = Signal(signed(34), name=f"y_{lane}")
             m.d.comb += y.eq(q + self.out_zp)
-            m.d.sync += self.o_data[lane].eq(
+            m.d.comb += self.o_next[lane].eq(
                 Mux(y < self.clamp_lo, self.clamp_lo, Mux(y > self.clamp_hi, self.clamp_hi, y)))
+            m.d.sync += self.o_data[lane].eq(self.o_next[lane])
         return m

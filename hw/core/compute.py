@@ -21,7 +21,7 @@ from amaranth.utils import ceil_log2
 
 from ..array import MacOptions, SystolicArray
 from ..config import NPUConfig, require_config
-from ..isa import INSTRUCTION, Opcode
+from ..isa import INSTRUCTION, AluOp, Opcode
 from ..sram import ReadClient, WriteClient
 from .tokens import QUEUE_ENTRY, QueueTokens, connect_flags, queue_head
 from .vector import VectorALU
@@ -167,6 +167,8 @@ class ComputeUnit(wiring.Component):
         alu_wr_pend = Signal()
         alu_d_lat = Signal(32 * C)
         alu_s_lat = Signal(32 * C)
+        alu_row_ready = Signal()    # the row pending write has its result
+        got_row = Signal()          # the row being read has both operands this cycle
         m.d.comb += self.acc_src.addr.eq(alu_rd_src)
         with m.If(alu_active):
             m.d.comb += [self.acc_rd.en.eq(alu_issue & alu_need_d), self.acc_rd.addr.eq(alu_rd_dst),
@@ -250,14 +252,18 @@ class ComputeUnit(wiring.Component):
             with m.State("ALU"):
                 # Row alu_i's destination and source are read (both in one cycle when they
                 # are in different banks, else the destination first); the cycle after its
-                # last read, the row is written while the next row is read.
+                # last read, the row is written while the next row is read. A sequential
+                # multiplier (alu_mul_bits) holds the row, reading nothing, until its
+                # product is done: 32 / alu_mul_bits cycles from that cycle.
                 m.d.comb += alu_active.eq(1)
                 got_d = ~alu_need_d | self.acc_rd.grant
                 got_s = ~alu_need_s | self.acc_src.grant
                 m.d.sync += [alu_live_d.eq(alu_need_d & self.acc_rd.grant),
                              alu_live_s.eq(alu_need_s & self.acc_src.grant)]
-                with m.If(alu_i != ca.count):
-                    m.d.comb += alu_issue.eq(1)
+                with m.If(alu_wr_pend & ~alu_row_ready):
+                    pass
+                with m.Elif(alu_i != ca.count):
+                    m.d.comb += [alu_issue.eq(1), got_row.eq(got_d & got_s)]
                     with m.If(got_d & got_s):
                         m.d.sync += [
                             alu_i.eq(alu_i + 1),
@@ -276,12 +282,24 @@ class ComputeUnit(wiring.Component):
                     m.d.comb += nongemm_done.eq(1)
                     m.next = "IDLE"
         # The ALU datapath: an operand read in an earlier cycle comes from its latch.
-        m.d.comb += alu_wr_en.eq(alu_active & alu_wr_pend)
+        m.d.comb += alu_wr_en.eq(alu_active & alu_wr_pend & alu_row_ready)
         with m.If(alu_live_d):
             m.d.sync += alu_d_lat.eq(self.acc_rd.data)
         with m.If(alu_live_s):
             m.d.sync += alu_s_lat.eq(self.acc_src.data)
-        m.submodules.vector_alu = valu = VectorALU(lanes=C)
+        m.submodules.vector_alu = valu = VectorALU(lanes=C, mul_bits=self.config.alu_mul_bits)
+        if self.config.alu_mul_bits:
+            # A row of MUL or MULH starts the multiplier in its first cycle with operands
+            # (the cycle after its last read) and is written in its last.
+            is_mul = (ca.op == AluOp.MUL) | (ca.op == AluOp.MULH)
+            mul_first = Signal()
+            m.d.sync += mul_first.eq(0)
+            with m.If(alu_issue & got_row):
+                m.d.sync += mul_first.eq(1)
+            m.d.comb += [valu.mul_start.eq(mul_first),
+                         alu_row_ready.eq(~is_mul | valu.mul_done)]
+        else:
+            m.d.comb += alu_row_ready.eq(1)
         m.d.comb += [
             valu.op.eq(ca.op),
             valu.d.eq(Mux(alu_live_d, self.acc_rd.data, alu_d_lat)),

@@ -3,7 +3,7 @@ combinational step (the compute unit's control reads the operands and writes the
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,28 +21,50 @@ class VectorALU(wiring.Component):
     rounding bit is the last bit shifted out); the reductions are an adder tree and a
     comparator tree across the lanes (``lanes - 1`` each).
 
+    With ``mul_bits`` the multiplier is sequential instead: per lane an adder that takes
+    ``mul_bits`` bits of ``s`` a cycle (its last chunk signed), the product's high part in
+    a register and its low bits shifted in beside it, so ``MUL`` and ``MULH`` take
+    ``32 / mul_bits`` cycles, from a cycle with ``mul_start`` (``d`` and ``s`` held
+    meanwhile) to the one with ``mul_done``, in which ``out`` is the result.
+
     Parameters
     ----------
     lanes: lanes in a row (the array's columns), 1 to 64.
+    mul_bits: 0 (a 32 x 32 multiplier per lane, the default) or 1, 2, 4, 8, 16.
 
     Ports
     -----
     op: the operation. d, s: the destination row and the source row. out: the result.
+    mul_start, mul_done: with ``mul_bits`` only: a multiplication's first cycle, its last.
 
     Raises
     ------
-    ValueError: ``lanes`` out of range.
+    ValueError: ``lanes`` or ``mul_bits`` out of range.
     """
 
-    def __init__(self, *, lanes: int) -> None:
+    def __init__(self, *, lanes: int, mul_bits: int = 0) -> None:
         if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 64:
             raise ValueError(f"VectorALU lanes must be an int from 1 to 64, not {lanes!r}")
+        if mul_bits not in (0, 1, 2, 4, 8, 16):
+            raise ValueError(f"VectorALU mul_bits must be 0, 1, 2, 4, 8 or 16, not {mul_bits!r}")
         self.lanes = lanes
+        self.mul_bits = mul_bits
         row = data.ArrayLayout(signed(32), lanes)
-        super().__init__({"op": In(AluOp), "d": In(row), "s": In(row), "out": Out(row)})
+        ports = {"op": In(AluOp), "d": In(row), "s": In(row), "out": Out(row)}
+        if mul_bits:
+            ports.update({"mul_start": In(1), "mul_done": Out(1)})
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
+        b = self.mul_bits
+        if b:
+            steps = 32 // b
+            # Step k (0 in the mul_start cycle) adds d times chunk k of s.
+            k_reg = Signal(range(steps), name="mul_k")
+            k = Signal(range(steps), name="mul_step")
+            m.d.comb += [k.eq(Mux(self.mul_start, 0, k_reg)), self.mul_done.eq(k == steps - 1)]
+            m.d.sync += k_reg.eq(Mux(k == steps - 1, 0, k + 1))
         lanes = [self.s[c] for c in range(self.lanes)]
         rsum = Signal(signed(32))
         rmax = Signal(signed(32))
@@ -51,9 +73,13 @@ class VectorALU(wiring.Component):
         for c in range(self.lanes):
             d, s = self.d[c], self.s[c]
             prod = Signal(signed(64), name=f"prod{c}")
+            if b:
+                m.d.comb += prod.eq(self._mul_step(m, c, d, s, k))
+            else:
+                m.d.comb += prod.eq(d * s)
             # (d << 1) >> sh: bits 32:1 are d >> sh, bit 0 the last bit shifted out.
             shifted = Signal(signed(33), name=f"shifted{c}")
-            m.d.comb += [prod.eq(d * s), shifted.eq((d << 1) >> s[:5])]
+            m.d.comb += shifted.eq((d << 1) >> s[:5])
             shr = shifted[1:].as_signed()
             semantics = {
                 AluOp.MOV: s,
@@ -78,6 +104,30 @@ class VectorALU(wiring.Component):
                     with m.Case(op):
                         m.d.comb += self.out[c].eq(value)
         return m
+
+    def _mul_step(self, m, c, d, s, k):
+        """Lane ``c``'s sequential multiplier: after the step of chunk ``k`` (of the last
+        one, in the mul_done cycle) the value is the 64-bit ``d * s``. Of the sum so far,
+        ``hi`` holds the part above the bits already retired, ``lo`` those bits (shifted in
+        from the top, so after the last step they are the low word)."""
+        b = self.mul_bits
+        steps = 32 // b
+        hi = Signal(signed(33 + b), name=f"mul_hi{c}")
+        lo = Signal(32, name=f"mul_lo{c}")
+        chunk = s.as_unsigned().word_select(k, b)
+        # d times the chunk as shifted adds, not a `*` that Yosys would put on a DSP. The
+        # last chunk holds the sign bit: its weight is negative.
+        term = Signal(signed(33 + b), name=f"mul_term{c}")
+        top = Mux(k == steps - 1, -(d << (b - 1)), d << (b - 1))
+        m.d.comb += term.eq(sum((Mux(chunk[i], d << i, 0) for i in range(b - 1)),
+                                start=Mux(chunk[b - 1], top, 0)))
+        total = Signal(signed(34 + b), name=f"mul_sum{c}")
+        m.d.comb += total.eq(Mux(self.mul_start, 0, hi) + term)
+        new_lo = Signal(32, name=f"mul_lo_next{c}")
+        lo_in = Mux(self.mul_start, 0, lo)
+        m.d.comb += new_lo.eq(Cat(lo_in[b:], total[:b]))
+        m.d.sync += [hi.eq(total >> b), lo.eq(new_lo)]
+        return Cat(new_lo, (total >> b)[:32])
 
 
 def _tree(values, combine):

@@ -199,7 +199,13 @@ class _Counter:
         t.memories["param"].read_rows += isa.PARAM_GROUP_ROWS
         t.memories["param"].read_bits += isa.PARAM_GROUP_ROWS * 32 * self.C
         t.requant_lanes += rows * self.C
-        return rows * (self.tm.store_row + self.beat * _beats(length, self.B, offset, stride))
+        return rows * _store_row(self.tm, self.cfg, self.beat * _beats(length, self.B, offset, stride))
+
+
+def _store_row(tm, cfg: NPUConfig, beat_cycles: float) -> float:
+    """A stored row's cycles: the writer's, or the requantizer's passes when they are more
+    (``requant_lanes``)."""
+    return max(tm.store_row + beat_cycles, cfg.requant_passes)
 
 
 def _border(o0: int, n: int, stride: int, d: int, pad: int, size: int) -> tuple[int, int]:
@@ -321,7 +327,7 @@ def _gemm_layer(c: Compiler, cnt: _Counter, node, geometry, cout, kh, kw, stride
 class _AluSummary:
     """What prices an ALU layer's instructions: its traffic and, with their multiplicity,
     its loads ``(vectors, bytes, padding rows, address mod 64, stride)``, its stores
-    ``(rows, bytes, address mod 64, stride, activation table rows)``, its ALU cycles before overheads, and the
+    ``(rows, bytes, address mod 64, stride, activation table load cycles)``, its ALU cycles before overheads, and the
     counts of ALU and other compute instructions."""
     traffic: Traffic
     loads: collections.Counter
@@ -358,7 +364,7 @@ def _alu_summary(c: Compiler, op, node, layer_id, args, out) -> _AluSummary:
             sm.loads[(vectors, insn.length * DRAM_ELEM_BYTES[insn.mem], ny * nx - vectors,
                       insn.dram % 64, stride)] += 1
         elif opc is Opcode.STORE:
-            table = isa.table_rows(cfg.cols) if insn.lut else 0   # its parameter-phase rows
+            table = cfg.table_load_cycles if insn.lut else 0   # its table-load cycles
             sm.stores[(insn.rows, insn.length, insn.dram % 64, insn.stride, table)] += 1
         elif opc is Opcode.ALU:
             rows = insn.count
@@ -368,6 +374,8 @@ def _alu_summary(c: Compiler, op, node, layer_id, args, out) -> _AluSummary:
                 meet = [(insn.dst - insn.src + i * step) % banks == 0 for i in range(banks)]
                 full, rest = divmod(rows, banks)
                 rows += full * sum(meet) + sum(meet[:rest])
+            if isa.AluOp(insn.op) in (isa.AluOp.MUL, isa.AluOp.MULH):
+                rows += insn.count * (cfg.alu_mul_cycles - 1)   # a sequential multiplier
             sm.alu_rows += rows
             sm.n_alu += 1
         else:
@@ -385,7 +393,7 @@ def _alu_layer(c: Compiler, cnt: _Counter, op, node, layer_id, args, out) -> tup
     cnt.traffic.add(sm.traffic)
     memory = sum(n * (tm.load_latency + pad + vectors * beat * _beats(nbytes, B, offset, stride))
                  for (vectors, nbytes, pad, offset, stride), n in sm.loads.items())
-    memory += sum(n * (table + rows * (tm.store_row + beat * _beats(nbytes, B, offset, stride)))
+    memory += sum(n * (table + rows * _store_row(tm, cnt.cfg, beat * _beats(nbytes, B, offset, stride)))
                   for (rows, nbytes, offset, stride, table), n in sm.stores.items())
     compute = sm.alu_rows + sm.n_alu * tm.alu_overhead + sm.n_other * tm.sync_cycles
     return compute + memory + tm.layer_overhead, compute, memory

@@ -201,7 +201,7 @@ _RECORD_FIELDS = {
     Opcode.LOAD: ("mem", "dram", "y_size", "x_size", "y_stride", "x_stride", "length",
                   "pad_top", "pad_bottom", "pad_left", "pad_right"),
     Opcode.GEMM: ("wgt", "inp", "m", "keep_wgt"),
-    Opcode.ALU: ("use_imm", "dst", "src", "count", "dst_stride", "src_stride"),
+    Opcode.ALU: ("use_imm", "dst", "src", "count", "dst_stride", "src_stride", "op"),
     Opcode.STORE: ("dram", "rows", "stride", "length", "lut"),
     Opcode.CONFIG: ("key", "value"),
     Opcode.SYNC: ("queue",),
@@ -262,7 +262,7 @@ class _Model:
         self.insn_beats = _beats(0, INSN_BYTES, self.B) * self.beat_cycles
         # The array's latency; a register after each product adds one cycle.
         self.L = cfg.rows + cfg.cols - 1 + extra_latency
-        self.table_rows = isa.table_rows(cfg.cols)
+        self.table_cycles = cfg.table_load_cycles
         self.depth = cfg.insn_queue_depth
         self.tok_depth = cfg.token_queue_depth
         n = len(ops)
@@ -624,8 +624,11 @@ class _Model:
             return h + m + 2 + L
         d = max(w + 1, self.pipe_empty)
         if op == _ALU:
-            use_imm, dst, src, count, ds, ss = self.records[j]
+            use_imm, dst, src, count, ds, ss, alu_op = self.records[j]
             n = count
+            if alu_op in _MUL_OPS:
+                # A sequential multiplier holds each row until its product is done.
+                n += count * (cfg.alu_mul_cycles - 1)
             banks = cfg.acc_banks
             if not use_imm:
                 # Destination and source in one bank: two reads.
@@ -661,20 +664,37 @@ class _Model:
         # requantizer, the output FIFO.
         a = w + 1 + PARAM_GROUP_ROWS + 1 + Requantizer.LATENCY + _FIFO_LATENCY
         if lut:
-            a += self.table_rows
-        if rows > 1:
+            a += self.table_cycles
+        K = self.cfg.requant_passes
+        if K > 1:
+            finish = self._store_passes(a, K, dram, rows, stride, length) + 1
+        elif rows > 1:
             a += 1      # measured on the RTL: the second row reaches the writer a cycle late
-        total, b_last, _ = _run_beats(dram % B, stride % B, length, rows, B)
-        # Each row: the writer's IDLE and ADDR cycles, its beats, the response.
-        a_last = a + (2 * (rows - 1) + (total - b_last) * bc) + (rows - 1) * lat
-        finish = a_last + b_last * bc + 3 + lat
-        if rows == 1:
-            finish += 1     # measured on the RTL: FLUSH sees the FIFO empty a cycle later
+        if K == 1:
+            total, b_last, _ = _run_beats(dram % B, stride % B, length, rows, B)
+            # Each row: the writer's IDLE and ADDR cycles, its beats, the response.
+            a_last = a + (2 * (rows - 1) + (total - b_last) * bc) + (rows - 1) * lat
+            finish = a_last + b_last * bc + 3 + lat
+            if rows == 1:
+                finish += 1     # measured on the RTL: FLUSH sees the FIFO empty a cycle later
         self.ready[_SQ] = finish + 1
         if self.flags[j] & _PP:
             self.pushes[_S2C].append(finish)
         self.span = (w, finish + 1)
         return finish + 1
+
+    def _store_passes(self, a, K, dram, rows, stride, length):
+        """The last cycle of a STORE whose rows take ``K`` requantizer passes each: row i
+        reaches the writer ``K - 1 + i * K`` cycles after ``a`` (where one pass's first row
+        would) or when the writer is done with the row before, whichever is later."""
+        B, bc, lat = self.B, self.beat_cycles, self.lat
+        free = a
+        beats = 0
+        for i in range(rows):
+            start = max(a + K - 1 + i * K, free)
+            beats = ((dram + i * stride) % B + length + B - 1) // B
+            free = start + 2 + beats * bc + lat
+        return free - 2 + 3
 
     def run(self) -> None:
         self._dispatch_all()
@@ -695,6 +715,7 @@ _LOAD, _STORE, _GEMM, _ALU, _CONFIG, _SYNC, _FINISH = (
     Opcode.LOAD.value, Opcode.STORE.value, Opcode.GEMM.value, Opcode.ALU.value,
     Opcode.CONFIG.value, Opcode.SYNC.value, Opcode.FINISH.value)
 _LAYER_KEY = isa.CfgKey.LAYER.value
+_MUL_OPS = (isa.AluOp.MUL.value, isa.AluOp.MULH.value)
 
 
 def _npu_streams(program) -> tuple[list[tuple[int, int]], tuple[str, ...]]:

@@ -17,8 +17,8 @@ from fpga.dfu import dfu_suffix, has_suffix
 from hw import NPUConfig
 from hw.config import ConfigError
 
-SMALL = NPUConfig(rows=2, cols=4, spad_depth=256, acc_depth=128, param_depth=48,
-                  dma_data_width=32, dma_burst_len=8, insn_queue_depth=4, token_queue_depth=4)
+#: The iCEBreaker's configuration (what `--board icebreaker` builds with its fields changed).
+SMALL = BOARDS["icebreaker"].config
 
 
 @pytest.mark.parametrize("name", sorted(BOARDS))

@@ -75,3 +75,13 @@ def test_lint_fails_on_broken_verilog(tmp_path):
     bad.write_text("module npu(input a, output b); assign b = c; endmodule\n")
     with pytest.raises(RuntimeError, match="lint failed"):
         lint(bad)
+
+
+@pytest.mark.parametrize("options", [
+    {"table_write_bytes": 1, "requant_lanes": 1, "alu_mul_bits": 1},
+    {"table_write_bytes": 16, "requant_lanes": 2, "alu_mul_bits": 16},
+])
+def test_the_area_options_lint(tmp_path, options):
+    """The area options' Verilog lints clean (no zero-width wires at their extremes)."""
+    paths = emit(NPUConfig.preset("tiny", **options), tmp_path)
+    lint(paths["verilog"])

@@ -26,6 +26,14 @@ from hw import NPUConfig, ConfigError, PRESETS
     ("dma_burst_len", 3, "NPUConfig.dma_burst_len is 3; allowed: a power of two from 1 to 256"),
     ("insn_queue_depth", 1, "NPUConfig.insn_queue_depth is 1; allowed: a power of two from 2 to 256"),
     ("token_queue_depth", 0, "NPUConfig.token_queue_depth is 0; allowed: 1 to 255"),
+    ("table_write_bytes", 3, "NPUConfig.table_write_bytes is 3; allowed: 0 (the activation "
+                             "table in registers) or a power of two that divides 4 * cols = 64"),
+    ("table_write_bytes", 128, "NPUConfig.table_write_bytes is 128; allowed: 0"),
+    ("alu_mul_bits", 32, "NPUConfig.alu_mul_bits is 32; allowed: 0 (a 32 x 32 multiplier per "
+                         "lane) or 1, 2, 4, 8, 16 (bits of the source a cycle)"),
+    ("requant_lanes", 3, "NPUConfig.requant_lanes is 3; allowed: 0 (cols) or a divisor of "
+                         "cols = 16"),
+    ("requant_lanes", -2, "NPUConfig.requant_lanes is -2; allowed: 0 (cols)"),
     ("rows", "16", "NPUConfig.rows must be an int, not str '16'"),
     ("cols", True, "NPUConfig.cols must be an int, not bool True"),
 ])
@@ -38,7 +46,8 @@ def test_invalid_field_rejected_with_message(field, value, message):
 def test_every_field_has_a_rejection_case():
     tested = {"rows", "cols", "operand_width", "acc_width", "spad_depth", "spad_banks",
               "acc_depth", "acc_banks", "param_depth", "dma_data_width", "dma_burst_len",
-              "insn_queue_depth", "token_queue_depth"}
+              "insn_queue_depth", "token_queue_depth", "table_write_bytes",
+              "alu_mul_bits", "requant_lanes"}
     assert tested == {f.name for f in dataclasses.fields(NPUConfig)}
 
 
@@ -116,3 +125,25 @@ def test_require_config_names_what_was_given():
     assert require_config(cfg) is cfg
     with pytest.raises(TypeError, match="config must be an NPUConfig, not dict"):
         require_config({"rows": 4})
+
+
+def test_new_fields_at_their_default_leave_the_hash_unchanged():
+    """A field added later is out of the canonical form at its default, so every existing
+    configuration keeps its hash; set, it is in the form and changes the hash."""
+    for name in PRESETS:
+        cfg = NPUConfig.preset(name)
+        assert "table_write_bytes" not in cfg.canonical()
+        assert "alu_mul_bits" not in cfg.canonical()
+        assert "requant_lanes" not in cfg.canonical()
+        for field, value in (("table_write_bytes", 2), ("alu_mul_bits", 1), ("requant_lanes", 1)):
+            changed = cfg.replace(**{field: value})
+            assert f'"{field}":{value}' in changed.canonical()
+            assert changed.hash != cfg.hash
+            assert NPUConfig.from_json(changed.to_json()) == changed
+    assert NPUConfig.preset("tiny", table_write_bytes=16).table_load_cycles == 16
+    assert NPUConfig.preset("tiny", table_write_bytes=1).table_load_cycles == 256
+    assert NPUConfig.preset("tiny").table_load_cycles == 16     # table_rows(4)
+    assert NPUConfig.preset("tiny", alu_mul_bits=2).alu_mul_cycles == 16
+    assert NPUConfig.preset("tiny").alu_mul_cycles == 1
+    assert NPUConfig.preset("tiny", requant_lanes=1).requant_passes == 4
+    assert NPUConfig.preset("tiny").requant_passes == 1

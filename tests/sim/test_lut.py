@@ -71,18 +71,23 @@ def test_a_table_past_the_parameter_memory_is_refused():
 
 
 @functools.lru_cache(maxsize=None)
-def _rtl():
-    cases = [_lut_case(TINY, 5), _lut_case(TINY, 6, group=0, zp=-7, clamp=(-128, 127))]
+def _rtl(table_write_bytes=0):
+    cfg = TINY.replace(table_write_bytes=table_write_bytes)
+    cases = [_lut_case(cfg, 5), _lut_case(cfg, 6, group=0, zp=-7, clamp=(-128, 127))]
     jobs = [Job(c.dram.copy(), c.insn_base, c.insn_count, name=c.name) for c, _, _ in cases]
-    return list(zip(cases, RTLSimulator(TINY).run(jobs)))
+    return cfg, list(zip(cases, RTLSimulator(cfg).run(jobs)))
 
 
+# 0: the table in registers; 1 and 4: in block RAM, written 1 and 4 entries a cycle (256
+# and 64 cycles a STORE instead of 16).
+@pytest.mark.parametrize("table_write_bytes", [0, 1, 4])
 @pytest.mark.parametrize("i", [0, 1])
-def test_the_rtl_looks_up_bit_exactly_with_the_modelled_cycles(i):
-    (case, out, expect), result = _rtl()[i]
+def test_the_rtl_looks_up_bit_exactly_with_the_modelled_cycles(i, table_write_bytes):
+    cfg, results = _rtl(table_write_bytes)
+    (case, out, expect), result = results[i]
     assert result.status == "done", result.error
     np.testing.assert_array_equal(result.dram[out:out + len(expect)].view(np.int8), expect)
     np.testing.assert_array_equal(result.dram, case.expect_dram)
     end = case.insn_base + isa.INSN_BYTES * case.insn_count
     words = isa.bytes_to_words(case.dram[case.insn_base:end].tobytes())
-    assert perf.estimate_words(words, TINY).cycles == result.csr["CYCLES"]
+    assert perf.estimate_words(words, cfg).cycles == result.csr["CYCLES"]

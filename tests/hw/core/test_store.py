@@ -43,9 +43,10 @@ def _lane_bytes(value, lanes):
     return [(value >> (8 * k)) & 0xFF for k in range(lanes)]
 
 
-def _run(insns, acc, param, *, stall_acc=0.0, stall_dma=0.0, seed=0, max_cycles=5000):
+def _run(insns, acc, param, *, stall_acc=0.0, stall_dma=0.0, seed=0, max_cycles=5000,
+         cfg=CFG):
     """Run STOREs; returns the DMA requests and the cycle each instruction finished."""
-    dut = StoreUnit(CFG)
+    dut = StoreUnit(cfg)
     rng = random.Random(seed)
     reqs, finished, tags, idle_at, begins, ends = [], [], [], [], [], []
 
@@ -125,13 +126,16 @@ def _stores(rng, n):
     return out
 
 
+# requant_lanes 1 and 2: each row in 4 and 2 passes through fewer requantizer lanes.
+@pytest.mark.parametrize("requant_lanes", [0, 1, 2])
 @pytest.mark.parametrize("stall_acc, stall_dma, seed", [
     (0.0, 0.0, 1), (0.5, 0.0, 2), (0.0, 0.6, 3), (0.4, 0.4, 4)])
-def test_random_stores_against_golden(stall_acc, stall_dma, seed):
+def test_random_stores_against_golden(stall_acc, stall_dma, seed, requant_lanes):
     rng = np.random.default_rng(seed)
     acc, param = _memories(seed)
     insns = _stores(rng, 6)
-    reqs, _, _ = _run(insns, acc, param, stall_acc=stall_acc, stall_dma=stall_dma, seed=seed)
+    reqs, _, _ = _run(insns, acc, param, stall_acc=stall_acc, stall_dma=stall_dma, seed=seed,
+                      cfg=CFG.replace(requant_lanes=requant_lanes))
     want = [r for insn in insns for r in _expected(insn, acc, param)]
     assert reqs == want
 

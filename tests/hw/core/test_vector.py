@@ -79,3 +79,54 @@ def test_every_op_against_numpy(lanes):
 def test_lanes_validated(lanes):
     with pytest.raises(ValueError, match="VectorALU lanes must be an int from 1 to 64"):
         VectorALU(lanes=lanes)
+
+
+@pytest.mark.parametrize("mul_bits", [1, 2, 4, 8, 16])
+def test_sequential_multiplier_against_numpy(mul_bits):
+    """MUL and MULH with ``mul_bits``: the result in the mul_done cycle, 32 / mul_bits
+    cycles after mul_start, with the corners (-2**31 times itself, 0, -1) among them; the
+    other operations stay combinational."""
+    lanes = 3
+    dut = VectorALU(lanes=lanes, mul_bits=mul_bits)
+    rng = np.random.default_rng(mul_bits)
+    steps = 32 // mul_bits
+    checked = []
+
+    async def bench(ctx):
+        for trial in range(24):
+            op = (AluOp.MUL, AluOp.MULH, AluOp.ADD)[trial % 3]
+            d = rng.integers(-2**31, 2**31, lanes, dtype=np.int64).astype(np.int32)
+            s = rng.integers(-2**31, 2**31, lanes, dtype=np.int64).astype(np.int32)
+            if trial % 4 == 3:
+                d[:] = rng.choice([0, 1, -1, -2**31, 2**31 - 1], lanes)
+                s[:] = rng.choice([0, 1, -1, -2**31, 2**31 - 1], lanes)
+            ctx.set(dut.op, op)
+            for c in range(lanes):
+                ctx.set(dut.d[c], int(d[c]))
+                ctx.set(dut.s[c], int(s[c]))
+            want = _reference(op, d, s)
+            if op is AluOp.ADD:
+                got = np.array([ctx.get(dut.out[c]) for c in range(lanes)], np.int64)
+                np.testing.assert_array_equal(got, want)
+                continue
+            ctx.set(dut.mul_start, 1)
+            for cycle in range(steps):
+                assert ctx.get(dut.mul_done) == (cycle == steps - 1)
+                if cycle == steps - 1:
+                    got = np.array([ctx.get(dut.out[c]) for c in range(lanes)], np.int64)
+                    np.testing.assert_array_equal(got, want, err_msg=f"{op.name} {d} {s}")
+                    checked.append(op)
+                await ctx.tick()
+                ctx.set(dut.mul_start, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(checked) == 16
+
+
+@pytest.mark.parametrize("mul_bits", [3, 32, -1])
+def test_mul_bits_validated(mul_bits):
+    with pytest.raises(ValueError, match="VectorALU mul_bits must be 0, 1, 2, 4, 8 or 16"):
+        VectorALU(lanes=4, mul_bits=mul_bits)
