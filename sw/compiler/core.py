@@ -127,6 +127,11 @@ class Compiler(GemmSchedule, AluSchedule):
         """Place constant bytes in the image; returns their address."""
         return self.memory.const(data)
 
+    def const_blocks(self, blocks: np.ndarray) -> list[int]:
+        """Place equal constant blocks (``blocks[i]``) one after another, as :meth:`const`
+        of each would; returns their addresses."""
+        return self.memory.const_blocks(blocks)
+
     def emit(self, *insns: Instruction) -> None:
         self.insns.extend(insns)
 
@@ -237,7 +242,9 @@ class Compiler(GemmSchedule, AluSchedule):
                 lowered = op.lower(self, node, layer_id, args, out)
                 # Real MACs (the model's) and MAC slots (what its tiles occupy on the array).
                 macs = op.macs(node)
-                slots = sum(instruction_cost(ins, self.cfg)[0] for ins in self.insns[n_before:])
+                # (Only GEMMs occupy MAC slots: the others are not asked.)
+                slots = sum(instruction_cost(ins, self.cfg)[0] for ins in self.insns[n_before:]
+                            if ins.opcode is isa.Opcode.GEMM)
                 if lowered != slots or slots < macs:
                     raise CompileError(f"layer {node.name} ({node.where}): the lowering of "
                                        f"{node.op} reports {lowered:,} MAC slots, its instructions "
@@ -257,7 +264,7 @@ class Compiler(GemmSchedule, AluSchedule):
             self.end_segment(seg_start, seg_layers)
         else:
             self.emit(isa.finish())
-        blob = isa.words_to_bytes(ins.encode() for ins in self.insns)
+        blob = isa.encode_bytes(self.insns)
         insn_base = self.img.alloc(len(blob), blob)
         out_t = self.tensors[self.model.output]
         if out_t.strides is not None:
