@@ -8,7 +8,6 @@ slots and accumulator tiles double-buffered and ordered by tokens.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Iterator
 
 import numpy as np
@@ -19,11 +18,22 @@ from hw.isa import Instruction
 from ..ir import QNode
 from . import CompileError
 
-__all__ = ["DramWeights", "GemmSchedule", "reduction_tiles", "tile_groups", "weight_blocks"]
+__all__ = ["DramWeights", "GemmSchedule", "outside", "reduction_tiles", "tile_groups",
+           "weight_blocks"]
+
+_SPAD = isa.Mem.SPAD     # (a member, not its name: the builders take it without a lookup)
 
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def outside(n: int, first: int, step: int, size: int) -> tuple[int, int]:
+    """Of the ``n`` coordinates ``first + k * step`` (``step`` >= 1), how many lie before 0
+    and how many at or past ``size`` (>= 1): the border rows or columns a LOAD pads."""
+    before = min(n, max(0, -(first // step)))            # k < ceil(-first / step)
+    inside_end = min(n, max(0, -((first - size) // step)))   # k < ceil((size - first) / step)
+    return before, n - inside_end
 
 
 def reduction_tiles(cin: int, cout: int, kh: int, kw: int, groups: int, packed: bool,
@@ -172,25 +182,33 @@ class GemmSchedule:
 
         # Weight tiles: for each n-tile the structurally non-zero (kh, kw, chunk) blocks.
         keys = reduction_tiles(cin, cout, kh, kw, groups, packed, R, C)
-        # For each n-tile, its chunks' LOADs into a weight slot: a function of the slot's first
-        # row and of whether the first LOAD pops a token (the last always pushes one).
+        # For each n-tile, a weight tile per chunk, and ``tile_loads(tile, sram, pop)``: its
+        # LOADs into the weight slot at row ``sram``, the first popping a token if ``pop``,
+        # the last pushing one.
         if isinstance(wt, DramWeights):
             loaders = [[wt.tile_loads(self, j * C, min(cout, (j + 1) * C), c0)
                         for dy, dx, c0 in tile_keys] for j, tile_keys in enumerate(keys)]
+
+            def tile_loads(loads, sram: int, pop: bool) -> list[Instruction]:
+                return loads(sram, pop)
         else:
-            # The layer's blocks in emission order, placed one after another in one go.
-            addrs = iter(self.const_blocks(weight_blocks(wt, keys, cin, groups, packed, R, C)))
+            # The layer's blocks in emission order, placed one after another in one go; a
+            # tile is its address.
+            addrs = self.const_blocks(weight_blocks(wt, keys, cin, groups, packed, R, C))
+            loaders, pos = [], 0
+            for tile_keys in keys:
+                loaders.append(addrs[pos:pos + len(tile_keys)])
+                pos += len(tile_keys)
             made: dict[tuple[int, int, bool], list[Instruction]] = {}
 
-            def const_loads(addr: int, sram: int, pop: bool) -> list[Instruction]:
+            def tile_loads(addr: int, sram: int, pop: bool) -> list[Instruction]:
                 # Made once per (slot, token): a tile is loaded once per block of rows.
                 insns = made.get((addr, sram, pop))
                 if insns is None:
                     insns = made[addr, sram, pop] = [isa.load(
-                        mem="spad", sram=sram, dram=addr, y_size=C, x_size=1, y_stride=R,
+                        mem=_SPAD, sram=sram, dram=addr, y_size=C, x_size=1, y_stride=R,
                         length=R, pop_next=int(pop), push_next=1)]
                 return insns
-            loaders = [[partial(const_loads, next(addrs)) for _ in tile_keys] for tile_keys in keys]
         zp_in = src.q.zero_point
         # A vector of zero points, read with zero strides when a block is all border.
         zp_row = self.const(np.full(R, zp_in, np.int8).tobytes())
@@ -223,6 +241,7 @@ class GemmSchedule:
         # are separated by the same barrier as layers, so parameters are never overwritten
         # while a store still needs them.
         per_pass = cfg.param_groups
+        emit = self.emit
         for j0 in range(0, nt, per_pass):
             j1 = min(nt, j0 + per_pass)
             loads = [isa.sync(queue="load", pop_next=1)]
@@ -294,22 +313,22 @@ class GemmSchedule:
                     # The weight LOADs push a token for the GEMM and, from the third GEMM, the
                     # first LOAD of the unit waits for GEMM g-2 to have read its slot.
                     if carry:
-                        unit = carry + wload(w_slot[g], False)
+                        unit = carry + tile_loads(wload, w_slot[g], False)
                         if g_idx >= 2:
                             unit[0] = unit[0].replace(pop_next=1)
                     else:
-                        unit = wload(w_slot[g], g_idx >= 2)
+                        unit = tile_loads(wload, w_slot[g], g_idx >= 2)
                     carry = []
-                    self.emit(*unit)
+                    emit(*unit)
                     # The next group's activations reuse the slot of the group before this one:
                     # safe once this group's second GEMM has its weights (GEMM g-2 has read).
                     if i >= 1 and nxt:
                         share = -(-len(nxt) // (spread - i + 1))
-                        self.emit(*nxt[:share])
+                        emit(*nxt[:share])
                         nxt = nxt[share:]
                     if first:
                         t_idx += 1
-                    self.emit(isa.gemm(wgt=w_slot[g], inp=inp, acc=acc, m=K["m"],
+                    emit(isa.gemm(wgt=w_slot[g], inp=inp, acc=acc, m=K["m"],
                                        accumulate=0 if first else 1, pop_prev=1, push_prev=1,
                                        push_next=1 if last else 0))
                     g_idx += 1
@@ -389,14 +408,13 @@ class GemmSchedule:
                       zp_row, sram, **deps) -> Instruction:
         """Rows of (kw, channel) runs from a row-padded input: kernel row dy, offset f0."""
         R = self.R
-        ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
-        top = sum(1 for v in ih if v < 0)
-        bottom = sum(1 for v in ih if v >= h)
+        top, bottom = outside(nrows, oh0 * sh + dy - ph, sh, h)
         vy = nrows - top - bottom
         if vy <= 0:
-            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
+            return isa.load(mem=_SPAD, sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
                             y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
-        return isa.load(mem="spad", sram=sram, dram=base + ih[top] * wp * cin + f0, y_size=vy,
+        ih_top = (oh0 + top) * sh + dy - ph
+        return isa.load(mem=_SPAD, sram=sram, dram=base + ih_top * wp * cin + f0, y_size=vy,
                         x_size=ow_n, y_stride=sh * wp * cin if vy > 1 else 0,
                         x_stride=sw * cin if ow_n > 1 else 0,
                         length=min(R, kw * cin - f0), pad_top=top, pad_bottom=bottom,
@@ -412,25 +430,21 @@ class GemmSchedule:
         bytes between input pixels (default ``cin``)."""
         R = self.R
         ps = cin if ps is None else ps
-        ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
-        iw = [ow * sw + dx - pw for ow in range(ow_n)]
-        top = sum(1 for v in ih if v < 0)
-        bottom = sum(1 for v in ih if v >= h)
-        left = sum(1 for v in iw if v < 0)
-        right = sum(1 for v in iw if v >= w)
+        top, bottom = outside(nrows, oh0 * sh + dy - ph, sh, h)
+        left, right = outside(ow_n, dx - pw, sw, w)
         vy, vx = nrows - top - bottom, ow_n - left - right
         length = min(R, cin - c0)
 
         def border(sram, n):
-            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=n, x_size=ow_n,
+            return isa.load(mem=_SPAD, sram=sram, dram=zp_row, y_size=n, x_size=ow_n,
                             y_stride=0, x_stride=0, length=R, pad_value=zp)
         if vy <= 0 or vx <= 0:
             return [border(sram, nrows)]
-        first = base + (ih[top] * w + iw[left]) * ps + c0
+        first = base + (((oh0 + top) * sh + dy - ph) * w + left * sw + dx - pw) * ps + c0
         y_stride = sh * w * ps if vy > 1 else 0
         x_stride = sw * ps if vx > 1 else 0
         if y_stride <= self.MAX_Y_STRIDE and x_stride <= self.MAX_X_STRIDE:
-            return [isa.load(mem="spad", sram=sram, dram=first, y_size=vy, x_size=vx,
+            return [isa.load(mem=_SPAD, sram=sram, dram=first, y_size=vy, x_size=vx,
                              y_stride=y_stride, x_stride=x_stride, length=length,
                              pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
                              pad_value=zp)]
@@ -438,7 +452,7 @@ class GemmSchedule:
         if top:
             loads.append(border(sram, top))
         for r in range(vy):
-            loads.append(isa.load(mem="spad", sram=sram + (top + r) * ow_n,
+            loads.append(isa.load(mem=_SPAD, sram=sram + (top + r) * ow_n,
                                   dram=first + r * sh * w * ps, y_size=vx, x_size=1,
                                   y_stride=x_stride, x_stride=0, length=length, pad_top=left,
                                   pad_bottom=right, pad_value=zp))
