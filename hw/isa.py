@@ -581,8 +581,20 @@ def decode(word: int) -> Instruction:
     opcode = _OPCODES.get(word & _OPCODE_MASK)
     if opcode is None:
         raise ISAError(f"illegal opcode {word & _OPCODE_MASK}")
-    fields: dict[str, Any] = {}
     # Decoded values are in range by construction, so the checks of __init__ are skipped.
+    try:
+        fields = _DECODERS[opcode](word)
+    except KeyError:                       # an enum field with no member: say which
+        fields = _decode_fields(opcode, word)
+    insn = object.__new__(Instruction)
+    object.__setattr__(insn, "opcode", opcode)
+    object.__setattr__(insn, "fields", fields)
+    return insn
+
+
+def _decode_fields(opcode: Opcode, word: int) -> dict[str, Any]:
+    """The fields of ``word`` one at a time, naming an enum field that has no member."""
+    fields: dict[str, Any] = {}
     for name, offset, mask, sign, members, enum_cls in _DECODE[opcode]:
         value = (word >> offset) & mask
         if members is not None:
@@ -593,10 +605,28 @@ def decode(word: int) -> Instruction:
         elif sign and value & sign:
             value -= mask + 1
         fields[name] = value
-    insn = object.__new__(Instruction)
-    object.__setattr__(insn, "opcode", opcode)
-    object.__setattr__(insn, "fields", fields)
-    return insn
+    return fields
+
+
+def _decoder(opcode: Opcode):
+    """The decoder of one format: a function of a word giving its fields, generated from
+    the layout as one expression (as :func:`_encoder`); a KeyError for an enum field
+    with no member."""
+    items, members = [], {}
+    for name, shape, offset, width in _USER_FIELDS[opcode]:
+        value = f"(word >> {offset}) & {(1 << width) - 1}"
+        if _is_enum(shape):
+            members[name] = {m.value: m for m in shape}
+            value = f"_members[{name!r}][{value}]"
+        elif _shape(shape).signed:
+            sign = 1 << (width - 1)
+            value = f"(({value}) ^ {sign}) - {sign}"       # two's complement
+        items.append(f"{name!r}: {value}")
+    return eval(f"lambda word: {{{', '.join(items)}}}", {"_members": members})  # noqa: S307
+
+
+#: opcode -> its decoder (:func:`_decoder`).
+_DECODERS = {op: _decoder(op) for op in LAYOUTS}
 
 
 # Builders --------------------------------------------------------------------------------
