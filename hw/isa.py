@@ -43,7 +43,14 @@ INSN_BYTES = INSN_BITS // 8
 DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 
 
-class Opcode(enum.Enum, shape=3):
+class _IdentityHash:
+    """Hash enum members by identity (each is one object, compared by identity): the
+    ``Enum`` default hashes the member's name in Python, which the functional model and
+    the compiler paid for on every one of 100 000s of lookups keyed by a member."""
+    __hash__ = object.__hash__
+
+
+class Opcode(_IdentityHash, enum.Enum, shape=3):
     """Instruction class."""
     LOAD = 0
     STORE = 1
@@ -54,14 +61,14 @@ class Opcode(enum.Enum, shape=3):
     FINISH = 6
 
 
-class Mem(enum.Enum, shape=2):
+class Mem(_IdentityHash, enum.Enum, shape=2):
     """Target memory of a LOAD."""
     SPAD = 0   #: scratchpad: int8 elements, rows of ``rows`` elements
     ACC = 1    #: accumulator: int8 elements from DRAM, sign-extended to int32, rows of ``cols``
     PARAM = 2  #: parameter memory: int32 elements, rows of ``cols``
 
 
-class AluOp(enum.Enum, shape=4):
+class AluOp(_IdentityHash, enum.Enum, shape=4):
     """Operation of an ALU instruction on int32 accumulator rows: element-wise, except the
     reductions RSUM and RMAX, which combine the source row's lanes and write the result to
     every lane (what softmax and LayerNorm need, I-BERT style: docs/numerics.md)."""
@@ -80,19 +87,19 @@ class AluOp(enum.Enum, shape=4):
     RSHR = 12  #: d = d >> (s & 31), arithmetic, rounding half up (bit (s & 31) - 1 added)
 
 
-class Queue(enum.Enum, shape=2):
+class Queue(_IdentityHash, enum.Enum, shape=2):
     """An instruction queue."""
     LOAD = 0
     COMPUTE = 1
     STORE = 2
 
 
-class CfgKey(enum.Enum, shape=4):
+class CfgKey(_IdentityHash, enum.Enum, shape=4):
     """Register written by CONFIG."""
     LAYER = 0  #: current layer id, for per-layer performance accounting
 
 
-class ErrorCode(enum.Enum, shape=4):
+class ErrorCode(_IdentityHash, enum.Enum, shape=4):
     """Why the NPU stopped in the error state (read from the ERROR CSR)."""
     NONE = 0
     ILLEGAL_OPCODE = 1   #: opcode not in :class:`Opcode`, or an enum field with no member
@@ -102,7 +109,7 @@ class ErrorCode(enum.Enum, shape=4):
     BUS_ERROR = 5        #: the memory answered a DMA access with an error response
 
 
-class TokenQueue(enum.Enum, shape=2):
+class TokenQueue(_IdentityHash, enum.Enum, shape=2):
     """The four dependency-token queues, named producer to consumer."""
     L2C = 0
     C2L = 1

@@ -19,7 +19,7 @@ that); the interpreter here is the reference the plans are tested against.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -320,9 +320,10 @@ class FunctionalModel:
         """
         lo, hi = self._lo, self._hi
         counts = Counts()
-        # Executions per (layer, word), added to the counts at the end (in this order,
-        # which is that of the layers' first instructions).
-        tally: dict[tuple[int, int], int] = {}
+        # The (layer, word) of every instruction executed, counted at the end (in this
+        # order, which is that of the layers' first instructions).
+        ran: list[tuple[int, int]] = []
+        decoded = self._decoded
         cfg = self.config
         fifos = [deque() for _ in Queue]          # indexed by Queue value
         tokens = [0] * len(TokenQueue)            # indexed by TokenQueue value
@@ -331,6 +332,7 @@ class FunctionalModel:
         if insn_base % INSN_BYTES:
             raise NPUError(ErrorCode.FIELD_RANGE, 0,
                            f"instruction base {insn_base:#x} is not {INSN_BYTES}-byte aligned")
+        last_fetch = hi - INSN_BYTES                # the last address a fetch may start at
         pc = 0
         finished = False
         while True:
@@ -338,7 +340,7 @@ class FunctionalModel:
             # Dispatch, in program order, while the target queue has room.
             while not finished and pc < insn_count:
                 addr = insn_base + pc * INSN_BYTES
-                if addr < lo or addr + INSN_BYTES > hi:
+                if not lo <= addr <= last_fetch:
                     raise NPUError(ErrorCode.DMA_WINDOW, pc,
                                    f"instruction fetch at {addr:#x} is outside the DMA window "
                                    f"[{lo:#x}, {hi:#x})")
@@ -346,14 +348,13 @@ class FunctionalModel:
                     word = int.from_bytes(dram[addr:addr + INSN_BYTES].tobytes(), "little")
                 else:
                     word = words[pc]
-                cached = self._decoded.get(word)
+                cached = decoded.get(word)
                 if cached is None:
                     cached = self._decode(word, pc)
                 insn, problem, queue, pops, pushes, cost = cached
                 if problem:
                     raise NPUError(ErrorCode.FIELD_RANGE, pc, f"{insn.opcode.name}: {problem}")
                 if queue is None:   # FINISH
-                    counts.insn_read_bytes += INSN_BYTES
                     counts.insns["FINISH"] += 1
                     finished = True
                     pc += 1
@@ -361,16 +362,15 @@ class FunctionalModel:
                     break
                 if len(fifos[queue]) >= depth:
                     break
-                counts.insn_read_bytes += INSN_BYTES
                 if insn.opcode is Opcode.CONFIG and insn.key is CfgKey.LAYER:
                     self.layer = insn.value
-                fifos[queue].append((pc, insn, self.layer, pops, pushes, word))
+                fifos[queue].append((pc, insn, pops, pushes, (self.layer, word)))
                 pc += 1
                 progress = True
             # Execute the head of each queue whose tokens are available.
             for fifo in fifos:
                 while fifo:
-                    index, insn, layer, pops, pushes, word = fifo[0]
+                    index, insn, pops, pushes, key = fifo[0]
                     if pops and not all(map(tokens.__getitem__, pops)):
                         break
                     if pushes and max(map(tokens.__getitem__, pushes)) >= tok_depth:
@@ -378,15 +378,15 @@ class FunctionalModel:
                     for t in pops:
                         tokens[t] -= 1
                     execute(index, insn)
-                    key = (layer, word)
-                    tally[key] = tally.get(key, 0) + 1
+                    ran.append(key)
                     for t in pushes:
                         tokens[t] += 1
                     fifo.popleft()
                     progress = True
             if (finished or pc >= insn_count) and not any(fifos):
-                for (layer, word), times in tally.items():
-                    entry = self._decoded.get(word) or self._decode(word, 0)
+                counts.insn_read_bytes += INSN_BYTES * pc      # every instruction fetched
+                for (layer, word), times in Counter(ran).items():
+                    entry = decoded.get(word) or self._decode(word, 0)
                     _count(counts, layer, entry[0].opcode.name, entry[5], times)
                 return counts
             if not progress:

@@ -118,9 +118,11 @@ class _Planner:
     def execute(self, index: int, insn: Instruction) -> None:
         op = insn.opcode
         if op is Opcode.LOAD:
-            self.model.check_window(index, *load_extent(insn), "LOAD")
+            first, end = load_extent(insn)
+            if first < self.model._lo or end > self.model._hi:
+                self.model.check_window(index, first, end, "LOAD")     # raises
             ny, nx = load_grid(insn)
-            if insn.mem is Mem.SPAD:
+            if insn.fields["mem"] is Mem.SPAD:
                 self._load_spad(insn, nx, ny * nx)
             else:
                 if insn.mem is Mem.ACC:
@@ -152,11 +154,11 @@ class _Planner:
         self.gather_loads.append((f["dram"], f["y_size"], f["x_size"], f["y_stride"],
                                   f["x_stride"], f["pad_top"], f["pad_left"], nx, count,
                                   self.n + (f["pad_value"] & 0xFF) * self.rows))
+        slots = np.arange(first, first + count)
         if f["length"] < self.rows:
-            self.partial.setdefault((f["length"], f["pad_value"]), []).append(
-                np.arange(first, first + count))
+            self.partial.setdefault((f["length"], f["pad_value"]), []).append(slots)
         sram = f["sram"]
-        self.spad_slots[sram:sram + count] = np.arange(first, first + count)
+        self.spad_slots[sram:sram + count] = slots
 
     def _gemm(self, insn: Instruction) -> None:
         f = insn.fields
