@@ -29,7 +29,7 @@ __all__ = [
     "INSN_BITS", "INSN_BYTES", "DEP_FLAGS", "FIELD_MAX", "field_max", "field_bits",
     "PARAM_ROWS", "PARAM_GROUP_ROWS", "PARAM_ELEM_BYTES", "DRAM_ELEM_BYTES", "row_elements",
     "LUT_ENTRIES", "table_rows",
-    "load_grid", "load_extent", "store_extent", "words_to_bytes", "bytes_to_words",
+    "load_grid", "load_extent", "store_extent", "words_to_bytes", "bytes_to_words", "encode_bytes",
     "Opcode", "Mem", "AluOp", "Queue", "CfgKey", "ErrorCode", "TokenQueue",
     "HEADER", "LAYOUTS", "INSTRUCTION", "FIELD_DOCS", "Instruction", "ISAError",
     "encode", "decode", "queue_of", "allowed_deps", "TOKEN_POPS", "TOKEN_PUSHES", "fields_of", "isa_markdown",
@@ -43,7 +43,14 @@ INSN_BYTES = INSN_BITS // 8
 DEP_FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 
 
-class Opcode(enum.Enum, shape=3):
+class _IdentityHash:
+    """Hash enum members by identity (each is one object, compared by identity): the
+    ``Enum`` default hashes the member's name in Python, which the functional model and
+    the compiler paid for on every one of 100 000s of lookups keyed by a member."""
+    __hash__ = object.__hash__
+
+
+class Opcode(_IdentityHash, enum.Enum, shape=3):
     """Instruction class."""
     LOAD = 0
     STORE = 1
@@ -54,14 +61,14 @@ class Opcode(enum.Enum, shape=3):
     FINISH = 6
 
 
-class Mem(enum.Enum, shape=2):
+class Mem(_IdentityHash, enum.Enum, shape=2):
     """Target memory of a LOAD."""
     SPAD = 0   #: scratchpad: int8 elements, rows of ``rows`` elements
     ACC = 1    #: accumulator: int8 elements from DRAM, sign-extended to int32, rows of ``cols``
     PARAM = 2  #: parameter memory: int32 elements, rows of ``cols``
 
 
-class AluOp(enum.Enum, shape=4):
+class AluOp(_IdentityHash, enum.Enum, shape=4):
     """Operation of an ALU instruction on int32 accumulator rows: element-wise, except the
     reductions RSUM and RMAX, which combine the source row's lanes and write the result to
     every lane (what softmax and LayerNorm need, I-BERT style: docs/numerics.md)."""
@@ -80,19 +87,19 @@ class AluOp(enum.Enum, shape=4):
     RSHR = 12  #: d = d >> (s & 31), arithmetic, rounding half up (bit (s & 31) - 1 added)
 
 
-class Queue(enum.Enum, shape=2):
+class Queue(_IdentityHash, enum.Enum, shape=2):
     """An instruction queue."""
     LOAD = 0
     COMPUTE = 1
     STORE = 2
 
 
-class CfgKey(enum.Enum, shape=4):
+class CfgKey(_IdentityHash, enum.Enum, shape=4):
     """Register written by CONFIG."""
     LAYER = 0  #: current layer id, for per-layer performance accounting
 
 
-class ErrorCode(enum.Enum, shape=4):
+class ErrorCode(_IdentityHash, enum.Enum, shape=4):
     """Why the NPU stopped in the error state (read from the ERROR CSR)."""
     NONE = 0
     ILLEGAL_OPCODE = 1   #: opcode not in :class:`Opcode`, or an enum field with no member
@@ -102,7 +109,7 @@ class ErrorCode(enum.Enum, shape=4):
     BUS_ERROR = 5        #: the memory answered a DMA access with an error response
 
 
-class TokenQueue(enum.Enum, shape=2):
+class TokenQueue(_IdentityHash, enum.Enum, shape=2):
     """The four dependency-token queues, named producer to consumer."""
     L2C = 0
     C2L = 1
@@ -428,15 +435,8 @@ class Instruction:
     def __init__(self, opcode: Opcode, **fields: Any) -> None:
         if not isinstance(opcode, Opcode):
             raise ISAError(f"opcode must be an Opcode, not {opcode!r}")
-        rules = _RULES[opcode]
-        if not fields.keys() <= rules.keys():
-            raise ISAError(
-                f"{opcode.name} has no field(s) {', '.join(sorted(fields.keys() - rules.keys()))}; "
-                f"fields: {', '.join(rules)}")
-        values = {name: _check_field(opcode, name, rule, fields.get(name, 0))
-                  for name, rule in rules.items()}
         object.__setattr__(self, "opcode", opcode)
-        object.__setattr__(self, "fields", values)
+        object.__setattr__(self, "fields", _BUILDERS[opcode](**fields).fields)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -454,8 +454,13 @@ class Instruction:
         new = object.__new__(Instruction)
         object.__setattr__(new, "opcode", self.opcode)
         # The other fields were checked when this instruction was made.
-        object.__setattr__(new, "fields", {**self.fields, **{
-            name: _check_field(self.opcode, name, rules[name], v) for name, v in changes.items()}})
+        values = self.fields.copy()
+        for name, value in changes.items():
+            rule = rules[name]
+            if type(value) is not int or rule[1] is None or not rule[1] <= value <= rule[2]:
+                value = _check_field(self.opcode, name, rule, value)
+            values[name] = value
+        object.__setattr__(new, "fields", values)
         return new
 
     def __eq__(self, other: object) -> bool:
@@ -487,12 +492,17 @@ def _field_rule(shape: Any) -> tuple:
     return sh, 0, (1 << sh.width) - 1
 
 
+#: enum -> member name -> member, for fields given by name (``mem="spad"``); faster than
+#: the enum's own lookup.
+_MEMBERS = {cls: {m.name: m for m in cls} for cls in (Mem, AluOp, Queue, CfgKey)}
+
 #: opcode -> field name -> its rule (:func:`_field_rule`), in layout order.
 _RULES = {op: {name: _field_rule(shape) for name, shape, _, _ in flds}
           for op, flds in _USER_FIELDS.items()}
 
 
 def _check_field(opcode: Opcode, name: str, rule: tuple, value: Any) -> Any:
+    """``value`` as field ``name`` holds it (an enum member, a Python int), or ISAError."""
     shape, lo, hi = rule
     if lo is not None and type(value) is int and lo <= value <= hi:
         return value                                     # the common case, quickly
@@ -500,10 +510,9 @@ def _check_field(opcode: Opcode, name: str, rule: tuple, value: Any) -> Any:
         if isinstance(value, shape):
             return value
         if isinstance(value, str):
-            try:
-                return shape[value.upper()]
-            except KeyError:
-                pass
+            member = _MEMBERS[shape].get(value.upper())
+            if member is not None:
+                return member
         elif isinstance(value, int) and not isinstance(value, bool):
             try:
                 return shape(value)
@@ -525,21 +534,31 @@ def _check_field(opcode: Opcode, name: str, rule: tuple, value: Any) -> Any:
     return value
 
 
+#: opcode -> every field at 0 (an enum field at its member 0), in layout order: what
+#: :class:`Instruction` starts from before the fields it is given.
+_DEFAULTS: dict[Opcode, dict[str, Any]] = {
+    op: {name: _check_field(op, name, rule, 0) for name, rule in rules.items()}
+    for op, rules in _RULES.items()}
+
+
 def encode(insn: Instruction) -> int:
     """Encode an instruction to its 128-bit word (an int)."""
-    word = int(insn.opcode.value)
-    fields = insn.fields
-    for name, offset, mask, is_enum in _ENCODING[insn.opcode]:
-        value = fields[name]
-        if is_enum:
-            value = value.value
-        word |= (value & mask) << offset
-    return word
+    return _ENCODERS[insn.opcode](insn.fields)
 
 
-#: opcode -> (name, offset, mask, is an enum) of each field, for :func:`encode`.
-_ENCODING = {op: [(name, offset, (1 << width) - 1, _is_enum(shape))
-                  for name, shape, offset, width in flds] for op, flds in _USER_FIELDS.items()}
+def _encoder(opcode: Opcode):
+    """The encoder of one format: a function of an instruction's fields giving its word,
+    generated from the layout as one expression of masks and shifts (as ``dataclasses``
+    generates methods), twice as fast as a loop over the fields."""
+    terms = [str(opcode.value)]
+    for name, shape, offset, width in _USER_FIELDS[opcode]:
+        value = f"f[{name!r}].value" if _is_enum(shape) else f"f[{name!r}]"
+        terms.append(f"(({value}) & {(1 << width) - 1}) << {offset}")
+    return eval(f"lambda f: {' | '.join(terms)}")   # noqa: S307 - text built above
+
+
+#: opcode -> its encoder (:func:`_encoder`).
+_ENCODERS = {op: _encoder(op) for op in LAYOUTS}
 
 
 def _decode_table() -> dict[Opcode, list[tuple]]:
@@ -569,8 +588,20 @@ def decode(word: int) -> Instruction:
     opcode = _OPCODES.get(word & _OPCODE_MASK)
     if opcode is None:
         raise ISAError(f"illegal opcode {word & _OPCODE_MASK}")
-    fields: dict[str, Any] = {}
     # Decoded values are in range by construction, so the checks of __init__ are skipped.
+    try:
+        fields = _DECODERS[opcode](word)
+    except KeyError:                       # an enum field with no member: say which
+        fields = _decode_fields(opcode, word)
+    insn = object.__new__(Instruction)
+    object.__setattr__(insn, "opcode", opcode)
+    object.__setattr__(insn, "fields", fields)
+    return insn
+
+
+def _decode_fields(opcode: Opcode, word: int) -> dict[str, Any]:
+    """The fields of ``word`` one at a time, naming an enum field that has no member."""
+    fields: dict[str, Any] = {}
     for name, offset, mask, sign, members, enum_cls in _DECODE[opcode]:
         value = (word >> offset) & mask
         if members is not None:
@@ -581,44 +612,95 @@ def decode(word: int) -> Instruction:
         elif sign and value & sign:
             value -= mask + 1
         fields[name] = value
-    insn = object.__new__(Instruction)
-    object.__setattr__(insn, "opcode", opcode)
-    object.__setattr__(insn, "fields", fields)
-    return insn
+    return fields
+
+
+def _decoder(opcode: Opcode):
+    """The decoder of one format: a function of a word giving its fields, generated from
+    the layout as one expression (as :func:`_encoder`); a KeyError for an enum field
+    with no member."""
+    items, members = [], {}
+    for name, shape, offset, width in _USER_FIELDS[opcode]:
+        value = f"(word >> {offset}) & {(1 << width) - 1}"
+        if _is_enum(shape):
+            members[name] = {m.value: m for m in shape}
+            value = f"_members[{name!r}][{value}]"
+        elif _shape(shape).signed:
+            sign = 1 << (width - 1)
+            value = f"(({value}) ^ {sign}) - {sign}"       # two's complement
+        items.append(f"{name!r}: {value}")
+    return eval(f"lambda word: {{{', '.join(items)}}}", {"_members": members})  # noqa: S307
+
+
+#: opcode -> its decoder (:func:`_decoder`).
+_DECODERS = {op: _decoder(op) for op in LAYOUTS}
 
 
 # Builders --------------------------------------------------------------------------------
 
-def load(**fields: Any) -> Instruction:
-    """LOAD: DRAM to scratchpad, accumulator or parameter memory (2D strided, padded)."""
-    return Instruction(Opcode.LOAD, **fields)
+def _unknown_fields(opcode: Opcode, names: Iterable[str]) -> None:
+    raise ISAError(f"{opcode.name} has no field(s) {', '.join(sorted(names))}; "
+                   f"fields: {', '.join(_RULES[opcode])}")
 
 
-def store(**fields: Any) -> Instruction:
-    """STORE: accumulator rows + bias, requantized to int8, to DRAM."""
-    return Instruction(Opcode.STORE, **fields)
+def _builder(opcode: Opcode, doc: str):
+    """The builder of one format: a function of its fields by keyword (0 where not given)
+    that checks them (:func:`_check_field`) and returns the :class:`Instruction`.
+
+    Generated from the layout as straight-line code (as ``dataclasses`` generates
+    ``__init__``): a compiled network makes 100 000s of instructions, and a loop over the
+    fields took most of the compiler's time. An int in range or an enum member passes with
+    one comparison; anything else goes to :func:`_check_field`.
+    """
+    rules = _RULES[opcode]
+    params, lines, items = [], [], []
+    for name, (shape, lo, hi) in rules.items():
+        params.append(f"{name}=_default[{name!r}]")
+        if lo is None:
+            test = f"type({name}) is not _rule[{name!r}][0]"
+        else:
+            test = f"type({name}) is not int or not {lo} <= {name} <= {hi}"
+        lines.append(f"    if {test}:\n"
+                     f"        {name} = _check(_opcode, {name!r}, _rule[{name!r}], {name})")
+        items.append(f"{name!r}: {name}")
+    source = (f"def {opcode.name.lower()}(*, {', '.join(params + ['**_other'])}):\n"
+              f"    if _other:\n"
+              f"        _unknown(_opcode, _other)\n"
+              + "".join(line + "\n" for line in lines) +
+              f"    insn = _new(_Instruction)\n"
+              f"    _set_opcode(insn, _opcode)\n"
+              f"    _set_fields(insn, {{{', '.join(items)}}})\n"
+              f"    return insn\n")
+    space = {"_default": _DEFAULTS[opcode], "_rule": rules, "_check": _check_field,
+             "_unknown": _unknown_fields, "_opcode": opcode, "_new": object.__new__,
+             "_Instruction": Instruction, "_set_opcode": Instruction.opcode.__set__,
+             "_set_fields": Instruction.fields.__set__}
+    exec(source, space)   # noqa: S102 - text built above from the layout
+    build = space[opcode.name.lower()]
+    build.__doc__ = doc
+    return build
 
 
-def gemm(**fields: Any) -> Instruction:
-    """GEMM: acc[acc+i][n] (+)= sum_k spad[inp+i][k] * spad[wgt+n][k]."""
-    return Instruction(Opcode.GEMM, **fields)
-
-
-def alu(**fields: Any) -> Instruction:
-    """ALU: element-wise op on accumulator rows."""
-    return Instruction(Opcode.ALU, **fields)
-
-
-def config(**fields: Any) -> Instruction:
-    return Instruction(Opcode.CONFIG, **fields)
-
-
-def sync(**fields: Any) -> Instruction:
-    return Instruction(Opcode.SYNC, **fields)
-
-
-def finish(**fields: Any) -> Instruction:
-    return Instruction(Opcode.FINISH, **fields)
+#: opcode -> its builder (:func:`_builder`).
+_BUILDERS = {
+    Opcode.LOAD: _builder(Opcode.LOAD, "LOAD: DRAM to scratchpad, accumulator or parameter "
+                                       "memory (2D strided, padded)."),
+    Opcode.STORE: _builder(Opcode.STORE, "STORE: accumulator rows + bias, requantized to int8, "
+                                         "to DRAM."),
+    Opcode.GEMM: _builder(Opcode.GEMM, "GEMM: acc[acc+i][n] (+)= sum_k spad[inp+i][k] * "
+                                       "spad[wgt+n][k]."),
+    Opcode.ALU: _builder(Opcode.ALU, "ALU: element-wise op on accumulator rows."),
+    Opcode.CONFIG: _builder(Opcode.CONFIG, "CONFIG: write a register (the layer id)."),
+    Opcode.SYNC: _builder(Opcode.SYNC, "SYNC: move tokens in the queue named by `queue`."),
+    Opcode.FINISH: _builder(Opcode.FINISH, "FINISH: the end of the program."),
+}
+load = _BUILDERS[Opcode.LOAD]
+store = _BUILDERS[Opcode.STORE]
+gemm = _BUILDERS[Opcode.GEMM]
+alu = _BUILDERS[Opcode.ALU]
+config = _BUILDERS[Opcode.CONFIG]
+sync = _BUILDERS[Opcode.SYNC]
+finish = _BUILDERS[Opcode.FINISH]
 
 
 # Text form ---------------------------------------------------------------------------------
@@ -723,6 +805,13 @@ def assemble(text: str) -> list[Instruction]:
 def words_to_bytes(words: Iterable[int]) -> bytes:
     """Instruction words as little-endian bytes (how they sit in DRAM)."""
     return b"".join(w.to_bytes(INSN_BYTES, "little") for w in words)
+
+
+def encode_bytes(insns: Iterable[Instruction]) -> bytes:
+    """The instructions as they sit in DRAM: ``words_to_bytes(i.encode() for i in insns)``
+    in one pass."""
+    encoders = _ENCODERS
+    return b"".join(encoders[i.opcode](i.fields).to_bytes(INSN_BYTES, "little") for i in insns)
 
 
 def bytes_to_words(blob: bytes) -> list[int]:

@@ -19,7 +19,7 @@ that); the interpreter here is the reference the plans are tested against.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -153,11 +153,20 @@ def _alu(op: AluOp, d: np.ndarray, s: np.ndarray | np.int32) -> np.ndarray:
     return _wrap32(d.astype(np.int64) << sh).astype(np.int32)   # SHL
 
 
+#: (queue, the four dependency flags) -> the token queues popped and pushed, as values.
+_TOKENS: dict[tuple, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+
+#: queue (None: FINISH) -> the dependency flags allowed in it.
+_ALLOWED_DEPS = {queue: frozenset(allowed_deps(queue)) for queue in (None, *Queue)}
+
+
 def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
     """Range checks done at dispatch; returns what is wrong, or ``None``."""
     queue = insn.queue
+    allowed = _ALLOWED_DEPS[queue]
+    f = insn.fields
     for flag in DEP_FLAGS:
-        if getattr(insn, flag) and flag not in allowed_deps(queue):
+        if f[flag] and flag not in allowed:
             where = queue.name if queue is not None else insn.opcode.name
             return f"dependency flag {flag} is not allowed in the {where} queue"
     op = insn.opcode
@@ -166,51 +175,51 @@ def check_instruction(insn: Instruction, config: NPUConfig) -> str | None:
             Mem.SPAD: (config.rows, config.spad_depth),
             Mem.ACC: (config.cols, config.acc_depth),
             Mem.PARAM: (config.cols, config.param_depth),
-        }[insn.mem]
-        if insn.y_size < 1 or insn.x_size < 1:
+        }[f["mem"]]
+        if f["y_size"] < 1 or f["x_size"] < 1:
             return f"y_size={insn.y_size}, x_size={insn.x_size}: both must be at least 1"
-        if not 1 <= insn.length <= width:
+        if not 1 <= f["length"] <= width:
             return f"length={insn.length} must be 1 to {width} ({insn.mem.name} row width)"
         ny, nx = load_grid(insn)
         total = ny * nx
-        if insn.sram + total > depth:
+        if f["sram"] + total > depth:
             return (f"rows {insn.sram}..{insn.sram + total - 1} are past the {insn.mem.name} "
                     f"depth {depth}")
     elif op is Opcode.STORE:
-        if insn.rows < 1:
+        if f["rows"] < 1:
             return "rows must be at least 1"
-        if not 1 <= insn.length <= config.cols:
+        if not 1 <= f["length"] <= config.cols:
             return f"length={insn.length} must be 1 to {config.cols}"
-        if insn.acc + insn.rows > config.acc_depth:
+        if f["acc"] + f["rows"] > config.acc_depth:
             return (f"accumulator rows {insn.acc}..{insn.acc + insn.rows - 1} are past the "
                     f"depth {config.acc_depth}")
-        if insn.param >= config.param_groups:
+        if f["param"] >= config.param_groups:
             return f"param={insn.param} is past the {config.param_groups} parameter groups"
-        if insn.lut:
-            end = PARAM_GROUP_ROWS * (insn.param + 1) + table_rows(config.cols)
+        if f["lut"]:
+            end = PARAM_GROUP_ROWS * (f["param"] + 1) + table_rows(config.cols)
             if end > config.param_depth:
                 return (f"the activation table of param={insn.param} (parameter rows "
                         f"{PARAM_GROUP_ROWS * (insn.param + 1)}..{end - 1}) is past the "
                         f"parameter depth {config.param_depth}")
-        if insn.clamp_lo > insn.clamp_hi:
+        if f["clamp_lo"] > f["clamp_hi"]:
             return f"clamp_lo={insn.clamp_lo} is above clamp_hi={insn.clamp_hi}"
     elif op is Opcode.GEMM:
-        if insn.m < 1:
+        if f["m"] < 1:
             return "m must be at least 1"
-        if insn.inp + insn.m > config.spad_depth:
+        if f["inp"] + f["m"] > config.spad_depth:
             return f"input rows {insn.inp}..{insn.inp + insn.m - 1} are past the scratchpad"
-        if insn.acc + insn.m > config.acc_depth:
+        if f["acc"] + f["m"] > config.acc_depth:
             return f"accumulator rows {insn.acc}..{insn.acc + insn.m - 1} are past the depth"
-        if not insn.keep_wgt and insn.wgt + config.cols > config.spad_depth:
+        if not f["keep_wgt"] and f["wgt"] + config.cols > config.spad_depth:
             return f"weight rows {insn.wgt}..{insn.wgt + config.cols - 1} are past the scratchpad"
     elif op is Opcode.ALU:
-        if insn.count < 1:
+        if f["count"] < 1:
             return "count must be at least 1"
-        last_dst = insn.dst + (insn.count - 1) * insn.dst_stride
+        last_dst = f["dst"] + (f["count"] - 1) * f["dst_stride"]
         if last_dst >= config.acc_depth:
             return f"destination row {last_dst} is past the accumulator depth {config.acc_depth}"
-        if not insn.use_imm:
-            last_src = insn.src + (insn.count - 1) * insn.src_stride
+        if not f["use_imm"]:
+            last_src = f["src"] + (f["count"] - 1) * f["src_stride"]
             if last_src >= config.acc_depth:
                 return f"source row {last_src} is past the accumulator depth {config.acc_depth}"
     return None
@@ -297,16 +306,24 @@ class FunctionalModel:
         self._weights_t = self.weights.astype(np.float64).T
 
     def schedule(self, dram: np.ndarray, insn_base: int, insn_count: int,
-                 execute: Callable[[int, Instruction], None]) -> Counts:
+                 execute: Callable[[int, Instruction], None],
+                 words: list[int] | None = None) -> Counts:
         """Fetch, check and dispatch a program; ``execute(index, insn)`` runs each
         instruction whose tokens are available. Returns the counts.
 
         Everything this loop decides (the order of execution, every check,
         every count) depends on the instruction words alone, which is what
-        lets :mod:`sim.plan` work it out once per program.
+        lets :mod:`sim.plan` work it out once per program. ``words``: the
+        program's words, read beforehand by a caller whose ``execute`` never
+        writes them (the planner); by default each is read from ``dram`` when it
+        is fetched, as the hardware does (a STORE may write a later instruction).
         """
         lo, hi = self._lo, self._hi
         counts = Counts()
+        # The (layer, word) of every instruction executed, counted at the end (in this
+        # order, which is that of the layers' first instructions).
+        ran: list[tuple[int, int]] = []
+        decoded = self._decoded
         cfg = self.config
         fifos = [deque() for _ in Queue]          # indexed by Queue value
         tokens = [0] * len(TokenQueue)            # indexed by TokenQueue value
@@ -315,6 +332,7 @@ class FunctionalModel:
         if insn_base % INSN_BYTES:
             raise NPUError(ErrorCode.FIELD_RANGE, 0,
                            f"instruction base {insn_base:#x} is not {INSN_BYTES}-byte aligned")
+        last_fetch = hi - INSN_BYTES                # the last address a fetch may start at
         pc = 0
         finished = False
         while True:
@@ -322,19 +340,21 @@ class FunctionalModel:
             # Dispatch, in program order, while the target queue has room.
             while not finished and pc < insn_count:
                 addr = insn_base + pc * INSN_BYTES
-                if addr < lo or addr + INSN_BYTES > hi:
+                if not lo <= addr <= last_fetch:
                     raise NPUError(ErrorCode.DMA_WINDOW, pc,
                                    f"instruction fetch at {addr:#x} is outside the DMA window "
                                    f"[{lo:#x}, {hi:#x})")
-                word = int.from_bytes(dram[addr:addr + INSN_BYTES].tobytes(), "little")
-                cached = self._decoded.get(word)
+                if words is None:
+                    word = int.from_bytes(dram[addr:addr + INSN_BYTES].tobytes(), "little")
+                else:
+                    word = words[pc]
+                cached = decoded.get(word)
                 if cached is None:
                     cached = self._decode(word, pc)
                 insn, problem, queue, pops, pushes, cost = cached
                 if problem:
                     raise NPUError(ErrorCode.FIELD_RANGE, pc, f"{insn.opcode.name}: {problem}")
                 if queue is None:   # FINISH
-                    counts.insn_read_bytes += INSN_BYTES
                     counts.insns["FINISH"] += 1
                     finished = True
                     pc += 1
@@ -342,29 +362,32 @@ class FunctionalModel:
                     break
                 if len(fifos[queue]) >= depth:
                     break
-                counts.insn_read_bytes += INSN_BYTES
                 if insn.opcode is Opcode.CONFIG and insn.key is CfgKey.LAYER:
                     self.layer = insn.value
-                fifos[queue].append((pc, insn, self.layer, pops, pushes, cost))
+                fifos[queue].append((pc, insn, pops, pushes, (self.layer, word)))
                 pc += 1
                 progress = True
             # Execute the head of each queue whose tokens are available.
             for fifo in fifos:
                 while fifo:
-                    index, insn, layer, pops, pushes, cost = fifo[0]
-                    if any(tokens[t] == 0 for t in pops):
+                    index, insn, pops, pushes, key = fifo[0]
+                    if pops and not all(map(tokens.__getitem__, pops)):
                         break
-                    if any(tokens[t] >= tok_depth for t in pushes):
+                    if pushes and max(map(tokens.__getitem__, pushes)) >= tok_depth:
                         break
                     for t in pops:
                         tokens[t] -= 1
                     execute(index, insn)
-                    _count(counts, layer, insn.opcode.name, cost)
+                    ran.append(key)
                     for t in pushes:
                         tokens[t] += 1
                     fifo.popleft()
                     progress = True
             if (finished or pc >= insn_count) and not any(fifos):
+                counts.insn_read_bytes += INSN_BYTES * pc      # every instruction fetched
+                for (layer, word), times in Counter(ran).items():
+                    entry = decoded.get(word) or self._decode(word, 0)
+                    _count(counts, layer, entry[0].opcode.name, entry[5], times)
                 return counts
             if not progress:
                 blocked = min(f[0][0] for f in fifos if f)
@@ -386,10 +409,14 @@ class FunctionalModel:
         if queue is None:
             entry = (insn, problem, None, (), (), (0, 0, 0))
         else:
-            pops = tuple(t.value for flag, t in TOKEN_POPS[queue].items() if insn.fields[flag])
-            pushes = tuple(t.value for flag, t in TOKEN_PUSHES[queue].items()
-                           if insn.fields[flag])
-            entry = (insn, problem, queue.value, pops, pushes, instruction_cost(insn, self.config))
+            f = insn.fields
+            deps = (queue, f["pop_prev"], f["pop_next"], f["push_prev"], f["push_next"])
+            tokens = _TOKENS.get(deps)
+            if tokens is None:
+                tokens = _TOKENS[deps] = (
+                    tuple(t.value for flag, t in TOKEN_POPS[queue].items() if f[flag]),
+                    tuple(t.value for flag, t in TOKEN_PUSHES[queue].items() if f[flag]))
+            entry = (insn, problem, queue.value, *tokens, instruction_cost(insn, self.config))
         if len(self._decoded) < 1 << 20:
             self._decoded[word] = entry
         return entry
@@ -512,26 +539,29 @@ def alu_rows(insn: Instruction) -> tuple[np.ndarray, np.ndarray | None, bool]:
 def instruction_cost(insn: Instruction, config: NPUConfig) -> tuple[int, int, int]:
     """(MAC slots, DRAM data bytes read, DRAM bytes written) of one instruction: what the
     hardware's MACS, DMA_RD_BYTES and DMA_WR_BYTES counters add for it."""
-    op = insn.opcode
+    op, f = insn.opcode, insn.fields
     if op is Opcode.LOAD:
-        return 0, insn.y_size * insn.x_size * insn.length * DRAM_ELEM_BYTES[insn.mem], 0
+        return 0, f["y_size"] * f["x_size"] * f["length"] * DRAM_ELEM_BYTES[f["mem"]], 0
     if op is Opcode.STORE:
-        return 0, 0, insn.rows * insn.length
+        return 0, 0, f["rows"] * f["length"]
     if op is Opcode.GEMM:
-        return insn.m * config.rows * config.cols, 0, 0
+        return f["m"] * config.rows * config.cols, 0, 0
     return 0, 0, 0
 
 
-def _count(counts: Counts, layer: int, name: str, cost: tuple[int, int, int]) -> None:
+def _count(counts: Counts, layer: int, name: str, cost: tuple[int, int, int],
+           times: int = 1) -> None:
+    """Add ``times`` executions of an instruction of class ``name`` and ``cost`` in
+    ``layer`` to ``counts`` and to its layer's."""
     per = counts.per_layer.get(layer)
     if per is None:
         per = counts.per_layer[layer] = Counts()
     macs, rd, wr = cost
     for c in (counts, per):
-        c.insns[name] += 1
-        c.macs += macs
-        c.dram_read_bytes += rd
-        c.dram_write_bytes += wr
+        c.insns[name] += times
+        c.macs += macs * times
+        c.dram_read_bytes += rd * times
+        c.dram_write_bytes += wr * times
 
 
 def place_program(dram: np.ndarray, base: int, insns: Iterable[Instruction | int]) -> int:

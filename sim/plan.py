@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.isa import INSN_BYTES, Instruction, Mem, Opcode, load_extent, load_grid, store_extent
+from hw.isa import (INSN_BYTES, Instruction, Mem, Opcode, bytes_to_words, load_extent, load_grid,
+                    store_extent)
 
 from .functional import Counts, FunctionalModel, NPUError, alu_rows
 
@@ -116,9 +118,11 @@ class _Planner:
     def execute(self, index: int, insn: Instruction) -> None:
         op = insn.opcode
         if op is Opcode.LOAD:
-            self.model.check_window(index, *load_extent(insn), "LOAD")
+            first, end = load_extent(insn)
+            if first < self.model._lo or end > self.model._hi:
+                self.model.check_window(index, first, end, "LOAD")     # raises
             ny, nx = load_grid(insn)
-            if insn.mem is Mem.SPAD:
+            if insn.fields["mem"] is Mem.SPAD:
                 self._load_spad(insn, nx, ny * nx)
             else:
                 if insn.mem is Mem.ACC:
@@ -150,11 +154,11 @@ class _Planner:
         self.gather_loads.append((f["dram"], f["y_size"], f["x_size"], f["y_stride"],
                                   f["x_stride"], f["pad_top"], f["pad_left"], nx, count,
                                   self.n + (f["pad_value"] & 0xFF) * self.rows))
+        slots = np.arange(first, first + count)
         if f["length"] < self.rows:
-            self.partial.setdefault((f["length"], f["pad_value"]), []).append(
-                np.arange(first, first + count))
+            self.partial.setdefault((f["length"], f["pad_value"]), []).append(slots)
         sram = f["sram"]
-        self.spad_slots[sram:sram + count] = np.arange(first, first + count)
+        self.spad_slots[sram:sram + count] = slots
 
     def _gemm(self, insn: Instruction) -> None:
         f = insn.fields
@@ -235,8 +239,13 @@ class PlannedModel(FunctionalModel):
     def __init__(self, config) -> None:
         super().__init__(config)
         self._plans: dict[tuple, Plan] = {}
-        self._buffer: np.ndarray | None = None            # the versioned scratchpad
-        self._scratch = np.empty(0, dtype=np.float32)     # a chain's gathered inputs
+        # The versioned scratchpad (int8: a quarter of the bytes of float32 to fill and
+        # gather from) and the DRAM with the padding rows after it, kept between runs
+        # (allocating them anew each run made the kernel clear their pages each time).
+        self._buffer: np.ndarray | None = None
+        self._work: np.ndarray | None = None
+        self._gathered = np.empty(0, dtype=np.int8)       # a chain's gathered inputs
+        self._scratch = np.empty(0, dtype=np.float32)     # the same as float32
         self.last_run: str | None = None
 
     @property
@@ -276,10 +285,22 @@ class PlannedModel(FunctionalModel):
         planner = _Planner(self, len(dram), (insn_base, insn_base + insn_count * INSN_BYTES))
         saved_layer, saved_weights = self.layer, self.weights
         self.begin(dram, window)
+        # Decoding makes an object per distinct word and no cyclic garbage: the collector
+        # would walk them all again and again.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
-            counts = self.schedule(dram, insn_base, insn_count, planner.execute)
+            # The planner writes no DRAM: the words can be read at once (when they are all
+            # inside the window; else the schedule reports the fetch that is not).
+            first, end = insn_base, insn_base + insn_count * INSN_BYTES
+            fetched = None
+            if window[0] <= first and end <= window[1] and first % INSN_BYTES == 0:
+                fetched = bytes_to_words(words)
+            counts = self.schedule(dram, insn_base, insn_count, planner.execute, fetched)
             final_layer = self.layer
         finally:
+            if collecting:
+                gc.enable()
             self.layer = saved_layer
             self.set_weights(saved_weights)
         planner.finish()
@@ -291,7 +312,9 @@ class PlannedModel(FunctionalModel):
         r = cfg.rows
         n = len(dram)
         # DRAM followed by 256 rows holding each byte value: the padding rows of the gathers.
-        work = np.empty(n + 256 * r, dtype=np.uint8)
+        work = self._work
+        if work is None or len(work) != n + 256 * r:
+            work = self._work = np.empty(n + 256 * r, dtype=np.uint8)
         work[:n] = dram
         work[n:] = np.repeat(np.arange(256, dtype=np.uint8), r)
         # Every byte offset as the start of an r-byte record: a gather copies whole rows.
@@ -299,7 +322,7 @@ class PlannedModel(FunctionalModel):
                              shape=(n + 255 * r + 1,), strides=(1,))
         vs = self._buffer
         if vs is None or vs.shape[0] < plan.slots or vs.shape[1] != r:
-            vs = self._buffer = np.empty((plan.slots, r), dtype=np.float32)
+            vs = self._buffer = np.empty((plan.slots, r), dtype=np.int8)
         vs[:cfg.spad_depth] = self.spad
         vs[cfg.spad_depth] = 0
         self.begin(work, window)
@@ -317,7 +340,8 @@ class PlannedModel(FunctionalModel):
                 need = m * min(a_slots.shape[1], max(1, _EXACT_TERMS // r)) * r
                 if len(self._scratch) < need:
                     self._scratch = np.empty(need, dtype=np.float32)
-                total = _chain_product(vs, a_slots, w_slots, self._scratch)
+                    self._gathered = np.empty(need, dtype=np.int8)
+                total = _chain_product(vs, a_slots, w_slots, self._gathered, self._scratch)
                 if not from_zero:
                     total += acc[start:start + m]
                 acc[start:start + m] = ((total + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
@@ -335,21 +359,23 @@ class PlannedModel(FunctionalModel):
 
 
 def _chain_product(vs: np.ndarray, a_slots: np.ndarray, w_slots: np.ndarray,
-                   scratch: np.ndarray) -> np.ndarray:
+                   gathered: np.ndarray, scratch: np.ndarray) -> np.ndarray:
     """sum_k vs[a_slots[:, k]] @ vs[w_slots[k]].T, exactly, as int64 [m, cols].
 
-    ``scratch`` (float32, at least m * 1024 elements) receives the gathered
-    inputs, so that no large temporary is allocated per chain."""
+    ``gathered`` (int8) and ``scratch`` (float32, each at least m * 1024 elements)
+    receive the gathered inputs, so that no large temporary is allocated per chain."""
     m, k = a_slots.shape
     r = vs.shape[1]
     step = max(1, _EXACT_TERMS // r)
     total = None
     for k0 in range(0, k, step):
         idx = a_slots[:, k0:k0 + step]
-        a = scratch[:idx.size * r].reshape(m, idx.shape[1], r)
-        np.take(vs, idx, axis=0, out=a)
+        n = idx.size * r
+        np.take(vs, idx, axis=0, out=gathered[:n].reshape(m, idx.shape[1], r))
+        a = scratch[:n].reshape(m, -1)
+        a[...] = gathered[:n].reshape(m, -1)
         w = vs[w_slots[k0:k0 + step]]                     # [k, cols, rows]
-        w = w.transpose(0, 2, 1).reshape(-1, w.shape[1])  # [k * rows, cols]
-        part = (a.reshape(m, -1) @ w).astype(np.int64)
+        w = w.transpose(0, 2, 1).reshape(-1, w.shape[1]).astype(np.float32)  # [k * rows, cols]
+        part = (a @ w).astype(np.int64)
         total = part if total is None else total + part
     return total

@@ -18,11 +18,22 @@ from hw.isa import Instruction
 from ..ir import QNode
 from . import CompileError
 
-__all__ = ["DramWeights", "GemmSchedule", "reduction_tiles", "tile_groups"]
+__all__ = ["DramWeights", "GemmSchedule", "outside", "reduction_tiles", "tile_groups",
+           "weight_blocks"]
+
+_SPAD = isa.Mem.SPAD     # (a member, not its name: the builders take it without a lookup)
 
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def outside(n: int, first: int, step: int, size: int) -> tuple[int, int]:
+    """Of the ``n`` coordinates ``first + k * step`` (``step`` >= 1), how many lie before 0
+    and how many at or past ``size`` (>= 1): the border rows or columns a LOAD pads."""
+    before = min(n, max(0, -(first // step)))            # k < ceil(-first / step)
+    inside_end = min(n, max(0, -((first - size) // step)))   # k < ceil((size - first) / step)
+    return before, n - inside_end
 
 
 def reduction_tiles(cin: int, cout: int, kh: int, kw: int, groups: int, packed: bool,
@@ -73,6 +84,37 @@ def tile_groups(tile_chunks: list[list[int]], j0: int, j1: int, oh_n: int, rows_
             yield oh0, nrows, group, k_groups
 
 
+def weight_blocks(wt: np.ndarray, keys: list[list[tuple[int, int, int]]], cin: int,
+                  groups: int, packed: bool, rows: int, cols: int) -> np.ndarray:
+    """The ``cols x rows`` int8 weight blocks of :func:`reduction_tiles` ``keys``, in their
+    order (tile by tile), as one array ``[blocks, cols, rows]``: block row ``n`` holds output
+    channel ``j * cols + n`` (zero past ``Cout``), column ``k`` input channel ``c0 + k`` of
+    kernel tap ``(dy, dx)``, zero outside the channel's group (grouped layers) and past the
+    channels; for a ``packed`` layer, element ``c0 + k`` of kernel row ``dy``'s (kernel
+    column, channel) run. ``wt``: int8 ``[Cout, KH, KW, Cin/groups]``."""
+    cout, kh, kw, cin_g = wt.shape
+    if packed:
+        full = wt.reshape(cout, kh, 1, kw * cin)       # a kernel row's run as one "tap"
+    elif groups == 1:
+        full = wt
+    else:                                              # block diagonal over the groups
+        full = np.zeros((cout, kh, kw, cin), np.int8)
+        cout_g = cout // groups
+        for g in range(groups):
+            o = slice(g * cout_g, (g + 1) * cout_g)
+            full[o, :, :, g * cin_g:(g + 1) * cin_g] = wt[o]
+    taps, width = full.shape[2], full.shape[3]
+    nt, nchunks = len(keys), _ceil(width, rows)
+    padded = np.zeros((nt * cols, kh, taps, nchunks * rows), np.int8)
+    padded[:cout, :, :, :width] = full
+    # [tile, n, dy, dx, chunk, k] -> [tile, dy, dx, chunk, n, k]: a block is [n, k].
+    by_key = padded.reshape(nt, cols, kh, taps, nchunks, rows).transpose(0, 2, 3, 4, 1, 5)
+    tile = np.repeat(np.arange(nt), [len(tile_keys) for tile_keys in keys])
+    dy, dx, c0 = np.array([k for tile_keys in keys for k in tile_keys],
+                          dtype=np.int64).reshape(-1, 3).T
+    return by_key[tile, dy, np.maximum(dx, 0), c0 // rows]
+
+
 class DramWeights:
     """The stationary operand of a matmul of two activations: ``W[n, k]`` (output channel
     ``n``, reduction index ``k``) at DRAM byte ``base + n * n_stride + k`` for ``n <
@@ -86,17 +128,22 @@ class DramWeights:
         self.shape = (cout, 1, 1, cin)
 
     def tile_loads(self, c, n0: int, n1: int, k0: int):
-        """A function of the weight slot's first row giving the LOADs of tile (n0..n1, k0)."""
+        """A function of the weight slot's first row and ``pop`` giving the LOADs of tile
+        (n0..n1, k0): the first pops a C2L token if ``pop``, the last pushes an L2C one."""
         R, C = c.R, c.C
         zeros = c.zero_row() if n1 - n0 < C else None
         dram = self.base + n0 * self.n_stride + k0
         length = min(R, self.shape[3] - k0)
 
-        def loads(sram: int) -> list[Instruction]:
+        def loads(sram: int, pop: bool) -> list[Instruction]:
             fill = [] if zeros is None else [isa.load(mem="spad", sram=sram, dram=zeros, y_size=C,
                                                       x_size=1, y_stride=0, length=R)]
-            return fill + [isa.load(mem="spad", sram=sram, dram=dram, y_size=n1 - n0, x_size=1,
-                                    y_stride=self.n_stride if n1 - n0 > 1 else 0, length=length)]
+            unit = fill + [isa.load(mem="spad", sram=sram, dram=dram, y_size=n1 - n0, x_size=1,
+                                    y_stride=self.n_stride if n1 - n0 > 1 else 0, length=length,
+                                    push_next=1)]
+            if pop:
+                unit[0] = unit[0].replace(pop_next=1)
+            return unit
         return loads
 
     def __repr__(self) -> str:
@@ -131,44 +178,48 @@ class GemmSchedule:
         sh, sw = stride
         ph, pw = pad
         self.check_gemm(node, geometry, ow_n, stride, pad, oh_n=oh_n)
-        cin_g, cout_g = cin // groups, cout // groups
         nt = _ceil(cout, C)
 
         # Weight tiles: for each n-tile the structurally non-zero (kh, kw, chunk) blocks.
         keys = reduction_tiles(cin, cout, kh, kw, groups, packed, R, C)
-        tiles: list[list[tuple]] = []   # (kh, kw, c0, the LOADs of the tile into a slot)
-        for j, tile_keys in enumerate(keys):
-            n0, n1 = j * C, min(cout, (j + 1) * C)
-            tl = []
-            for dy, dx, c0 in tile_keys:
-                if isinstance(wt, DramWeights):
-                    tl.append((dy, dx, c0, wt.tile_loads(self, n0, n1, c0)))
-                    continue
-                blk = np.zeros((C, R), np.int8)
-                if packed:
-                    flat = wt[n0:n1, dy].reshape(n1 - n0, kw * cin)       # [n, kw*cin], kw major
-                    blk[:n1 - n0, :min(R, kw * cin - c0)] = flat[:, c0:c0 + R]
-                else:
-                    c1 = min(cin, c0 + R)
-                    for o in range(n0, n1):
-                        g = o // cout_g
-                        lo, hi = max(c0, g * cin_g), min(c1, (g + 1) * cin_g)
-                        if lo < hi:
-                            blk[o - n0, lo - c0:hi - c0] = wt[o, dy, dx, lo - g * cin_g:hi - g * cin_g]
-                addr = self.const(blk.tobytes())
-                tl.append((dy, dx, c0, lambda sram, addr=addr: [isa.load(
-                    mem="spad", sram=sram, dram=addr, y_size=C, x_size=1, y_stride=R,
-                    length=R)]))
-            tiles.append(tl)
+        # For each n-tile, a weight tile per chunk, and ``tile_loads(tile, sram, pop)``: its
+        # LOADs into the weight slot at row ``sram``, the first popping a token if ``pop``,
+        # the last pushing one.
+        if isinstance(wt, DramWeights):
+            loaders = [[wt.tile_loads(self, j * C, min(cout, (j + 1) * C), c0)
+                        for dy, dx, c0 in tile_keys] for j, tile_keys in enumerate(keys)]
+
+            def tile_loads(loads, sram: int, pop: bool) -> list[Instruction]:
+                return loads(sram, pop)
+        else:
+            # The layer's blocks in emission order, placed one after another in one go; a
+            # tile is its address.
+            addrs = self.const_blocks(weight_blocks(wt, keys, cin, groups, packed, R, C))
+            loaders, pos = [], 0
+            for tile_keys in keys:
+                loaders.append(addrs[pos:pos + len(tile_keys)])
+                pos += len(tile_keys)
+            made: dict[tuple[int, int, bool], list[Instruction]] = {}
+
+            def tile_loads(addr: int, sram: int, pop: bool) -> list[Instruction]:
+                # Made once per (slot, token): a tile is loaded once per block of rows.
+                insns = made.get((addr, sram, pop))
+                if insns is None:
+                    insns = made[addr, sram, pop] = [isa.load(
+                        mem=_SPAD, sram=sram, dram=addr, y_size=C, x_size=1, y_stride=R,
+                        length=R, pop_next=int(pop), push_next=1)]
+                return insns
         zp_in = src.q.zero_point
         # A vector of zero points, read with zero strides when a block is all border.
         zp_row = self.const(np.full(R, zp_in, np.int8).tobytes())
 
         # Reduction chunks: a key per (kh, kw or -1 for packed runs, channel offset).
-        chunk_keys = sorted({(dy, dx, c0) for tl in tiles for dy, dx, c0, _ in tl})
+        chunk_keys = sorted({k for tile_keys in keys for k in tile_keys})
         chunk_pos = {k: i for i, k in enumerate(chunk_keys)}
+        # A tile's keys are in ascending order (reduction_tiles), so are its chunk indices.
         tile_chunks = [[chunk_pos[k] for k in tk] for tk in keys]
-        plan = self.plan_gemm(oh_n, ow_n, nt, len(chunk_keys), [len(tl) for tl in tiles])
+        loader_of = [dict(zip(tc, tl)) for tc, tl in zip(tile_chunks, loaders)]
+        plan = self.plan_gemm(oh_n, ow_n, nt, len(chunk_keys), [len(tk) for tk in keys])
         rows_per_block, ng, kg = plan
         lo, hi = node.clamp
         # Scratchpad: two activation groups of kg chunks x M rows, then two weight slots.
@@ -190,6 +241,7 @@ class GemmSchedule:
         # are separated by the same barrier as layers, so parameters are never overwritten
         # while a store still needs them.
         per_pass = cfg.param_groups
+        emit = self.emit
         for j0 in range(0, nt, per_pass):
             j1 = min(nt, j0 + per_pass)
             loads = [isa.sync(queue="load", pop_next=1)]
@@ -215,24 +267,21 @@ class GemmSchedule:
                 pops = group_sizes[grp_idx - 2] if grp_idx >= 2 else 0
                 group_sizes.append(len(group))
                 grp_idx += 1
-                later = [set() for _ in k_groups]
-                for q in range(len(k_groups) - 2, -1, -1):
-                    later[q] = later[q + 1] | set(k_groups[q + 1])
                 seen: set[int] = set()
                 for q, kgrp in enumerate(k_groups):
                     slot = a_group[len(kgroups) % 2]
                     where = {ci: slot + p * m_blk for p, ci in enumerate(kgrp)}
-                    gemms = []
+                    gemms = []          # (tile, accumulator row, input row, LOADs, first, last)
                     for jj, j in enumerate(group):
-                        mine = [(ci, wload) for dy, dx, c0, wload in tiles[j]
-                                for ci in [chunk_pos[(dy, dx, c0)]] if ci in where]
-                        rest = any(chunk_pos[(dy, dx, c0)] in later[q] for dy, dx, c0, _ in tiles[j])
-                        for pos, (ci, wload) in enumerate(mine):
+                        # The tile's chunks in this group, in the tile's order (ascending, as
+                        # the group's); a later group has more of them if the tile goes on.
+                        mine = [ci for ci in kgrp if ci in loader_of[j]]
+                        rest = tile_chunks[j][-1] > kgrp[-1]
+                        for pos, ci in enumerate(mine):
                             first = j not in seen
                             seen.add(j)
-                            gemms.append(dict(j=j, acc=acc_base + jj * m_blk, inp=where[ci],
-                                              wload=wload, first=first,
-                                              last=pos == len(mine) - 1 and not rest))
+                            gemms.append((j, acc_base + jj * m_blk, where[ci], loader_of[j][ci],
+                                          first, pos == len(mine) - 1 and not rest))
                     stores = []
                     if q == len(k_groups) - 1:
                         for jj, j in enumerate(group):
@@ -259,27 +308,29 @@ class GemmSchedule:
                 for _ in range(K["pops"]):
                     self.emit(isa.sync(queue="compute", pop_next=1))
                 popped += K["pops"]
-                for i, gm in enumerate(K["gemms"]):
+                for i, (j, acc, inp, wload, first, last) in enumerate(K["gemms"]):
                     g = g_idx % 2
-                    wloads = gm["wload"](w_slot[g])
-                    unit = carry + wloads[:-1] + [wloads[-1].replace(push_next=1)]
+                    # The weight LOADs push a token for the GEMM and, from the third GEMM, the
+                    # first LOAD of the unit waits for GEMM g-2 to have read its slot.
+                    if carry:
+                        unit = carry + tile_loads(wload, w_slot[g], False)
+                        if g_idx >= 2:
+                            unit[0] = unit[0].replace(pop_next=1)
+                    else:
+                        unit = tile_loads(wload, w_slot[g], g_idx >= 2)
                     carry = []
-                    if g_idx >= 2:
-                        unit[0] = unit[0].replace(pop_next=1)
-                    self.emit(*unit)
+                    emit(*unit)
                     # The next group's activations reuse the slot of the group before this one:
                     # safe once this group's second GEMM has its weights (GEMM g-2 has read).
                     if i >= 1 and nxt:
                         share = -(-len(nxt) // (spread - i + 1))
-                        self.emit(*nxt[:share])
+                        emit(*nxt[:share])
                         nxt = nxt[share:]
-                    deps = dict(pop_prev=1, push_prev=1)
-                    if gm["first"]:
+                    if first:
                         t_idx += 1
-                    if gm["last"]:
-                        deps["push_next"] = 1
-                    self.emit(isa.gemm(wgt=w_slot[g], inp=gm["inp"], acc=gm["acc"], m=K["m"],
-                                       accumulate=0 if gm["first"] else 1, **deps))
+                    emit(isa.gemm(wgt=w_slot[g], inp=inp, acc=acc, m=K["m"],
+                                       accumulate=0 if first else 1, pop_prev=1, push_prev=1,
+                                       push_next=1 if last else 0))
                     g_idx += 1
                 carry = nxt          # not placed (a group of one GEMM): before the next unit
                 self.emit(*K["stores"])
@@ -290,7 +341,7 @@ class GemmSchedule:
                 self.emit(isa.sync(queue="compute", pop_next=1, push_prev=1 if i == k - 1 else 0))
             for _ in range(min(g_idx, 2)):
                 self.emit(isa.sync(queue="load", pop_next=1))
-        return sum(len(tl) for tl in tiles) * oh_n * ow_n * R * C
+        return sum(len(tk) for tk in keys) * oh_n * ow_n * R * C
 
     def zero_row(self) -> int:
         """DRAM address of ``rows`` zero bytes (one constant per program)."""
@@ -361,14 +412,13 @@ class GemmSchedule:
                       zp_row, sram, **deps) -> Instruction:
         """Rows of (kw, channel) runs from a row-padded input: kernel row dy, offset f0."""
         R = self.R
-        ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
-        top = sum(1 for v in ih if v < 0)
-        bottom = sum(1 for v in ih if v >= h)
+        top, bottom = outside(nrows, oh0 * sh + dy - ph, sh, h)
         vy = nrows - top - bottom
         if vy <= 0:
-            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
+            return isa.load(mem=_SPAD, sram=sram, dram=zp_row, y_size=nrows, x_size=ow_n,
                             y_stride=0, x_stride=0, length=R, pad_value=zp, **deps)
-        return isa.load(mem="spad", sram=sram, dram=base + ih[top] * wp * cin + f0, y_size=vy,
+        ih_top = (oh0 + top) * sh + dy - ph
+        return isa.load(mem=_SPAD, sram=sram, dram=base + ih_top * wp * cin + f0, y_size=vy,
                         x_size=ow_n, y_stride=sh * wp * cin if vy > 1 else 0,
                         x_stride=sw * cin if ow_n > 1 else 0,
                         length=min(R, kw * cin - f0), pad_top=top, pad_bottom=bottom,
@@ -384,25 +434,21 @@ class GemmSchedule:
         bytes between input pixels (default ``cin``)."""
         R = self.R
         ps = cin if ps is None else ps
-        ih = [oh * sh + dy - ph for oh in range(oh0, oh0 + nrows)]
-        iw = [ow * sw + dx - pw for ow in range(ow_n)]
-        top = sum(1 for v in ih if v < 0)
-        bottom = sum(1 for v in ih if v >= h)
-        left = sum(1 for v in iw if v < 0)
-        right = sum(1 for v in iw if v >= w)
+        top, bottom = outside(nrows, oh0 * sh + dy - ph, sh, h)
+        left, right = outside(ow_n, dx - pw, sw, w)
         vy, vx = nrows - top - bottom, ow_n - left - right
         length = min(R, cin - c0)
 
         def border(sram, n):
-            return isa.load(mem="spad", sram=sram, dram=zp_row, y_size=n, x_size=ow_n,
+            return isa.load(mem=_SPAD, sram=sram, dram=zp_row, y_size=n, x_size=ow_n,
                             y_stride=0, x_stride=0, length=R, pad_value=zp)
         if vy <= 0 or vx <= 0:
             return [border(sram, nrows)]
-        first = base + (ih[top] * w + iw[left]) * ps + c0
+        first = base + (((oh0 + top) * sh + dy - ph) * w + left * sw + dx - pw) * ps + c0
         y_stride = sh * w * ps if vy > 1 else 0
         x_stride = sw * ps if vx > 1 else 0
         if y_stride <= self.MAX_Y_STRIDE and x_stride <= self.MAX_X_STRIDE:
-            return [isa.load(mem="spad", sram=sram, dram=first, y_size=vy, x_size=vx,
+            return [isa.load(mem=_SPAD, sram=sram, dram=first, y_size=vy, x_size=vx,
                              y_stride=y_stride, x_stride=x_stride, length=length,
                              pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right,
                              pad_value=zp)]
@@ -410,7 +456,7 @@ class GemmSchedule:
         if top:
             loads.append(border(sram, top))
         for r in range(vy):
-            loads.append(isa.load(mem="spad", sram=sram + (top + r) * ow_n,
+            loads.append(isa.load(mem=_SPAD, sram=sram + (top + r) * ow_n,
                                   dram=first + r * sh * w * ps, y_size=vx, x_size=1,
                                   y_stride=x_stride, x_stride=0, length=length, pad_top=left,
                                   pad_bottom=right, pad_value=zp))

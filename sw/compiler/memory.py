@@ -34,6 +34,25 @@ class DramImage:
             self.segments.append((addr, data))
         return addr
 
+    def alloc_blocks(self, blocks: np.ndarray) -> list[int]:
+        """Place the equal blocks ``blocks[i]`` (their bytes) at the addresses that one
+        :meth:`alloc` per block would give; returns them. One segment holds them all,
+        the alignment gaps zero, as they are in the image either way."""
+        n = len(blocks)
+        if n == 0:
+            return []
+        flat = np.ascontiguousarray(blocks).reshape(n, -1).view(np.uint8)
+        nbytes = flat.shape[1]
+        step = _align(max(nbytes, 1))
+        first = _align(self.size)
+        if step != nbytes:
+            gapped = np.zeros((n, step), np.uint8)
+            gapped[:, :nbytes] = flat
+            flat = gapped
+        self.segments.append((first, flat.tobytes()[:(n - 1) * step + nbytes]))
+        self.size = first + (n - 1) * step + max(nbytes, 1)
+        return list(range(first, first + n * step, step))
+
     def to_array(self, extra: int = 0) -> np.ndarray:
         """The image as bytes, padded to the alignment, plus ``extra`` zero bytes."""
         mem = np.zeros(_align(self.size) + extra, dtype=np.uint8)
@@ -68,3 +87,8 @@ class Allocator:
     def const(self, data: bytes) -> int:
         """Place constant ``data`` (weights, parameters) in the image; returns its address."""
         return self.image.alloc(len(data), data)
+
+    def const_blocks(self, blocks: np.ndarray) -> list[int]:
+        """Place equal constant blocks (``blocks[i]``), as :meth:`const` of each in turn
+        would; returns their addresses."""
+        return self.image.alloc_blocks(blocks)
