@@ -15,7 +15,9 @@ Every tree also compiles a few zoo models on two configurations and prints a dig
 each program (the DRAM image with instructions and weights, the tensor map, layers,
 regions and segments: :func:`sw.program.file_digest` over what ``Program.save`` writes),
 and checks the functional model's outputs bit for bit against the golden. The command
-fails (exit status 1) if a digest differs from the baseline's or an output is not exact.
+fails (exit status 1) if an output is not exact, and with ``--same-programs`` if a digest
+differs from the baseline's (the speed work kept every program's bytes; later schedule
+changes, the im2col input and equal activation groups, change them on purpose).
 """
 from __future__ import annotations
 
@@ -123,6 +125,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="subprocesses per tree, alternating")
     ap.add_argument("--runs", type=int, default=3, help="measurements of each figure per round")
     ap.add_argument("--size", type=int, default=224, help="ResNet-18 input height and width")
+    ap.add_argument("--same-programs", action="store_true",
+                    help="fail if a program differs from the baseline's (for a change that "
+                         "must not touch schedules; since the baseline, the im2col input and "
+                         "equal activation groups changed them)")
     args = ap.parse_args(argv)
     rev = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout.strip()
@@ -157,7 +163,7 @@ def main(argv=None) -> int:
     for key, d in new["digests"].items():
         same = base_d["digests"].get(key) == d
         exact = all(res["exact"].get(key, True) for res in results["this tree"])
-        ok &= same and exact
+        ok &= exact and (same or not args.same_programs)
         print(f"    {key:32s} {d[:16]}  {'identical' if same else 'DIFFERENT'}, "
               f"{'bit-exact' if exact else 'NOT EXACT'}")
     return 0 if ok else 1
