@@ -86,6 +86,7 @@ def run(label, board_name, config, design, mac, out_dir):
     row["size"] = f"{cfg.rows}x{cfg.cols}"
     row["macs_per_cycle"] = cfg.rows * cfg.cols
     row["seconds"] = report.get("seconds", round(time.monotonic() - t0, 1))
+    row["measured"] = time.strftime("%Y-%m-%d")
     return row
 
 
@@ -101,7 +102,9 @@ def mac_label(mac: MacOptions) -> str:
 def table(rows) -> str:
     head = (f"{'build':22s} {'device':10s} {'MACs':>4s} {'mac':20s} {'LUT/LC':>13s} {'FF':>6s} {'DSP':>8s} "
             f"{'BRAM':>7s} {'Fmax':>6s} {'clock':>5s} {'s':>5s}  status")
-    lines = [head, "-" * len(head)]
+    dates = sorted({r.get("measured", "2026-12-03") for r in rows})
+    lines = [f"# python bench/fpga.py [--only ...]; rows measured on {', '.join(dates)}", head,
+             "-" * len(head)]
     for r in rows:
         res = r.get("resources") or {}
 
