@@ -129,9 +129,11 @@ def test_synth_ice40_dsp_cells_of_a_4x4_array(tmp_path, mac, dsps):
 
 
 @pytest.mark.parametrize("mac, dsps, command", [
-    ("pipelined", 16, "synth_ecp5"),  # one MULT18X18D per product, the product registered
-    # The hybrid: 6 products in LUTs. (YoWASP Yosys 0.70's ABC9 exits 1, silently, on this
-    # array unless it maps flip-flops too: -dff.)
+    # One MULT18X18D per product, the product registered. (YoWASP Yosys 0.70's ABC9 exits 1,
+    # silently, on these arrays unless it maps flip-flops too: -dff; on this one since the
+    # weight writes became a wavefront of registers, docs/fpga.md.)
+    ("pipelined", 16, "synth_ecp5 -dff"),
+    # The hybrid: 6 products in LUTs.
     (MacOptions(dsp_products=10, product_register=True), 10, "synth_ecp5 -dff"),
 ])
 def test_synth_ecp5_multipliers_of_a_4x4_array(tmp_path, mac, dsps, command):
