@@ -369,7 +369,7 @@ def build_fast(config: NPUConfig, *, dram_bytes: int = 1 << 24, mac=None) -> Bui
     env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " OPT_FAST=-O3").strip()
     cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "--top-module", "npu_harness",
            "--prefix", "Vtop", "-Mdir", str(build_dir), "-o", "npu_fast",
-           f"-GDW={config.dma_data_width}", f"-GWORDS_LOG2={words_log2}",
+           f"-GDW={config.dma_data_width}", f"-GWORDS_LOG2={words_log2}", "-GCPP_HARNESS=1",
            "--x-assign", "fast", "--x-initial", "fast", "--timescale", "1ns/1ps",
            "-CFLAGS", "-march=native",
            *VERILATOR_WAIVERS, *extra,
