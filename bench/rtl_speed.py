@@ -105,6 +105,7 @@ def compare(args) -> None:
     from hw import NPUConfig
     from sw import zoo
 
+    builds = {f"{args.baseline} (baseline)": baseline_tree(args.baseline), "this tree": REPO}
     cfg = NPUConfig()
     model, _ = zoo.build("resnet18")
     shape = (3, args.resnet, args.resnet)
@@ -125,7 +126,6 @@ def compare(args) -> None:
             "insn_base": program.insn_base, "insn_count": program.insn_count,
             "out_addr": program.output.addr, "out_bytes": program.output.nbytes,
             "max_cycles": 100_000_000}
-    builds = {f"{args.baseline} (baseline)": baseline_tree(args.baseline), "this tree": REPO}
     print(f"ResNet-18 {shape} on {cfg.describe()}: {program.insn_count:,} instructions, "
           f"DRAM image {len(image) / 2**20:.1f} MiB, {dram_bytes >> 20} MiB simulated RAM")
     for name, tree in builds.items():
