@@ -29,9 +29,8 @@ from sw.analysis import perf  # noqa: E402
 
 
 def kind(qmodel, layer) -> str:
-    node = qmodel.node(layer["name"]) if layer["name"] in {n.name for n in qmodel.nodes} else None
-    if layer["op"] == "conv" and node is not None:
-        a = node.attrs
+    if layer["op"] == "conv":
+        a = qmodel.node(layer["name"]).attrs
         cin_g = a.w_q.shape[1]
         if a.groups > 1 and cin_g == 1:
             return "depthwise conv"
@@ -57,10 +56,9 @@ def main() -> int:
     program = sw.compile(qmodel, cfg)
     est = perf.estimate(program, cfg)
     cycles = {layer.id: layer.cycles for layer in est.layers}
-    qm = qmodel
     rows = []
     for layer in program.layers:
-        rows.append(dict(name=layer["name"], kind=kind(qm, layer), macs=layer["macs"],
+        rows.append(dict(name=layer["name"], kind=kind(qmodel, layer), macs=layer["macs"],
                          slots=layer["mac_slots"], cycles=cycles.get(layer["id"], 0)))
     total_c = est.cycles
     total_m = sum(r["macs"] for r in rows)

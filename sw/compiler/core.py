@@ -14,7 +14,7 @@ from sim.functional import instruction_cost
 
 from .. import ops
 from ..ir import QNode, QParams
-from ..program import HostSegment, NpuSegment, Program, TensorInfo, im2col_size, layout_regions
+from ..program import HostSegment, NpuSegment, Program, TensorInfo, layout_regions
 from ..quant import QuantizedModel
 from . import CompileError
 from .alu import AluSchedule
@@ -55,13 +55,7 @@ class Tensor:
 
     @property
     def nbytes(self):
-        if self.im2col is not None:
-            oh, ow = im2col_size(self.shape, self.im2col)
-            return oh * ow * self.im2col[6]
-        if len(self.shape) == 3 and self.pad_w:
-            c, h, w = self.shape
-            return c * h * (w + 2 * self.pad_w)
-        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+        return self.info().nbytes         # the runtime's rule, for the layout it is stored in
 
     @property
     def elem_strides(self) -> tuple[int, ...]:
